@@ -1,0 +1,492 @@
+"""Provisioning and running a real local Apache Kafka (KRaft) without Docker.
+
+The broker's jars come from Maven Central through Maven, the way a Java build gets
+them, into a per-user cache; after the first run no network is needed. The JVM runs the
+real ``kafka.Kafka`` main class with a generated ``server.properties``. One node is the
+default (broker and controller in one process); :class:`LocalKafka` also runs a small
+multi-node cluster on one machine for fault tests.
+
+>>> kafka = LocalKafka.from_settings(Settings.from_env())   # doctest: +SKIP
+>>> kafka.start()                                             # doctest: +SKIP
+>>> kafka.bootstrap_servers                                   # doctest: +SKIP
+'localhost:9092'
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from sensorlib.config import Settings
+from sensorlib.errors import BrokerError
+
+#: The pinned Apache Kafka release (the one place that names it).
+KAFKA_VERSION = "4.4.0"
+SCALA_VERSION = "2.13"
+LOG4J_VERSION = "2.25.3"
+SLF4J_VERSION = "2.0.17"
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>sensorlib</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>{kafka}</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_{scala}</artifactId><version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>{kafka}</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>{slf4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>{log4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J2 = """status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.statechange.name = state.change.logger
+logger.statechange.level = WARN
+logger.clients.name = org.apache.kafka.clients
+logger.clients.level = WARN
+"""
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+# --------------------------------------------------------------------------- jars
+
+
+def _require_tool(name: str, install_hint: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        raise BrokerError(f"`{name}` was not found on PATH. {install_hint}")
+    return path
+
+
+def check_java() -> str:
+    """Return the java executable, or raise with what to install (Kafka 4 needs 17+)."""
+    hint = (
+        "Install a JDK 17 or newer (Debian/Ubuntu: `apt-get install openjdk-17-jdk-headless`), "
+        "or use Docker with compose.yml."
+    )
+    java = _require_tool("java", hint)
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if match:
+        major = int(match.group(1))
+        if major == 1 and match.group(2):
+            major = int(match.group(2))
+        if major < 17:
+            raise BrokerError(f"Apache Kafka {KAFKA_VERSION} needs Java 17+, found {major}. {hint}")
+    return java
+
+
+def resolve_libs(settings: Settings, progress: Progress = _quiet) -> Path:
+    """The folder of Kafka jars to put on the classpath, fetching them once if needed.
+
+    ``KAFKA_HOME`` (``settings.kafka_home``) wins: its ``libs/`` is used as it is.
+    Otherwise the pinned release is resolved from Maven Central with Maven into
+    ``<cache>/kafka-<version>/lib``; later calls reuse it without any network.
+    """
+    if settings.kafka_home is not None:
+        libs = settings.kafka_home / "libs"
+        if not any(libs.glob("kafka_*.jar")):
+            raise BrokerError(
+                f"KAFKA_HOME={settings.kafka_home} has no libs/kafka_*.jar: point it at an "
+                "unpacked Apache Kafka 4.x release, or unset it to use the Maven cache"
+            )
+        return libs
+    root = settings.cache_dir / f"kafka-{KAFKA_VERSION}"
+    lib = root / "lib"
+    if (lib / ".complete").exists():
+        return lib
+    mvn = _require_tool(
+        "mvn",
+        "Install Apache Maven (Debian/Ubuntu: `apt-get install maven`) so sensorlib can fetch "
+        f"Apache Kafka {KAFKA_VERSION} from Maven Central once, or set KAFKA_HOME to a Kafka "
+        "installation.",
+    )
+    check_java()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pom.xml").write_text(
+        _POM.format(kafka=KAFKA_VERSION, scala=SCALA_VERSION, log4j=LOG4J_VERSION, slf4j=SLF4J_VERSION)
+    )
+    partial = root / "lib.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    progress(f"Fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central into {lib} (once) …")
+    proc = subprocess.run(
+        [mvn, "-B", "-q", "-f", str(root / "pom.xml"), "dependency:copy-dependencies",
+         f"-DoutputDirectory={partial}", "-DincludeScope=runtime"],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0 or not any(partial.glob("kafka_*.jar")):
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+        raise BrokerError(f"Maven could not fetch Apache Kafka {KAFKA_VERSION}:\n{tail}")
+    shutil.rmtree(lib, ignore_errors=True)
+    partial.rename(lib)
+    (lib / ".complete").write_text(KAFKA_VERSION + "\n")
+    progress(f"Kafka jars ready ({sum(1 for _ in lib.glob('*.jar'))} jars).")
+    return lib
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id in Kafka's own form (URL-safe base64 of a random UUID)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    """An ephemeral TCP port that is free right now (for tests and side-by-side runs)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class BrokerNode:
+    """One Kafka process: its id, ports and folder (properties, data, log, pid)."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    directory: Path
+
+    @property
+    def properties_file(self) -> Path:
+        return self.directory / "server.properties"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "broker.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "broker.pid"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.directory / "data"
+
+
+class LocalKafka:
+    """A local Apache Kafka of one or more combined broker+controller nodes.
+
+    Args:
+        directory: where each node keeps its properties, data, log and pid file.
+        nodes: how many nodes (1 for everyday use, 3 for fault tests).
+        ports / controller_ports: one per node (defaults: 9092, 9094, … and 9093, 9095, …).
+        settings: where the jars come from (cache or ``KAFKA_HOME``) and the heap size.
+        host: the address the brokers listen on and advertise.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        nodes: int = 1,
+        ports: Sequence[int] | None = None,
+        controller_ports: Sequence[int] | None = None,
+        settings: Settings | None = None,
+        host: str = "localhost",
+        heap: str | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.directory = Path(directory)
+        self.host = host
+        self.heap = heap or self.settings.kafka_heap
+        ports = list(ports or [self.settings.kafka_port + 2 * i for i in range(nodes)])
+        cports = list(
+            controller_ports or [self.settings.controller_port + 2 * i for i in range(nodes)]
+        )
+        if len(ports) != nodes or len(cports) != nodes:
+            raise BrokerError("give one port and one controller port per node")
+        self.nodes = [
+            BrokerNode(i + 1, ports[i], cports[i], self.directory / f"node-{i + 1}")
+            for i in range(nodes)
+        ]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalKafka:
+        """The everyday single-node broker on the configured ports and data folder."""
+        return cls(settings.data_dir / "kafka", settings=settings)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"{self.host}:{n.port}" for n in self.nodes)
+
+    # -- set-up -------------------------------------------------------------
+
+    def _properties(self, node: BrokerNode) -> str:
+        n = len(self.nodes)
+        rf = min(3, n)
+        min_isr = 2 if n >= 3 else 1
+        voters = ",".join(f"{m.node_id}@{self.host}:{m.controller_port}" for m in self.nodes)
+        lines = {
+            "process.roles": "broker,controller",
+            "node.id": node.node_id,
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://{self.host}:{node.port},CONTROLLER://{self.host}:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{node.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": node.data_dir,
+            "num.partitions": 3,
+            "default.replication.factor": rf,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": rf,
+            "offsets.topic.num.partitions": 10,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": min_isr,
+            "transaction.state.log.num.partitions": 10,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "group.initial.rebalance.delay.ms": 0,
+            "auto.create.topics.enable": "false",
+            "log.retention.hours": 168,
+            "log.segment.bytes": 64 * 1024 * 1024,
+            "unclean.leader.election.enable": "false",
+        }
+        return "".join(f"{k}={v}\n" for k, v in lines.items())
+
+    def _java_cmd(self, libs: Path, main: str, *args: str) -> list[str]:
+        java = check_java()
+        return [
+            java,
+            f"-Xmx{self.heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.directory / 'log4j2.properties'}",
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
+        ]
+
+    def prepare(self, progress: Progress = _quiet) -> Path:
+        """Fetch the jars if needed, write configs and format storage once. Returns libs."""
+        libs = resolve_libs(self.settings, progress)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "log4j2.properties").write_text(_LOG4J2)
+        cluster_file = self.directory / "cluster.id"
+        if not cluster_file.exists():
+            cluster_file.write_text(new_cluster_id())
+        cluster_id = cluster_file.read_text().strip()
+        for node in self.nodes:
+            node.directory.mkdir(parents=True, exist_ok=True)
+            node.properties_file.write_text(self._properties(node))
+            if (node.data_dir / "meta.properties").exists():
+                continue
+            progress(f"Formatting KRaft storage for node {node.node_id} in {node.data_dir} …")
+            proc = subprocess.run(
+                self._java_cmd(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                               "-c", str(node.properties_file), "--ignore-formatted"),
+                capture_output=True, text=True,
+            )
+            if proc.returncode != 0:
+                tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+                raise BrokerError(f"Formatting Kafka storage failed:\n{tail}")
+        return libs
+
+    # -- processes ----------------------------------------------------------
+
+    def pid(self, node: BrokerNode) -> int | None:
+        """The pid of the node's JVM if it is running (checked by its command line)."""
+        try:
+            pid = int(node.pid_file.read_text().strip())
+            proc = psutil.Process(pid)
+            cmdline = proc.cmdline()
+            if proc.status() != psutil.STATUS_ZOMBIE and "kafka.Kafka" in cmdline and str(
+                node.properties_file
+            ) in cmdline:
+                return pid
+        except (OSError, ValueError, psutil.Error):
+            pass
+        return None
+
+    def start_node(self, node: BrokerNode, libs: Path) -> int:
+        """Start one node's JVM in its own session (it outlives this Python process)."""
+        running = self.pid(node)
+        if running:
+            return running
+        if port_open(self.host, node.port) or port_open(self.host, node.controller_port):
+            raise BrokerError(
+                f"Port {node.port} or {node.controller_port} on {self.host} is already in use by "
+                "another program: stop it, or choose other ports (SENSORLIB_KAFKA_PORT, "
+                "SENSORLIB_CONTROLLER_PORT)"
+            )
+        with open(node.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                self._java_cmd(libs, "kafka.Kafka", str(node.properties_file)),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=node.directory,
+            )
+        node.pid_file.write_text(f"{proc.pid}\n")
+        return proc.pid
+
+    def start(self, timeout: float = 120.0, progress: Progress = _quiet) -> LocalKafka:
+        """Start every node that is not running and wait until the cluster answers."""
+        libs = self.prepare(progress)
+        for node in self.nodes:
+            self.start_node(node, libs)
+        self.wait_ready(timeout)
+        progress(f"Apache Kafka {KAFKA_VERSION} is up at {self.bootstrap_servers}")
+        return self
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Block until every running node accepts clients and the cluster has them all."""
+        from kafka import KafkaAdminClient
+
+        deadline = time.monotonic() + timeout
+        last_error = ""
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                if self.pid(node) is None:
+                    raise BrokerError(
+                        f"Kafka node {node.node_id} exited during start-up. "
+                        f"Last lines of {node.log_file}:\n{self.log_tail(node)}"
+                    )
+            if all(port_open(self.host, n.port) for n in self.nodes):
+                try:
+                    admin = KafkaAdminClient(
+                        bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000,
+                        client_id="sensorlib-broker-check",
+                    )
+                    try:
+                        brokers = admin.describe_cluster().get("brokers", [])
+                    finally:
+                        admin.close()
+                    if len(brokers) >= len(self.nodes):
+                        return
+                    last_error = f"{len(brokers)} of {len(self.nodes)} brokers registered"
+                except Exception as exc:  # noqa: BLE001 - any client error means "not yet"
+                    last_error = str(exc)
+            time.sleep(0.3)
+        raise BrokerError(
+            f"Kafka did not become ready within {timeout:.0f}s ({last_error}). Last lines of "
+            f"{self.nodes[0].log_file}:\n{self.log_tail(self.nodes[0])}"
+        )
+
+    def kill_node(self, node: BrokerNode, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to one node's JVM (SIGKILL for fault tests) and wait for it to go."""
+        pid = self.pid(node)
+        if pid is None:
+            return
+        try:
+            proc = psutil.Process(pid)
+            proc.send_signal(sig)
+            proc.wait(timeout=30 if sig != signal.SIGKILL else 10)
+        except psutil.TimeoutExpired:
+            psutil.Process(pid).kill()
+            psutil.Process(pid).wait(timeout=10)
+        except psutil.NoSuchProcess:
+            pass
+        node.pid_file.unlink(missing_ok=True)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop every node cleanly (SIGTERM, then SIGKILL after ``timeout``): no orphan JVM."""
+        procs = []
+        for node in self.nodes:
+            pid = self.pid(node)
+            if pid is not None:
+                proc = psutil.Process(pid)
+                proc.terminate()
+                procs.append((node, proc))
+        _, alive = psutil.wait_procs([p for _, p in procs], timeout=timeout)
+        for proc in alive:
+            proc.kill()
+        psutil.wait_procs(alive, timeout=10)
+        for node, _ in procs:
+            node.pid_file.unlink(missing_ok=True)
+
+    def status(self) -> list[dict[str, object]]:
+        """One row per node: id, pid (or None), port and whether it accepts connections."""
+        return [
+            {
+                "node": n.node_id,
+                "pid": self.pid(n),
+                "port": n.port,
+                "listening": port_open(self.host, n.port),
+                "log": str(n.log_file),
+            }
+            for n in self.nodes
+        ]
+
+    def running(self) -> bool:
+        return all(self.pid(n) is not None for n in self.nodes)
+
+    def log_tail(self, node: BrokerNode | None = None, lines: int = 25) -> str:
+        node = node or self.nodes[0]
+        try:
+            text = node.log_file.read_text(errors="replace")
+        except OSError:
+            return "(no log yet)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> LocalKafka:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def jvm_main_class(pid: int) -> str | None:
+    """The main class a JVM was started with (used to prove we run ``kafka.Kafka``)."""
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return None
+    for i, arg in enumerate(cmdline):
+        if arg in ("-cp", "-classpath") and i + 2 < len(cmdline):
+            return cmdline[i + 2]
+    return None
+
+
+def kafka_pids() -> list[int]:
+    """Pids of every ``kafka.Kafka`` JVM on this machine (to check for orphans)."""
+    pids = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if "kafka.Kafka" in cmd:
+            pids.append(proc.info["pid"])
+    return pids
+

@@ -1,0 +1,238 @@
+"""Settings from environment variables, with the defaults of the design contract.
+
+One frozen :class:`Settings` object carries everything a component needs: where Kafka
+is, the topic and group names, ports, thresholds and local paths. Build it with
+:meth:`Settings.from_env` (what the CLI, services and notebooks do) and derive variants
+with :meth:`Settings.replace` (what tests do to get private topics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sensorlib.errors import ConfigError
+
+#: The local broker's default client port, used when no cluster is configured.
+LOCAL_BOOTSTRAP = "localhost:9092"
+
+
+def bootstrap_from_env(env: Mapping[str, str]) -> tuple[str, bool]:
+    """Return ``(bootstrap_servers, external)`` following the design's precedence.
+
+    ``KAFKA_BOOTSTRAP_SERVERS`` wins; else the reference sample's
+    ``ConnectionStrings__messaging`` (the part before the first ``;``, itself possibly a
+    comma list); else the local broker. ``external`` is True when the user pointed us at
+    a cluster of their own, in which case no local broker is ever started.
+
+    >>> bootstrap_from_env({"ConnectionStrings__messaging": "k1:9092,k2:9092;SecurityProtocol=Plaintext"})
+    ('k1:9092,k2:9092', True)
+    >>> bootstrap_from_env({})
+    ('localhost:9092', False)
+    """
+    explicit = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if explicit:
+        return _normalise_servers(explicit, "KAFKA_BOOTSTRAP_SERVERS"), True
+    aspire = env.get("ConnectionStrings__messaging", "").strip()
+    if aspire:
+        first = aspire.split(";", 1)[0].strip()
+        if first:
+            return _normalise_servers(first, "ConnectionStrings__messaging"), True
+    return LOCAL_BOOTSTRAP, False
+
+
+def _normalise_servers(value: str, variable: str) -> str:
+    servers = [s.strip() for s in value.split(",") if s.strip()]
+    for server in servers:
+        host, sep, port = server.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(
+                f"{variable} must be a comma-separated list of host:port, got {server!r}"
+            )
+    return ",".join(servers)
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name)
+    return default if raw is None or raw.strip() == "" else raw.strip()
+
+
+def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
+    raw = env.get(name)
+    return default if not raw else Path(raw).expanduser()
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    return Path(env.get("HOME") or Path.home())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the design contract's defaults.
+
+    Environment variables (all optional):
+
+    ========================================  =====================================
+    ``KAFKA_BOOTSTRAP_SERVERS``               cluster to use (no local broker then)
+    ``ConnectionStrings__messaging``          the reference sample's variable
+    ``KAFKA_SECURITY_PROTOCOL``               e.g. ``SASL_SSL``
+    ``KAFKA_SASL_MECHANISM`` / ``_USERNAME`` / ``_PASSWORD``, ``KAFKA_SSL_CAFILE``
+    ``SENSORLIB_TOPIC_READINGS`` / ``_ALERTS`` / ``_DLQ``   topic names
+    ``SENSORLIB_PARTITIONS``                  partitions of readings and alerts (3)
+    ``SENSORLIB_RETENTION_HOURS``             retention of the three topics (168)
+    ``SENSORLIB_PROCESSOR_GROUP``             ``python-consumer-group``
+    ``SENSORLIB_HOST``                        bind address of the services (127.0.0.1)
+    ``SENSORLIB_PRODUCER_PORT`` / ``_PROCESSOR_PORT`` / ``_DASHBOARD_PORT`` / ``_JUPYTER_PORT``
+    ``SENSORLIB_TEMP_THRESHOLD`` / ``SENSORLIB_HUMIDITY_THRESHOLD``  (35, 90)
+    ``SENSORLIB_WINDOW_SECONDS``              aggregate window (300)
+    ``SENSORLIB_INTERVAL``                    seconds between a sensor's readings (2)
+    ``SENSORLIB_SEED``                        simulator seed (random when unset)
+    ``SENSORLIB_CACHE``                       Kafka jars cache (~/.cache/sensorlib)
+    ``SENSORLIB_DATA``                        local broker data (~/.local/share/sensorlib)
+    ``KAFKA_HOME``                            use this Kafka installation's libs/
+    ``SENSORLIB_KAFKA_PORT`` / ``_CONTROLLER_PORT``  local broker ports (9092, 9093)
+    ``SENSORLIB_KAFKA_HEAP``                  local broker heap (512m)
+    ========================================  =====================================
+    """
+
+    bootstrap_servers: str = LOCAL_BOOTSTRAP
+    external: bool = False
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+
+    topic_readings: str = "sensor-readings"
+    topic_alerts: str = "sensor-alerts"
+    topic_dlq: str = "sensor-readings-dlq"
+    partitions: int = 3
+    dlq_partitions: int = 1
+    replication_factor: int = 1
+    retention_hours: int = 168
+
+    processor_group: str = "python-consumer-group"
+    dashboard_readings_group: str = "dashboard-readings-group"
+    dashboard_alerts_group: str = "dashboard-group"
+
+    host: str = "127.0.0.1"
+    producer_port: int = 8081
+    processor_port: int = 8082
+    dashboard_port: int = 5006
+    jupyter_port: int = 8888
+
+    temperature_threshold: float = 35.0
+    humidity_threshold: float = 90.0
+    window_seconds: float = 300.0
+    interval: float = 2.0
+    seed: int | None = None
+
+    cache_dir: Path = field(default_factory=lambda: _home({}) / ".cache" / "sensorlib")
+    data_dir: Path = field(default_factory=lambda: _home({}) / ".local" / "share" / "sensorlib")
+    kafka_home: Path | None = None
+    kafka_port: int = 9092
+    controller_port: int = 9093
+    kafka_heap: str = "512m"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``env`` (default: ``os.environ``)."""
+        env = os.environ if env is None else env
+        bootstrap, external = bootstrap_from_env(env)
+        home = _home(env)
+        seed = env.get("SENSORLIB_SEED", "").strip()
+        kafka_port = _int(env, "SENSORLIB_KAFKA_PORT", 9092)
+        if not external and kafka_port != 9092:
+            bootstrap = f"localhost:{kafka_port}"
+        settings = cls(
+            bootstrap_servers=bootstrap,
+            external=external,
+            security_protocol=_str(env, "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper(),
+            sasl_mechanism=env.get("KAFKA_SASL_MECHANISM") or None,
+            sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
+            sasl_password=env.get("KAFKA_SASL_PASSWORD") or None,
+            ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
+            topic_readings=_str(env, "SENSORLIB_TOPIC_READINGS", "sensor-readings"),
+            topic_alerts=_str(env, "SENSORLIB_TOPIC_ALERTS", "sensor-alerts"),
+            topic_dlq=_str(env, "SENSORLIB_TOPIC_DLQ", "sensor-readings-dlq"),
+            partitions=_int(env, "SENSORLIB_PARTITIONS", 3),
+            replication_factor=_int(env, "SENSORLIB_REPLICATION_FACTOR", 1),
+            retention_hours=_int(env, "SENSORLIB_RETENTION_HOURS", 168),
+            processor_group=_str(env, "SENSORLIB_PROCESSOR_GROUP", "python-consumer-group"),
+            dashboard_readings_group=_str(
+                env, "SENSORLIB_DASHBOARD_READINGS_GROUP", "dashboard-readings-group"
+            ),
+            dashboard_alerts_group=_str(env, "SENSORLIB_DASHBOARD_ALERTS_GROUP", "dashboard-group"),
+            host=_str(env, "SENSORLIB_HOST", "127.0.0.1"),
+            producer_port=_int(env, "SENSORLIB_PRODUCER_PORT", 8081),
+            processor_port=_int(env, "SENSORLIB_PROCESSOR_PORT", 8082),
+            dashboard_port=_int(env, "SENSORLIB_DASHBOARD_PORT", 5006),
+            jupyter_port=_int(env, "SENSORLIB_JUPYTER_PORT", 8888),
+            temperature_threshold=_float(env, "SENSORLIB_TEMP_THRESHOLD", 35.0),
+            humidity_threshold=_float(env, "SENSORLIB_HUMIDITY_THRESHOLD", 90.0),
+            window_seconds=_float(env, "SENSORLIB_WINDOW_SECONDS", 300.0),
+            interval=_float(env, "SENSORLIB_INTERVAL", 2.0),
+            seed=int(seed) if seed.lstrip("-").isdigit() else None,
+            cache_dir=_path(env, "SENSORLIB_CACHE", home / ".cache" / "sensorlib"),
+            data_dir=_path(env, "SENSORLIB_DATA", home / ".local" / "share" / "sensorlib"),
+            kafka_home=_path(env, "KAFKA_HOME", Path()) if env.get("KAFKA_HOME") else None,
+            kafka_port=kafka_port,
+            controller_port=_int(env, "SENSORLIB_CONTROLLER_PORT", 9093),
+            kafka_heap=_str(env, "SENSORLIB_KAFKA_HEAP", "512m"),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` with the variable to fix when a value is unusable."""
+        if self.partitions < 1:
+            raise ConfigError("SENSORLIB_PARTITIONS must be at least 1")
+        if self.window_seconds <= 0:
+            raise ConfigError("SENSORLIB_WINDOW_SECONDS must be positive")
+        if self.interval <= 0:
+            raise ConfigError("SENSORLIB_INTERVAL must be positive")
+        for name in ("producer_port", "processor_port", "dashboard_port", "jupyter_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"SENSORLIB_{name.upper()} must be a TCP port, got {port}")
+        if self.sasl_mechanism and not self.sasl_username:
+            raise ConfigError("KAFKA_SASL_MECHANISM is set but KAFKA_SASL_USERNAME is not")
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some fields changed (settings are immutable)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def topics(self) -> tuple[str, str, str]:
+        """The three topics this project owns: readings, alerts, dead letters."""
+        return (self.topic_readings, self.topic_alerts, self.topic_dlq)
+
+    def describe(self) -> dict[str, object]:
+        """A loggable summary: never contains the SASL password."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if out.get("sasl_password"):
+            out["sasl_password"] = "***"
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}

@@ -1,0 +1,27 @@
+"""The error hierarchy: each message says what happened and what to do about it."""
+
+from __future__ import annotations
+
+
+class SensorlibError(Exception):
+    """Base class of every error sensorlib raises on purpose."""
+
+
+class ConfigError(SensorlibError, ValueError):
+    """A setting (usually an environment variable) has an unusable value."""
+
+
+class BrokerError(SensorlibError):
+    """The local Apache Kafka broker could not be provisioned, started or stopped."""
+
+
+class KafkaUnavailable(SensorlibError):
+    """Kafka did not answer at the configured bootstrap servers."""
+
+    def __init__(self, bootstrap_servers: str, detail: str = "") -> None:
+        self.bootstrap_servers = bootstrap_servers
+        hint = (
+            f"Kafka is not reachable at {bootstrap_servers} — start it with "
+            "`sensorlib broker start` (or `make run`), or set KAFKA_BOOTSTRAP_SERVERS"
+        )
+        super().__init__(f"{hint} ({detail})" if detail else hint)

@@ -1,0 +1,244 @@
+"""Kafka I/O: the one place that builds kafka-python clients and sets up topics.
+
+Everything else asks this module for a producer, a consumer or an admin client built
+from :class:`~sensorlib.config.Settings`, so security settings, client ids and
+serialisation are decided once. Keys are sensor ids (UTF-8); values are raw bytes
+(the JSON wire format lives in :mod:`sensorlib.events`).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+
+from sensorlib.config import Settings
+from sensorlib.errors import KafkaUnavailable
+
+__all__ = [
+    "client_config",
+    "make_producer",
+    "make_consumer",
+    "make_admin",
+    "ensure_topics",
+    "topic_partitions",
+    "end_offsets",
+    "kafka_reachable",
+    "wait_for_kafka",
+    "encode_key",
+    "decode_key",
+]
+
+
+def encode_key(key: str | None) -> bytes | None:
+    return None if key is None else key.encode("utf-8")
+
+
+def decode_key(key: bytes | None) -> str | None:
+    return None if key is None else key.decode("utf-8", errors="replace")
+
+
+def client_config(settings: Settings, client_id: str = "sensorlib") -> dict[str, Any]:
+    """Connection and security options shared by every client."""
+    cfg: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
+        "client_id": client_id,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.sasl_mechanism:
+        cfg["sasl_mechanism"] = settings.sasl_mechanism
+        cfg["sasl_plain_username"] = settings.sasl_username
+        cfg["sasl_plain_password"] = settings.sasl_password
+    if settings.ssl_cafile:
+        cfg["ssl_cafile"] = settings.ssl_cafile
+    return cfg
+
+
+def _connect(factory: Any, settings: Settings, *args: Any, **cfg: Any) -> Any:
+    try:
+        return factory(*args, **cfg)
+    except (KafkaTimeoutError, KafkaConnectionError) as exc:
+        raise KafkaUnavailable(settings.bootstrap_servers, str(exc)) from None
+
+
+def make_producer(
+    settings: Settings,
+    *,
+    client_id: str = "sensorlib-producer",
+    transactional_id: str | None = None,
+    **overrides: Any,
+) -> KafkaProducer:
+    """A durable producer: acks=all, idempotent, keys as UTF-8, values as bytes.
+
+    Pass ``transactional_id`` for a transactional producer (``init_transactions`` is
+    called here). Extra keyword arguments override kafka-python options.
+    """
+    cfg = client_config(settings, client_id)
+    cfg.update(
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        batch_size=64 * 1024,
+        key_serializer=encode_key,
+        allow_auto_create_topics=False,
+    )
+    if transactional_id:
+        cfg["transactional_id"] = transactional_id
+    cfg.update(overrides)
+    producer = _connect(KafkaProducer, settings, **cfg)
+    if transactional_id:
+        producer.init_transactions()
+    return producer
+
+
+def make_consumer(
+    settings: Settings,
+    *topics: str,
+    group_id: str | None = None,
+    client_id: str = "sensorlib-consumer",
+    **overrides: Any,
+) -> KafkaConsumer:
+    """A consumer of raw bytes with UTF-8 keys, subscribed to ``topics`` if given.
+
+    Without ``group_id`` nothing is committed (use ``assign`` + ``seek`` for replay).
+    Auto-commit is off: callers commit what they have really processed.
+    """
+    cfg = client_config(settings, client_id)
+    cfg.update(
+        group_id=group_id,
+        key_deserializer=decode_key,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        allow_auto_create_topics=False,
+    )
+    cfg.update(overrides)
+    return _connect(KafkaConsumer, settings, *topics, **cfg)
+
+
+def make_admin(settings: Settings, client_id: str = "sensorlib-admin", **overrides: Any) -> KafkaAdminClient:
+    """An admin client (topics, groups, offsets)."""
+    cfg = client_config(settings, client_id)
+    cfg.update(request_timeout_ms=15000)
+    cfg.update(overrides)
+    return _connect(KafkaAdminClient, settings, **cfg)
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    """The three topics of the design with their partitions and retention."""
+    retention = str(settings.retention_hours * 3600 * 1000)
+    rf = settings.replication_factor
+    configs = {"retention.ms": retention, "cleanup.policy": "delete"}
+    return [
+        NewTopic(settings.topic_readings, settings.partitions, rf, topic_configs=dict(configs)),
+        NewTopic(settings.topic_alerts, settings.partitions, rf, topic_configs=dict(configs)),
+        NewTopic(settings.topic_dlq, settings.dlq_partitions, rf, topic_configs=dict(configs)),
+    ]
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
+    """Create the project's topics if missing; idempotent. Returns ``{topic: status}``.
+
+    Status is ``"created"`` or ``"exists"``. An existing topic with fewer partitions
+    than configured is reported as ``"exists (N partitions)"`` and left alone
+    (shrinking is impossible and growing would move keys between partitions).
+    """
+    admin = make_admin(settings)
+    try:
+        specs = topic_specs(settings)
+        existing = set(admin.list_topics())
+        result: dict[str, str] = {}
+        missing = [s for s in specs if s.name not in existing]
+        for spec in missing:
+            try:
+                admin.create_topics([spec], timeout_ms=int(timeout * 1000))
+                result[spec.name] = "created"
+            except TopicAlreadyExistsError:
+                result[spec.name] = "exists"
+        _wait_for_leaders(settings, [s.name for s in specs], timeout)
+        counts = topic_partitions(settings, [s.name for s in specs])
+        for spec in specs:
+            if spec.name in result:
+                continue
+            have = len(counts.get(spec.name, []))
+            result[spec.name] = "exists" if have == spec.num_partitions else f"exists ({have} partitions)"
+        return result
+    finally:
+        admin.close()
+
+
+def _wait_for_leaders(settings: Settings, topics: list[str], timeout: float) -> None:
+    """Wait until every partition of ``topics`` has a leader (new topics take a moment)."""
+    deadline = time.monotonic() + timeout
+    consumer = make_consumer(settings, client_id="sensorlib-topic-check")
+    try:
+        while time.monotonic() < deadline:
+            ready = True
+            for topic in topics:
+                parts = consumer.partitions_for_topic(topic)
+                if not parts:
+                    ready = False
+                    break
+            if ready:
+                return
+            time.sleep(0.2)
+            consumer._client.cluster.request_update()  # refresh metadata for new topics
+    finally:
+        consumer.close()
+    raise KafkaUnavailable(settings.bootstrap_servers, f"topics {topics} have no leader yet")
+
+
+def topic_partitions(settings: Settings, topics: Iterable[str]) -> dict[str, list[TopicPartition]]:
+    """``{topic: [TopicPartition, …]}`` for each existing topic."""
+    consumer = make_consumer(settings, client_id="sensorlib-metadata")
+    try:
+        out = {}
+        for topic in topics:
+            parts = consumer.partitions_for_topic(topic)
+            if parts:
+                out[topic] = [TopicPartition(topic, p) for p in sorted(parts)]
+        return out
+    finally:
+        consumer.close()
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """``{partition: end offset}`` of ``topic`` right now."""
+    consumer = make_consumer(settings, client_id="sensorlib-offsets")
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        return {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()
+
+
+def kafka_reachable(settings: Settings, timeout: float = 1.0) -> bool:
+    """Cheap liveness probe: does any bootstrap server accept a TCP connection?"""
+    for server in settings.bootstrap_servers.split(","):
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def wait_for_kafka(settings: Settings, timeout: float = 30.0) -> None:
+    """Block until Kafka answers metadata requests, or raise :class:`KafkaUnavailable`."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if kafka_reachable(settings):
+            try:
+                admin = make_admin(settings, request_timeout_ms=5000)
+                admin.close()
+                return
+            except (KafkaUnavailable, KafkaError) as exc:
+                last = str(exc)
+        time.sleep(0.3)
+    raise KafkaUnavailable(settings.bootstrap_servers, last or f"no answer within {timeout:.0f}s")

@@ -1,0 +1,69 @@
+"""Shared fixtures: one real Apache Kafka per test session, private topics per test.
+
+The broker is the project's own :class:`sensorlib.broker.LocalKafka` on free ports in a
+temporary folder, so tests never touch a user's broker on 9092. Set
+``KAFKA_BOOTSTRAP_SERVERS`` to run the suite against a cluster of your own instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sensorlib.broker import LocalKafka, free_port
+from sensorlib.config import Settings
+from sensorlib.kafka_io import ensure_topics
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    """Settings from the environment (jar cache, thresholds) before any test overrides."""
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of a real broker: the user's cluster, or one started here."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield base_settings.bootstrap_servers
+        return
+    directory: Path = tmp_path_factory.mktemp("kafka")
+    kafka = LocalKafka(
+        directory,
+        ports=[free_port()],
+        controller_ports=[free_port()],
+        settings=base_settings,
+        heap="768m",
+    )
+    kafka.start(timeout=180)
+    try:
+        yield kafka.bootstrap_servers
+    finally:
+        kafka.stop()
+
+
+@pytest.fixture
+def settings(base_settings: Settings, kafka_cluster: str) -> Settings:
+    """Settings pointing at the test broker, with topic and group names private to this test."""
+    suffix = uuid.uuid4().hex[:8]
+    return base_settings.replace(
+        bootstrap_servers=kafka_cluster,
+        external=True,
+        topic_readings=f"sensor-readings-{suffix}",
+        topic_alerts=f"sensor-alerts-{suffix}",
+        topic_dlq=f"sensor-readings-dlq-{suffix}",
+        processor_group=f"python-consumer-group-{suffix}",
+        dashboard_readings_group=f"dashboard-readings-group-{suffix}",
+        dashboard_alerts_group=f"dashboard-group-{suffix}",
+    )
+
+
+@pytest.fixture
+def topics(settings: Settings) -> Settings:
+    """Like ``settings``, with the three topics already created."""
+    ensure_topics(settings)
+    return settings
