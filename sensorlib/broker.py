@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import psutil
 
@@ -92,7 +93,7 @@ def check_java() -> str:
         "or use Docker with compose.yml."
     )
     java = _require_tool("java", hint)
-    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     if match:
         major = int(match.group(1))
@@ -139,7 +140,7 @@ def resolve_libs(settings: Settings, progress: Progress = _quiet) -> Path:
     proc = subprocess.run(
         [mvn, "-B", "-q", "-f", str(root / "pom.xml"), "dependency:copy-dependencies",
          f"-DoutputDirectory={partial}", "-DincludeScope=runtime"],
-        capture_output=True, text=True,
+        capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0 or not any(partial.glob("kafka_*.jar")):
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
@@ -320,7 +321,7 @@ class LocalKafka:
             proc = subprocess.run(
                 self._java_cmd(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
                                "-c", str(node.properties_file), "--ignore-formatted"),
-                capture_output=True, text=True,
+                capture_output=True, text=True, check=False,
             )
             if proc.returncode != 0:
                 tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
@@ -462,8 +463,9 @@ class LocalKafka:
             return "(no log yet)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def __enter__(self) -> LocalKafka:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

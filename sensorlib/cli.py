@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import signal
 import sys
@@ -22,7 +23,7 @@ def _say(message: str) -> None:
 # --------------------------------------------------------------------------- broker
 
 
-def _local_kafka(settings: Settings):  # noqa: ANN202 - LocalKafka, imported lazily
+def _local_kafka(settings: Settings):
     from sensorlib.broker import LocalKafka
 
     return LocalKafka.from_settings(settings)
@@ -94,6 +95,100 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- streams
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from sensorlib.kafka_io import ensure_topics, wait_for_kafka
+    from sensorlib.produce import run_simulation
+
+    wait_for_kafka(settings, timeout=30)
+    ensure_topics(settings)
+    interval = 1.0 / args.rate if args.rate else settings.interval
+    if args.duration is None and args.count is None and not args.realtime:
+        _say("error: --fast needs --count or --duration (simulated seconds)")
+        return 2
+    started = time.monotonic()
+    mode = "real time" if args.realtime else "as fast as Kafka takes them"
+    _say(f"Simulating 5 sensors, one reading each every {interval:g}s of event time, {mode} "
+         f"→ {settings.topic_readings} at {settings.bootstrap_servers}")
+
+    def progress(batch: list) -> None:
+        for r in batch:
+            print(f"{r.timestamp:%H:%M:%S} {r.sensor_id} {r.temperature:6.1f}°C {r.humidity:5.1f}%",
+                  flush=True)
+
+    n = run_simulation(settings, interval=interval, duration=args.duration, count=args.count,
+                       seed=args.seed, realtime=args.realtime,
+                       on_batch=progress if args.realtime and not args.quiet else None)
+    elapsed = time.monotonic() - started
+    _say(f"Published {n} readings in {elapsed:.1f}s ({n / max(elapsed, 1e-9):,.0f}/s).")
+    return 0
+
+
+def cmd_producer(args: argparse.Namespace, settings: Settings) -> int:
+    from sensorlib.services import serve
+    from sensorlib.services.producer import create_app
+
+    interval = 1.0 / args.rate if args.rate else None
+    app = create_app(settings, simulate=not args.no_simulate, interval=interval)
+    serve(app, args.host or settings.host, args.port or settings.producer_port)
+    return 0
+
+
+def cmd_processor(args: argparse.Namespace, settings: Settings) -> int:
+    from sensorlib.services import serve
+    from sensorlib.services.processor import create_app
+
+    app = create_app(settings, instance=args.instance)
+    serve(app, args.host or settings.host, args.port or settings.processor_port)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from sensorlib.supervise import run_system
+
+    return run_system(settings, dashboard=not args.no_dashboard)
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    import httpx
+
+    from sensorlib.kafka_io import group_lag, kafka_reachable
+
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    code = 0
+    reachable = kafka_reachable(settings)
+    print(f"kafka      {settings.bootstrap_servers}: {'reachable' if reachable else 'UNREACHABLE'}")
+    code |= 0 if reachable else 1
+    checks = [("producer", f"http://{host}:{settings.producer_port}/health"),
+              ("processor", f"http://{host}:{settings.processor_port}/health"),
+              ("dashboard", f"http://{host}:{settings.dashboard_port}/live")]
+    for name, url in checks:
+        try:
+            answer = httpx.get(url, timeout=3.0)
+            state = "healthy" if answer.status_code == 200 else f"unhealthy ({answer.status_code})"
+        except httpx.HTTPError:
+            state = "not running"
+        code |= 0 if state == "healthy" else 1
+        print(f"{name:<10} {url}: {state}")
+    if reachable:
+        groups = [(settings.processor_group, settings.topic_readings),
+                  (settings.dashboard_readings_group, settings.topic_readings),
+                  (settings.dashboard_alerts_group, settings.topic_alerts)]
+        print("consumer group lag:")
+        for group, topic in groups:
+            try:
+                lag = group_lag(settings, group, topic)
+            except SensorlibError as exc:
+                print(f"  {group}: {exc}")
+                continue
+            total = sum(int(p["lag"] or 0) for p in lag.values())
+            parts = " ".join(f"p{p}={v['lag']}" for p, v in lag.items())
+            print(f"  {group:<28} {topic:<20} lag {total:>8}  ({parts})")
+    return code
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -115,13 +210,50 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("--timeout", type=float, default=30.0)
     topics.set_defaults(handler=cmd_topics)
 
-    for register in _EXTRA_COMMANDS:
+    simulate = sub.add_parser("simulate", help="publish the simulated fleet to Kafka")
+    simulate.add_argument("--rate", type=float, help="readings per second per sensor (default 0.5)")
+    simulate.add_argument("--duration", type=float, help="seconds to run (simulated seconds with --fast)")
+    simulate.add_argument("--count", type=int, help="stop after this many readings")
+    simulate.add_argument("--seed", type=int, help="seed for a reproducible fleet")
+    simulate.add_argument("--fast", dest="realtime", action="store_false",
+                          help="no pacing: advance event time and publish as fast as Kafka takes it")
+    simulate.add_argument("--quiet", "-q", action="store_true", help="don't print each reading")
+    simulate.set_defaults(handler=cmd_simulate)
+
+    producer = sub.add_parser("producer", help="the producer service (simulator + REST API, :8081)")
+    producer.add_argument("--host")
+    producer.add_argument("--port", type=int)
+    producer.add_argument("--rate", type=float, help="readings per second per sensor")
+    producer.add_argument("--no-simulate", action="store_true", help="only the REST API")
+    producer.set_defaults(handler=cmd_producer)
+
+    processor = sub.add_parser("processor", help="the processor service (windows, rules, alerts, :8082)")
+    processor.add_argument("--host")
+    processor.add_argument("--port", type=int)
+    processor.add_argument("--instance", default="1",
+                           help="instance name, unique within the consumer group (default 1)")
+    processor.set_defaults(handler=cmd_processor)
+
+    up = sub.add_parser("up", help="run the whole system: broker, topics, producer, processor, dashboard")
+    up.add_argument("--no-dashboard", action="store_true")
+    up.set_defaults(handler=cmd_up)
+
+    status = sub.add_parser("status", help="health of each service and lag of each consumer group")
+    status.set_defaults(handler=cmd_status)
+
+    for module in _PLUGIN_MODULES:
+        try:
+            register = importlib.import_module(module).register_cli
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
         register(sub)
     return parser
 
 
-#: Other modules' sub-command registrations (kept here so ``--help`` lists them all).
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+#: Modules that add their own sub-commands with ``register_cli(sub)``.
+_PLUGIN_MODULES = ["sensorlib.replay", "sensorlib.report", "sensorlib.dashboard"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

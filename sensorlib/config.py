@@ -230,6 +230,52 @@ class Settings:
         """The three topics this project owns: readings, alerts, dead letters."""
         return (self.topic_readings, self.topic_alerts, self.topic_dlq)
 
+    def to_env(self) -> dict[str, str]:
+        """Environment variables that make a child process's ``from_env`` equal this.
+
+        Used to start services and notebooks as subprocesses on the same broker and
+        topics (``sensorlib up``, papermill runs, tests).
+        """
+        env = {
+            "SENSORLIB_TOPIC_READINGS": self.topic_readings,
+            "SENSORLIB_TOPIC_ALERTS": self.topic_alerts,
+            "SENSORLIB_TOPIC_DLQ": self.topic_dlq,
+            "SENSORLIB_PARTITIONS": str(self.partitions),
+            "SENSORLIB_REPLICATION_FACTOR": str(self.replication_factor),
+            "SENSORLIB_RETENTION_HOURS": str(self.retention_hours),
+            "SENSORLIB_PROCESSOR_GROUP": self.processor_group,
+            "SENSORLIB_DASHBOARD_READINGS_GROUP": self.dashboard_readings_group,
+            "SENSORLIB_DASHBOARD_ALERTS_GROUP": self.dashboard_alerts_group,
+            "SENSORLIB_HOST": self.host,
+            "SENSORLIB_PRODUCER_PORT": str(self.producer_port),
+            "SENSORLIB_PROCESSOR_PORT": str(self.processor_port),
+            "SENSORLIB_DASHBOARD_PORT": str(self.dashboard_port),
+            "SENSORLIB_JUPYTER_PORT": str(self.jupyter_port),
+            "SENSORLIB_TEMP_THRESHOLD": repr(self.temperature_threshold),
+            "SENSORLIB_HUMIDITY_THRESHOLD": repr(self.humidity_threshold),
+            "SENSORLIB_WINDOW_SECONDS": repr(self.window_seconds),
+            "SENSORLIB_INTERVAL": repr(self.interval),
+            "SENSORLIB_CACHE": str(self.cache_dir),
+            "SENSORLIB_DATA": str(self.data_dir),
+            "SENSORLIB_KAFKA_PORT": str(self.kafka_port),
+            "SENSORLIB_CONTROLLER_PORT": str(self.controller_port),
+            "SENSORLIB_KAFKA_HEAP": self.kafka_heap,
+            "KAFKA_SECURITY_PROTOCOL": self.security_protocol,
+        }
+        if self.external:
+            env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
+        if self.seed is not None:
+            env["SENSORLIB_SEED"] = str(self.seed)
+        if self.kafka_home is not None:
+            env["KAFKA_HOME"] = str(self.kafka_home)
+        for name, value in (("KAFKA_SASL_MECHANISM", self.sasl_mechanism),
+                            ("KAFKA_SASL_USERNAME", self.sasl_username),
+                            ("KAFKA_SASL_PASSWORD", self.sasl_password),
+                            ("KAFKA_SSL_CAFILE", self.ssl_cafile)):
+            if value:
+                env[name] = value
+        return env
+
     def describe(self) -> dict[str, object]:
         """A loggable summary: never contains the SASL password."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

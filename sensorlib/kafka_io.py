@@ -15,23 +15,29 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAlreadyExistsError,
+)
 
 from sensorlib.config import Settings
 from sensorlib.errors import KafkaUnavailable
 
 __all__ = [
     "client_config",
-    "make_producer",
-    "make_consumer",
-    "make_admin",
-    "ensure_topics",
-    "topic_partitions",
-    "end_offsets",
-    "kafka_reachable",
-    "wait_for_kafka",
-    "encode_key",
     "decode_key",
+    "encode_key",
+    "end_offsets",
+    "ensure_topics",
+    "group_lag",
+    "kafka_reachable",
+    "make_admin",
+    "make_consumer",
+    "make_producer",
+    "topic_partitions",
+    "wait_for_kafka",
 ]
 
 
@@ -242,3 +248,27 @@ def wait_for_kafka(settings: Settings, timeout: float = 30.0) -> None:
                 last = str(exc)
         time.sleep(0.3)
     raise KafkaUnavailable(settings.bootstrap_servers, last or f"no answer within {timeout:.0f}s")
+
+
+def group_lag(settings: Settings, group: str, topic: str) -> dict[int, dict[str, int | None]]:
+    """Per-partition ``{committed, end, lag}`` of ``group`` on ``topic`` (committed may be None)."""
+    admin = make_admin(settings)
+    consumer = make_consumer(settings, client_id="sensorlib-lag")
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        ends = consumer.end_offsets(parts) if parts else {}
+        try:
+            committed = admin.list_group_offsets({group: parts}).get(group, {})
+        except KafkaError:
+            committed = {}
+        out: dict[int, dict[str, int | None]] = {}
+        for tp in parts:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else None
+            end = ends.get(tp, 0)
+            out[tp.partition] = {"committed": done, "end": end,
+                                 "lag": end - (done or 0)}
+        return out
+    finally:
+        consumer.close()
+        admin.close()

@@ -86,3 +86,10 @@ def test_password_never_in_repr_or_description() -> None:
     assert "s3cr3t" not in repr(s)
     assert "s3cr3t" not in str(s.describe())
     assert s.sasl_password == "s3cr3t"
+
+
+def test_to_env_round_trips_through_from_env() -> None:
+    s = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "h:1", "SENSORLIB_TOPIC_ALERTS": "a",
+                           "SENSORLIB_SEED": "7", "SENSORLIB_TEMP_THRESHOLD": "33.3",
+                           "HOME": "/home/x"})
+    assert Settings.from_env(s.to_env() | {"HOME": "/home/x"}) == s

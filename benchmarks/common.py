@@ -1,0 +1,78 @@
+"""Shared benchmark plumbing: a broker to measure against, fast preloading, the machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+
+from sensorlib.broker import LocalKafka, free_port
+from sensorlib.config import Settings
+from sensorlib.kafka_io import ensure_topics, make_producer
+
+
+def machine() -> str:
+    """One line naming the machine the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = psutil.virtual_memory().total / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+@contextlib.contextmanager
+def broker(bootstrap: str | None = None) -> Iterator[Settings]:
+    """Settings for a broker: ``bootstrap`` if given, else a fresh local one (stopped after)."""
+    base = Settings.from_env()
+    if bootstrap:
+        yield base.replace(bootstrap_servers=bootstrap, external=True)
+        return
+    with tempfile.TemporaryDirectory(prefix="sensorlib-bench-") as tmp:
+        kafka = LocalKafka(Path(tmp), ports=[free_port()], controller_ports=[free_port()],
+                           settings=base, heap="1g")
+        kafka.start(timeout=180)
+        try:
+            yield base.replace(bootstrap_servers=kafka.bootstrap_servers, external=True)
+        finally:
+            kafka.stop()
+
+
+def private_topics(settings: Settings, name: str) -> Settings:
+    """Fresh topics and group for one benchmark (created)."""
+    suffix = f"{name}-{uuid.uuid4().hex[:6]}"
+    fresh = settings.replace(
+        topic_readings=f"bench-readings-{suffix}", topic_alerts=f"bench-alerts-{suffix}",
+        topic_dlq=f"bench-dlq-{suffix}", processor_group=f"bench-group-{suffix}",
+    )
+    ensure_topics(fresh)
+    return fresh
+
+
+def preload(settings: Settings, n: int, *, seed: int = 1, interval: float = 0.1) -> float:
+    """Publish ``n`` simulated readings as fast as possible; returns the rate (records/s)."""
+    from sensorlib.simulate import Simulator
+
+    producer = make_producer(settings, client_id="bench-preload", linger_ms=20,
+                             batch_size=512 * 1024, max_in_flight_requests_per_connection=5)
+    sim = Simulator(seed=seed, interval=interval)
+    topic = settings.topic_readings
+    started = time.perf_counter()
+    for i, reading in enumerate(sim.stream(count=n)):
+        producer.send(topic, key=reading.sensor_id, value=reading.to_json())
+        if i and i % 200_000 == 0:
+            print(f"  preloaded {i:,} / {n:,}", flush=True)
+    producer.flush()
+    producer.close()
+    return n / (time.perf_counter() - started)

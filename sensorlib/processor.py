@@ -1,0 +1,428 @@
+"""The processor loop: consume → aggregate → detect → publish alerts → commit, exactly once.
+
+Each poll's batch runs in one Kafka transaction: the alerts it caused, the dead letters
+for records that failed validation, and the consumer offsets are committed together
+(``send_offsets_to_transaction``), so a ``read_committed`` reader sees every alert
+exactly once even if the processor is killed at any point. State (windows, cooldowns)
+is kept per assigned partition and rebuilt from the last window of history on every
+assignment, so aggregates are right at once after a restart and nothing is published
+twice. Any Kafka failure ends the session; the next session starts from the last
+committed transaction (crash-only design: one recovery path, the same as a restart).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+
+from sensorlib.config import Settings
+from sensorlib.detect import RuleConfig
+from sensorlib.events import Alert, InvalidReading, Reading, parse_alert, parse_reading
+from sensorlib.kafka_io import kafka_reachable, make_consumer, make_producer
+from sensorlib.pipeline import Pipeline
+
+log = logging.getLogger("sensorlib.processor")
+
+#: History re-read beyond the window on assignment, for cooldown and silence state.
+WARM_EXTRA = timedelta(minutes=2)
+
+
+def rules_from_settings(settings: Settings) -> RuleConfig:
+    """The rule configuration implied by the settings (thresholds from env vars)."""
+    return RuleConfig(
+        temperature_threshold=settings.temperature_threshold,
+        humidity_threshold=settings.humidity_threshold,
+    )
+
+
+def dead_letter(record: Any, error: Exception) -> bytes:
+    """The DLQ value: the raw bytes, why they were rejected, and where they came from."""
+    raw: bytes = record.value if isinstance(record.value, bytes) else b""
+    try:
+        text: str | None = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    errors = (
+        [{"field": e.field, "reason": e.reason} for e in error.errors]
+        if isinstance(error, InvalidReading)
+        else [{"field": "body", "reason": str(error)}]
+    )
+    return json.dumps(
+        {
+            "errors": errors,
+            "source": {"topic": record.topic, "partition": record.partition,
+                       "offset": record.offset, "timestamp": record.timestamp},
+            "key": record.key,
+            "value": text,
+            "valueBase64": base64.b64encode(raw).decode() if text is None else None,
+            "rejectedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+    ).encode()
+
+
+@dataclass
+class ProcessorStats:
+    """Counters shown by ``/health`` and ``sensorlib status``."""
+
+    processed: int = 0
+    invalid: int = 0
+    alerts: int = 0
+    transactions: int = 0
+    sessions: int = 0
+    warmed: int = 0
+    last_commit: float | None = None
+    last_error: str | None = None
+    assigned: list[int] = field(default_factory=list)
+
+
+class Processor:
+    """The stateful stream processor behind ``sensorlib processor``.
+
+    Args:
+        settings: topics, group and thresholds.
+        instance: distinguishes processors of one group (the transactional id is
+            ``<group>-<instance>``, stable across restarts so a restarted instance fences
+            its predecessor's unfinished transaction at once).
+        rules: detector configuration (default: from the settings' thresholds).
+        max_records: records per poll, i.e. per transaction.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        instance: str = "1",
+        rules: RuleConfig | None = None,
+        max_records: int = 2000,
+        alert_history: int = 1000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.instance = instance
+        self.rules = rules or rules_from_settings(settings)
+        self.max_records = max_records
+        self.clock = clock
+        self.window = timedelta(seconds=settings.window_seconds)
+        self.stats = ProcessorStats()
+        self._pipelines: dict[TopicPartition, Pipeline] = {}
+        self._lock = threading.Lock()
+        self._aggregates: list[dict[str, Any]] = []
+        self._alerts: deque[dict[str, Any]] = deque(maxlen=alert_history)
+        self._alert_ids: set[str] = set()
+        self._healthy = False
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._watermark_wall: dict[TopicPartition, tuple[datetime, float]] = {}
+
+    # -- read side (HTTP threads) ------------------------------------------
+
+    def aggregates(self) -> list[dict[str, Any]]:
+        """The latest committed per-sensor aggregates (a copy; safe from any thread)."""
+        with self._lock:
+            return list(self._aggregates)
+
+    def alerts(self, limit: int = 100, sensor_id: str | None = None) -> list[dict[str, Any]]:
+        """Recent committed alerts, newest first, optionally for one sensor."""
+        with self._lock:
+            items = list(self._alerts)
+        items.reverse()
+        if sensor_id is not None:
+            items = [a for a in items if a["sensorId"] == sensor_id]
+        return items[:limit]
+
+    def health(self) -> dict[str, Any]:
+        """Health summary: ``ok`` is False when Kafka is unreachable or the loop is down."""
+        reachable = kafka_reachable(self.settings)
+        ok = reachable and self._healthy
+        return {
+            "status": "healthy" if ok else "unhealthy",
+            "ok": ok,
+            "kafka": "reachable" if reachable else "unreachable",
+            "bootstrapServers": self.settings.bootstrap_servers,
+            "group": self.settings.processor_group,
+            "instance": self.instance,
+            "assignedPartitions": list(self.stats.assigned),
+            "processed": self.stats.processed,
+            "invalid": self.stats.invalid,
+            "alerts": self.stats.alerts,
+            "transactions": self.stats.transactions,
+            "lastError": self.stats.last_error,
+        }
+
+    # -- the loop ------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, retry_delay: float = 1.0) -> None:
+        """Process until ``stop`` is set, starting a fresh session after any Kafka failure."""
+        self._backfill_alerts()
+        while not stop.is_set():
+            try:
+                self._session(stop)
+            except Exception as exc:  # noqa: BLE001 - crash-only: log, rebuild, go on
+                self._healthy = False
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("processor session ended (%s); restarting", self.stats.last_error)
+                stop.wait(retry_delay)
+
+    def _session(self, stop: threading.Event) -> None:
+        s = self.settings
+        self.stats.sessions += 1
+        producer = make_producer(
+            s,
+            client_id=f"sensorlib-processor-{self.instance}",
+            transactional_id=f"{s.processor_group}-{self.instance}",
+            transaction_timeout_ms=15000,
+            max_block_ms=15000,
+        )
+        consumer = make_consumer(
+            s,
+            group_id=s.processor_group,
+            client_id=f"sensorlib-processor-{self.instance}",
+            isolation_level="read_committed",
+            max_poll_records=self.max_records,
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=2000,
+        )
+        self._consumer, self._producer = consumer, producer
+        try:
+            rebalance = _Rebalance()
+            consumer.subscribe([s.topic_readings], listener=rebalance)
+            while not stop.is_set():
+                batch = consumer.poll(timeout_ms=200)
+                # Rebalance callbacks run on kafka-python's IO thread, which must not
+                # block: they only queue, and the state work happens here, before any
+                # record of a newly assigned partition is processed.
+                for revoked, assigned in rebalance.drain():
+                    self.on_revoked(revoked)
+                    self.on_assigned(assigned)
+                self._healthy = True
+                self._process_batch(batch)
+        finally:
+            self._healthy = False
+            with self._lock:
+                self._pipelines.clear()
+            try:
+                consumer.close()
+            finally:
+                producer.close(timeout=5)
+
+    def _process_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        producer, consumer = self._producer, self._consumer
+        s = self.settings
+        out: list[Alert] = []
+        dead: list[tuple[Any, Exception]] = []
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        processed = 0
+        for tp, records in batch.items():
+            pipeline = self._pipelines.get(tp)
+            if pipeline is None:  # revoked between poll and here
+                continue
+            for record in records:
+                try:
+                    reading = parse_reading(record.value)
+                except InvalidReading as exc:
+                    dead.append((record, exc))
+                    continue
+                out.extend(pipeline.process(reading))
+                processed += 1
+            if records:
+                offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+                last = pipeline.watermark
+                if last is not None:
+                    self._watermark_wall[tp] = (last, time.monotonic())
+        out.extend(self._tick())
+        # Alert ids are deterministic: one already published (seen live, or read back
+        # from the alerts topic at start-up) is never published again.
+        with self._lock:
+            out = [a for a in out if a.alert_id not in self._alert_ids]
+        if not offsets and not out:
+            return
+        producer.begin_transaction()
+        try:
+            for alert in out:
+                producer.send(s.topic_alerts, key=alert.sensor_id, value=alert.to_json())
+            for record, exc in dead:
+                producer.send(s.topic_dlq, key=record.key, value=dead_letter(record, exc))
+            if offsets:
+                producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
+            producer.commit_transaction()
+        except Exception:
+            try:
+                producer.abort_transaction()
+            except Exception as exc:  # noqa: BLE001 - the session is ending anyway
+                log.debug("abort after a failed commit: %s", exc)
+            raise
+        self.stats.transactions += 1
+        self.stats.processed += processed
+        self.stats.invalid += len(dead)
+        self.stats.alerts += len(out)
+        self.stats.last_commit = time.time()
+        self._publish_state(out)
+
+    def _tick(self) -> list[Alert]:
+        """Drive the silence rule: event time advanced by the wall time since it was seen.
+
+        Live, this is the wall clock; replaying history at full speed it is the event
+        time, so a replay ticks exactly as the offline ``run_frame`` does.
+        """
+        alerts: list[Alert] = []
+        now_mono = time.monotonic()
+        for tp, pipeline in list(self._pipelines.items()):
+            seen = self._watermark_wall.get(tp)
+            if seen is None:
+                continue
+            event_time, at = seen
+            alerts.extend(pipeline.tick(event_time + timedelta(seconds=now_mono - at)))
+        return alerts
+
+    def _publish_state(self, alerts: Iterable[Alert]) -> None:
+        aggregates = [
+            a.to_dict() for p in list(self._pipelines.values()) for a in p.aggregates()
+        ]
+        aggregates.sort(key=lambda a: a["sensorId"])
+        with self._lock:
+            self._aggregates = aggregates
+            for alert in alerts:
+                self._remember(alert.to_dict())
+
+    def _remember(self, alert: dict[str, Any]) -> None:
+        if alert["alertId"] in self._alert_ids:
+            return
+        if len(self._alerts) == self._alerts.maxlen:
+            self._alert_ids.discard(self._alerts[0]["alertId"])
+        self._alerts.append(alert)
+        self._alert_ids.add(alert["alertId"])
+
+    # -- state rebuild ---------------------------------------------------------
+
+    def on_assigned(self, partitions: list[TopicPartition]) -> None:
+        """Rebuild each newly assigned partition's state from its recent history."""
+        consumer = self._consumer
+        for tp in partitions:
+            if tp in self._pipelines:
+                continue
+            committed = consumer.committed(tp)
+            if committed is None:
+                committed = consumer.beginning_offsets([tp])[tp]
+            pipeline = Pipeline(window=self.window, rules=self.rules, clock=self.clock)
+            history = read_history(self.settings, tp, self.window + WARM_EXTRA, committed, self.clock)
+            pipeline.warm(history)
+            self.stats.warmed += len(history)
+            self._pipelines[tp] = pipeline
+            if pipeline.watermark is not None:
+                self._watermark_wall[tp] = (pipeline.watermark, time.monotonic())
+        self.stats.assigned = sorted(tp.partition for tp in self._pipelines)
+        self._publish_state(())
+
+    def on_revoked(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._pipelines.pop(tp, None)
+            self._watermark_wall.pop(tp, None)
+        self.stats.assigned = sorted(tp.partition for tp in self._pipelines)
+
+    def _backfill_alerts(self) -> None:
+        """Fill ``/api/alerts`` with the latest committed alerts, so a restart shows them."""
+        try:
+            alerts = read_recent_alerts(self.settings, self._alerts.maxlen or 1000)
+        except Exception as exc:  # noqa: BLE001 - an empty feed is better than no service
+            log.warning("could not back-fill alerts: %s", exc)
+            return
+        with self._lock:
+            for alert in alerts:
+                self._remember(alert)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Queues partition changes for the processing thread (see ``Processor._session``)."""
+
+    def __init__(self) -> None:
+        self._events: list[tuple[list[TopicPartition], list[TopicPartition]]] = []
+        self._lock = threading.Lock()
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        with self._lock:
+            self._events.append((list(revoked), []))
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        with self._lock:
+            self._events.append(([], list(assigned)))
+
+    def drain(self) -> list[tuple[list[TopicPartition], list[TopicPartition]]]:
+        with self._lock:
+            events, self._events = self._events, []
+        return events
+
+
+def read_history(
+    settings: Settings,
+    tp: TopicPartition,
+    span: timedelta,
+    until_offset: int,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> list[Reading]:
+    """Valid readings of ``tp`` from ``span`` ago (by record timestamp) up to ``until_offset``.
+
+    Uses no consumer group (assign + seek), so it never disturbs committed offsets.
+    """
+    consumer = make_consumer(settings, client_id="sensorlib-warmup", isolation_level="read_committed")
+    try:
+        consumer.assign([tp])
+        since_ms = int((clock() - span).timestamp() * 1000)
+        found = consumer.offsets_for_times({tp: since_ms})[tp]
+        start = found.offset if found is not None else until_offset
+        begin = consumer.beginning_offsets([tp])[tp]
+        start = max(start, begin)
+        if start >= until_offset:
+            return []
+        consumer.seek(tp, start)
+        out: list[Reading] = []
+        while consumer.position(tp) < until_offset:
+            for record in consumer.poll(timeout_ms=500).get(tp, []):
+                if record.offset >= until_offset:
+                    break
+                try:
+                    out.append(parse_reading(record.value))
+                except InvalidReading:
+                    continue
+        return out
+    finally:
+        consumer.close()
+
+
+def read_recent_alerts(settings: Settings, limit: int) -> list[dict[str, Any]]:
+    """The last ``limit`` committed alerts (oldest first), read without a group."""
+    consumer = make_consumer(settings, client_id="sensorlib-alert-backfill",
+                             isolation_level="read_committed")
+    try:
+        parts = [TopicPartition(settings.topic_alerts, p)
+                 for p in sorted(consumer.partitions_for_topic(settings.topic_alerts) or [])]
+        if not parts:
+            return []
+        consumer.assign(parts)
+        ends = consumer.end_offsets(parts)
+        begins = consumer.beginning_offsets(parts)
+        for tp in parts:
+            consumer.seek(tp, max(begins[tp], ends[tp] - limit))
+        alerts: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 30
+        while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=300).values():
+                for record in records:
+                    try:
+                        alerts.append(parse_alert(record.value).to_dict())
+                    except ValueError:
+                        continue
+        alerts.sort(key=lambda a: (a["detectedAt"], a["alertId"]))
+        return alerts[-limit:]
+    finally:
+        consumer.close()
+

@@ -1,0 +1,173 @@
+"""The producer service: the simulated fleet plus ``/api/sensors``, ``/api/events``, ``/health``.
+
+``POST /api/events`` accepts the reference sample's curl payload unchanged, validates it
+(422 naming the field and the reason), publishes it keyed by sensorId with acks=all and
+answers where Kafka stored it. Kafka being down gives 503 with a clear message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from sensorlib.config import Settings
+from sensorlib.errors import KafkaUnavailable, SensorlibError
+from sensorlib.events import InvalidReading, parse_reading
+from sensorlib.kafka_io import ensure_topics, kafka_reachable
+from sensorlib.produce import ReadingProducer, run_simulation
+from sensorlib.services.common import BodyTooLarge, health_response, problem, read_limited_body
+from sensorlib.simulate import REFERENCE_FLEET
+
+log = logging.getLogger("sensorlib.producer")
+
+
+class ProducerService:
+    """Owns the Kafka producer (created in the background, re-created after failures)
+    and the simulator thread."""
+
+    def __init__(self, settings: Settings, *, simulate: bool = True,
+                 interval: float | None = None) -> None:
+        self.settings = settings
+        self.simulate = simulate
+        self.interval = interval
+        self.stop = threading.Event()
+        self.producer: ReadingProducer | None = None
+        self.simulated = 0
+        self.posted = 0
+        self.last_error: str | None = None
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        worker = threading.Thread(target=self._work, name="producer-worker", daemon=True)
+        worker.start()
+        self._threads.append(worker)
+
+    def _connect(self) -> None:
+        while not self.stop.is_set() and self.producer is None:
+            try:
+                if kafka_reachable(self.settings):
+                    ensure_topics(self.settings)
+                    self.producer = ReadingProducer(self.settings, max_block_ms=5000)
+                    self.last_error = None
+                    log.info("connected to Kafka at %s", self.settings.bootstrap_servers)
+                    return
+                self.last_error = f"Kafka is not reachable at {self.settings.bootstrap_servers}"
+            except Exception as exc:  # noqa: BLE001 - keep trying; /health says why
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            self.stop.wait(1.0)
+
+    def _work(self) -> None:
+        self._connect()
+        while self.simulate and not self.stop.is_set() and self.producer is not None:
+            try:
+                self.simulated += run_simulation(
+                    self.settings, interval=self.interval, stop=self.stop, producer=self.producer
+                )
+            except SensorlibError as exc:
+                self.last_error = str(exc)
+                log.warning("simulator paused: %s", exc)
+                self.stop.wait(1.0)
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self.producer is not None:
+            try:
+                self.producer.close(timeout=5)
+            except Exception as exc:  # noqa: BLE001 - shutting down
+                log.warning("producer close: %s", exc)
+
+    def health(self) -> dict[str, Any]:
+        reachable = kafka_reachable(self.settings)
+        ok = reachable and self.producer is not None
+        return {
+            "status": "healthy" if ok else "unhealthy",
+            "ok": ok,
+            "kafka": "reachable" if reachable else "unreachable",
+            "bootstrapServers": self.settings.bootstrap_servers,
+            "topic": self.settings.topic_readings,
+            "simulating": self.simulate,
+            "simulated": self.simulated,
+            "posted": self.posted,
+            "lastError": None if ok else self.last_error,
+        }
+
+
+def create_app(settings: Settings | None = None, *, simulate: bool = True,
+               interval: float | None = None) -> FastAPI:
+    """The producer service's FastAPI app (the simulator starts with the app)."""
+    settings = settings or Settings.from_env()
+    service = ProducerService(settings, simulate=simulate, interval=interval)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        yield
+        service.close()
+
+    app = FastAPI(title="sensorlib producer", version="0.1.0", lifespan=lifespan)
+    app.state.service = service
+
+    @app.get("/api/sensors")
+    def sensors() -> list[dict[str, Any]]:
+        """The simulated fleet (the reference sample's five sensors)."""
+        return [
+            {"sensorId": s.sensor_id, "location": s.location,
+             "baseTemperature": s.base_temperature, "baseHumidity": s.base_humidity}
+            for s in REFERENCE_FLEET
+        ]
+
+    @app.post("/api/events", status_code=201)
+    async def publish(request: Request) -> JSONResponse:
+        """Validate one reading and publish it to the readings topic."""
+        try:
+            body = await read_limited_body(request)
+        except BodyTooLarge:
+            return problem(422, [{"field": "body", "reason": "larger than 64 KiB (65536 bytes)"}],
+                           "invalid reading")
+        try:
+            reading = parse_reading(body, now=datetime.now(UTC))
+        except InvalidReading as exc:
+            return problem(422, [{"field": e.field, "reason": e.reason} for e in exc.errors],
+                           "invalid reading")
+        producer = service.producer
+        if producer is None:
+            return problem(503, [], service.last_error or "Kafka is not connected yet")
+        started = time.perf_counter()
+        try:
+            where = await _in_thread(producer.publish, reading)
+        except (KafkaUnavailable, SensorlibError) as exc:
+            return problem(503, [], str(exc))
+        service.posted += 1
+        return JSONResponse(
+            status_code=201,
+            content={
+                "status": "published",
+                "topic": where.topic,
+                "partition": where.partition,
+                "offset": where.offset,
+                "event": reading.to_dict(),
+                "ackMs": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        return health_response(service.health())
+
+    return app
+
+
+async def _in_thread(fn: Any, *args: Any) -> Any:
+    import anyio
+
+    return await anyio.to_thread.run_sync(fn, *args)

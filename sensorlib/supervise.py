@@ -1,0 +1,207 @@
+"""Running the whole system from one command: broker, topics, services, dashboard.
+
+:class:`System` starts each part as a child process (its log lines prefixed with its
+name), waits until each one's health check answers, prints the URLs, and on Ctrl-C or
+SIGTERM stops them all — children die with their parent, so no orphan is left.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+import httpx
+
+from sensorlib.config import Settings
+from sensorlib.errors import SensorlibError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the child gets SIGTERM when its parent dies, even by SIGKILL."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+    os.setsid()
+
+
+@dataclass
+class Service:
+    """One child process: its command, its health URL and how it is shown."""
+
+    name: str
+    argv: list[str]
+    health_url: str
+    url: str
+    healthy_codes: tuple[int, ...] = (200,)
+    process: subprocess.Popen[bytes] | None = None
+
+
+def _pump(name: str, stream: IO[bytes], out: Callable[[str], None]) -> None:
+    width = 10
+    for raw in iter(stream.readline, b""):
+        out(f"{name:<{width}}| {raw.decode(errors='replace').rstrip()}")
+
+
+def service_plan(settings: Settings, *, dashboard: bool = True) -> list[Service]:
+    """The services of ``sensorlib up`` with their commands and URLs."""
+    py = [sys.executable, "-m", "sensorlib.cli"]
+    host = settings.host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    plan = [
+        Service("producer", [*py, "producer"], f"http://{shown}:{settings.producer_port}/health",
+                f"http://{shown}:{settings.producer_port}/api/sensors"),
+        Service("processor", [*py, "processor"], f"http://{shown}:{settings.processor_port}/health",
+                f"http://{shown}:{settings.processor_port}/api/aggregates"),
+    ]
+    if dashboard:
+        try:
+            from sensorlib.dashboard import serve_command
+        except ImportError:
+            serve_command = None  # type: ignore[assignment]
+        if serve_command is not None:
+            url = f"http://{shown}:{settings.dashboard_port}/live"
+            plan.append(Service("dashboard", serve_command(settings), url, url))
+    return plan
+
+
+class System:
+    """The broker (unless Kafka is external), the topics and the services, supervised."""
+
+    def __init__(self, settings: Settings, *, dashboard: bool = True,
+                 out: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.services = service_plan(settings, dashboard=dashboard)
+        self.out = out or (lambda line: print(line, flush=True))
+        self.kafka: Any = None
+        self._started_broker = False
+        self._pumps: list[threading.Thread] = []
+
+    def start(self, timeout: float = 180.0) -> None:
+        """Start everything and wait until each part is healthy (or raise, stopping all)."""
+        try:
+            self._start_broker()
+            from sensorlib.kafka_io import ensure_topics, wait_for_kafka
+
+            wait_for_kafka(self.settings, timeout=60)
+            for topic, status in ensure_topics(self.settings).items():
+                self.out(f"{'topics':<10}| {topic}: {status}")
+            env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=self.settings.bootstrap_servers,
+                       PYTHONUNBUFFERED="1")
+            # All children are forked before any pump thread exists: preexec_fn is only
+            # safe in a process without other threads.
+            for service in self.services:
+                service.process = subprocess.Popen(
+                    service.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, env=env,
+                    preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads yet
+                )
+            for service in self.services:
+                assert service.process is not None
+                pump = threading.Thread(target=_pump, args=(service.name, service.process.stdout, self.out),
+                                        daemon=True)
+                pump.start()
+                self._pumps.append(pump)
+            self._wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_broker(self) -> None:
+        if self.settings.external:
+            self.out(f"{'kafka':<10}| using the configured cluster at {self.settings.bootstrap_servers}")
+            return
+        from sensorlib.broker import LocalKafka
+
+        self.kafka = LocalKafka.from_settings(self.settings)
+        already = self.kafka.running()
+        self.kafka.start(progress=lambda m: self.out(f"{'kafka':<10}| {m}"))
+        self._started_broker = not already
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(self.services)
+        with httpx.Client(timeout=2.0) as client:
+            while pending:
+                for service in list(pending):
+                    if service.process and service.process.poll() is not None:
+                        raise SensorlibError(f"{service.name} exited with code {service.process.returncode} "
+                                             "during start-up (its last lines are above)")
+                    try:
+                        if client.get(service.health_url).status_code in service.healthy_codes:
+                            pending.remove(service)
+                            self.out(f"{service.name:<10}| healthy")
+                    except httpx.HTTPError:
+                        pass
+                if pending and time.monotonic() > deadline:
+                    names = ", ".join(s.name for s in pending)
+                    raise SensorlibError(f"not healthy after {timeout:.0f}s: {names}")
+                time.sleep(0.3)
+
+    def urls(self) -> list[tuple[str, str]]:
+        rows = [("kafka", self.settings.bootstrap_servers)]
+        rows += [(s.name, s.url) for s in self.services]
+        return rows
+
+    def alive(self) -> bool:
+        return all(s.process is not None and s.process.poll() is None for s in self.services)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the services (SIGTERM, then SIGKILL), then the broker if this started it."""
+        for service in self.services:
+            if service.process and service.process.poll() is None:
+                service.process.terminate()
+        deadline = time.monotonic() + timeout
+        for service in self.services:
+            if service.process is None:
+                continue
+            try:
+                service.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                service.process.kill()
+                service.process.wait(timeout=5)
+        for pump in self._pumps:
+            pump.join(timeout=2)
+        if self.kafka is not None and self._started_broker:
+            self.out(f"{'kafka':<10}| stopping")
+            self.kafka.stop()
+
+
+def run_system(settings: Settings, *, dashboard: bool = True) -> int:
+    """``sensorlib up``: start everything, print the URLs, run until Ctrl-C or SIGTERM."""
+    system = System(settings, dashboard=dashboard)
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    system.start()
+    print("\nsensorlib is up:", flush=True)
+    for name, url in system.urls():
+        print(f"  {name:<10} {url}", flush=True)
+    print(f"  notebooks  make lab  (JupyterLab on http://127.0.0.1:{settings.jupyter_port})")
+    print("Press Ctrl-C to stop everything.\n", flush=True)
+    code = 0
+    while not stop.is_set():
+        if not system.alive():
+            dead = [s.name for s in system.services if s.process and s.process.poll() is not None]
+            print(f"error: {', '.join(dead)} stopped unexpectedly; stopping everything", flush=True)
+            code = 1
+            break
+        stop.wait(0.5)
+    print("Stopping …", flush=True)
+    system.stop()
+    print("Stopped.", flush=True)
+    return code

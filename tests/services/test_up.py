@@ -1,0 +1,58 @@
+"""`sensorlib up` starts every part, reports health, and stops with no orphan."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import psutil
+import pytest
+
+from sensorlib.broker import free_port
+from sensorlib.config import Settings
+
+from .conftest import service_env, wait_http
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def test_up_starts_services_and_stops_cleanly_on_sigterm(settings: Settings, tmp_path) -> None:
+    ports = {"SENSORLIB_PRODUCER_PORT": free_port(), "SENSORLIB_PROCESSOR_PORT": free_port(),
+             "SENSORLIB_DASHBOARD_PORT": free_port()}
+    env = service_env(settings, **{k: str(v) for k, v in ports.items()}, SENSORLIB_INTERVAL="0.5")
+    log = tmp_path / "up.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "sensorlib.cli", "up"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "sensorlib is up" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.5)
+        text = log.read_text()
+        assert "sensorlib is up" in text, text
+        assert "producer  | " in text and "processor | " in text  # prefixed log lines
+        producer = f"http://127.0.0.1:{ports['SENSORLIB_PRODUCER_PORT']}"
+        processor = f"http://127.0.0.1:{ports['SENSORLIB_PROCESSOR_PORT']}"
+        assert wait_http(producer + "/health").json()["simulating"] is True
+        # The simulator feeds the processor: aggregates appear on their own.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not httpx.get(processor + "/api/aggregates").json():
+            time.sleep(0.5)
+        assert len(httpx.get(processor + "/api/aggregates").json()) == 5
+        status = subprocess.run([sys.executable, "-m", "sensorlib.cli", "status"], env=env,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert "producer" in status.stdout and "healthy" in status.stdout
+        assert settings.processor_group in status.stdout
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    assert code == 0, log.read_text()
+    assert "Stopped." in log.read_text()
+    time.sleep(0.5)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
