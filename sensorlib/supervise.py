@@ -71,7 +71,11 @@ def service_plan(settings: Settings, *, dashboard: bool = True) -> list[Service]
             serve_command = None  # type: ignore[assignment]
         if serve_command is not None:
             url = f"http://{shown}:{settings.dashboard_port}/live"
-            plan.append(Service("dashboard", serve_command(settings), url, url))
+            argv = serve_command(settings)
+            if "--liveness" not in argv:  # a cheap health check that opens no session
+                argv.append("--liveness")
+            health = f"http://{shown}:{settings.dashboard_port}/liveness"
+            plan.append(Service("dashboard", argv, health, url))
     return plan
 
 
@@ -182,12 +186,21 @@ def run_system(settings: Settings, *, dashboard: bool = True) -> int:
     system = System(settings, dashboard=dashboard)
     stop = threading.Event()
 
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # during start-up: System.start stops what it started
+
     def handler(signum: int, frame: object) -> None:
         stop.set()
 
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        system.start()
+    except KeyboardInterrupt:
+        print("Interrupted during start-up; stopped.", flush=True)
+        return 130
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
-    system.start()
     print("\nsensorlib is up:", flush=True)
     for name, url in system.urls():
         print(f"  {name:<10} {url}", flush=True)

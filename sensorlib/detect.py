@@ -1,0 +1,270 @@
+"""Anomaly rules over one sensor's readings: threshold, rate of change, stuck, silent, outlier.
+
+All timing (cooldowns, silence, rates) is in *event time*, so replaying history
+raises exactly the alerts a live run raised, with the same ids.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sensorlib.events import Alert, Reading, Severity, alert_id
+from sensorlib.windows import SensorWindow, from_us, to_us
+
+__all__ = ["ALL_RULES", "Detector", "RuleConfig", "utcnow"]
+
+#: Every rule name, as it appears in ``Alert.rule``.
+ALL_RULES = frozenset({"threshold", "rate_of_change", "stuck", "silent", "outlier"})
+
+_US_PER_MINUTE = 60_000_000
+
+
+def utcnow() -> datetime:
+    """The wall clock, in UTC (the default ``detected_at`` clock)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """What counts as an anomaly.
+
+    Attributes:
+        temperature_threshold, humidity_threshold: the threshold rule fires when a
+            reading is strictly above either (the reference: 35 °C, 90 %).
+        temperature_critical_margin, humidity_critical_margin: the threshold alert is
+            ``critical`` when a value exceeds its threshold by more than this
+            (35 + 5 = 40 °C, 90 + 5 = 95 %), else ``warning``.
+        rate_of_change: °C per minute between consecutive readings of a sensor above
+            which it fires, provided the change is at least ``rate_min_delta`` °C (so
+            sensor noise between readings a fraction of a second apart is not a "rate").
+        stuck_readings: fires when this many consecutive readings repeat exactly the
+            same temperature and humidity.
+        silent_after: fires when a sensor has sent nothing for longer than this.
+        outlier_z: fires when a value is more than this many standard deviations from
+            the mean of the sensor's own window, once the window has ``outlier_min_samples``
+            readings. The standard deviation is taken as at least
+            ``outlier_min_std_temperature`` / ``outlier_min_std_humidity`` (about a
+            sensor's accuracy), so that a steady room's slow drift, or a very quiet
+            sensor's tiny wobble, is not an outlier: by default a value must be more
+            than 4 °C or 8 % from the window mean.
+        cooldown: after an alert, the same rule stays quiet for that sensor for this
+            long (event time, either side of the alert).
+        rules: which rules are on.
+    """
+
+    temperature_threshold: float = 35.0
+    humidity_threshold: float = 90.0
+    temperature_critical_margin: float = 5.0
+    humidity_critical_margin: float = 5.0
+    rate_of_change: float = 10.0
+    rate_min_delta: float = 2.0
+    stuck_readings: int = 10
+    silent_after: timedelta = timedelta(seconds=30)
+    outlier_z: float = 4.0
+    outlier_min_samples: int = 30
+    outlier_min_std_temperature: float = 1.0
+    outlier_min_std_humidity: float = 2.0
+    cooldown: timedelta = timedelta(minutes=1)
+    rules: frozenset[str] = field(default=ALL_RULES)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.rules) - ALL_RULES
+        if unknown:
+            raise ValueError(f"unknown rules {sorted(unknown)}; known: {sorted(ALL_RULES)}")
+
+
+class _SensorState:
+    """What the rules remember about one sensor between readings."""
+
+    __slots__ = ("last", "last_us", "run", "silenced")
+
+    def __init__(self, reading: Reading, ts: int) -> None:
+        self.last = reading  # the newest reading (by event time)
+        self.last_us = ts
+        self.run = 1  # consecutive readings with exactly these values
+        self.silenced = False  # a silent alert was raised for the current silence
+
+
+class Detector:
+    """Applies the rules to each reading of each sensor; remembers cooldowns and silences.
+
+    Call :meth:`observe` with a reading and its sensor's window *before* adding the
+    reading to that window: the outlier rule compares the reading with what came before
+    it, and lateness is judged as on arrival. (:class:`sensorlib.pipeline.Pipeline` does
+    this in the right order.) Late readings only feed the threshold rule: they are real
+    measurements worth an alert, but too old to say anything about rates, runs or
+    silence. Out-of-order readings inside the window feed the threshold and outlier
+    rules, not the ones about consecutive readings.
+
+    ``clock`` gives ``detected_at``; alert ids never depend on it.
+
+    >>> d = Detector()
+    >>> r = Reading(sensor_id="s1", temperature=42.5, humidity=95.0,
+    ...             timestamp=datetime(2026, 1, 1, tzinfo=UTC))
+    >>> [(a.rule, a.severity, a.reason) for a in d.observe(r, SensorWindow())]
+    [('threshold', 'critical', 'High temperature: 42.5°C, High humidity: 95.0%')]
+    """
+
+    def __init__(self, config: RuleConfig = RuleConfig(), *,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.config = config
+        self.clock = clock
+        on = config.rules
+        self._threshold = "threshold" in on
+        self._rate = "rate_of_change" in on
+        self._stuck = "stuck" in on
+        self._silent = "silent" in on
+        self._outlier = "outlier" in on
+        self._cooldown_us = config.cooldown // timedelta(microseconds=1)
+        self._silent_us = config.silent_after // timedelta(microseconds=1)
+        self._z2 = config.outlier_z ** 2
+        self._min_t_var = config.outlier_min_std_temperature ** 2
+        self._min_h_var = config.outlier_min_std_humidity ** 2
+        self._sensors: dict[str, _SensorState] = {}
+        self._last_alert: dict[tuple[str, str], int] = {}  # (sensor, rule) -> event time
+
+    # -- readings ---------------------------------------------------------------------
+
+    def observe(self, reading: Reading, window: SensorWindow) -> list[Alert]:
+        """The alerts one reading raises; call before adding it to ``window``."""
+        return self.observe_us(reading, to_us(reading.timestamp), window)
+
+    def observe_us(self, reading: Reading, ts: int, window: SensorWindow) -> list[Alert]:
+        """:meth:`observe` with the event time already in microseconds (hot path)."""
+        alerts: list[Alert] = []
+        if self._threshold:
+            self._check_threshold(reading, ts, alerts)
+        if window.is_late_us(ts):
+            return alerts
+        state = self._sensors.get(reading.sensor_id)
+        if state is None:
+            self._sensors[reading.sensor_id] = _SensorState(reading, ts)
+        elif ts > state.last_us:
+            self._check_sequence(state, reading, ts, alerts)
+        if self._outlier and len(window) >= self.config.outlier_min_samples:
+            self._check_outlier(reading, ts, window, alerts)
+        return alerts
+
+    def _check_threshold(self, r: Reading, ts: int, alerts: list[Alert]) -> None:
+        c = self.config
+        hot = r.temperature > c.temperature_threshold
+        wet = r.humidity > c.humidity_threshold
+        if not (hot or wet):
+            return
+        parts = []
+        if hot:
+            parts.append(f"High temperature: {r.temperature:.1f}°C")
+        if wet:
+            parts.append(f"High humidity: {r.humidity:.1f}%")
+        critical = (r.temperature > c.temperature_threshold + c.temperature_critical_margin
+                    or r.humidity > c.humidity_threshold + c.humidity_critical_margin)
+        self._emit(alerts, r, ts, "threshold", "critical" if critical else "warning",
+                   ", ".join(parts))
+
+    def _check_sequence(self, state: _SensorState, r: Reading, ts: int,
+                        alerts: list[Alert]) -> None:
+        """Rules about consecutive readings; ``r`` is the sensor's newest reading."""
+        prev = state.last
+        if self._rate:
+            delta = r.temperature - prev.temperature
+            if abs(delta) >= self.config.rate_min_delta:
+                per_minute = delta * _US_PER_MINUTE / (ts - state.last_us)
+                if abs(per_minute) > self.config.rate_of_change:
+                    self._emit(alerts, r, ts, "rate_of_change", "warning",
+                               f"Temperature changed {per_minute:+.1f}°C/min")
+        if r.temperature == prev.temperature and r.humidity == prev.humidity:
+            state.run += 1
+            if self._stuck and state.run >= self.config.stuck_readings:
+                self._emit(alerts, r, ts, "stuck", "warning",
+                           f"Stuck: same values for {state.run} readings")
+        else:
+            state.run = 1
+        state.last, state.last_us, state.silenced = r, ts, False
+
+    def _check_outlier(self, r: Reading, ts: int, window: SensorWindow,
+                       alerts: list[Alert]) -> None:
+        # Compared squared, without a square root: this runs for every reading.
+        _, t_mean, t_var, h_mean, h_var = window.moments()
+        dt, dh = r.temperature - t_mean, r.humidity - h_mean
+        zt2 = dt * dt / max(t_var, self._min_t_var)
+        zh2 = dh * dh / max(h_var, self._min_h_var)
+        if max(zt2, zh2) <= self._z2:
+            return
+        if zt2 >= zh2:
+            name, value, mean, z, unit = "temperature", r.temperature, t_mean, zt2, "°C"
+        else:
+            name, value, mean, z, unit = "humidity", r.humidity, h_mean, zh2, "%"
+        self._emit(alerts, r, ts, "outlier", "warning",
+                   f"Outlier: {name} {value:.1f}{unit} is {math.sqrt(z):.1f}σ "
+                   f"from window mean {mean:.1f}{unit}")
+
+    # -- time passing -----------------------------------------------------------------
+
+    def tick(self, now: datetime) -> list[Alert]:
+        """Silent alerts for sensors with no reading for over ``silent_after`` at ``now``.
+
+        One alert per silence (re-armed when the sensor speaks again). ``now`` is event
+        time: the live processor passes its watermark plus the time since it advanced;
+        a replay passes the replayed event time.
+        """
+        if not self._silent:
+            return []
+        now_us = to_us(now)
+        alerts: list[Alert] = []
+        for sensor_id in sorted(self._sensors):
+            state = self._sensors[sensor_id]
+            quiet = now_us - state.last_us
+            if state.silenced or quiet <= self._silent_us:
+                continue
+            state.silenced = True
+            self._emit(alerts, state.last, now_us, "silent", "warning",
+                       f"Silent: no reading for {quiet / 1e6:.0f}s")
+        return alerts
+
+    def next_silence(self) -> datetime | None:
+        """The earliest time after which :meth:`tick` would raise a silent alert.
+
+        A tick strictly later than this is needed; None when no sensor can fall silent.
+        """
+        due = [s.last_us for s in self._sensors.values() if not s.silenced]
+        if not due or not self._silent:
+            return None
+        return from_us(min(due) + self._silent_us)
+
+    def forget(self, sensor_ids: Iterable[str]) -> None:
+        """Drop what is remembered about these sensors (e.g. decommissioned ones)."""
+        gone = set(sensor_ids)
+        for sensor_id in gone:
+            self._sensors.pop(sensor_id, None)
+        self._last_alert = {k: v for k, v in self._last_alert.items() if k[0] not in gone}
+
+    # -- emitting ---------------------------------------------------------------------
+
+    def _emit(self, alerts: list[Alert], r: Reading, at: int, rule: str,
+              severity: Severity, reason: str) -> None:
+        """Append an alert unless the (sensor, rule) cooldown around ``at`` holds it back.
+
+        The alert's timestamp (and so its id) is always the reading's; ``at`` is the
+        event time the cooldown runs on (the tick time for the silent rule).
+        """
+        key = (r.sensor_id, rule)
+        last = self._last_alert.get(key)
+        cd = self._cooldown_us
+        if last is not None and last - cd < at < last + cd:
+            return
+        self._last_alert[key] = at if last is None else max(last, at)
+        alerts.append(Alert(
+            alert_id=alert_id(r.sensor_id, rule, r.timestamp),
+            sensor_id=r.sensor_id,
+            location=r.location,
+            temperature=r.temperature,
+            humidity=r.humidity,
+            timestamp=r.timestamp,
+            detected_at=self.clock(),
+            rule=rule,
+            severity=severity,
+            reason=reason,
+        ))
