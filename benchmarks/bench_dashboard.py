@@ -1,0 +1,274 @@
+"""Dashboard benchmark: produce-to-visible latency in Chromium, and server memory over a soak.
+
+    .venv/bin/python benchmarks/bench_dashboard.py                 # ~5 minutes
+    .venv/bin/python benchmarks/bench_dashboard.py --minutes 30    # the issue's full soak
+
+Latency: a reading with a unique temperature is produced to Kafka; the page itself
+notices the value on its sensor card (checked every animation frame) and reports
+``performance.now()``, so the figure is Kafka → feed → push → DOM, as a user sees it.
+Soak: the reference fleet at 10× its rate (5 sensors × 5 readings/s) while browser
+sessions open and close; the server's RSS is sampled. Targets: p95 < 1 s, RSS flat
+after warm-up (< 50 MB growth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import broker, machine
+
+from sensorlib.broker import free_port
+from sensorlib.config import Settings
+from sensorlib.dashboard import serve_command
+from sensorlib.events import Reading
+from sensorlib.kafka_io import ensure_topics, make_producer
+from sensorlib.simulate import REFERENCE_FLEET, FaultRates, Simulator
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+#: Finds a card's temperature through Panel's shadow roots; reports when it shows ``text``.
+_SEEN_JS = """
+([sid, text]) => {
+  window.__roots = window.__roots || {};
+  const sel = `.sensor-card[data-sensor="${sid}"] .temperature`;
+  let root = window.__roots[sid];
+  let el = root && root.isConnected !== false ? root.querySelector(sel) : null;
+  if (!el) {
+    const walk = (r) => {
+      if (r.querySelector(sel)) return r;
+      for (const h of r.querySelectorAll('*')) {
+        if (h.shadowRoot) { const f = walk(h.shadowRoot); if (f) return f; }
+      }
+      return null;
+    };
+    root = walk(document);
+    if (root) { window.__roots[sid] = root; el = root.querySelector(sel); }
+  }
+  return el && el.textContent.includes(text) ? performance.now() : null;
+}
+"""
+
+
+def _private(settings: Settings) -> Settings:
+    suffix = uuid.uuid4().hex[:6]
+    fresh = settings.replace(
+        topic_readings=f"bench-dash-readings-{suffix}", topic_alerts=f"bench-dash-alerts-{suffix}",
+        topic_dlq=f"bench-dash-dlq-{suffix}", processor_group=f"bench-dash-proc-{suffix}",
+        dashboard_readings_group=f"bench-dash-readings-group-{suffix}",
+        dashboard_alerts_group=f"bench-dash-alerts-group-{suffix}",
+    )
+    ensure_topics(fresh)
+    return fresh
+
+
+def _serve(settings: Settings, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    settings = settings.replace(dashboard_port=port)
+    env = {**os.environ, **settings.to_env(), "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(serve_command(settings), env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/live"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"dashboard did not start; see {log}")
+
+
+class _Load(threading.Thread):
+    """The fleet at ``rate`` readings/s per sensor, stamped with the wall clock."""
+
+    def __init__(self, settings: Settings, rate: float) -> None:
+        super().__init__(daemon=True, name="bench-load")
+        self.settings = settings
+        self.rate = rate
+        self.stop = threading.Event()
+        self.sent = 0
+
+    def run(self) -> None:
+        producer = make_producer(self.settings, client_id="bench-dashboard-load")
+        sim = Simulator(seed=3, faults=FaultRates.none(), interval=1.0 / self.rate)
+        tick = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self.stop.is_set():
+            for r in sim.readings_at(datetime.now(UTC)):
+                producer.send(self.settings.topic_readings, key=r.sensor_id, value=r.to_json())
+                self.sent += 1
+            next_at += tick
+            self.stop.wait(max(0.0, next_at - time.monotonic()))
+        producer.flush()
+        producer.close()
+
+
+def _open_page(browser: Any, url: str) -> Any:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(url)
+    page.wait_for_function(_SEEN_JS, arg=["sensor-01", ""], polling=100, timeout=60_000)
+    return page
+
+
+def latency(settings: Settings, browser: Any, url: str, n: int) -> list[float]:
+    """Produce ``n`` readings one at a time; seconds until each is visible on its card."""
+    page = _open_page(browser, url)
+    producer = make_producer(settings, client_id="bench-dashboard-probe", linger_ms=0)
+    out: list[float] = []
+    try:
+        for i in range(n):
+            spec = REFERENCE_FLEET[i % len(REFERENCE_FLEET)]
+            value = round(100.0 + (i % 900) * 0.1, 1)  # unique on the card it lands on
+            reading = Reading(sensor_id=spec.sensor_id, temperature=value, humidity=50.0,
+                              location=spec.location, timestamp=datetime.now(UTC))
+            started = page.evaluate("performance.now()")
+            producer.send(settings.topic_readings, key=spec.sensor_id, value=reading.to_json())
+            producer.flush()
+            seen = page.wait_for_function(_SEEN_JS, arg=[spec.sensor_id, f"{value:.1f}"],
+                                          polling="raf", timeout=30_000).json_value()
+            out.append((seen - started) / 1000)
+    finally:
+        producer.close()
+        page.close()
+    return out
+
+
+def soak(settings: Settings, browser: Any, url: str, pid: int, *, minutes: float,
+         rate: float, sessions: int, churn_every: float) -> dict[str, Any]:
+    """Load at ``rate``/s per sensor with sessions churning; sample the server's RSS."""
+    server = psutil.Process(pid)
+    load = _Load(settings, rate)
+    load.start()
+    pages = [_open_page(browser, url) for _ in range(sessions)]
+    samples: list[tuple[float, float]] = []
+    opened = closed = 0
+    started = time.monotonic()
+    end = started + minutes * 60
+    next_churn = started + churn_every
+    try:
+        while time.monotonic() < end:
+            rss = server.memory_info().rss / 2**20
+            samples.append((time.monotonic() - started, rss))
+            if time.monotonic() >= next_churn:
+                pages.pop(0).close()
+                closed += 1
+                pages.append(_open_page(browser, url))
+                opened += 1
+                next_churn += churn_every
+            time.sleep(5)
+    finally:
+        load.stop.set()
+        load.join(30)
+        for page in pages:
+            page.close()
+    elapsed = time.monotonic() - started
+    warm = [rss for t, rss in samples if t >= min(60.0, elapsed / 3)] or [s[1] for s in samples]
+    return {
+        "soak_minutes": round(elapsed / 60, 2),
+        "readings_per_s": round(load.sent / elapsed, 1),
+        "sessions_open": sessions, "sessions_opened": opened, "sessions_closed": closed,
+        "rss_start_mb": round(samples[0][1], 1),
+        "rss_after_warmup_mb": round(warm[0], 1),
+        "rss_end_mb": round(samples[-1][1], 1),
+        "rss_max_mb": round(max(s[1] for s in samples), 1),
+        "rss_growth_after_warmup_mb": round(samples[-1][1] - warm[0], 1),
+        "rss_samples": [(round(t), round(r, 1)) for t, r in samples],
+    }
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run(bootstrap: str | None = None, readings: int = 300, minutes: float = 2.0,
+        rate: float = 5.0, sessions: int = 3, churn_every: float = 15.0) -> dict[str, object]:
+    """Measure latency and memory; returns the figures (also printed)."""
+    from playwright.sync_api import sync_playwright
+
+    with broker(bootstrap) as base, tempfile.TemporaryDirectory(prefix="bench-dash-") as tmp:
+        settings = _private(base)
+        sim = Simulator(seed=1, faults=FaultRates.none(),
+                        start=datetime.now(UTC).replace(microsecond=0))
+        producer = make_producer(settings)
+        for r in sim.readings_at(datetime.now(UTC)):
+            producer.send(settings.topic_readings, key=r.sensor_id, value=r.to_json())
+        producer.flush()
+        producer.close()
+        proc, url = _serve(settings, Path(tmp) / "panel.log")
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                             args=CHROMIUM_ARGS)
+                print(f"Latency: {readings} readings, one at a time …", flush=True)
+                lat = latency(settings, browser, url, readings)
+                print(f"  p50 {statistics.median(lat) * 1000:.0f} ms, "
+                      f"p95 {_pct(lat, 0.95) * 1000:.0f} ms", flush=True)
+                print(f"Soak: {minutes:g} min at {rate:g} readings/s per sensor, "
+                      f"{sessions} sessions churning every {churn_every:g} s …", flush=True)
+                mem = soak(settings, browser, url, proc.pid, minutes=minutes, rate=rate,
+                           sessions=sessions, churn_every=churn_every)
+                browser.close()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    result: dict[str, object] = {
+        "benchmark": "dashboard",
+        "machine": machine(),
+        "latency_readings": len(lat),
+        "latency_p50_ms": round(statistics.median(lat) * 1000, 1),
+        "latency_p95_ms": round(_pct(lat, 0.95) * 1000, 1),
+        "latency_max_ms": round(max(lat) * 1000, 1),
+        **mem,
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", help="an existing broker (default: start a local one)")
+    parser.add_argument("--readings", type=int, default=300, help="latency probes (300)")
+    parser.add_argument("--minutes", type=float, default=2.0, help="soak length (2; issue: 30)")
+    parser.add_argument("--rate", type=float, default=5.0,
+                        help="readings/s per sensor during the soak (5 = 10x the reference)")
+    parser.add_argument("--sessions", type=int, default=3, help="browser sessions kept open")
+    parser.add_argument("--churn-every", type=float, default=15.0,
+                        help="seconds between closing one session and opening another")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    result = run(args.bootstrap, args.readings, args.minutes, args.rate, args.sessions,
+                 args.churn_every)
+    shown = {k: v for k, v in result.items() if k != "rss_samples"}
+    print(json.dumps(shown, indent=2))
+    print("RSS samples (s, MB):", result["rss_samples"])
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

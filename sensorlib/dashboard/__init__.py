@@ -1,0 +1,74 @@
+"""The live dashboard: a Panel app served with ``panel serve dashboards/live.py``.
+
+Pure state in :mod:`~sensorlib.dashboard.state`, escaped HTML in
+:mod:`~sensorlib.dashboard.render`, the Kafka consumers in :mod:`~sensorlib.dashboard.feed`,
+admin queries in :mod:`~sensorlib.dashboard.kafka_view` and the layout in
+:mod:`~sensorlib.dashboard.app`. This module only knows how to launch the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from sensorlib.config import Settings
+
+__all__ = ["app_path", "register_cli", "serve_command"]
+
+
+def app_path() -> Path:
+    """The dashboard script (``dashboards/live.py`` at the top of the project)."""
+    return Path(__file__).resolve().parents[2] / "dashboards" / "live.py"
+
+
+def _origins(host: str, port: int) -> list[str]:
+    names = ["localhost", "127.0.0.1"]
+    if host not in ("0.0.0.0", "::", *names):
+        names.insert(0, host)
+    return [f"{name}:{port}" for name in names]
+
+
+def serve_command(settings: Settings, *, port: int | None = None, host: str | None = None,
+                  show: bool = False) -> list[str]:
+    """The argv that runs the dashboard server (``sensorlib up`` and ``sensorlib dashboard``).
+
+    The child reads everything else (bootstrap servers, topics, groups) from the
+    environment, so run it with ``settings.to_env()`` merged into ``os.environ``.
+    """
+    port = settings.dashboard_port if port is None else port
+    host = host or settings.host
+    argv = [sys.executable, "-m", "panel", "serve", str(app_path()),
+            "--port", str(port), "--address", host]
+    for origin in _origins(host, port):
+        argv += ["--allow-websocket-origin", origin]
+    # Closed tabs are dropped after 10 s rather than 15 min: memory stays flat however
+    # many sessions come and go.
+    argv += ["--check-unused-sessions", "2000", "--unused-session-lifetime", "10000",
+             "--num-procs", "1"]
+    if show:
+        argv.append("--show")
+    return argv
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    settings = settings.replace(dashboard_port=args.port or settings.dashboard_port,
+                                host=args.host or settings.host)
+    argv = serve_command(settings, show=args.show)
+    shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    print(f"Dashboard on http://{shown}:{settings.dashboard_port}/live "
+          f"(Kafka {settings.bootstrap_servers}); Ctrl-C to stop.", file=sys.stderr, flush=True)
+    env = {**os.environ, **settings.to_env()}
+    # Become the server (same pid): Ctrl-C and SIGTERM reach it directly, no orphan.
+    os.execve(argv[0], argv, env)
+    return 0  # not reached
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    """Add ``sensorlib dashboard`` to the CLI."""
+    parser = sub.add_parser("dashboard", help="the live dashboard (Panel, :5006/live)")
+    parser.add_argument("--host", help="bind address (default SENSORLIB_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default SENSORLIB_DASHBOARD_PORT, 5006)")
+    parser.add_argument("--show", action="store_true", help="open it in a browser")
+    parser.set_defaults(handler=_run)

@@ -1,0 +1,299 @@
+"""The dashboard's Kafka feed: one background consumer per topic per server process.
+
+Every browser session of a ``panel serve`` process shares one :class:`Feed` (see
+:func:`shared_feed`), which writes into one :class:`~sensorlib.dashboard.state.LiveState`.
+On start each topic is back-filled from the last minutes of Kafka by timestamp (an
+assign-based pass without a group, so it commits nothing), then a follower takes over
+exactly where the back-fill stopped (no gap, no duplicate) and commits its progress under
+the dashboard's consumer group. If Kafka goes away the threads keep retrying and the
+state says so; the pages show a banner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from sensorlib.config import Settings
+from sensorlib.dashboard.state import LiveState
+from sensorlib.events import parse_alert, parse_reading
+from sensorlib.kafka_io import kafka_reachable, make_consumer
+
+__all__ = ["Feed", "shared_feed", "stop_shared_feeds"]
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[bytes], None]
+
+#: How often the consumers give control back (stop flag, commits): bounds push latency too.
+_POLL_MS = 100
+#: Commit the group's position this often, so its lag in the Kafka view stays honest.
+_COMMIT_EVERY = 2.0
+#: Probe the brokers this often for the "Kafka unreachable" banner.
+_HEALTH_EVERY = 2.0
+
+
+class _TopicPump:
+    """Back-fill then follow one topic in one consumer group, feeding ``sink``."""
+
+    def __init__(self, settings: Settings, topic: str, group: str, sink: Sink, *,
+                 backfill: timedelta, read_committed: bool, stop: threading.Event) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.group = group
+        self.sink = sink
+        self.backfill = backfill
+        self.stop = stop
+        self.options: dict[str, Any] = {
+            "isolation_level": "read_committed" if read_committed else "read_uncommitted",
+            # The default of 500 ms would be most of our 1 s push budget.
+            "fetch_max_wait_ms": _POLL_MS,
+            # Topics created after the dashboard started are found within seconds.
+            "metadata_max_age_ms": 5000,
+        }
+        # Next offset to read per partition, shared by the back-fill and the group consumer.
+        self.next: dict[TopicPartition, int] = {}
+        self.unplaced: set[TopicPartition] = set()
+        self.backfilled = threading.Event()
+        self.records = 0
+
+    def run(self) -> None:
+        """Consume until ``stop`` is set, rebuilding the consumers after any failure."""
+        delay = 0.5
+        while not self.stop.is_set():
+            try:
+                self._backfill()
+                self.backfilled.set()
+                self._follow()
+                delay = 0.5
+            except Exception as exc:  # noqa: BLE001 — a dashboard must outlive any Kafka error
+                log.warning("dashboard feed for %s failed (%s); retrying", self.topic, exc)
+                self.stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _deliver(self, tp: TopicPartition, records: list[Any], limit: int | None = None) -> None:
+        for record in records:
+            if limit is not None and record.offset >= limit:
+                break
+            if record.offset < self.next.get(tp, 0):
+                continue  # already delivered (a rebalance can hand a partition back)
+            if record.value is not None:
+                self.sink(record.value)
+            self.next[tp] = record.offset + 1
+            self.records += 1
+
+    def _start_offsets(self, consumer: Any, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        since_ms = int((time.time() - self.backfill.total_seconds()) * 1000)
+        found = consumer.offsets_for_times({tp: since_ms for tp in tps})
+        ends = consumer.end_offsets(tps)
+        return {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in tps}
+
+    def _backfill(self) -> None:
+        """Read the last ``backfill`` of every partition, by record timestamp, without a group."""
+        consumer = make_consumer(self.settings, client_id="sensorlib-dashboard-backfill",
+                                 **self.options)
+        try:
+            tps = [TopicPartition(self.topic, p)
+                   for p in sorted(consumer.partitions_for_topic(self.topic) or [])]
+            if not tps:
+                return
+            starts = self._start_offsets(consumer, tps)
+            ends = consumer.end_offsets(tps)
+            consumer.assign(tps)
+            for tp in tps:
+                # After a reconnect, never go back before what we already delivered.
+                consumer.seek(tp, max(starts[tp], self.next.get(tp, 0)))
+            deadline = time.monotonic() + 30
+            idle = 0
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                pending = [tp for tp in tps if consumer.position(tp) < ends[tp]]
+                if not pending or idle >= 10:
+                    break  # read_committed may never reach an open transaction's end
+                batch = consumer.poll(timeout_ms=200, max_records=5000)
+                idle = 0 if batch else idle + 1
+                for tp, records in batch.items():
+                    self._deliver(tp, records, limit=ends[tp])
+            for tp in tps:
+                self.next[tp] = max(self.next.get(tp, 0), min(consumer.position(tp), ends[tp]))
+        finally:
+            consumer.close()
+
+    def _partitions(self, consumer: Any) -> list[TopicPartition]:
+        return [TopicPartition(self.topic, p)
+                for p in sorted(consumer.partitions_for_topic(self.topic) or [])]
+
+    def _follow(self) -> None:
+        """Follow every partition from where the back-fill stopped; commit as the group.
+
+        Partitions are assigned, not subscribed: each dashboard process must see every
+        sensor (a subscription would split them between processes), and a restart never
+        waits for a rebalance. Offsets are still committed under the dashboard's group,
+        so its lag is visible in the Kafka view and in ``sensorlib status``.
+        """
+        consumer = make_consumer(self.settings, group_id=self.group,
+                                 client_id="sensorlib-dashboard", auto_offset_reset="latest",
+                                 **self.options)
+        committed: dict[TopicPartition, int] = {}
+        try:
+            tps = self._partitions(consumer)
+            if not tps:
+                self.stop.wait(2.0)  # topic not created yet: back-fill again, then retry
+                return
+            consumer.assign(tps)
+            for tp in tps:
+                if tp in self.next:
+                    consumer.seek(tp, self.next[tp])
+                else:
+                    self.unplaced.add(tp)
+            self._place(consumer)
+            last_commit = last_check = time.monotonic()
+            while not self.stop.is_set():
+                for tp, records in consumer.poll(timeout_ms=_POLL_MS, max_records=2000).items():
+                    self._deliver(tp, records)
+                now = time.monotonic()
+                if now - last_commit > _COMMIT_EVERY:
+                    last_commit = now
+                    self._commit(consumer, tps, committed, sync=False)
+                if now - last_check > 10:
+                    last_check = now
+                    if self._partitions(consumer) != tps:
+                        return  # partitions were added: back-fill the new ones and go on
+        finally:
+            # Best effort on the way out: the broker may be the reason we are leaving.
+            with contextlib.suppress(Exception):
+                self._commit(consumer, consumer.assignment(), committed, sync=True)
+            consumer.close(autocommit=False)
+
+    def _commit(self, consumer: Any, tps: Any, committed: dict[TopicPartition, int],
+                *, sync: bool) -> None:
+        offsets = {tp: OffsetAndMetadata(self.next[tp], "", -1)
+                   for tp in tps if tp in self.next and committed.get(tp) != self.next[tp]}
+        if not offsets:
+            return
+        if sync:
+            consumer.commit(offsets)
+        else:
+            consumer.commit_async(offsets)
+        committed.update({tp: meta.offset for tp, meta in offsets.items()})
+
+    def _place(self, consumer: Any) -> None:
+        """Seek never-read partitions to the start of the back-fill window."""
+        if not self.unplaced:
+            return
+        placed = sorted(self.unplaced)
+        self.unplaced.clear()
+        for tp, offset in self._start_offsets(consumer, placed).items():
+            consumer.seek(tp, offset)
+            self.next[tp] = offset
+
+
+class Feed:
+    """Readings and alerts from Kafka into a :class:`LiveState`, in background threads.
+
+    Args:
+        settings: the broker, topics and the two dashboard consumer groups.
+        state: where to write (a new one by default).
+        backfill: how far back a fresh start reads readings (the sparkline window).
+        alerts_backfill: how far back it reads alerts (the feed is short anyway).
+    """
+
+    def __init__(self, settings: Settings, state: LiveState | None = None, *,
+                 backfill: timedelta = timedelta(minutes=5),
+                 alerts_backfill: timedelta = timedelta(hours=1)) -> None:
+        self.settings = settings
+        self.state = state or LiveState(window=backfill)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.readings = _TopicPump(settings, settings.topic_readings,
+                                   settings.dashboard_readings_group, self._on_reading,
+                                   backfill=backfill, read_committed=False, stop=self._stop)
+        # The processor publishes alerts in transactions: never show an aborted one.
+        self.alerts = _TopicPump(settings, settings.topic_alerts,
+                                 settings.dashboard_alerts_group, self._on_alert,
+                                 backfill=alerts_backfill, read_committed=True, stop=self._stop)
+
+    def _on_reading(self, raw: bytes) -> None:
+        try:
+            reading = parse_reading(raw)
+        except ValueError:
+            self.state.note_invalid()  # the processor sends these to the DLQ; we just skip
+            return
+        self.state.add_reading(reading)
+
+    def _on_alert(self, raw: bytes) -> None:
+        try:
+            alert = parse_alert(raw)
+        except ValueError:
+            self.state.note_invalid()
+            return
+        self.state.add_alert(alert)
+
+    def _watch_health(self) -> None:
+        while not self._stop.is_set():
+            ok = kafka_reachable(self.settings, timeout=1.0)
+            self.state.set_kafka(ok, "" if ok else "no broker accepts connections")
+            self._stop.wait(_HEALTH_EVERY)
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def start(self) -> Feed:
+        """Start the threads (once)."""
+        if self._threads:
+            return self
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the banner says it once
+        for name, target in (("readings", self.readings.run), ("alerts", self.alerts.run),
+                             ("health", self._watch_health)):
+            thread = threading.Thread(target=target, name=f"dashboard-feed-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def wait_backfilled(self, timeout: float = 30.0) -> bool:
+        """Block until both topics were back-filled once (True) or ``timeout`` passed."""
+        deadline = time.monotonic() + timeout
+        for pump in (self.readings, self.alerts):
+            if not pump.backfilled.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the threads and close the consumers (leaving the groups cleanly)."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+
+_FEEDS: dict[Settings, Feed] = {}
+_FEEDS_LOCK = threading.Lock()
+
+
+def shared_feed(settings: Settings) -> Feed:
+    """The one running :class:`Feed` of this process for ``settings`` (started on first use).
+
+    ``panel serve`` runs the dashboard script once per browser session, in one process;
+    this is what keeps it to one set of consumers however many sessions come and go.
+    """
+    with _FEEDS_LOCK:
+        feed = _FEEDS.get(settings)
+        if feed is None:
+            feed = _FEEDS[settings] = Feed(settings).start()
+        return feed
+
+
+def stop_shared_feeds() -> None:
+    """Stop every shared feed (tests and clean shutdown)."""
+    with _FEEDS_LOCK:
+        feeds = list(_FEEDS.values())
+        _FEEDS.clear()
+    for feed in feeds:
+        feed.stop()
