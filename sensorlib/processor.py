@@ -35,6 +35,8 @@ log = logging.getLogger("sensorlib.processor")
 
 #: History re-read beyond the window on assignment, for cooldown and silence state.
 WARM_EXTRA = timedelta(minutes=2)
+#: Bytes fetched per partition per request: big enough that a poll is rarely short.
+FETCH_BYTES = 4 * 1024 * 1024
 
 
 def rules_from_settings(settings: Settings) -> RuleConfig:
@@ -103,7 +105,7 @@ class Processor:
         *,
         instance: str = "1",
         rules: RuleConfig | None = None,
-        max_records: int = 2000,
+        max_records: int = 5000,
         alert_history: int = 1000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -189,6 +191,7 @@ class Processor:
             client_id=f"sensorlib-processor-{self.instance}",
             isolation_level="read_committed",
             max_poll_records=self.max_records,
+            max_partition_fetch_bytes=FETCH_BYTES,
             session_timeout_ms=10000,
             heartbeat_interval_ms=2000,
         )
