@@ -53,7 +53,7 @@ _EXPORTS = {
     "read_alerts": "sensorlib.replay",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS]  # noqa: PLE0604 - the keys are strings
 
 
 def __getattr__(name: str) -> Any:

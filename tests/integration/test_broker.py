@@ -53,24 +53,24 @@ def test_cli_start_detach_status_stop(base_settings: Settings, tmp_path: Path) -
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     env.pop("ConnectionStrings__messaging", None)
     cli = [sys.executable, "-m", "sensorlib.cli"]
-    started = subprocess.run([*cli, "broker", "start", "--detach"], env=env, capture_output=True,
+    started = subprocess.run([*cli, "broker", "start", "--detach"], env=env, capture_output=True, check=False,
                              text=True, timeout=180)
     assert started.returncode == 0, started.stderr
     try:
-        status = subprocess.run([*cli, "broker", "status"], env=env, capture_output=True, text=True)
+        status = subprocess.run([*cli, "broker", "status"], env=env, capture_output=True, text=True, check=False)
         assert status.returncode == 0 and "running" in status.stdout
         pid = int(status.stdout.split("pid=")[1].split()[0])
         assert jvm_main_class(pid) == "kafka.Kafka"
-        topics = subprocess.run([*cli, "topics"], env=env, capture_output=True, text=True, timeout=60)
+        topics = subprocess.run([*cli, "topics"], env=env, capture_output=True, text=True, timeout=60, check=False)
         assert topics.returncode == 0, topics.stderr
         assert "sensor-readings: created" in topics.stdout
     finally:
         stopped = subprocess.run([*cli, "broker", "stop"], env=env, capture_output=True, text=True,
-                                 timeout=60)
+                                 timeout=60, check=False)
     assert stopped.returncode == 0
     time.sleep(0.2)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    status = subprocess.run([*cli, "broker", "status"], env=env, capture_output=True, text=True)
+    status = subprocess.run([*cli, "broker", "status"], env=env, capture_output=True, text=True, check=False)
     assert status.returncode == 3 and "stopped" in status.stdout
 
 
