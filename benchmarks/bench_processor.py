@@ -26,12 +26,12 @@ from kafka import TopicPartition
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import broker, machine, preload, private_topics  # noqa: E402
+from common import broker, machine, preload, private_topics
 
-from sensorlib.broker import free_port  # noqa: E402
-from sensorlib.config import Settings  # noqa: E402
-from sensorlib.kafka_io import make_consumer  # noqa: E402
-from sensorlib.processor import FETCH_BYTES, Processor  # noqa: E402
+from sensorlib.broker import free_port
+from sensorlib.config import Settings
+from sensorlib.kafka_io import make_consumer
+from sensorlib.processor import FETCH_BYTES, Processor
 
 PROCESSOR_MAX_RECORDS = 10_000
 PROCESSOR_FETCH_BYTES = FETCH_BYTES
