@@ -55,6 +55,9 @@ def client_config(settings: Settings, client_id: str = "sensorlib") -> dict[str,
         "bootstrap_servers": settings.bootstrap_servers.split(","),
         "client_id": client_id,
         "security_protocol": settings.security_protocol,
+        # kafka-python backs off reconnects up to 30 s (the Java client: 1 s), so after a
+        # broker restart a client could sit idle for half a minute before noticing.
+        "reconnect_backoff_max_ms": 1000,
     }
     if settings.sasl_mechanism:
         cfg["sasl_mechanism"] = settings.sasl_mechanism

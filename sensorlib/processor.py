@@ -37,6 +37,9 @@ log = logging.getLogger("sensorlib.processor")
 WARM_EXTRA = timedelta(minutes=2)
 #: Bytes fetched per partition per request: big enough that a poll is rarely short.
 FETCH_BYTES = 4 * 1024 * 1024
+#: Longest one transaction step (offsets, commit, abort) may take before the session is
+#: rebuilt (see :func:`_bounded`); well above a healthy commit (milliseconds).
+TXN_STEP_TIMEOUT = 20.0
 
 
 def rules_from_settings(settings: Settings) -> RuleConfig:
@@ -256,11 +259,13 @@ class Processor:
             for record, exc in dead:
                 producer.send(s.topic_dlq, key=record.key, value=dead_letter(record, exc))
             if offsets:
-                producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
-            producer.commit_transaction()
+                group = consumer.group_metadata()
+                _bounded(lambda: producer.send_offsets_to_transaction(offsets, group),
+                         "sending offsets to the transaction")
+            _bounded(producer.commit_transaction, "committing the transaction")
         except Exception:
             try:
-                producer.abort_transaction()
+                _bounded(producer.abort_transaction, "aborting the transaction", timeout=10.0)
             except Exception as exc:  # noqa: BLE001 - the session is ending anyway
                 log.debug("abort after a failed commit: %s", exc)
             raise
@@ -342,6 +347,33 @@ class Processor:
         with self._lock:
             for alert in alerts:
                 self._remember(alert)
+
+
+def _bounded(step: Callable[[], object], what: str, timeout: float = TXN_STEP_TIMEOUT) -> None:
+    """Run one blocking transaction step; raise ``TimeoutError`` if it takes too long.
+
+    kafka-python waits for send_offsets/commit/abort without a deadline; when the
+    transaction coordinator's broker dies it can wait for ever (seen with a 3-broker
+    cluster). Timing out ends the session, and the next one's ``init_transactions``
+    finds the new coordinator and aborts the stuck transaction. A stuck step leaves
+    one idle daemon thread behind.
+    """
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            step()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=call, name="processor-txn-step", daemon=True).start()
+    if not done.wait(timeout):
+        raise TimeoutError(f"{what} did not complete within {timeout:.0f}s")
+    if failure:
+        raise failure[0]
 
 
 class _Rebalance(ConsumerRebalanceListener):

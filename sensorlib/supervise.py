@@ -72,8 +72,6 @@ def service_plan(settings: Settings, *, dashboard: bool = True) -> list[Service]
         if serve_command is not None:
             url = f"http://{shown}:{settings.dashboard_port}/live"
             argv = serve_command(settings)
-            if "--liveness" not in argv:  # a cheap health check that opens no session
-                argv.append("--liveness")
             health = f"http://{shown}:{settings.dashboard_port}/liveness"
             plan.append(Service("dashboard", argv, health, url))
     return plan

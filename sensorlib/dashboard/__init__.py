@@ -40,7 +40,11 @@ def serve_command(settings: Settings, *, port: int | None = None, host: str | No
     port = settings.dashboard_port if port is None else port
     host = host or settings.host
     argv = [sys.executable, "-m", "panel", "serve", str(app_path()),
-            "--port", str(port), "--address", host]
+            "--port", str(port), "--address", host,
+            # Start consuming at server start, not at the first page view.
+            "--setup", str(app_path().with_name("startup.py")),
+            # /liveness answers without opening a session (what `sensorlib up` polls).
+            "--liveness"]
     for origin in _origins(host, port):
         argv += ["--allow-websocket-origin", origin]
     # Closed tabs are dropped after 10 s rather than 15 min: memory stays flat however
