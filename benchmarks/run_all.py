@@ -1,0 +1,232 @@
+"""Every benchmark against one broker, as one table (printed, and saved as JSON).
+
+    .venv/bin/python benchmarks/run_all.py              # the full run (~15 minutes on 2 cores)
+    .venv/bin/python benchmarks/run_all.py --quick      # a smoke run with small N (~3 minutes)
+    .venv/bin/python benchmarks/run_all.py --only producer,core
+    .venv/bin/python benchmarks/run_all.py --bootstrap host:9092   # an existing broker
+
+One local Kafka is started for the whole run (unless ``--bootstrap``); each benchmark
+measures sensorlib and its baseline in the same run, on the same records. The table
+(see benchmarks/README.md for how to read it) goes to stdout and, with every raw figure,
+to ``benchmarks/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from common import broker, machine
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each benchmark does (full run, or ``--quick``)."""
+
+    producer: int
+    processor: int
+    probes: int
+    replay: int
+    core: int
+    dashboard_readings: int
+    dashboard_minutes: float
+
+
+FULL = Sizes(producer=300_000, processor=500_000, probes=100, replay=500_000, core=300_000,
+             dashboard_readings=200, dashboard_minutes=1.0)
+QUICK = Sizes(producer=30_000, processor=30_000, probes=20, replay=30_000, core=50_000,
+              dashboard_readings=20, dashboard_minutes=0.25)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table."""
+
+    what: str
+    sensorlib: str
+    baseline: str
+    ratio: str
+    target: str
+    met: bool | None  # None: no target, or not measured
+
+    def cells(self) -> list[str]:
+        verdict = {True: "yes", False: "NO", None: "—"}[self.met]
+        return [self.what, self.sensorlib, self.baseline, self.ratio, self.target, verdict]
+
+
+def _rate(x: float) -> str:
+    return f"{x:,.0f}/s"
+
+
+def _ms(x: float) -> str:
+    return f"{x:,.1f} ms"
+
+
+# --------------------------------------------------------------- benchmarks → rows
+
+
+def producer_rows(r: dict[str, Any]) -> list[Row]:
+    ratio = r["ratio"]
+    return [Row("producer: ReadingProducer vs plain kafka-python (pre-encoded)",
+                _rate(r["reading_producer_per_s"]), _rate(r["plain_per_s"]),
+                f"{ratio:.2f}×", "none (informative)", None)]
+
+
+def processor_rows(r: dict[str, Any]) -> list[Row]:
+    ratio = r["processor_vs_bare"]
+    lat = r["post_to_alert_ms"]
+    return [
+        Row("processor: consume→windows→rules→alerts→txn commit vs bare consume+decode",
+            _rate(r["processor_per_s"]), _rate(r["bare_consume_decode_per_s"]),
+            f"{ratio:.2f}×", "≥ 0.7×", ratio >= 0.7),
+        Row(f"POST /api/events → alert at a read_committed reader ({lat['received']}/"
+            f"{lat['probes']} probes)",
+            f"p50 {_ms(lat['p50_ms'])}, p99 {_ms(lat['p99_ms'])}", "—", "—", "p99 < 50 ms",
+            lat["p99_ms"] < 50),
+    ]
+
+
+def replay_rows(r: dict[str, Any]) -> list[Row]:
+    ratio = r["ratio"]
+    return [Row("replay: read_readings → DataFrame vs bare consume",
+                _rate(r["replay_rate"]), _rate(r["bare_rate"]), f"{ratio:.2f}×", "≥ 0.8×",
+                ratio >= 0.8)]
+
+
+def core_rows(r: dict[str, Any]) -> list[Row]:
+    rate, ratio = r["pipeline_per_s"], r["pipeline_vs_recompute"]
+    return [Row("windows+rules: Pipeline.process vs recompute-the-window per event",
+                _rate(rate), _rate(r["recompute_per_s"]), f"{ratio:,.0f}×",
+                "≥ 100k/s and ≥ 20×", rate >= 100_000 and ratio >= 20)]
+
+
+def dashboard_rows(r: dict[str, Any]) -> list[Row]:
+    p95 = r["latency_p95_ms"]
+    return [Row(f"produce → visible in Chromium ({r['latency_readings']} readings)",
+                f"p50 {_ms(r['latency_p50_ms'])}, p95 {_ms(p95)}", "—", "—", "p95 < 1 s",
+                p95 < 1000)]
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A benchmark module, how to call its ``run`` and how to tabulate the answer."""
+
+    name: str
+    module: str
+    call: Callable[[Any, str, Sizes], dict[str, Any]]
+    rows: Callable[[dict[str, Any]], list[Row]]
+
+
+BENCHES = [
+    Bench("producer", "bench_producer", lambda m, b, s: m.run(b, s.producer), producer_rows),
+    Bench("processor", "bench_processor", lambda m, b, s: m.run(b, s.processor, s.probes),
+          processor_rows),
+    Bench("replay", "bench_replay", lambda m, b, s: m.run(b, s.replay), replay_rows),
+    Bench("core", "bench_core", lambda m, b, s: m.run(s.core), core_rows),
+    Bench("dashboard", "bench_dashboard",
+          lambda m, b, s: m.run(b, readings=s.dashboard_readings, minutes=s.dashboard_minutes),
+          dashboard_rows),
+]
+
+
+# --------------------------------------------------------------- running and printing
+
+
+def run_selected(names: list[str], bootstrap: str, sizes: Sizes) -> tuple[list[Row], dict[str, Any]]:
+    """Run the chosen benchmarks in order; a failing or missing one becomes a note row."""
+    rows: list[Row] = []
+    raw: dict[str, Any] = {}
+    for bench in BENCHES:
+        if bench.name not in names:
+            continue
+        print(f"\n== {bench.name} ==", flush=True)
+        try:
+            module = importlib.import_module(bench.module)
+        except ModuleNotFoundError as exc:
+            if exc.name != bench.module:
+                raise
+            raw[bench.name] = {"skipped": f"benchmarks/{bench.module}.py does not exist yet"}
+            rows.append(Row(f"{bench.name}: skipped ({bench.module}.py not found)",
+                            "—", "—", "—", "—", None))
+            continue
+        started = time.perf_counter()
+        try:
+            result = bench.call(module, bootstrap, sizes)
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the rest
+            traceback.print_exc()
+            raw[bench.name] = {"error": f"{type(exc).__name__}: {exc}"}
+            rows.append(Row(f"{bench.name}: FAILED ({type(exc).__name__}: {exc})"[:100],
+                            "—", "—", "—", "—", False))
+            continue
+        result = {k: v for k, v in result.items() if k != "rss_samples"}
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        raw[bench.name] = result
+        rows.extend(bench.rows(result))
+    return rows, raw
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as a Markdown table (also readable in a terminal)."""
+    header = ["what", "sensorlib", "baseline", "ratio", "target", "met"]
+    lines = [header] + [row.cells() for row in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for i, line in enumerate(lines):
+        out.append("| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) + " |")
+        if i == 0:
+            out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small N: a smoke run")
+    parser.add_argument("--only", help="comma-separated subset of: "
+                        + ", ".join(b.name for b in BENCHES))
+    parser.add_argument("--bootstrap", help="an existing broker (default: start a local one)")
+    parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to save ({RESULTS})")
+    args = parser.parse_args(argv)
+    names = [b.name for b in BENCHES]
+    if args.only:
+        chosen = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = sorted(set(chosen) - set(names))
+        if unknown:
+            parser.error(f"unknown benchmark(s) {unknown}; choose from {names}")
+        names = chosen
+    sizes = QUICK if args.quick else FULL
+    started = datetime.now(UTC)
+    with broker(args.bootstrap) as base:
+        rows, raw = run_selected(names, base.bootstrap_servers, sizes)
+    where = machine()
+    load = os.getloadavg()
+    print(f"\nsensorlib benchmarks — {where}")
+    print(f"{started:%Y-%m-%d %H:%M} UTC, {'quick' if args.quick else 'full'} run, "
+          f"load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}\n")
+    print(table(rows))
+    report = {
+        "machine": where, "started": started.isoformat(), "quick": args.quick,
+        "load_average": load, "sizes": sizes.__dict__, "table": table(rows),
+        "rows": [row.__dict__ for row in rows], "results": raw,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2, default=str))
+    print(f"\nSaved to {args.json}")
+    return 1 if any(row.met is False and "FAILED" in row.what for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
