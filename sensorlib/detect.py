@@ -85,7 +85,10 @@ class _SensorState:
         self.last = reading  # the newest reading (by event time)
         self.last_us = ts
         self.run = 1  # consecutive readings with exactly these values
-        self.silenced = False  # a silent alert was raised for the current silence
+        # True while no silent alert is due: after one was raised for the current silence,
+        # and before the sensor's second reading. A sensor is watched for silence once it
+        # streams, so a one-off reading (a test POST, a back-dated import) never raises one.
+        self.silenced = True
 
 
 class Detector:
@@ -206,7 +209,8 @@ class Detector:
     def tick(self, now: datetime) -> list[Alert]:
         """Silent alerts for sensors with no reading for over ``silent_after`` at ``now``.
 
-        One alert per silence (re-armed when the sensor speaks again). ``now`` is event
+        One alert per silence (re-armed when the sensor speaks again); a sensor is
+        watched from its second reading on, so a one-off reading raises none. ``now`` is event
         time: the live processor passes its watermark plus the time since it advanced;
         a replay passes the replayed event time.
         """

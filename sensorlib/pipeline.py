@@ -269,12 +269,14 @@ def run_frame(
 
     >>> from datetime import UTC
     >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    >>> df = pd.DataFrame({"sensorId": ["a", "a", "b"], "temperature": [20.0, 36.5, 21.0],
-    ...                    "humidity": [50.0, 50.0, 40.0], "location": ["X", "X", "Y"],
-    ...                    "timestamp": [t0, t0 + timedelta(minutes=2), t0 + timedelta(minutes=1)]})
+    >>> df = pd.DataFrame({"sensorId": ["a", "a", "a", "b"],
+    ...                    "temperature": [20.0, 20.0, 36.5, 21.0],
+    ...                    "humidity": [50.0, 50.0, 50.0, 40.0], "location": ["X", "X", "X", "Y"],
+    ...                    "timestamp": [t0, t0 + timedelta(seconds=2), t0 + timedelta(minutes=2),
+    ...                                  t0 + timedelta(minutes=1)]})
     >>> aggregates, alerts = run_frame(df)
     >>> list(aggregates["count"]), list(zip(alerts["sensorId"], alerts["rule"]))
-    ([2, 1], [('a', 'silent'), ('b', 'silent'), ('a', 'threshold')])
+    ([3, 1], [('a', 'silent'), ('a', 'threshold')])
     """
     order = pd.to_datetime(df["timestamp"], utc=True).argsort(kind="stable")
     ordered = df.iloc[order.to_numpy()]

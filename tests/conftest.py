@@ -67,3 +67,25 @@ def topics(settings: Settings) -> Settings:
     """Like ``settings``, with the three topics already created."""
     ensure_topics(settings)
     return settings
+
+
+# --------------------------------------------------------------------------- browser
+
+#: Debian's Chromium (installed by .ci/run); Playwright drives it, never downloads one.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """One headless Chromium for the session (the Debian package; never downloaded)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -21,9 +21,6 @@ from sensorlib.events import Alert, Reading, alert_id
 from sensorlib.kafka_io import ensure_topics, make_producer
 from sensorlib.simulate import FaultRates, Simulator
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 
@@ -166,20 +163,6 @@ def dashboard(dash_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    """One headless Chromium for the session (the Debian package; never downloaded)."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from sensorlib.pipeline import run_frame
 from sensorlib.processor import rules_from_settings
 from sensorlib.produce import PublishError, ReadingProducer
 from sensorlib.simulate import Simulator
-from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.services.conftest import Spawner, read_alerts, read_topic
 
 #: Heap of each broker JVM we start: small, several run at once on a 2-core machine.
@@ -113,17 +112,13 @@ def spawn(tmp_path: Path) -> Iterator[Spawner]:
 
 
 @pytest.fixture
-def chromium_page() -> Iterator[Any]:
-    """A page in headless Chromium (the Debian package; never downloaded)."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1400, "height": 900})
-        finally:
-            browser.close()
+def chromium_page(browser: Any) -> Iterator[Any]:
+    """A page in the session's headless Chromium (see ``tests/conftest.py``)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 # --------------------------------------------------------------------------- data

@@ -169,6 +169,7 @@ def test_stuck_needs_both_values_equal() -> None:
 def test_silent_once_per_silence_and_rearmed_when_the_sensor_speaks() -> None:
     h = Harness()
     last = reading(0, 20.0)
+    h.feed(reading(-2, 20.0))
     h.feed(last)
     assert h.tick(30) == []  # exactly 30 s: not more than silent_after
     (alert,) = h.tick(45)
@@ -186,6 +187,7 @@ def test_silent_once_per_silence_and_rearmed_when_the_sensor_speaks() -> None:
 def test_silent_per_sensor_and_only_for_sensors_seen() -> None:
     h = Harness()
     assert h.tick(1000) == []
+    h.feed(reading(-2, sensor="b"))
     h.feed(reading(0, sensor="b"))
     h.feed(reading(0, sensor="a"))
     h.feed(reading(40, sensor="a"))
@@ -193,8 +195,17 @@ def test_silent_per_sensor_and_only_for_sensors_seen() -> None:
     assert [a.sensor_id for a in h.tick(80)] == ["a"]
 
 
+def test_a_one_off_reading_never_falls_silent() -> None:
+    h = Harness()
+    h.feed(reading(0, sensor="sensor-test"))  # e.g. the reference walkthrough's POST
+    assert h.tick(10_000) == []
+    h.feed(reading(20_000, sensor="sensor-test"))  # now it streams
+    assert [a.rule for a in h.tick(20_031)] == ["silent"]
+
+
 def test_silence_is_not_ended_by_a_late_or_older_reading() -> None:
     h = Harness()
+    h.feed(reading(398))
     h.feed(reading(400))
     assert len(h.tick(440)) == 1
     h.feed(reading(10))  # late (older than the window): says nothing about now
@@ -205,6 +216,8 @@ def test_silence_is_not_ended_by_a_late_or_older_reading() -> None:
 def test_next_silence() -> None:
     d = Detector()
     assert d.next_silence() is None
+    d.observe(reading(3), WindowStore().window("s1"))
+    assert d.next_silence() is None  # one reading: not streaming yet
     d.observe(reading(5), WindowStore().window("s1"))
     assert d.next_silence() == T0 + timedelta(seconds=35)
     d.tick(T0 + timedelta(seconds=36))

@@ -76,6 +76,7 @@ def test_late_readings_are_counted() -> None:
 
 def test_tick_raises_silent_alerts() -> None:
     p = Pipeline()
+    p.process(reading(-2))
     p.process(reading(0))
     assert p.tick(T0 + timedelta(seconds=10)) == []
     assert [a.rule for a in p.tick(T0 + timedelta(seconds=31))] == ["silent"]
@@ -135,8 +136,8 @@ def test_run_frame_is_deterministic_and_detected_at_is_event_time() -> None:
 
 
 def test_a_long_gap_costs_a_few_ticks_not_millions() -> None:
-    readings = [reading(0, sensor="a"), reading(1, sensor="b"),
-                reading(365 * 86400, sensor="a")]  # a year later
+    readings = [reading(-1, sensor="a"), reading(0, sensor="a"), reading(0, sensor="b"),
+                reading(1, sensor="b"), reading(365 * 86400, sensor="a")]  # a year later
     _, alerts = run_frame(frame_of(readings), tick_every=timedelta(seconds=1))
     assert sorted(alerts["sensorId"]) == ["a", "b"]
     # Silent strictly after 30 s: ticks at 31 s (for a) and 32 s (for b), then none.
