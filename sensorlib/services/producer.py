@@ -55,7 +55,7 @@ class ProducerService:
             try:
                 if kafka_reachable(self.settings):
                     ensure_topics(self.settings)
-                    self.producer = ReadingProducer(self.settings, max_block_ms=5000)
+                    self.producer = ReadingProducer(self.settings, max_block_ms=5000, linger_ms=0)
                     self.last_error = None
                     log.info("connected to Kafka at %s", self.settings.bootstrap_servers)
                     return
