@@ -46,7 +46,7 @@ class Sizes:
     dashboard_minutes: float
 
 
-FULL = Sizes(producer=300_000, processor=500_000, probes=100, replay=500_000, core=300_000,
+FULL = Sizes(producer=300_000, processor=1_000_000, probes=200, replay=1_000_000, core=300_000,
              dashboard_readings=200, dashboard_minutes=1.0)
 QUICK = Sizes(producer=30_000, processor=30_000, probes=20, replay=30_000, core=50_000,
               dashboard_readings=20, dashboard_minutes=0.25)

@@ -46,12 +46,11 @@ def kafka_cluster(base_settings: Settings, tmp_path_factory: pytest.TempPathFact
         kafka.stop()
 
 
-@pytest.fixture
-def settings(base_settings: Settings, kafka_cluster: str) -> Settings:
-    """Settings pointing at the test broker, with topic and group names private to this test."""
+def private_settings(base: Settings, bootstrap: str, **changes: object) -> Settings:
+    """Settings on ``bootstrap`` with topic and group names nobody else uses."""
     suffix = uuid.uuid4().hex[:8]
-    return base_settings.replace(
-        bootstrap_servers=kafka_cluster,
+    return base.replace(
+        bootstrap_servers=bootstrap,
         external=True,
         topic_readings=f"sensor-readings-{suffix}",
         topic_alerts=f"sensor-alerts-{suffix}",
@@ -59,7 +58,14 @@ def settings(base_settings: Settings, kafka_cluster: str) -> Settings:
         processor_group=f"python-consumer-group-{suffix}",
         dashboard_readings_group=f"dashboard-readings-group-{suffix}",
         dashboard_alerts_group=f"dashboard-group-{suffix}",
+        **changes,
     )
+
+
+@pytest.fixture
+def settings(base_settings: Settings, kafka_cluster: str) -> Settings:
+    """Settings pointing at the test broker, with topic and group names private to this test."""
+    return private_settings(base_settings, kafka_cluster)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from sensorlib.dashboard import serve_command
 from sensorlib.events import Alert, Reading, alert_id
 from sensorlib.kafka_io import ensure_topics, make_producer
 from sensorlib.simulate import FaultRates, Simulator
+from tests.conftest import private_settings
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
@@ -44,19 +45,6 @@ class Dashboard:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=15)
-
-
-def private_settings(base: Settings, bootstrap: str) -> Settings:
-    """Settings on ``bootstrap`` with topic and group names nobody else uses."""
-    suffix = uuid.uuid4().hex[:8]
-    return base.replace(
-        bootstrap_servers=bootstrap, external=True,
-        topic_readings=f"sensor-readings-{suffix}", topic_alerts=f"sensor-alerts-{suffix}",
-        topic_dlq=f"sensor-readings-dlq-{suffix}",
-        processor_group=f"python-consumer-group-{suffix}",
-        dashboard_readings_group=f"dashboard-readings-group-{suffix}",
-        dashboard_alerts_group=f"dashboard-group-{suffix}",
-    )
 
 
 def start_dashboard(settings: Settings, log: Path, *, wait: float = 90.0) -> Dashboard:

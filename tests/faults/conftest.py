@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +24,7 @@ from sensorlib.pipeline import run_frame
 from sensorlib.processor import rules_from_settings
 from sensorlib.produce import PublishError, ReadingProducer
 from sensorlib.simulate import Simulator
+from tests.conftest import private_settings
 from tests.services.conftest import Spawner, read_alerts, read_topic
 
 #: Heap of each broker JVM we start: small, several run at once on a 2-core machine.
@@ -36,20 +36,6 @@ Key = tuple[str, datetime]
 def key_of(reading: Reading) -> Key:
     """What identifies a reading: its sensor and event time (unique per sensor here)."""
     return (reading.sensor_id, reading.timestamp)
-
-
-def private_settings(base: Settings, bootstrap: str, **changes: object) -> Settings:
-    """Settings on ``bootstrap`` with topic and group names nobody else uses."""
-    suffix = uuid.uuid4().hex[:8]
-    return base.replace(
-        bootstrap_servers=bootstrap, external=True,
-        topic_readings=f"sensor-readings-{suffix}", topic_alerts=f"sensor-alerts-{suffix}",
-        topic_dlq=f"sensor-readings-dlq-{suffix}",
-        processor_group=f"python-consumer-group-{suffix}",
-        dashboard_readings_group=f"dashboard-readings-group-{suffix}",
-        dashboard_alerts_group=f"dashboard-group-{suffix}",
-        **changes,
-    )
 
 
 def start_kafka(directory: Path, base: Settings, nodes: int = 1, attempts: int = 2) -> LocalKafka:
