@@ -8,11 +8,10 @@ import signal
 import time
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
 from sensorlib.config import Settings
-from tests.services.conftest import eventually, read_topic
+from tests.services.conftest import eventually, owns_partitions, read_topic
 
 from .conftest import (
     Feeder,
@@ -29,13 +28,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 KILLS = 6
 
 
-def _assigned(url: str) -> bool:
-    try:
-        return bool(httpx.get(url + "/health", timeout=5).json()["assignedPartitions"])
-    except (httpx.HTTPError, ValueError, KeyError):
-        return False
-
-
 def test_processor_sigkilled_six_times_at_random_points(spawn, topics: Settings) -> None:
     readings = spiked_stream(3000, datetime.now(UTC) - timedelta(hours=2), probe_every=50)
     # About half a minute of steady production, so most kills land mid-stream.
@@ -48,7 +40,7 @@ def test_processor_sigkilled_six_times_at_random_points(spawn, topics: Settings)
             # Killed while processing: once it owns partitions (the group waits out the
             # previous victim's session first), at a random moment of the stream.
             proc = spawn("processor", topics)
-            eventually(lambda url=proc.url: _assigned(url), timeout=60)
+            eventually(lambda url=proc.url: owns_partitions(url), timeout=60)
             time.sleep(rng.uniform(0.0, 1.5))
             mid_batch += 1
         else:

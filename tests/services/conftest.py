@@ -152,6 +152,14 @@ def read_alerts(settings: Settings) -> list[Alert]:
     return [parse_alert(r.value) for r in read_topic(settings, settings.topic_alerts)]
 
 
+def owns_partitions(url: str) -> bool:
+    """Whether the processor serving ``url`` has been assigned partitions (False if down)."""
+    try:
+        return bool(httpx.get(url + "/health", timeout=5).json()["assignedPartitions"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
+
+
 def eventually(check: Callable[[], object], timeout: float = 30.0, interval: float = 0.2) -> object:
     """Return check()'s first truthy value, or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -17,7 +17,7 @@ from sensorlib.events import Reading
 from sensorlib.produce import ReadingProducer
 from sensorlib.simulate import Simulator
 
-from .conftest import eventually, read_alerts, read_topic
+from .conftest import eventually, owns_partitions, read_alerts, read_topic
 from .test_producer_api import REFERENCE_PAYLOAD
 
 pytestmark = pytest.mark.kafka
@@ -123,8 +123,9 @@ def test_sigkill_mid_stream_loses_and_duplicates_no_alert(spawn, topics: Setting
     kills = 0
     while feeder.is_alive() or kills < 3:
         proc = spawn("processor", topics)
-        health = proc.url + "/health"
-        eventually(lambda url=health: httpx.get(url).json()["transactions"] > 0, timeout=60)
+        # Once it owns partitions (after the previous victim's session runs out); the
+        # feeder may be done by the later kills, so waiting for a commit could hang.
+        eventually(lambda url=proc.url: owns_partitions(url), timeout=60)
         time.sleep(rng.uniform(0.2, 2.0))
         proc.kill(signal.SIGKILL)
         kills += 1
