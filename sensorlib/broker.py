@@ -344,6 +344,21 @@ class LocalKafka:
             pass
         return None
 
+    def _exited(self, node: BrokerNode) -> bool:
+        """Whether the JVM in the node's pid file has ended (gone, or a zombie).
+
+        Unlike :meth:`pid` this does not look at the command line: a JVM that is still
+        starting (or a loaded machine) can briefly show an empty or partial one, which
+        made a healthy start look like an exit.
+        """
+        try:
+            pid = int(node.pid_file.read_text().strip())
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except (OSError, ValueError, psutil.NoSuchProcess):
+            return True
+        except psutil.Error:
+            return False
+
     def start_node(self, node: BrokerNode, libs: Path) -> int:
         """Start one node's JVM in its own session (it outlives this Python process)."""
         running = self.pid(node)
@@ -381,7 +396,8 @@ class LocalKafka:
         last_error = ""
         while time.monotonic() < deadline:
             for node in self.nodes:
-                if self.pid(node) is None:
+                if self._exited(node):
+                    time.sleep(0.5)  # let the JVM's last words reach the log
                     raise BrokerError(
                         f"Kafka node {node.node_id} exited during start-up. "
                         f"Last lines of {node.log_file}:\n{self.log_tail(node)}"

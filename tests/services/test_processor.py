@@ -58,7 +58,7 @@ def test_aggregates_cover_the_fleet(spawn, topics: Settings) -> None:
         rows = httpx.get(processor.url + "/api/aggregates").json()
         return rows if {r["sensorId"] for r in rows} >= {f"sensor-0{i}" for i in range(1, 6)} else None
 
-    rows = eventually(covered)
+    rows = eventually(covered, timeout=60)
     for row in rows:
         assert row["count"] > 0
         assert row["minTemperature"] <= row["avgTemperature"] <= row["maxTemperature"]
