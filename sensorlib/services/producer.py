@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 
 from sensorlib.config import Settings
 from sensorlib.errors import KafkaUnavailable, SensorlibError
-from sensorlib.events import InvalidReading, parse_reading
+from sensorlib.events import InvalidReading, Reading, parse_reading
 from sensorlib.kafka_io import ensure_topics, kafka_reachable
 from sensorlib.produce import ReadingProducer, run_simulation
 from sensorlib.services.common import BodyTooLarge, health_response, problem, read_limited_body
@@ -68,13 +68,16 @@ class ProducerService:
         self._connect()
         while self.simulate and not self.stop.is_set() and self.producer is not None:
             try:
-                self.simulated += run_simulation(
-                    self.settings, interval=self.interval, stop=self.stop, producer=self.producer
-                )
+                run_simulation(self.settings, interval=self.interval, stop=self.stop,
+                               producer=self.producer, on_batch=self._count)
             except SensorlibError as exc:
                 self.last_error = str(exc)
                 log.warning("simulator paused: %s", exc)
                 self.stop.wait(1.0)
+
+    def _count(self, batch: list[Reading]) -> None:
+        # Counted per acknowledged tick: the simulation itself runs until stopped.
+        self.simulated += len(batch)
 
     def close(self) -> None:
         self.stop.set()

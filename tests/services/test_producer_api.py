@@ -129,3 +129,15 @@ def test_kafka_down_gives_503_not_500(spawn, settings: Settings) -> None:
     answer = httpx.post(api.url + "/api/events", json=REFERENCE_PAYLOAD)
     assert answer.status_code == 503
     assert "not reachable" in answer.json()["error"]
+
+
+def test_simulator_publishes_the_fleet_and_health_counts_it(spawn, topics: Settings) -> None:
+    from .conftest import eventually
+
+    api = spawn("producer", topics, "--rate", "10")  # a tick of the 5 sensors every 0.1 s
+    simulated = eventually(lambda: httpx.get(api.url + "/health").json()["simulated"] >= 25 and
+                           httpx.get(api.url + "/health").json()["simulated"])
+    stored = sum(end_offsets(topics, topics.topic_readings).values())
+    assert stored >= simulated, "every counted reading was acknowledged by Kafka"
+    sensors = {r.key for r in read_topic(topics, topics.topic_readings)}
+    assert sensors == {f"sensor-0{i}" for i in range(1, 6)}
