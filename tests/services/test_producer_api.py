@@ -131,9 +131,13 @@ def test_kafka_down_gives_503_not_500(spawn, settings: Settings) -> None:
     assert "not reachable" in answer.json()["error"]
 
 
-def test_simulator_publishes_the_fleet_and_health_counts_it(spawn, topics: Settings) -> None:
+def test_simulator_publishes_the_fleet_and_health_counts_it(spawn, settings: Settings) -> None:
+    from sensorlib.kafka_io import ensure_topics
+
     from .conftest import eventually
 
+    topics = settings  # topics of its own: the module's are shared with the POST tests
+    ensure_topics(topics)
     api = spawn("producer", topics, "--rate", "10")  # a tick of the 5 sensors every 0.1 s
     simulated = eventually(lambda: httpx.get(api.url + "/health").json()["simulated"] >= 25 and
                            httpx.get(api.url + "/health").json()["simulated"])
