@@ -9,9 +9,9 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.events import parse_reading
-from sensorlib.kafka_io import end_offsets
+from sensorlib.kafka_io import end_offsets, ensure_topics
 
-from .conftest import read_topic
+from .conftest import eventually, read_topic
 
 pytestmark = pytest.mark.kafka
 
@@ -132,16 +132,16 @@ def test_kafka_down_gives_503_not_500(spawn, settings: Settings) -> None:
 
 
 def test_simulator_publishes_the_fleet_and_health_counts_it(spawn, settings: Settings) -> None:
-    from sensorlib.kafka_io import ensure_topics
-
-    from .conftest import eventually
-
     topics = settings  # topics of its own: the module's are shared with the POST tests
     ensure_topics(topics)
     api = spawn("producer", topics, "--rate", "10")  # a tick of the 5 sensors every 0.1 s
-    simulated = eventually(lambda: httpx.get(api.url + "/health").json()["simulated"] >= 25 and
-                           httpx.get(api.url + "/health").json()["simulated"])
+
+    def simulated() -> int:
+        count = httpx.get(api.url + "/health").json()["simulated"]
+        return count if count >= 25 else 0
+
+    counted = eventually(simulated)
     stored = sum(end_offsets(topics, topics.topic_readings).values())
-    assert stored >= simulated, "every counted reading was acknowledged by Kafka"
+    assert stored >= counted, "every counted reading was acknowledged by Kafka"
     sensors = {r.key for r in read_topic(topics, topics.topic_readings)}
     assert sensors == {f"sensor-0{i}" for i in range(1, 6)}
