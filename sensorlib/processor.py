@@ -205,6 +205,10 @@ class Processor:
             # An idle fetch sometimes is not woken by a new reading and runs to this
             # wait (default 500 ms); 25 ms bounds that delay for 40 empty fetches/s.
             fetch_max_wait_ms=25,
+            # Also the rebalance timeout: a member killed while its JoinGroup was pending
+            # is not expired by the session timeout, and the group waits this long for it
+            # (kafka-python's default is 5 minutes). A poll's work here takes well under 1 s.
+            max_poll_interval_ms=30000,
         )
         self._consumer, self._producer = consumer, producer
         try:
