@@ -12,6 +12,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from sensorlib.errors import ConfigError
@@ -85,6 +86,39 @@ def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
     return default if not raw else Path(raw).expanduser()
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(raw: str, name: str = "duration") -> timedelta:
+    """A duration like ``90s``, ``5m``, ``12h``, ``365d``, ``2w`` (a bare number is seconds).
+
+    >>> parse_duration("5m"), parse_duration("1.5h")
+    (datetime.timedelta(seconds=300), datetime.timedelta(seconds=5400))
+    """
+    text = raw.strip().lower()
+    unit = text[-1:] if text[-1:] in _UNITS else "s"
+    number = text[:-1] if text[-1:] in _UNITS else text
+    try:
+        value = float(number)
+    except ValueError:
+        raise ConfigError(f"{name} must be a duration like 90s, 5m, 12h or 365d, got {raw!r}") from None
+    if not 0 <= value * _UNITS[unit] <= 100 * 365 * 86400:  # also refuses NaN
+        raise ConfigError(f"{name} must be a duration between 0 and 100 years, got {raw!r}")
+    return timedelta(seconds=value * _UNITS[unit])
+
+
+def _duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return parse_duration(raw, name)
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name) or ""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
 def _home(env: Mapping[str, str]) -> Path:
     return Path(env.get("HOME") or Path.home())
 
@@ -115,6 +149,14 @@ class Settings:
     ``KAFKA_HOME``                            use this Kafka installation's libs/
     ``SENSORLIB_KAFKA_PORT`` / ``_CONTROLLER_PORT``  local broker ports (9092, 9093)
     ``SENSORLIB_KAFKA_HEAP``                  local broker heap (512m)
+    ``SENSORLIB_MAX_PAST`` / ``_MAX_FUTURE``   accepted event-time window around the
+                                              receiver's clock (``365d`` / ``5m``)
+    ``SENSORLIB_ALLOWED_HOSTS``               Host header values the APIs and the
+                                              dashboard answer (comma list; default:
+                                              localhost, 127.0.0.1, ::1 and the bind host)
+    ``SENSORLIB_CORS_ORIGINS``                browser origins allowed to POST (comma list;
+                                              default: none but the service's own)
+    ``SENSORLIB_WAREHOUSE``                   the history archive (``<data>/warehouse``)
     ========================================  =====================================
     """
 
@@ -156,6 +198,12 @@ class Settings:
     kafka_port: int = 9092
     controller_port: int = 9093
     kafka_heap: str = "512m"
+
+    max_past: timedelta = timedelta(days=365)
+    max_future: timedelta = timedelta(minutes=5)
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    warehouse_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -202,6 +250,11 @@ class Settings:
             kafka_port=kafka_port,
             controller_port=_int(env, "SENSORLIB_CONTROLLER_PORT", 9093),
             kafka_heap=_str(env, "SENSORLIB_KAFKA_HEAP", "512m"),
+            max_past=_duration(env, "SENSORLIB_MAX_PAST", timedelta(days=365)),
+            max_future=_duration(env, "SENSORLIB_MAX_FUTURE", timedelta(minutes=5)),
+            allowed_hosts=_list(env, "SENSORLIB_ALLOWED_HOSTS"),
+            cors_origins=_list(env, "SENSORLIB_CORS_ORIGINS"),
+            warehouse_dir=_path(env, "SENSORLIB_WAREHOUSE", Path()) if env.get("SENSORLIB_WAREHOUSE") else None,
         )
         settings.validate()
         return settings
@@ -218,12 +271,28 @@ class Settings:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"SENSORLIB_{name.upper()} must be a TCP port, got {port}")
+        if self.max_past <= timedelta(0) or self.max_future < timedelta(0):
+            raise ConfigError("SENSORLIB_MAX_PAST must be positive and SENSORLIB_MAX_FUTURE not negative")
         if self.sasl_mechanism and not self.sasl_username:
             raise ConfigError("KAFKA_SASL_MECHANISM is set but KAFKA_SASL_USERNAME is not")
 
     def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed (settings are immutable)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def warehouse(self) -> Path:
+        """Folder of the history archive (Iceberg catalog and data files)."""
+        return self.warehouse_dir or self.data_dir / "warehouse"
+
+    def hosts(self) -> tuple[str, ...]:
+        """Host names (without port) the HTTP servers answer to (DNS-rebinding guard)."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        own = {"localhost", "127.0.0.1", "::1", "[::1]"}
+        if self.host not in ("0.0.0.0", "::", ""):
+            own.add(self.host)
+        return tuple(sorted(own))
 
     @property
     def topics(self) -> tuple[str, str, str]:
@@ -261,7 +330,15 @@ class Settings:
             "SENSORLIB_CONTROLLER_PORT": str(self.controller_port),
             "SENSORLIB_KAFKA_HEAP": self.kafka_heap,
             "KAFKA_SECURITY_PROTOCOL": self.security_protocol,
+            "SENSORLIB_MAX_PAST": f"{self.max_past.total_seconds()!r}s",
+            "SENSORLIB_MAX_FUTURE": f"{self.max_future.total_seconds()!r}s",
         }
+        if self.allowed_hosts:
+            env["SENSORLIB_ALLOWED_HOSTS"] = ",".join(self.allowed_hosts)
+        if self.cors_origins:
+            env["SENSORLIB_CORS_ORIGINS"] = ",".join(self.cors_origins)
+        if self.warehouse_dir is not None:
+            env["SENSORLIB_WAREHOUSE"] = str(self.warehouse_dir)
         if self.external:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
         if self.seed is not None:
