@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast bench lab lint clean broker-stop
+.PHONY: setup run test test-fast bench lab lint clean broker-stop interop
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/sensorlib up
 
+## interop: kafkajs for the test that reads our topics like the reference's Node dashboard
+interop:
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --prefix tests/interop --no-audit --no-fund --silent; \
+	else echo "npm not found: the Node.js interop test will be skipped"; fi
+
 ## test: the whole suite against a real broker the tests start themselves
-test: setup
+test: setup interop
 	$(BIN)/pytest
 
 ## test-fast: the pure unit tests only (no broker, no browser)

@@ -157,6 +157,7 @@ class Settings:
     ``SENSORLIB_CORS_ORIGINS``                browser origins allowed to POST (comma list;
                                               default: none but the service's own)
     ``SENSORLIB_WAREHOUSE``                   the history archive (``<data>/warehouse``)
+    ``SENSORLIB_BODY_TIMEOUT``                seconds a client may take to send a body (10)
     ========================================  =====================================
     """
 
@@ -204,6 +205,7 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     warehouse_dir: Path | None = None
+    body_timeout: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -254,7 +256,9 @@ class Settings:
             max_future=_duration(env, "SENSORLIB_MAX_FUTURE", timedelta(minutes=5)),
             allowed_hosts=_list(env, "SENSORLIB_ALLOWED_HOSTS"),
             cors_origins=_list(env, "SENSORLIB_CORS_ORIGINS"),
-            warehouse_dir=_path(env, "SENSORLIB_WAREHOUSE", Path()) if env.get("SENSORLIB_WAREHOUSE") else None,
+            warehouse_dir=(_path(env, "SENSORLIB_WAREHOUSE", Path())
+                           if env.get("SENSORLIB_WAREHOUSE") else None),
+            body_timeout=_float(env, "SENSORLIB_BODY_TIMEOUT", 10.0),
         )
         settings.validate()
         return settings
@@ -271,6 +275,8 @@ class Settings:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"SENSORLIB_{name.upper()} must be a TCP port, got {port}")
+        if self.body_timeout <= 0:
+            raise ConfigError("SENSORLIB_BODY_TIMEOUT must be positive")
         if self.max_past <= timedelta(0) or self.max_future < timedelta(0):
             raise ConfigError("SENSORLIB_MAX_PAST must be positive and SENSORLIB_MAX_FUTURE not negative")
         if self.sasl_mechanism and not self.sasl_username:
@@ -332,6 +338,7 @@ class Settings:
             "KAFKA_SECURITY_PROTOCOL": self.security_protocol,
             "SENSORLIB_MAX_PAST": f"{self.max_past.total_seconds()!r}s",
             "SENSORLIB_MAX_FUTURE": f"{self.max_future.total_seconds()!r}s",
+            "SENSORLIB_BODY_TIMEOUT": repr(self.body_timeout),
         }
         if self.allowed_hosts:
             env["SENSORLIB_ALLOWED_HOSTS"] = ",".join(self.allowed_hosts)

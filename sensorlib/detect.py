@@ -7,6 +7,7 @@ raises exactly the alerts a live run raised, with the same ids.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,9 +38,11 @@ class RuleConfig:
         temperature_critical_margin, humidity_critical_margin: the threshold alert is
             ``critical`` when a value exceeds its threshold by more than this
             (35 + 5 = 40 °C, 90 + 5 = 95 %), else ``warning``.
-        rate_of_change: °C per minute between consecutive readings of a sensor above
-            which it fires, provided the change is at least ``rate_min_delta`` °C (so
-            sensor noise between readings a fraction of a second apart is not a "rate").
+        rate_of_change: °C per minute above which it fires, measured from the sensor's
+            newest reading at least ``rate_min_span`` of event time before this one (or its
+            oldest, dividing by ``rate_min_span`` then), provided the change is at least
+            ``rate_min_delta`` °C: readings a millisecond apart never make a "rate" of
+            thousands of degrees per minute, and noise at high rates is not a trend.
         stuck_readings: fires when this many consecutive readings repeat exactly the
             same temperature and humidity.
         silent_after: fires when a sensor has sent nothing for longer than this.
@@ -61,6 +64,7 @@ class RuleConfig:
     humidity_critical_margin: float = 5.0
     rate_of_change: float = 10.0
     rate_min_delta: float = 2.0
+    rate_min_span: timedelta = timedelta(seconds=10)
     stuck_readings: int = 10
     silent_after: timedelta = timedelta(seconds=30)
     outlier_z: float = 4.0
@@ -71,19 +75,31 @@ class RuleConfig:
     rules: frozenset[str] = field(default=ALL_RULES)
 
     def __post_init__(self) -> None:
+        if self.rate_min_span <= timedelta(0):
+            raise ValueError(f"rate_min_span must be positive (got {self.rate_min_span})")
         unknown = set(self.rules) - ALL_RULES
         if unknown:
             raise ValueError(f"unknown rules {sorted(unknown)}; known: {sorted(ALL_RULES)}")
 
 
+def _span_text(us: int) -> str:
+    seconds = us / 1e6
+    if seconds < 120:
+        return f"{seconds:.0f}s" if seconds >= 1 else f"{seconds * 1000:.0f}ms"
+    return f"{seconds / 60:.1f} min"
+
+
 class _SensorState:
     """What the rules remember about one sensor between readings."""
 
-    __slots__ = ("last", "last_us", "run", "silenced")
+    __slots__ = ("last", "last_us", "recent", "run", "silenced")
 
     def __init__(self, reading: Reading, ts: int) -> None:
         self.last = reading  # the newest reading (by event time)
         self.last_us = ts
+        # (event time, temperature) of in-order readings, from the newest one at least
+        # ``rate_min_span`` old on: the rate of change is measured from its head.
+        self.recent: deque[tuple[int, float]] = deque([(ts, reading.temperature)])
         self.run = 1  # consecutive readings with exactly these values
         # True while no silent alert is due: after one was raised for the current silence,
         # and before the sensor's second reading. A sensor is watched for silence once it
@@ -122,6 +138,7 @@ class Detector:
         self._silent = "silent" in on
         self._outlier = "outlier" in on
         self._cooldown_us = config.cooldown // timedelta(microseconds=1)
+        self._span_us = config.rate_min_span // timedelta(microseconds=1)
         self._silent_us = config.silent_after // timedelta(microseconds=1)
         self._z2 = config.outlier_z ** 2
         self._min_t_var = config.outlier_min_std_temperature ** 2
@@ -171,13 +188,22 @@ class Detector:
                         alerts: list[Alert]) -> None:
         """Rules about consecutive readings; ``r`` is the sensor's newest reading."""
         prev = state.last
+        recent = state.recent
+        cutoff = ts - self._span_us
+        while len(recent) > 1 and recent[1][0] <= cutoff:
+            recent.popleft()
         if self._rate:
-            delta = r.temperature - prev.temperature
+            since, before = recent[0]
+            delta = r.temperature - before
             if abs(delta) >= self.config.rate_min_delta:
-                per_minute = delta * _US_PER_MINUTE / (ts - state.last_us)
+                span = max(ts - since, self._span_us)
+                per_minute = delta * _US_PER_MINUTE / span
                 if abs(per_minute) > self.config.rate_of_change:
                     self._emit(alerts, r, ts, "rate_of_change", "warning",
-                               f"Temperature changed {per_minute:+.1f}°C/min")
+                               f"Temperature {'rose' if delta > 0 else 'fell'} "
+                               f"{abs(delta):.1f}°C in {_span_text(ts - since)} "
+                               f"({per_minute:+.1f}°C/min)")
+        recent.append((ts, r.temperature))
         if r.temperature == prev.temperature and r.humidity == prev.humidity:
             state.run += 1
             if self._stuck and state.run >= self.config.stuck_readings:

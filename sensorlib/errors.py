@@ -25,3 +25,16 @@ class KafkaUnavailable(SensorlibError):
             "`sensorlib broker start` (or `make run`), or set KAFKA_BOOTSTRAP_SERVERS"
         )
         super().__init__(f"{hint} ({detail})" if detail else hint)
+
+
+class KafkaSetupFailed(KafkaUnavailable):
+    """Kafka answered, but the connection set-up (SASL, TLS) failed."""
+
+    def __init__(self, bootstrap_servers: str, cause: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.cause = cause
+        SensorlibError.__init__(
+            self,
+            f"Kafka at {bootstrap_servers} answered but the connection set-up failed: {cause} — "
+            "check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, "
+            "KAFKA_SASL_PASSWORD and KAFKA_SSL_CAFILE")

@@ -1,14 +1,30 @@
-"""The Reading and Alert records: parsing, validation and the camelCase JSON wire format."""
+"""The Reading and Alert records: parsing, validation and the JSON wire formats.
+
+Wire formats (see the README's "Wire format"):
+
+- readings on ``sensor-readings`` are written in the reference .NET producer's PascalCase,
+  ``{"SensorId", "Temperature", "Humidity", "Location", "Timestamp"}``, so the reference's
+  Python consumer (``event['SensorId']``) and Node dashboard (``reading.SensorId``) read
+  sensorlib's readings unchanged; readers accept PascalCase and camelCase (the sample's curl
+  example and sensorlib history written before 0.2), never both spellings of one field;
+- alerts on ``sensor-alerts`` and every HTTP answer are camelCase (the reference's own
+  alert shape and its REST APIs).
+
+A reading's event time must lie in an accepted window around the receiver's clock
+(:class:`EventTimeWindow`: by default at most a year old and at most five minutes ahead):
+the HTTP API judges it by the wall clock, the processor by the record's Kafka timestamp.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -23,7 +39,9 @@ from pydantic import (
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "TIMESTAMP_RANGE",
     "Alert",
+    "EventTimeWindow",
     "FieldError",
     "InvalidReading",
     "Reading",
@@ -47,17 +65,46 @@ HUMIDITY_RANGE = (0.0, 100.0)
 Severity = Literal["warning", "critical"]
 Status = Literal["critical", "warning", "normal"]
 
+#: Event times any record may carry, whatever the clock: every window, tick and cooldown
+#: computation stays far from ``datetime``'s limits (years 1 and 9999) inside it.
+TIMESTAMP_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC))
+
 # Rust-regex classes, checked inside pydantic-core so the happy path stays out of Python.
-_NO_CONTROL = r"^[^\p{Cc}]*$"
-_NOT_BLANK = r"^[^\p{Cc}]*[^\p{Cc}\s][^\p{Cc}]*$"
+# A sensorId is an identifier: no control (Cc), format (Cf: zero-width, bidi overrides) or
+# line/paragraph separator characters, and not only blanks. A location is free text: no
+# control characters, bidi embeddings/overrides/isolates or line/paragraph separators.
+_ID_BAD = r"\p{Cc}\p{Cf}\p{Zl}\p{Zp}"
+_NOT_BLANK = rf"^[^{_ID_BAD}]*[^{_ID_BAD}\s][^{_ID_BAD}]*$"
+_TEXT_BAD = r"\p{Cc}\p{Zl}\p{Zp}\x{202A}-\x{202E}\x{2066}-\x{2069}"
+_NO_CONTROL = rf"^[^{_TEXT_BAD}]*$"
 
 
 def _to_utc(value: datetime) -> datetime:
     # Naive timestamps are taken as UTC; other offsets are converted, so every
     # Reading compares and serialises the same way (always "...Z").
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    given = value
+    try:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        value = TIMESTAMP_RANGE[0] - timedelta(days=1)
+    low, high = TIMESTAMP_RANGE
+    if not low <= value < high:
+        raise ValueError(f"must be in the years {low.year} to {high.year - 1} "
+                         f"(got {given.isoformat()})")
+    return value
+
+
+def _iso_text(value: Any) -> Any:
+    # Epoch numbers are not timestamps here: 0 or "1700000000" would silently mean 1970 or
+    # 2023 (pydantic reads digit strings as Unix time). An ISO-8601 date-time is YYYY-...
+    if isinstance(value, str):
+        if len(value) < 11 or value[4:5] != "-":
+            raise ValueError("must be an ISO-8601 date-time such as 2026-01-01T12:00:00Z "
+                             f"(epoch numbers are not accepted), not {_shown(value)}")
+    elif not isinstance(value, datetime):  # pydantic reports ValueError, not TypeError
+        raise ValueError(  # noqa: TRY004
+            f"must be an ISO-8601 date-time string such as 2026-01-01T12:00:00Z, not {_shown(value)}")
+    return value
 
 
 def _null_is_empty(value: Any) -> Any:
@@ -70,6 +117,7 @@ def _wire(camel: str) -> Any:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
+ReadingTime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_to_utc)]
 
 
 def format_timestamp(value: datetime) -> str:
@@ -78,7 +126,11 @@ def format_timestamp(value: datetime) -> str:
     >>> format_timestamp(datetime(2026, 1, 1, 12, tzinfo=UTC))
     '2026-01-01T12:00:00Z'
     """
-    return _to_utc(value).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    elif value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 class _Record(BaseModel):
@@ -91,7 +143,7 @@ class _Record(BaseModel):
     )
 
     def to_json(self) -> bytes:
-        """The camelCase UTF-8 JSON wire format."""
+        """The UTF-8 JSON wire format (PascalCase readings, camelCase alerts)."""
         return self.__pydantic_serializer__.to_json(self, by_alias=True)
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,37 +154,48 @@ class _Record(BaseModel):
 class Reading(_Record):
     """One measurement of one sensor, as it travels on ``sensor-readings``.
 
+    :meth:`to_json` writes the reference .NET producer's PascalCase; :meth:`to_dict` is
+    the camelCase shape of the HTTP APIs.
+
     >>> r = Reading(sensor_id="sensor-01", temperature=23.4, humidity=57.9,
     ...             location="Warehouse A", timestamp=datetime(2026, 1, 1, 12, tzinfo=UTC))
     >>> r.to_json()
-    b'{"sensorId":"sensor-01","temperature":23.4,"humidity":57.9,"location":"Warehouse A","timestamp":"2026-01-01T12:00:00Z"}'
+    b'{"SensorId":"sensor-01","Temperature":23.4,"Humidity":57.9,"Location":"Warehouse A","Timestamp":"2026-01-01T12:00:00Z"}'
+    >>> r.to_dict()["sensorId"]
+    'sensor-01'
     """
 
     sensor_id: Annotated[
         str,
         Field(strict=True, min_length=1, max_length=MAX_SENSOR_ID, pattern=_NOT_BLANK,
-              validation_alias=_wire("sensorId"), serialization_alias="sensorId"),
+              validation_alias=_wire("sensorId"), serialization_alias="SensorId"),
     ]
     temperature: Annotated[
         float,
         Field(strict=True, ge=TEMPERATURE_RANGE[0], le=TEMPERATURE_RANGE[1],
-              validation_alias=_wire("temperature"), serialization_alias="temperature"),
+              validation_alias=_wire("temperature"), serialization_alias="Temperature"),
     ]
     humidity: Annotated[
         float,
         Field(strict=True, ge=HUMIDITY_RANGE[0], le=HUMIDITY_RANGE[1],
-              validation_alias=_wire("humidity"), serialization_alias="humidity"),
+              validation_alias=_wire("humidity"), serialization_alias="Humidity"),
     ]
     location: Annotated[
         str,
         BeforeValidator(_null_is_empty),
         Field(strict=True, max_length=MAX_LOCATION, pattern=_NO_CONTROL,
-              validation_alias=_wire("location"), serialization_alias="location"),
+              validation_alias=_wire("location"), serialization_alias="Location"),
     ] = ""
     timestamp: Annotated[
-        UtcDatetime,
-        Field(validation_alias=_wire("timestamp"), serialization_alias="timestamp"),
+        ReadingTime,
+        Field(validation_alias=_wire("timestamp"), serialization_alias="Timestamp"),
     ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The camelCase shape of the HTTP APIs (timestamp as an ISO-8601 ``Z`` string)."""
+        return {"sensorId": self.sensor_id, "temperature": self.temperature,
+                "humidity": self.humidity, "location": self.location,
+                "timestamp": format_timestamp(self.timestamp)}
 
 
 class Alert(_Record):
@@ -233,12 +296,27 @@ def _reason(field: str, kind: str, value: Any, message: str) -> str:
         limit = MAX_SENSOR_ID if field == "sensorId" else MAX_LOCATION
         return f"must be at most {limit} characters (got {len(value)})"
     if kind == "string_pattern_mismatch":
-        if any(unicodedata.category(ch) == "Cc" for ch in value):
-            return "must not contain control characters"
-        return "must not be blank"
+        return _text_reason(value)
     if field == "timestamp":
+        if kind == "value_error":
+            return message.removeprefix("Value error, ")
+        if kind == "datetime_type":
+            return ("must be an ISO-8601 date-time such as 2026-01-01T12:00:00Z, "
+                    f"not {_shown(value)}")
         return f"not an ISO-8601 timestamp: {_shown(value)}"
     return message
+
+
+_INVISIBLE = {"Cf": "invisible or bidi control characters", "Zl": "line separators",
+              "Zp": "paragraph separators", "Cc": "control characters"}
+
+
+def _text_reason(value: str) -> str:
+    for ch in value:
+        category = unicodedata.category(ch)
+        if category in _INVISIBLE:
+            return f"must not contain {_INVISIBLE[category]} (U+{ord(ch):04X})"
+    return "must not be blank"
 
 
 def _errors_of(exc: ValidationError) -> list[FieldError]:
@@ -255,9 +333,76 @@ def _errors_of(exc: ValidationError) -> list[FieldError]:
     return out
 
 
+def _invalid(exc: ValidationError, raw: bytes | str) -> InvalidReading:
+    _check_keys(raw)  # a field given twice explains the rest
+    errors = _errors_of(exc)
+    if errors and errors[0].field == "body" and "escape" in errors[0].reason:
+        errors = _surrogate_errors(raw) or errors
+    return InvalidReading(errors)
+
+
 def _missing_timestamp(exc: ValidationError) -> bool:
     return any(e["type"] == "missing" and e["loc"][0] in ("timestamp", "Timestamp")
                for e in exc.errors(include_url=False))
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, str] = {}
+    for key, _ in pairs:
+        folded = key.casefold()
+        if folded in seen:
+            first = seen[folded]
+            what = "twice" if first == key else f"twice, as {first!r} and {key!r}"
+            raise _Duplicate(_WIRE_NAMES.get(key, key), f"given {what}: send each field once")
+        seen[folded] = key
+    return dict(pairs)
+
+
+class _Duplicate(ValueError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field, self.reason = field, reason
+
+
+_KEY_NAMES = (b'"sensorid"', b'"temperature"', b'"humidity"', b'"location"', b'"timestamp"')
+
+
+def _check_keys(raw: bytes | str) -> None:
+    """Refuse a field given twice (``temperature`` and ``Temperature`` included).
+
+    JSON parsers keep one of the two silently. The byte test is cheap and only ever
+    over-suspects (a value spelled like a key), in which case the exact check decides.
+    """
+    low = (raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")).lower()
+    if all(low.count(key) <= 1 for key in _KEY_NAMES):
+        return
+    try:
+        json.loads(raw, object_pairs_hook=_no_duplicates)
+    except _Duplicate as exc:
+        raise InvalidReading([FieldError(exc.field, exc.reason)]) from None
+    except ValueError:
+        return
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _surrogate_errors(raw: bytes | str) -> list[FieldError] | None:
+    """Fields holding a lone UTF-16 surrogate escape (``"\\ud800"``), which is no character.
+
+    pydantic-core refuses such a body as invalid JSON with a message about hex escapes;
+    Python's json module reads it, so we can name the field.
+    """
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    bad = [FieldError(_WIRE_NAMES.get(k, k), "contains a lone UTF-16 surrogate escape "
+                      f"(\\u{ord(m.group()):04x}), which is not a Unicode character")
+           for k, v in data.items() if isinstance(v, str) and (m := _SURROGATE.search(v))]
+    return bad or None
 
 
 def _body_too_large(size: int) -> InvalidReading:
@@ -274,13 +419,17 @@ def _validate_mapping(data: Mapping[str, Any], now: datetime | None) -> Reading:
 # -- parsing ------------------------------------------------------------------------------
 
 
-def parse_reading(raw: bytes | str | Mapping[str, Any], *, now: datetime | None = None) -> Reading:
+def parse_reading(raw: bytes | str | Mapping[str, Any], *, now: datetime | None = None,
+                  accept: EventTimeWindow | None = None) -> Reading:
     """Validate one reading from its wire bytes (or text, or an already decoded mapping).
 
-    Accepts camelCase and PascalCase keys and fractional seconds of any length (the
-    .NET producer writes 7 digits; we keep microseconds). Numbers must be JSON numbers
-    (``"42"`` and ``true`` are rejected) and finite. A missing timestamp means ``now``
-    when given (the HTTP API passes the current time), else it is an error.
+    Accepts camelCase and PascalCase keys (each field once: ``temperature`` together with
+    ``Temperature`` is refused) and fractional seconds of any length (the .NET producer
+    writes 7 digits; we keep microseconds). Numbers must be JSON numbers (``"42"`` and
+    ``true`` are rejected) and finite; the timestamp must be an ISO-8601 date-time (epoch
+    numbers are refused). A missing timestamp means ``now`` when given (the HTTP API passes
+    the current time), else it is an error. With ``accept``, the event time must also lie
+    in that window around ``now`` (the wall clock when ``now`` is None).
 
     Raises:
         InvalidReading: naming every bad field (``body`` when it is not a JSON object).
@@ -289,6 +438,13 @@ def parse_reading(raw: bytes | str | Mapping[str, Any], *, now: datetime | None 
     ...               ' "Timestamp": "2026-01-01T12:00:00.1234567Z"}').timestamp.microsecond
     123456
     """
+    reading = _parse(raw, now)
+    if accept is not None:
+        accept.check(reading.timestamp, now or datetime.now(UTC))
+    return reading
+
+
+def _parse(raw: bytes | str | Mapping[str, Any], now: datetime | None) -> Reading:
     if isinstance(raw, Mapping):
         try:
             return _validate_mapping(raw, now)
@@ -299,14 +455,78 @@ def parse_reading(raw: bytes | str | Mapping[str, Any], *, now: datetime | None 
         raise _body_too_large(size)
     try:
         # One pass in pydantic-core: JSON decoding and validation together.
-        return Reading.model_validate_json(raw)
+        reading = Reading.model_validate_json(raw)
     except ValidationError as exc:
         if now is None or not _missing_timestamp(exc):
-            raise InvalidReading(_errors_of(exc)) from None
+            raise _invalid(exc, raw) from None
+    else:
+        _check_keys(raw)
+        return reading
+    _check_keys(raw)
     try:  # rare path (HTTP without a timestamp): decode once more and fill in "now"
         return _validate_mapping(json.loads(raw), now)
     except ValidationError as exc:
         raise InvalidReading(_errors_of(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class EventTimeWindow:
+    """The event times accepted around a receiver's clock (``SENSORLIB_MAX_PAST`` / ``_FUTURE``).
+
+    >>> w = EventTimeWindow(timedelta(days=365), timedelta(minutes=5))
+    >>> now = datetime(2026, 6, 1, tzinfo=UTC)
+    >>> w.error(datetime(2026, 6, 1, 0, 4, tzinfo=UTC), now) is None
+    True
+    >>> print(w.error(datetime(2026, 6, 1, 0, 6, tzinfo=UTC), now))
+    timestamp: must lie between 2025-06-01T00:00:00Z and 2026-06-01T00:05:00Z (at most 365 days old and 5 minutes ahead of the receiver's clock; SENSORLIB_MAX_PAST / SENSORLIB_MAX_FUTURE), got 2026-06-01T00:06:00Z
+    """
+
+    max_past: timedelta = timedelta(days=365)
+    max_future: timedelta = timedelta(minutes=5)
+
+    def bounds_us(self, now_us: int) -> tuple[int, int]:
+        """The accepted range ``[low, high]`` in epoch microseconds around ``now_us``."""
+        return (now_us - self.max_past // _ONE_US, now_us + self.max_future // _ONE_US)
+
+    def error(self, timestamp: datetime, now: datetime) -> FieldError | None:
+        """Why ``timestamp`` is outside the window around ``now``, or None when inside."""
+        return self.error_us((timestamp - _EPOCH) // _ONE_US, (now - _EPOCH) // _ONE_US)
+
+    def error_us(self, ts: int, now_us: int) -> FieldError | None:
+        """:meth:`error` with both times in epoch microseconds (any integers: no overflow)."""
+        low, high = self.bounds_us(now_us)
+        if low <= ts <= high:
+            return None
+        return FieldError("timestamp", (
+            f"must lie between {_format_us(low)} and {_format_us(high)} "
+            f"(at most {_human(self.max_past)} old and {_human(self.max_future)} ahead of "
+            "the receiver's clock; SENSORLIB_MAX_PAST / SENSORLIB_MAX_FUTURE), "
+            f"got {_format_us(ts)}"))
+
+    def check(self, timestamp: datetime, now: datetime) -> None:
+        """Raise :class:`InvalidReading` when ``timestamp`` is outside the window."""
+        problem = self.error(timestamp, now)
+        if problem is not None:
+            raise InvalidReading([problem])
+
+
+_ONE_US = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _format_us(us: int) -> str:
+    try:
+        return format_timestamp(_EPOCH + timedelta(microseconds=us))
+    except OverflowError:
+        return f"{us} µs from the Unix epoch"
+
+
+def _human(span: timedelta) -> str:
+    seconds = span.total_seconds()
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} seconds"
 
 
 def parse_alert(raw: bytes | str | Mapping[str, Any]) -> Alert:

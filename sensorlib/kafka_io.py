@@ -8,6 +8,8 @@ serialisation are decided once. Keys are sensor ids (UTF-8); values are raw byte
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
 import time
 from collections.abc import Iterable
@@ -23,15 +25,18 @@ from kafka.errors import (
 )
 
 from sensorlib.config import Settings
-from sensorlib.errors import KafkaUnavailable
+from sensorlib.errors import KafkaSetupFailed, KafkaUnavailable
 
 __all__ = [
+    "ClientErrors",
     "client_config",
+    "client_errors",
     "decode_key",
     "encode_key",
     "end_offsets",
     "ensure_topics",
     "group_lag",
+    "group_unowned_partitions",
     "kafka_reachable",
     "make_admin",
     "make_consumer",
@@ -49,6 +54,58 @@ def decode_key(key: bytes | None) -> str | None:
     return None if key is None else key.decode("utf-8", errors="replace")
 
 
+class ClientErrors(logging.Handler):
+    """Remembers the last connection-setup failure kafka-python logged (SASL, SSL, auth).
+
+    kafka-python retries a failed SASL handshake or TLS setup inside its IO loop and only
+    raises a generic bootstrap timeout; this keeps the cause so ``/health`` and error
+    messages can say it. Configured secrets are blanked out of what is kept.
+    """
+
+    _CAUSE = re.compile(r"sasl|ssl|tls|authenticat|authoriz|certificate|handshake",
+                        re.IGNORECASE)
+    _NOISE = re.compile(r"^<[^>]*>:\s*|\s*\(backoff [^)]*\)$")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self._last: tuple[float, str] | None = None
+        self._secrets: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a logging handler must never raise
+            return
+        if self._CAUSE.search(message):
+            self._last = (time.time(), self.redact(self._NOISE.sub("", message)))
+
+    def redact(self, text: str) -> str:
+        """``text`` with every registered secret replaced by ``***``."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def keep_secret(self, secret: str | None) -> None:
+        """Register a secret that must never appear in a kept message."""
+        if secret:
+            self._secrets.add(secret)
+
+    def last(self, within: float = 120.0) -> str | None:
+        """The last connection-setup failure of the past ``within`` seconds, if any."""
+        if self._last is None or time.time() - self._last[0] > within:
+            return None
+        return self._last[1]
+
+    def clear(self) -> None:
+        """Forget the last failure (a new session starts clean)."""
+        self._last = None
+
+
+#: The process-wide :class:`ClientErrors`, attached to kafka-python's logger.
+client_errors = ClientErrors()
+logging.getLogger("kafka").addHandler(client_errors)
+
+
 def client_config(settings: Settings, client_id: str = "sensorlib") -> dict[str, Any]:
     """Connection and security options shared by every client."""
     cfg: dict[str, Any] = {
@@ -60,6 +117,7 @@ def client_config(settings: Settings, client_id: str = "sensorlib") -> dict[str,
         "reconnect_backoff_max_ms": 1000,
     }
     if settings.sasl_mechanism:
+        client_errors.keep_secret(settings.sasl_password)
         cfg["sasl_mechanism"] = settings.sasl_mechanism
         cfg["sasl_plain_username"] = settings.sasl_username
         cfg["sasl_plain_password"] = settings.sasl_password
@@ -72,6 +130,9 @@ def _connect(factory: Any, settings: Settings, *args: Any, **cfg: Any) -> Any:
     try:
         return factory(*args, **cfg)
     except (KafkaTimeoutError, KafkaConnectionError) as exc:
+        cause = client_errors.last(within=60.0)
+        if cause:  # reachable, but the connection set-up failed: say why
+            raise KafkaSetupFailed(settings.bootstrap_servers, cause) from None
         raise KafkaUnavailable(settings.bootstrap_servers, str(exc)) from None
 
 
@@ -251,6 +312,31 @@ def wait_for_kafka(settings: Settings, timeout: float = 30.0) -> None:
                 last = str(exc)
         time.sleep(0.3)
     raise KafkaUnavailable(settings.bootstrap_servers, last or f"no answer within {timeout:.0f}s")
+
+
+def group_unowned_partitions(settings: Settings, group: str, topic: str) -> int:
+    """How many of ``topic``'s partitions no member of ``group`` owns right now.
+
+    0 when every partition is owned, or when there is nothing to judge by (the group is
+    rebalancing, or its coordinator is not available yet).
+    """
+    admin = make_admin(settings, client_id="sensorlib-group-check")
+    try:
+        total = len(admin.describe_topics([topic])[0].get("partitions") or [])
+        try:
+            info = admin.describe_groups([group]).get(group) or {}
+        except KafkaError:
+            return 0
+        if info.get("group_state") not in ("Stable", "Empty"):
+            return 0
+        owned: set[int] = set()
+        for member in info.get("members") or []:
+            for item in (member.get("member_assignment") or {}).get("assigned_partitions") or []:
+                if item.get("topic") == topic:
+                    owned.update(item.get("partitions") or [])
+        return max(0, total - len(owned))
+    finally:
+        admin.close()
 
 
 def group_lag(settings: Settings, group: str, topic: str) -> dict[int, dict[str, int | None]]:

@@ -89,7 +89,10 @@ class Pipeline:
 
     def process(self, reading: Reading) -> list[Alert]:
         """Add one reading to its window and return the alerts it raises."""
-        ts = to_us(reading.timestamp)
+        return self.process_us(reading, to_us(reading.timestamp))
+
+    def process_us(self, reading: Reading, ts: int) -> list[Alert]:
+        """:meth:`process` with the event time already in epoch microseconds (hot path)."""
         wm = self._watermark
         if wm is None or ts > wm:
             self._watermark = wm = ts

@@ -8,6 +8,13 @@ is kept per assigned partition and rebuilt from the last window of history on ev
 assignment, so aggregates are right at once after a restart and nothing is published
 twice. Any Kafka failure ends the session; the next session starts from the last
 committed transaction (crash-only design: one recovery path, the same as a restart).
+
+A reading whose event time lies outside the accepted window around its record's Kafka
+timestamp (``SENSORLIB_MAX_PAST`` / ``SENSORLIB_MAX_FUTURE``) is a dead letter like any
+invalid record: judged by the record's own time, the decision is the same on every
+re-processing. ``/health`` is honest: it fails while the loop is down or restarting,
+while the processor owns no partition although the group leaves some unowned, and while
+readings wait but no transaction has committed for a while (see :meth:`Processor.problems`).
 """
 
 from __future__ import annotations
@@ -27,9 +34,24 @@ from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 
 from sensorlib.config import Settings
 from sensorlib.detect import RuleConfig
-from sensorlib.events import Alert, InvalidReading, Reading, parse_alert, parse_reading
-from sensorlib.kafka_io import kafka_reachable, make_consumer, make_producer
+from sensorlib.events import (
+    Alert,
+    EventTimeWindow,
+    InvalidReading,
+    Reading,
+    format_timestamp,
+    parse_alert,
+    parse_reading,
+)
+from sensorlib.kafka_io import (
+    client_errors,
+    group_unowned_partitions,
+    kafka_reachable,
+    make_consumer,
+    make_producer,
+)
 from sensorlib.pipeline import Pipeline
+from sensorlib.windows import to_us
 
 log = logging.getLogger("sensorlib.processor")
 
@@ -40,6 +62,11 @@ FETCH_BYTES = 4 * 1024 * 1024
 #: Longest one transaction step (offsets, commit, abort) may take before the session is
 #: rebuilt (see :func:`_bounded`); well above a healthy commit (milliseconds).
 TXN_STEP_TIMEOUT = 20.0
+#: How long a problem may last before ``/health`` reports it (a rebalance or a restart
+#: after a broker blip is normal for a few seconds).
+HEALTH_GRACE = 30.0
+#: Readings waiting this long with no committed transaction make the processor unhealthy.
+STALL_AFTER = 60.0
 
 
 def rules_from_settings(settings: Settings) -> RuleConfig:
@@ -87,6 +114,11 @@ class ProcessorStats:
     warmed: int = 0
     last_commit: float | None = None
     last_error: str | None = None
+    last_error_at: float | None = None
+    session_started: float | None = None
+    unassigned_since: float | None = None
+    unowned: int = 0
+    lag: int = 0
     assigned: list[int] = field(default_factory=list)
 
 
@@ -118,6 +150,8 @@ class Processor:
         self.max_records = max_records
         self.clock = clock
         self.window = timedelta(seconds=settings.window_seconds)
+        self.accept = EventTimeWindow(settings.max_past, settings.max_future)
+        self._accept_us = self.accept.bounds_us(0)
         self.stats = ProcessorStats()
         self._pipelines: dict[TopicPartition, Pipeline] = {}
         self._lock = threading.Lock()
@@ -128,6 +162,7 @@ class Processor:
         self._consumer: Any = None
         self._producer: Any = None
         self._watermark_wall: dict[TopicPartition, tuple[datetime, float]] = {}
+        self._last_group_check = 0.0
 
     # -- read side (HTTP threads) ------------------------------------------
 
@@ -145,23 +180,57 @@ class Processor:
             items = [a for a in items if a["sensorId"] == sensor_id]
         return items[:limit]
 
+    def problems(self, now: float | None = None) -> list[str]:
+        """Why the processor is not doing its job, one sentence each (empty when healthy).
+
+        ``now`` is :func:`time.time` (for tests). Each condition must hold for longer than
+        :data:`HEALTH_GRACE` (stalls: :data:`STALL_AFTER`) before it counts.
+        """
+        now = time.time() if now is None else now
+        st = self.stats
+        out: list[str] = []
+        if not self._healthy:
+            out.append("the processing loop is not running (starting, or restarting after "
+                       "an error)")
+        if st.last_error_at is not None and now - st.last_error_at < HEALTH_GRACE:
+            out.append(f"a session ended in an error {now - st.last_error_at:.0f}s ago: "
+                       f"{st.last_error}")
+        if (st.unassigned_since is not None and now - st.unassigned_since > HEALTH_GRACE
+                and st.unowned):
+            out.append(f"owns no partition for {now - st.unassigned_since:.0f}s while the "
+                       f"group leaves {st.unowned} partition(s) unowned")
+        since = max(filter(None, (st.last_commit, st.session_started)), default=None)
+        if st.lag > 0 and since is not None and now - since > STALL_AFTER:
+            out.append(f"no transaction committed for {now - since:.0f}s while "
+                       f"{st.lag} reading(s) wait")
+        return out
+
     def health(self) -> dict[str, Any]:
-        """Health summary: ``ok`` is False when Kafka is unreachable or the loop is down."""
+        """Health summary: ``ok`` is False when Kafka is unreachable or :meth:`problems`."""
         reachable = kafka_reachable(self.settings)
-        ok = reachable and self._healthy
+        problems = self.problems()
+        if not reachable:
+            problems.insert(0, f"Kafka is not reachable at {self.settings.bootstrap_servers}")
+        ok = not problems
+        st = self.stats
         return {
             "status": "healthy" if ok else "unhealthy",
             "ok": ok,
+            "problems": problems,
             "kafka": "reachable" if reachable else "unreachable",
             "bootstrapServers": self.settings.bootstrap_servers,
             "group": self.settings.processor_group,
             "instance": self.instance,
-            "assignedPartitions": list(self.stats.assigned),
-            "processed": self.stats.processed,
-            "invalid": self.stats.invalid,
-            "alerts": self.stats.alerts,
-            "transactions": self.stats.transactions,
-            "lastError": self.stats.last_error,
+            "assignedPartitions": list(st.assigned),
+            "lag": st.lag,
+            "processed": st.processed,
+            "invalid": st.invalid,
+            "alerts": st.alerts,
+            "transactions": st.transactions,
+            "sessions": st.sessions,
+            "lastCommit": _iso(st.last_commit),
+            "lastError": st.last_error or client_errors.last(),
+            "lastErrorAt": _iso(st.last_error_at),
         }
 
     # -- the loop ------------------------------------------------------------
@@ -174,13 +243,20 @@ class Processor:
                 self._session(stop)
             except Exception as exc:  # noqa: BLE001 - crash-only: log, rebuild, go on
                 self._healthy = False
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                cause = client_errors.last()  # e.g. the SASL failure behind a timeout
+                self.stats.last_error = f"{type(exc).__name__}: {exc}" + (
+                    f" (client: {cause})" if cause and cause not in str(exc) else "")
+                self.stats.last_error_at = time.time()
                 log.warning("processor session ended (%s); restarting", self.stats.last_error)
                 stop.wait(retry_delay)
 
     def _session(self, stop: threading.Event) -> None:
         s = self.settings
         self.stats.sessions += 1
+        self.stats.session_started = time.time()
+        self.stats.unassigned_since = time.time()
+        self.stats.unowned = 0
+        client_errors.clear()
         producer = make_producer(
             s,
             client_id=f"sensorlib-processor-{self.instance}",
@@ -224,6 +300,7 @@ class Processor:
                     self.on_assigned(assigned)
                 self._healthy = True
                 self._process_batch(batch)
+                self._watch(consumer)
         finally:
             self._healthy = False
             with self._lock:
@@ -233,6 +310,60 @@ class Processor:
             finally:
                 producer.close(timeout=5)
 
+    def _watch(self, consumer: Any) -> None:
+        """Lag, and the stuck-consumer check: no partition while the group leaves some.
+
+        kafka-python was seen (after crash loops) sitting in ``ensure_coordinator_ready``
+        with no assignment for minutes; the session is then ended, so the next one starts
+        with a fresh consumer. A member with nothing to own (more members than
+        partitions) is not stuck.
+        """
+        st = self.stats
+        assignment = consumer.assignment()
+        lag = 0
+        for tp in assignment:
+            high = consumer.highwater(tp)
+            position = consumer.position(tp, timeout_ms=0) if high is not None else None
+            if high is not None and position is not None:
+                lag += max(0, high - position)
+        st.lag = lag
+        now = time.time()
+        if assignment:
+            st.unassigned_since, st.unowned = None, 0
+            return
+        if st.unassigned_since is None:
+            st.unassigned_since = now
+            return
+        waited = now - st.unassigned_since
+        if waited <= HEALTH_GRACE or now - self._last_group_check < 10.0:
+            return
+        self._last_group_check = now
+        st.unowned = group_unowned_partitions(self.settings, self.settings.processor_group,
+                                              self.settings.topic_readings)
+        if st.unowned:
+            raise RuntimeError(f"owned no partition for {waited:.0f}s while the group left "
+                               f"{st.unowned} unowned: starting a fresh consumer")
+
+    def judge(self, record: Any, now_us: int) -> tuple[Reading, int] | InvalidReading:
+        """The record's reading and its event time (epoch µs), or why it is a dead letter:
+        invalid, or outside the accepted event-time window around the record's Kafka
+        timestamp (``now_us`` stands in for a record without one)."""
+        try:
+            reading = parse_reading(record.value)
+        except InvalidReading as exc:
+            return exc
+        ts = to_us(reading.timestamp)
+        ref = record.timestamp * 1000 if record.timestamp >= 0 else now_us
+        low, high = self._accept_us
+        if ref + low <= ts <= ref + high:
+            return reading, ts
+        return InvalidReading([self.accept.error_us(ts, ref)])
+
+    def accepted(self, record: Any) -> Reading | InvalidReading:
+        """:meth:`judge` by the wall clock, without the event time."""
+        got = self.judge(record, to_us(self.clock()))
+        return got if isinstance(got, InvalidReading) else got[0]
+
     def _process_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
         producer, consumer = self._producer, self._consumer
         s = self.settings
@@ -240,17 +371,18 @@ class Processor:
         dead: list[tuple[Any, Exception]] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         processed = 0
+        now_us = to_us(self.clock())
+        judge = self.judge
         for tp, records in batch.items():
             pipeline = self._pipelines.get(tp)
             if pipeline is None:  # revoked between poll and here
                 continue
             for record in records:
-                try:
-                    reading = parse_reading(record.value)
-                except InvalidReading as exc:
-                    dead.append((record, exc))
+                got = judge(record, now_us)
+                if isinstance(got, InvalidReading):
+                    dead.append((record, got))
                     continue
-                out.extend(pipeline.process(reading))
+                out.extend(pipeline.process_us(*got))
                 processed += 1
             if records:
                 offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
@@ -296,12 +428,16 @@ class Processor:
         """
         alerts: list[Alert] = []
         now_mono = time.monotonic()
+        wall = self.clock()
         for tp, pipeline in list(self._pipelines.items()):
             seen = self._watermark_wall.get(tp)
             if seen is None:
                 continue
             event_time, at = seen
-            alerts.extend(pipeline.tick(event_time + timedelta(seconds=now_mono - at)))
+            # Never past the wall clock: a reading a few minutes ahead (inside the accepted
+            # window) must not make every other sensor of its partition look silent.
+            now = min(event_time + timedelta(seconds=now_mono - at), wall)
+            alerts.extend(pipeline.tick(now))
         return alerts
 
     def _publish_state(self, alerts: Iterable[Alert]) -> None:
@@ -334,7 +470,8 @@ class Processor:
             if committed is None:
                 committed = consumer.beginning_offsets([tp])[tp]
             pipeline = Pipeline(window=self.window, rules=self.rules, clock=self.clock)
-            history = read_history(self.settings, tp, self.window + WARM_EXTRA, committed, self.clock)
+            history = read_history(self.settings, tp, self.window + WARM_EXTRA, committed,
+                                   self.clock, accept=self.accepted)
             pipeline.warm(history)
             self.stats.warmed += len(history)
             self._pipelines[tp] = pipeline
@@ -415,9 +552,13 @@ def read_history(
     span: timedelta,
     until_offset: int,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    *,
+    accept: Callable[[Any], Reading | InvalidReading] | None = None,
 ) -> list[Reading]:
     """Valid readings of ``tp`` from ``span`` ago (by record timestamp) up to ``until_offset``.
 
+    ``accept`` turns a record into its reading or a rejection (default: :func:`parse_reading`
+    of the value); rejected records are skipped, as the live loop sent them to the DLQ.
     Uses no consumer group (assign + seek), so it never disturbs committed offsets.
     """
     consumer = make_consumer(settings, client_id="sensorlib-warmup", isolation_level="read_committed")
@@ -436,13 +577,23 @@ def read_history(
             for record in consumer.poll(timeout_ms=500).get(tp, []):
                 if record.offset >= until_offset:
                     break
-                try:
-                    out.append(parse_reading(record.value))
-                except InvalidReading:
-                    continue
+                got = accept(record) if accept is not None else _parsed(record)
+                if isinstance(got, Reading):
+                    out.append(got)
         return out
     finally:
         consumer.close()
+
+
+def _parsed(record: Any) -> Reading | InvalidReading:
+    try:
+        return parse_reading(record.value)
+    except InvalidReading as exc:
+        return exc
+
+
+def _iso(at: float | None) -> str | None:
+    return None if at is None else format_timestamp(datetime.fromtimestamp(at, UTC))
 
 
 def read_recent_alerts(settings: Settings, limit: int) -> list[dict[str, Any]]:

@@ -61,20 +61,22 @@ class Aggregate:
     late: int
 
     def to_dict(self) -> dict[str, Any]:
-        """The camelCase JSON shape of ``GET /api/aggregates``."""
+        """One value of ``GET /api/aggregates``: the reference's keys (``sensorId, location,
+        avgTemperature, avgHumidity, lastUpdate, readingCount``) plus min/max, the window's
+        bounds and the late count."""
         return {
             "sensorId": self.sensor_id,
             "location": self.location,
-            "count": self.count,
             "avgTemperature": self.temperature_mean,
+            "avgHumidity": self.humidity_mean,
+            "lastUpdate": format_timestamp(self.last_reading),
+            "readingCount": self.count,
             "minTemperature": self.temperature_min,
             "maxTemperature": self.temperature_max,
-            "avgHumidity": self.humidity_mean,
             "minHumidity": self.humidity_min,
             "maxHumidity": self.humidity_max,
             "windowStart": format_timestamp(self.window_start),
             "windowEnd": format_timestamp(self.window_end),
-            "lastReading": format_timestamp(self.last_reading),
             "late": self.late,
         }
 

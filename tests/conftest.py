@@ -17,6 +17,7 @@ import pytest
 from sensorlib.broker import LocalKafka, free_port
 from sensorlib.config import Settings
 from sensorlib.kafka_io import ensure_topics
+from tests.support import Spawner
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +74,24 @@ def topics(settings: Settings) -> Settings:
     """Like ``settings``, with the three topics already created."""
     ensure_topics(settings)
     return settings
+
+
+# --------------------------------------------------------------------------- services
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawner]:
+    """Start services for one test."""
+    spawner = Spawner(tmp_path)
+    yield spawner
+    spawner.stop_all()
+
+
+@pytest.fixture(scope="module")
+def spawn_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spawner]:
+    """Start services shared by one test module."""
+    spawner = Spawner(tmp_path_factory.mktemp("services"))
+    yield spawner
+    spawner.stop_all()
 
 
 # --------------------------------------------------------------------------- browser

@@ -1,13 +1,23 @@
-"""What both services share: error bodies, health answers, body limits."""
+"""What both services share: error bodies, health answers, body limits, request guards."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+from urllib.parse import urlsplit
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from sensorlib.config import Settings
 from sensorlib.events import MAX_BODY_BYTES
+
+#: Longest a client may take to send a request body by default (``SENSORLIB_BODY_TIMEOUT``).
+BODY_TIMEOUT = 10.0
+#: Idle keep-alive connections are closed after this (uvicorn's ``timeout_keep_alive``).
+KEEP_ALIVE_TIMEOUT = 5
 
 SERVICE_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -16,18 +26,74 @@ class BodyTooLarge(Exception):
     """The request body exceeds the 64 KiB contract."""
 
 
-async def read_limited_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refusing (without buffering it all) anything over ``limit`` bytes."""
+class BodyTooSlow(Exception):
+    """The client did not send its whole body within :data:`BODY_TIMEOUT`."""
+
+
+async def read_limited_body(request: Request, limit: int = MAX_BODY_BYTES,
+                            timeout: float = BODY_TIMEOUT) -> bytes:
+    """The request body, refusing (without buffering it all) anything over ``limit`` bytes
+    or taking longer than ``timeout`` seconds to arrive (a slow-body client holds a
+    connection and a task for as long as it likes otherwise: uvicorn has no body timeout).
+    """
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTooSlow from None
     return b"".join(chunks)
+
+
+def guard(app: FastAPI, settings: Settings) -> None:
+    """Refuse requests a browser could be tricked into sending (README "Security").
+
+    - Host: only the names the service is reached by (:meth:`Settings.hosts`, with any
+      port): a DNS-rebinding page on ``evil.example`` gets 400.
+    - Origin: a browser request from another origin is refused (403) unless listed in
+      ``SENSORLIB_CORS_ORIGINS``, which also get CORS headers.
+    """
+    allowed = set(settings.cors_origins)
+
+    @app.middleware("http")
+    async def same_origin(request: Request, call_next: Any) -> Any:
+        origin = request.headers.get("origin")
+        if origin and origin not in allowed and not _same_origin(origin, request):
+            return problem(403, [{"field": "Origin", "reason": f"{origin[:100]} may not call "
+                                  "this API (set SENSORLIB_CORS_ORIGINS to allow it)"}],
+                           "cross-origin request refused")
+        return await call_next(request)
+
+    if allowed:
+        app.add_middleware(CORSMiddleware, allow_origins=sorted(allowed),
+                           allow_methods=["GET", "POST"], allow_headers=["Content-Type"])
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.hosts()))
+
+
+def _same_origin(origin: str, request: Request) -> bool:
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    return bool(parts.netloc) and parts.netloc == request.headers.get("host", "")
+
+
+def json_content_type(request: Request) -> bool:
+    """Whether the request says its body is JSON (``application/json``, any charset).
+
+    Browsers send ``text/plain`` cross-origin without a preflight: requiring JSON closes
+    that CSRF door.
+    """
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                           and media.endswith("+json"))
 
 
 def problem(status: int, errors: list[dict[str, str]], message: str) -> JSONResponse:

@@ -2,6 +2,9 @@
 
 The loop runs in one background thread; the API reads copies of its committed state
 under a lock, so a request never sees a half-applied batch (the reference has races here).
+``/api/aggregates`` answers the reference's shape, an object keyed by sensorId.
+``/health`` is 503 with ``problems`` naming each reason whenever the loop is not doing
+its job (see :meth:`sensorlib.processor.Processor.problems`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from fastapi.responses import JSONResponse
 from sensorlib.config import Settings
 from sensorlib.kafka_io import ensure_topics, wait_for_kafka
 from sensorlib.processor import Processor
-from sensorlib.services.common import health_response
+from sensorlib.services.common import guard, health_response
 
 
 def create_app(settings: Settings | None = None, *, instance: str = "1") -> FastAPI:
@@ -46,13 +49,14 @@ def create_app(settings: Settings | None = None, *, instance: str = "1") -> Fast
         stop.set()
         thread.join(timeout=15)
 
-    app = FastAPI(title="sensorlib processor", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="sensorlib processor", version="0.2.0", lifespan=lifespan)
     app.state.processor = processor
+    guard(app, settings)
 
     @app.get("/api/aggregates")
-    def aggregates() -> list[dict[str, Any]]:
-        """Per-sensor aggregates over the last window of event time."""
-        return processor.aggregates()
+    def aggregates() -> dict[str, dict[str, Any]]:
+        """Per-sensor aggregates over the last window of event time, keyed by sensorId."""
+        return {a["sensorId"]: a for a in processor.aggregates()}
 
     @app.get("/api/alerts")
     def alerts(

@@ -1,8 +1,12 @@
 """The producer service: the simulated fleet plus ``/api/sensors``, ``/api/events``, ``/health``.
 
-``POST /api/events`` accepts the reference sample's curl payload unchanged, validates it
-(422 naming the field and the reason), publishes it keyed by sensorId with acks=all and
-answers where Kafka stored it. Kafka being down gives 503 with a clear message.
+``POST /api/events`` accepts the reference sample's curl payload (``application/json``;
+415 otherwise), validates it (422 naming the field and the reason; the event time must
+lie in the accepted window around the wall clock), publishes it keyed by sensorId with
+acks=all in the reference .NET producer's PascalCase and answers like the reference,
+``{"status": "published", "sensorEvent": {...}}``, plus where Kafka stored it. Kafka
+being down gives 503 with a clear message. Requests for other Host names or from other
+browser origins are refused (see :func:`sensorlib.services.common.guard`).
 """
 
 from __future__ import annotations
@@ -20,10 +24,18 @@ from fastapi.responses import JSONResponse
 
 from sensorlib.config import Settings
 from sensorlib.errors import KafkaUnavailable, SensorlibError
-from sensorlib.events import InvalidReading, Reading, parse_reading
+from sensorlib.events import EventTimeWindow, InvalidReading, Reading, parse_reading
 from sensorlib.kafka_io import ensure_topics, kafka_reachable
 from sensorlib.produce import ReadingProducer, run_simulation
-from sensorlib.services.common import BodyTooLarge, health_response, problem, read_limited_body
+from sensorlib.services.common import (
+    BodyTooLarge,
+    BodyTooSlow,
+    guard,
+    health_response,
+    json_content_type,
+    problem,
+    read_limited_body,
+)
 from sensorlib.simulate import REFERENCE_FLEET
 
 log = logging.getLogger("sensorlib.producer")
@@ -109,7 +121,9 @@ def create_app(settings: Settings | None = None, *, simulate: bool = True,
                interval: float | None = None) -> FastAPI:
     """The producer service's FastAPI app (the simulator starts with the app)."""
     settings = settings or Settings.from_env()
+    body_timeout = settings.body_timeout
     service = ProducerService(settings, simulate=simulate, interval=interval)
+    accept = EventTimeWindow(settings.max_past, settings.max_future)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,14 +131,15 @@ def create_app(settings: Settings | None = None, *, simulate: bool = True,
         yield
         service.close()
 
-    app = FastAPI(title="sensorlib producer", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="sensorlib producer", version="0.2.0", lifespan=lifespan)
     app.state.service = service
+    guard(app, settings)
 
     @app.get("/api/sensors")
     def sensors() -> list[dict[str, Any]]:
-        """The simulated fleet (the reference sample's five sensors)."""
+        """The simulated fleet (the reference sample's five sensors, in its shape)."""
         return [
-            {"sensorId": s.sensor_id, "location": s.location,
+            {"id": s.sensor_id, "location": s.location,
              "baseTemperature": s.base_temperature, "baseHumidity": s.base_humidity}
             for s in REFERENCE_FLEET
         ]
@@ -132,13 +147,20 @@ def create_app(settings: Settings | None = None, *, simulate: bool = True,
     @app.post("/api/events", status_code=201)
     async def publish(request: Request) -> JSONResponse:
         """Validate one reading and publish it to the readings topic."""
+        if not json_content_type(request):
+            shown = request.headers.get("content-type", "none")[:60]
+            return problem(415, [{"field": "Content-Type", "reason": "must be application/json, "
+                                  f"not {shown}"}], "unsupported media type")
         try:
-            body = await read_limited_body(request)
+            body = await read_limited_body(request, timeout=body_timeout)
         except BodyTooLarge:
             return problem(422, [{"field": "body", "reason": "larger than 64 KiB (65536 bytes)"}],
                            "invalid reading")
+        except BodyTooSlow:
+            return problem(408, [{"field": "body", "reason": f"not received within "
+                                  f"{body_timeout:g}s"}], "request timeout")
         try:
-            reading = parse_reading(body, now=datetime.now(UTC))
+            reading = parse_reading(body, now=datetime.now(UTC), accept=accept)
         except InvalidReading as exc:
             return problem(422, [{"field": e.field, "reason": e.reason} for e in exc.errors],
                            "invalid reading")
@@ -155,10 +177,10 @@ def create_app(settings: Settings | None = None, *, simulate: bool = True,
             status_code=201,
             content={
                 "status": "published",
+                "sensorEvent": reading.to_dict(),
                 "topic": where.topic,
                 "partition": where.partition,
                 "offset": where.offset,
-                "event": reading.to_dict(),
                 "ackMs": round((time.perf_counter() - started) * 1000, 2),
             },
         )

@@ -25,7 +25,7 @@ from sensorlib.processor import rules_from_settings
 from sensorlib.produce import PublishError, ReadingProducer
 from sensorlib.simulate import Simulator
 from tests.conftest import private_settings
-from tests.services.conftest import Spawner, read_alerts, read_topic
+from tests.support import Spawner, read_alerts, read_topic
 
 #: Heap of each broker JVM we start: small, several run at once on a 2-core machine.
 HEAP = "384m"

@@ -15,7 +15,7 @@ import pytest
 from sensorlib.broker import LocalKafka
 from sensorlib.config import Settings
 from tests.dashboard.conftest import start_dashboard
-from tests.services.conftest import eventually
+from tests.support import eventually
 
 from .conftest import (
     Feeder,

@@ -14,7 +14,7 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.kafka_io import ensure_topics, make_admin
-from tests.services.conftest import eventually
+from tests.support import eventually
 
 from .conftest import (
     Feeder,

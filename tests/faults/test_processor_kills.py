@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sensorlib.config import Settings
-from tests.services.conftest import eventually, owns_partitions, read_topic
+from tests.support import eventually, owns_partitions, read_topic
 
 from .conftest import (
     Feeder,

@@ -16,8 +16,8 @@ from sensorlib.config import Settings
 from sensorlib.events import Reading
 from sensorlib.produce import ReadingProducer
 from sensorlib.simulate import Simulator
+from tests.support import eventually, owns_partitions, read_alerts, read_topic
 
-from .conftest import eventually, owns_partitions, read_alerts, read_topic
 from .test_producer_api import REFERENCE_PAYLOAD
 
 pytestmark = pytest.mark.kafka
@@ -56,11 +56,11 @@ def test_aggregates_cover_the_fleet(spawn, topics: Settings) -> None:
 
     def covered():
         rows = httpx.get(processor.url + "/api/aggregates").json()
-        return rows if {r["sensorId"] for r in rows} >= {f"sensor-0{i}" for i in range(1, 6)} else None
+        return rows if set(rows) >= {f"sensor-0{i}" for i in range(1, 6)} else None
 
     rows = eventually(covered, timeout=60)
-    for row in rows:
-        assert row["count"] > 0
+    for sensor_id, row in rows.items():
+        assert row["sensorId"] == sensor_id and row["readingCount"] > 0
         assert row["minTemperature"] <= row["avgTemperature"] <= row["maxTemperature"]
         assert row["location"]
     assert httpx.get(processor.url + "/health").json()["status"] == "healthy"

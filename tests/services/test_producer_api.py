@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -10,18 +11,19 @@ import pytest
 from sensorlib.config import Settings
 from sensorlib.events import parse_reading
 from sensorlib.kafka_io import end_offsets, ensure_topics
-
-from .conftest import eventually, read_topic
+from tests.support import eventually, read_topic
 
 pytestmark = pytest.mark.kafka
 
-#: The reference README's curl example, byte for byte in meaning.
+#: The reference README's curl example, byte for byte in meaning — but for its timestamp
+#: (2024-01-01), now outside the accepted event-time window (at most a year old): see
+#: test_the_reference_payloads_old_timestamp_is_refused_naming_the_window.
 REFERENCE_PAYLOAD = {
     "sensorId": "sensor-test",
     "temperature": 42.5,
     "humidity": 95,
     "location": "Test Area",
-    "timestamp": "2024-01-01T12:00:00Z",
+    "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
 }
 
 
@@ -38,7 +40,7 @@ def topics(module_topics: Settings) -> Settings:
 
 def test_sensors_lists_the_five_reference_sensors(producer_api) -> None:
     sensors = httpx.get(producer_api.url + "/api/sensors").json()
-    assert [s["sensorId"] for s in sensors] == [f"sensor-0{i}" for i in range(1, 6)]
+    assert [s["id"] for s in sensors] == [f"sensor-0{i}" for i in range(1, 6)]
     assert {s["location"] for s in sensors} == {
         "Warehouse A", "Warehouse B", "Cold Storage", "Server Room", "Production Floor"}
 
@@ -47,22 +49,31 @@ def test_reference_curl_payload_is_published_keyed_by_sensor(producer_api, topic
     answer = httpx.post(producer_api.url + "/api/events", json=REFERENCE_PAYLOAD)
     assert answer.status_code == 201, answer.text
     body = answer.json()
-    assert body["topic"] == topics.topic_readings
-    assert body["event"]["sensorId"] == "sensor-test"
+    assert body["status"] == "published" and body["topic"] == topics.topic_readings
+    assert body["sensorEvent"]["sensorId"] == "sensor-test"
     records = read_topic(topics, topics.topic_readings)
     [record] = [r for r in records if (r.partition, r.offset) == (body["partition"], body["offset"])]
     assert (record.partition, record.offset) == (body["partition"], body["offset"])
     assert record.key == "sensor-test"
     reading = parse_reading(record.value)
     assert reading.temperature == 42.5 and reading.humidity == 95.0
-    assert json.loads(record.value)["sensorId"] == "sensor-test"  # camelCase on the wire
+    assert json.loads(record.value)["SensorId"] == "sensor-test"  # .NET PascalCase on the wire
+
+
+def test_the_reference_payloads_old_timestamp_is_refused_naming_the_window(producer_api) -> None:
+    answer = httpx.post(producer_api.url + "/api/events",
+                        json={**REFERENCE_PAYLOAD, "timestamp": "2024-01-01T12:00:00Z"})
+    assert answer.status_code == 422
+    [detail] = answer.json()["detail"]
+    assert detail["field"] == "timestamp"
+    assert "must lie between" in detail["reason"] and "SENSORLIB_MAX_PAST" in detail["reason"]
 
 
 def test_missing_timestamp_means_now(producer_api) -> None:
     payload = {k: v for k, v in REFERENCE_PAYLOAD.items() if k != "timestamp"}
     answer = httpx.post(producer_api.url + "/api/events", json=payload)
     assert answer.status_code == 201
-    assert answer.json()["event"]["timestamp"].startswith("20")
+    assert answer.json()["sensorEvent"]["timestamp"].startswith("20")
 
 
 BAD_INPUTS = [
@@ -122,7 +133,7 @@ def test_kafka_down_gives_503_not_500(spawn, settings: Settings) -> None:
 
     nowhere = settings.replace(bootstrap_servers=f"127.0.0.1:{free_port()}")
     api = spawn("producer", nowhere, "--no-simulate", wait=False)
-    from .conftest import wait_http
+    from tests.support import wait_http
 
     health = wait_http(api.url + "/health", ok=(503,))
     assert health.json()["kafka"] == "unreachable"

@@ -13,8 +13,7 @@ import pytest
 
 from sensorlib.broker import free_port
 from sensorlib.config import Settings
-
-from .conftest import service_env, wait_http
+from tests.support import service_env, wait_http
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -127,8 +127,30 @@ def test_rate_of_change(seconds: float, temperature: float, fires: bool) -> None
     alerts = h.feed(reading(seconds, temperature))
     assert [a.rule for a in alerts] == (["rate_of_change"] if fires else [])
     if fires:
-        assert alerts[0].reason.startswith("Temperature changed ")
-        assert alerts[0].reason.endswith("30.0°C/min")
+        direction, sign = ("rose", "+") if temperature > 20 else ("fell", "-")
+        assert alerts[0].reason == f"Temperature {direction} 5.0°C in 10s ({sign}30.0°C/min)"
+
+
+def test_rate_is_measured_over_the_minimum_span_not_between_close_readings() -> None:
+    # A 24 °C jump 1 ms after the previous reading is not "-1,440,000 °C/min": the rate is
+    # taken over at least rate_min_span (10 s) of event time.
+    h = Harness(rules=frozenset({"rate_of_change"}))
+    h.feed(reading(0, 44.0))
+    alerts = h.feed(reading(0.001, 20.0))
+    assert [a.reason for a in alerts] == ["Temperature fell 24.0°C in 1ms (-144.0°C/min)"]
+
+
+def test_rate_compares_with_the_newest_reading_at_least_the_span_old() -> None:
+    h = Harness(rules=frozenset({"rate_of_change"}))
+    reasons = []
+    for i in range(36):  # 1 °C every 2 s: 30 °C/min, over 10 s once 10 s have passed
+        reasons += [a.reason for a in h.feed(reading(2 * i, 20.0 + i))]
+    assert reasons == ["Temperature rose 2.0°C in 4s (+12.0°C/min)",  # divided by 10 s
+                       "Temperature rose 5.0°C in 10s (+30.0°C/min)"]  # after the cooldown
+    steady = Harness(rules=frozenset({"rate_of_change"}))
+    # ±0.75 °C of noise at 100 readings/s around a slow 1 °C/min drift: never a rate alert.
+    noisy = [20.0 + i / 6000 + (0.75 if i % 2 else -0.75) for i in range(5000)]
+    assert not any(steady.rules(reading(i / 100, t)) for i, t in enumerate(noisy))
 
 
 def test_rate_needs_time_to_pass_and_ignores_out_of_order() -> None:

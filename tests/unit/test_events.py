@@ -68,10 +68,15 @@ def test_timestamps_become_utc(text: str, expected: datetime) -> None:
     assert r.timestamp == expected and r.timestamp.tzinfo is UTC
 
 
-def test_wire_format_is_camel_case_with_z_timestamps() -> None:
+def test_wire_format_is_the_net_producers_pascal_case_with_z_timestamps() -> None:
     r = parse_reading(body(timestamp="2026-01-01T12:00:00.000001Z"))
-    assert json.loads(r.to_json()) == {**GOOD, "timestamp": "2026-01-01T12:00:00.000001Z"}
-    assert r.to_dict() == json.loads(r.to_json())
+    camel = {**GOOD, "timestamp": "2026-01-01T12:00:00.000001Z"}
+    wire = json.loads(r.to_json())
+    # Exactly the keys the reference's consumers read: event['SensorId'], reading.Temperature.
+    assert list(wire) == ["SensorId", "Temperature", "Humidity", "Location", "Timestamp"]
+    assert wire == {k[0].upper() + k[1:]: v for k, v in camel.items()}
+    assert r.to_dict() == camel  # the HTTP APIs speak camelCase
+    assert parse_reading(r.to_json()) == r == parse_reading(json.dumps(camel))
 
 
 def test_location_is_optional_and_null_means_empty() -> None:
@@ -164,7 +169,7 @@ def test_reasons_say_what_was_wrong() -> None:
         return info.value.errors[0].reason
 
     assert reason(body(sensorId="x" * 65)) == "must be at most 64 characters (got 65)"
-    assert reason(body(sensorId="a\x00")) == "must not contain control characters"
+    assert reason(body(sensorId="a\x00")) == "must not contain control characters (U+0000)"
     assert reason(b'{"sensorId": "s", "temperature": NaN, "humidity": 1,'
                   b' "timestamp": "2026-01-01"}') == "must be a finite number (got NaN)"
     assert reason(b"[]") == "must be a JSON object"
@@ -180,11 +185,13 @@ def test_mappings_are_validated_too() -> None:
 
 readings = st.builds(
     Reading,
-    sensor_id=st.text(st.characters(exclude_categories=["Cc", "Cs"]), min_size=1,
-                      max_size=64).filter(str.strip),
+    sensor_id=st.text(st.characters(exclude_categories=["Cc", "Cs", "Cf", "Zl", "Zp"]),
+                      min_size=1, max_size=64).filter(str.strip),
     temperature=st.floats(-100, 200),
     humidity=st.floats(0, 100),
-    location=st.text(st.characters(exclude_categories=["Cc", "Cs"]), max_size=30),
+    location=st.text(st.characters(exclude_categories=["Cc", "Cs", "Zl", "Zp"],
+                                   exclude_characters="\u202a\u202b\u202c\u202d\u202e"
+                                                      "\u2066\u2067\u2068\u2069"), max_size=30),
     timestamp=st.datetimes(datetime(1971, 1, 1), datetime(2999, 1, 1), timezones=st.just(UTC)),
 )
 
@@ -256,3 +263,89 @@ def test_format_timestamp() -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(events).failed == 0
+
+
+# -- hostile input (issue 12) ---------------------------------------------------------------
+
+WINDOW = events.EventTimeWindow(timedelta(days=365), timedelta(minutes=5))
+NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("stamp", [
+    "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00", "2100-01-01T00:00:00Z", "1899-12-31T23:59:59Z",
+])
+def test_extreme_timestamps_are_refused_with_the_allowed_range(stamp: str) -> None:
+    with pytest.raises(InvalidReading) as info:
+        parse_reading(body(timestamp=stamp), now=NOW, accept=WINDOW)
+    (error,) = info.value.errors
+    assert error.field == "timestamp"
+    assert "years 1900 to 2999" in error.reason or (
+        "must lie between 2025-11-29T12:00:00Z and 2026-11-29T12:05:00Z" in error.reason)
+
+
+def test_the_event_time_window_edges_are_inclusive() -> None:
+    for edge in (NOW - timedelta(days=365), NOW + timedelta(minutes=5)):
+        assert parse_reading(body(timestamp=format_timestamp(edge)), now=NOW,
+                             accept=WINDOW).timestamp == edge
+    for outside in (NOW - timedelta(days=365, microseconds=1),
+                    NOW + timedelta(minutes=5, microseconds=1)):
+        with pytest.raises(InvalidReading, match="SENSORLIB_MAX_PAST"):
+            parse_reading(body(timestamp=format_timestamp(outside)), now=NOW, accept=WINDOW)
+
+
+def test_without_a_window_any_timestamp_in_the_absolute_range_is_a_reading() -> None:
+    assert parse_reading(body(timestamp="1900-01-01T00:00:00Z")).timestamp.year == 1900
+    assert parse_reading(body(timestamp="2999-12-31T23:59:59Z")).timestamp.year == 2999
+
+
+@pytest.mark.parametrize("stamp", [0, 1700000000, "1700000000", "0", "1700000000.5", True, 1.5])
+def test_epoch_numbers_are_refused_clearly(stamp: object) -> None:
+    with pytest.raises(InvalidReading) as info:
+        parse_reading(body(timestamp=stamp))
+    assert info.value.errors[0].field == "timestamp"
+    assert "ISO-8601 date-time" in info.value.errors[0].reason
+
+
+@pytest.mark.parametrize(("field", "value", "why"), [
+    ("sensorId", "\u200b", "invisible or bidi control characters (U+200B)"),
+    ("sensorId", "\u200b\u200b", "invisible or bidi control characters (U+200B)"),
+    ("sensorId", "evil\u202egnp.exe", "invisible or bidi control characters (U+202E)"),
+    ("sensorId", "a\u2028b", "line separators (U+2028)"),
+    ("location", "Hall\u2028B", "line separators (U+2028)"),
+    ("location", "Hall\u2029B", "paragraph separators (U+2029)"),
+    ("location", "Hall \u202eB", "invisible or bidi control characters (U+202E)"),
+])
+def test_invisible_and_bidi_characters_are_refused(field: str, value: str, why: str) -> None:
+    with pytest.raises(InvalidReading) as info:
+        parse_reading(body(**{field: value}))
+    assert info.value.errors == [FieldError(field, f"must not contain {why}")]
+
+
+def test_ordinary_unicode_text_is_kept() -> None:
+    r = parse_reading(body(location="Kühlhaus 3 — Nord ❄", sensorId="capteur-é"))
+    assert (r.location, r.sensor_id) == ("Kühlhaus 3 — Nord ❄", "capteur-é")
+
+
+@pytest.mark.parametrize("twice", [
+    b'"temperature":20,"Temperature":999', b'"temperature":20,"temperature":21',
+    b'"temperature":20,"temperature":999', b'"TEMPERATURE":20,"temperature":21',
+])
+def test_a_field_given_twice_is_refused(twice: bytes) -> None:
+    with pytest.raises(InvalidReading) as info:
+        parse_reading(b'{"sensorId":"a",' + twice + b',"humidity":2,'
+                      b'"timestamp":"2026-01-01T00:00:00Z"}')
+    (error,) = info.value.errors
+    assert error.field == "temperature" and "given twice" in error.reason
+
+
+def test_a_value_spelled_like_a_key_is_not_a_duplicate() -> None:
+    assert parse_reading(body(location="temperature")).location == "temperature"
+
+
+def test_a_lone_surrogate_names_its_field() -> None:
+    raw = body().replace(b'"sensor-01"', b'"\\ud800"')
+    with pytest.raises(InvalidReading) as info:
+        parse_reading(raw)
+    assert info.value.errors[0].field == "sensorId"
+    assert "lone UTF-16 surrogate" in info.value.errors[0].reason

@@ -89,11 +89,10 @@ def test_to_dict_matches_the_api_shape() -> None:
     w = SensorWindow()
     w.add(reading(0, 21.5, 40.0))
     assert w.aggregate("s1").to_dict() == {  # type: ignore[union-attr]
-        "sensorId": "s1", "location": "Lab", "count": 1,
-        "avgTemperature": 21.5, "minTemperature": 21.5, "maxTemperature": 21.5,
-        "avgHumidity": 40.0, "minHumidity": 40.0, "maxHumidity": 40.0,
-        "windowStart": "2026-01-01T11:55:00Z", "windowEnd": "2026-01-01T12:00:00Z",
-        "lastReading": "2026-01-01T12:00:00Z", "late": 0,
+        "sensorId": "s1", "location": "Lab", "avgTemperature": 21.5, "avgHumidity": 40.0,
+        "lastUpdate": "2026-01-01T12:00:00Z", "readingCount": 1,
+        "minTemperature": 21.5, "maxTemperature": 21.5, "minHumidity": 40.0, "maxHumidity": 40.0,
+        "windowStart": "2026-01-01T11:55:00Z", "windowEnd": "2026-01-01T12:00:00Z", "late": 0,
     }
 
 
