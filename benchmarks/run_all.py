@@ -44,12 +44,15 @@ class Sizes:
     core: int
     dashboard_readings: int
     dashboard_minutes: float
+    archive: int = 1_000_000
+    archive_big: int = 10_000_000
 
 
 FULL = Sizes(producer=300_000, processor=1_000_000, probes=200, replay=1_000_000, core=300_000,
              dashboard_readings=200, dashboard_minutes=1.0)
 QUICK = Sizes(producer=30_000, processor=30_000, probes=20, replay=30_000, core=50_000,
-              dashboard_readings=20, dashboard_minutes=0.25)
+              dashboard_readings=20, dashboard_minutes=0.25, archive=30_000,
+              archive_big=300_000)
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,28 @@ def core_rows(r: dict[str, Any]) -> list[Row]:
                 "≥ 100k/s and ≥ 20×", rate >= 100_000 and ratio >= 20)]
 
 
+def archive_rows(r: dict[str, Any]) -> list[Row]:
+    ratio, speedup = r["archiver_vs_bare"], r["hour_speedup"]
+    hour, daily = r["big_hour_archive_s"], r["big_sql_daily_stats_s"]
+    topic = r["topic_mb_per_million"]
+    return [
+        Row("archiver: consume→validate→Parquet→Iceberg commit with offsets vs bare consume",
+            _rate(r["archiver_rate"]), _rate(r["bare_rate"]), f"{ratio:.2f}×", "≥ 0.8×",
+            ratio >= 0.8),
+        Row(f"1-hour read_readings by event time, archive+tail vs Kafka alone "
+            f"({r['hour_rows']:,} rows)", _ms(r["hour_archive_s"] * 1000),
+            f"{r['hour_kafka_s']:.2f} s", f"{speedup:,.0f}×", "≥ 20×", speedup >= 20),
+        Row(f"1-hour read_readings over {r['big_rows']:,} archived readings (30 days)",
+            _ms(hour * 1000), "—", "—", "≤ 500 ms", hour <= 0.5),
+        Row(f"SQL daily stats per sensor over {r['big_rows']:,} readings (DuckDB)",
+            _ms(daily * 1000), "—", "—", "≤ 2 s", daily <= 2.0),
+        Row("archive size per 1M readings vs the topic's log",
+            f"{r['archive_mb_per_million']} MB", "n/a" if topic is None else f"{topic} MB",
+            "—" if topic is None else f"{topic / r['archive_mb_per_million']:.0f}× smaller",
+            "report", None),
+    ]
+
+
 def dashboard_rows(r: dict[str, Any]) -> list[Row]:
     p95 = r["latency_p95_ms"]
     return [Row(f"produce → visible in Chromium ({r['latency_readings']} readings)",
@@ -137,6 +162,8 @@ BENCHES = [
           processor_rows),
     Bench("replay", "bench_replay", lambda m, b, s: m.run(b, s.replay), replay_rows),
     Bench("core", "bench_core", lambda m, b, s: m.run(s.core), core_rows),
+    Bench("archive", "bench_archive", lambda m, b, s: m.run(b, s.archive, s.archive_big),
+          archive_rows),
     Bench("dashboard", "bench_dashboard",
           lambda m, b, s: m.run(b, readings=s.dashboard_readings, minutes=s.dashboard_minutes),
           dashboard_rows),

@@ -105,8 +105,9 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     wait_for_kafka(settings, timeout=30)
     ensure_topics(settings)
     interval = 1.0 / args.rate if args.rate else settings.interval
-    if args.duration is None and args.count is None and not args.realtime:
-        _say("error: --fast needs --count or --duration (simulated seconds)")
+    if (args.duration is None and args.count is None and not args.realtime
+            and not (args.start and args.end)):
+        _say("error: --fast needs --count, --duration (simulated seconds) or --start and --end")
         return 2
     started = time.monotonic()
     mode = "real time" if args.realtime else "as fast as Kafka takes them"
@@ -118,9 +119,13 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{r.timestamp:%H:%M:%S} {r.sensor_id} {r.temperature:6.1f}°C {r.humidity:5.1f}%",
                   flush=True)
 
+    if args.realtime and (args.start or args.end):
+        _say("error: --start/--end set the event times of a back-fill: use them with --fast")
+        return 2
     n = run_simulation(settings, interval=interval, duration=args.duration, count=args.count,
                        seed=args.seed, realtime=args.realtime,
-                       on_batch=progress if args.realtime and not args.quiet else None)
+                       on_batch=progress if args.realtime and not args.quiet else None,
+                       start=args.start, end=args.end)
     elapsed = time.monotonic() - started
     _say(f"Published {n} readings in {elapsed:.1f}s ({n / max(elapsed, 1e-9):,.0f}/s).")
     return 0
@@ -151,6 +156,18 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
+def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
+    from sensorlib.archive import cmd_archive as run
+
+    return run(args, settings)
+
+
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    from sensorlib.history import cmd_sql as run
+
+    return run(args, settings)
+
+
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from sensorlib.report import cmd_report as run
 
@@ -173,8 +190,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     reachable = kafka_reachable(settings)
     print(f"kafka      {settings.bootstrap_servers}: {'reachable' if reachable else 'UNREACHABLE'}")
     code |= 0 if reachable else 1
+
     checks = [("producer", f"http://{host}:{settings.producer_port}/health"),
               ("processor", f"http://{host}:{settings.processor_port}/health"),
+              ("archiver", f"http://{host}:{settings.archiver_port}/health"),
               ("dashboard", f"http://{host}:{settings.dashboard_port}/live")]
     for name, url in checks:
         try:
@@ -185,9 +204,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         code |= 0 if state == "healthy" else 1
         print(f"{name:<10} {url}: {state}")
     if reachable:
+
         groups = [(settings.processor_group, settings.topic_readings),
                   (settings.dashboard_readings_group, settings.topic_readings),
-                  (settings.dashboard_alerts_group, settings.topic_alerts)]
+                  (settings.dashboard_alerts_group, settings.topic_alerts),
+                  (settings.archiver_group, settings.topic_readings),
+                  (settings.archiver_group, settings.topic_alerts)]
         print("consumer group lag:")
         for group, topic in groups:
             try:
@@ -198,7 +220,29 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             total = sum(int(p["lag"] or 0) for p in lag.values())
             parts = " ".join(f"p{p}={v['lag']}" for p, v in lag.items())
             print(f"  {group:<28} {topic:<20} lag {total:>8}  ({parts})")
+    code |= _archive_status(settings)
     return code
+
+
+def _archive_status(settings: Settings) -> int:
+    """Rows and last commit of each archive table (``sensorlib status``)."""
+    from sensorlib.history import catalog_path
+
+    if not catalog_path(settings).exists():
+        print(f"archive    {settings.warehouse}: none yet (start `sensorlib archive`)")
+        return 0
+    from sensorlib.history import table_status
+
+    print(f"archive    {settings.warehouse}:")
+    for row in table_status(settings):
+        if not row["exists"]:
+            print(f"  {row['table']:<36} not created yet")
+            continue
+        when = row["last_snapshot"].strftime("%Y-%m-%d %H:%M:%S UTC") if row["last_snapshot"] \
+            else "never"
+        print(f"  {row['table']:<36} {row['rows']:>12,} rows  {row['files']:>5} files  "
+              f"{row['bytes'] / 1e6:8.1f} MB  last commit {when}")
+    return 0
 
 
 # --------------------------------------------------------------------------- parser
@@ -229,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, help="seed for a reproducible fleet")
     simulate.add_argument("--fast", dest="realtime", action="store_false",
                           help="no pacing: advance event time and publish as fast as Kafka takes it")
+    simulate.add_argument("--start", help="--fast: event time of the first reading (ISO-8601 or "
+                          "-7d); default: so that the last one is now")
+    simulate.add_argument("--end", help="--fast: event time of the last reading (default: now)")
     simulate.add_argument("--quiet", "-q", action="store_true", help="don't print each reading")
     simulate.set_defaults(handler=cmd_simulate)
 
@@ -250,12 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read readings (or alerts) with start <= timestamp < end "
                                    "without a consumer group and write them to a file.")
     replay.add_argument("--start", help="ISO-8601 (naive = UTC), 'today', 'yesterday', '1h ago' or =-1h")
-    replay.add_argument("--end", help="exclusive; same forms as --start (default: now)")
+    replay.add_argument("--end", default="now",
+                        help="exclusive; same forms as --start (default: now)")
     replay.add_argument("--sensor", action="append", metavar="ID",
                    help="keep only this sensor (repeatable)")
     replay.add_argument("--alerts", action="store_true", help="replay the alerts topic instead")
     replay.add_argument("--from-beginning", action="store_true",
-                   help="scan the topic from its start instead of seeking near --start")
+                   help="Kafka: scan the topic from its start instead of seeking near --start")
+    replay.add_argument("--source", choices=["auto", "archive", "kafka"], default="auto",
+                        help="auto: the archive plus Kafka's not yet archived tail (Kafka alone "
+                             "without an archive); archive: the archive only; kafka: Kafka only")
     replay.add_argument("--out", required=True, help="output file: .parquet or .csv")
     replay.set_defaults(handler=cmd_replay)
 
@@ -271,7 +322,36 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
     report.set_defaults(handler=cmd_report)
 
-    up = sub.add_parser("up", help="run the whole system: broker, topics, producer, processor, dashboard")
+    archive = sub.add_parser(
+        "archive", help="archive both topics into Apache Iceberg tables (service, :8083)",
+        description="Append sensor-readings and sensor-alerts to Iceberg tables in "
+                    "SENSORLIB_WAREHOUSE, exactly once, partitioned by event day. "
+                    "`sensorlib archive compact` rewrites small files.")
+    archive.add_argument("action", nargs="?", choices=["run", "compact"], default="run")
+    archive.add_argument("--host")
+    archive.add_argument("--port", type=int,
+                         help="port of /health (default SENSORLIB_ARCHIVER_PORT or 8083)")
+    archive.add_argument("--batch-rows", type=int, default=50_000,
+                         help="records per table commit at most (default 50,000)")
+    archive.add_argument("--batch-seconds", type=float, default=30.0,
+                         help="seconds a record may wait for its commit (default 30)")
+    archive.add_argument("--until-caught-up", action="store_true",
+                         help="archive what the topics hold now, then exit (no /health)")
+    archive.add_argument("--min-files", type=int, default=4,
+                         help="compact: rewrite an event day that has at least this many files")
+    archive.set_defaults(handler=cmd_archive)
+
+    sql = sub.add_parser("sql", help="query the archive with SQL (DuckDB; views readings, alerts)",
+                         description="Run a DuckDB SQL query over the archive's tables, "
+                                     "e.g. sensorlib sql \"select sensor_id, avg(temperature) "
+                                     "from readings group by 1\"")
+    sql.add_argument("query", help="the SQL (views: readings, alerts)")
+    sql.add_argument("--out", help="write the result to a .parquet or .csv file instead")
+    sql.add_argument("--max-rows", type=int, default=50, help="rows printed (default 50)")
+    sql.set_defaults(handler=cmd_sql)
+
+    up = sub.add_parser("up", help="run the whole system: broker, topics, producer, processor, "
+                                   "archiver, dashboard")
     up.add_argument("--no-dashboard", action="store_true")
     up.set_defaults(handler=cmd_up)
 

@@ -138,8 +138,10 @@ class Settings:
     ``SENSORLIB_PARTITIONS``                  partitions of readings and alerts (3)
     ``SENSORLIB_RETENTION_HOURS``             retention of the three topics (168)
     ``SENSORLIB_PROCESSOR_GROUP``             ``python-consumer-group``
+    ``SENSORLIB_ARCHIVER_GROUP``              ``archiver-group``
     ``SENSORLIB_HOST``                        bind address of the services (127.0.0.1)
     ``SENSORLIB_PRODUCER_PORT`` / ``_PROCESSOR_PORT`` / ``_DASHBOARD_PORT`` / ``_JUPYTER_PORT``
+    ``SENSORLIB_ARCHIVER_PORT``               the archiver's ``/health`` (8083)
     ``SENSORLIB_TEMP_THRESHOLD`` / ``SENSORLIB_HUMIDITY_THRESHOLD``  (35, 90)
     ``SENSORLIB_WINDOW_SECONDS``              aggregate window (300)
     ``SENSORLIB_INTERVAL``                    seconds between a sensor's readings (2)
@@ -178,6 +180,7 @@ class Settings:
     retention_hours: int = 168
 
     processor_group: str = "python-consumer-group"
+    archiver_group: str = "archiver-group"
     dashboard_readings_group: str = "dashboard-readings-group"
     dashboard_alerts_group: str = "dashboard-group"
 
@@ -185,6 +188,7 @@ class Settings:
     producer_port: int = 8081
     processor_port: int = 8082
     dashboard_port: int = 5006
+    archiver_port: int = 8083
     jupyter_port: int = 8888
 
     temperature_threshold: float = 35.0
@@ -232,6 +236,7 @@ class Settings:
             replication_factor=_int(env, "SENSORLIB_REPLICATION_FACTOR", 1),
             retention_hours=_int(env, "SENSORLIB_RETENTION_HOURS", 168),
             processor_group=_str(env, "SENSORLIB_PROCESSOR_GROUP", "python-consumer-group"),
+            archiver_group=_str(env, "SENSORLIB_ARCHIVER_GROUP", "archiver-group"),
             dashboard_readings_group=_str(
                 env, "SENSORLIB_DASHBOARD_READINGS_GROUP", "dashboard-readings-group"
             ),
@@ -240,6 +245,7 @@ class Settings:
             producer_port=_int(env, "SENSORLIB_PRODUCER_PORT", 8081),
             processor_port=_int(env, "SENSORLIB_PROCESSOR_PORT", 8082),
             dashboard_port=_int(env, "SENSORLIB_DASHBOARD_PORT", 5006),
+            archiver_port=_int(env, "SENSORLIB_ARCHIVER_PORT", 8083),
             jupyter_port=_int(env, "SENSORLIB_JUPYTER_PORT", 8888),
             temperature_threshold=_float(env, "SENSORLIB_TEMP_THRESHOLD", 35.0),
             humidity_threshold=_float(env, "SENSORLIB_HUMIDITY_THRESHOLD", 90.0),
@@ -271,7 +277,8 @@ class Settings:
             raise ConfigError("SENSORLIB_WINDOW_SECONDS must be positive")
         if self.interval <= 0:
             raise ConfigError("SENSORLIB_INTERVAL must be positive")
-        for name in ("producer_port", "processor_port", "dashboard_port", "jupyter_port"):
+        for name in ("producer_port", "processor_port", "dashboard_port", "jupyter_port",
+                     "archiver_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"SENSORLIB_{name.upper()} must be a TCP port, got {port}")
@@ -319,12 +326,14 @@ class Settings:
             "SENSORLIB_REPLICATION_FACTOR": str(self.replication_factor),
             "SENSORLIB_RETENTION_HOURS": str(self.retention_hours),
             "SENSORLIB_PROCESSOR_GROUP": self.processor_group,
+            "SENSORLIB_ARCHIVER_GROUP": self.archiver_group,
             "SENSORLIB_DASHBOARD_READINGS_GROUP": self.dashboard_readings_group,
             "SENSORLIB_DASHBOARD_ALERTS_GROUP": self.dashboard_alerts_group,
             "SENSORLIB_HOST": self.host,
             "SENSORLIB_PRODUCER_PORT": str(self.producer_port),
             "SENSORLIB_PROCESSOR_PORT": str(self.processor_port),
             "SENSORLIB_DASHBOARD_PORT": str(self.dashboard_port),
+            "SENSORLIB_ARCHIVER_PORT": str(self.archiver_port),
             "SENSORLIB_JUPYTER_PORT": str(self.jupyter_port),
             "SENSORLIB_TEMP_THRESHOLD": repr(self.temperature_threshold),
             "SENSORLIB_HUMIDITY_THRESHOLD": repr(self.humidity_threshold),

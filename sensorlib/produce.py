@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 from kafka.errors import KafkaError
@@ -107,22 +107,30 @@ def run_simulation(
     stop: threading.Event | None = None,
     on_batch: Callable[[list[Reading]], None] | None = None,
     producer: ReadingProducer | None = None,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
 ) -> int:
     """Publish the simulated fleet until ``duration`` seconds, ``count`` readings or ``stop``.
 
     With ``realtime`` each tick of the fleet is stamped with the wall clock and paced
-    every ``interval`` seconds (the reference: 2 s). Without it, event time advances by
-    ``interval`` per tick and readings go out as fast as Kafka takes them (benchmarks,
-    back-filling history). Returns how many readings were published.
+    every ``interval`` seconds (the reference: 2 s). Without it (a back-fill) readings go
+    out as fast as Kafka takes them, with event times ``interval`` apart that **end at**
+    ``end`` (default: now) — never in the future — so the history is queryable at once:
+    the first one is at ``start`` when given, else as far back as ``count`` readings or
+    ``duration`` seconds need. Returns how many readings were published.
     """
     from sensorlib.simulate import Simulator
 
     interval = settings.interval if interval is None else interval
     seed = settings.seed if seed is None else seed
     stop = stop or threading.Event()
+    if not realtime:
+        sim, duration = backfill_simulator(seed=seed, interval=interval, count=count,
+                                           duration=duration, start=start, end=end)
+    else:
+        sim = Simulator(seed=seed, interval=interval)
     own = producer is None
     producer = producer or ReadingProducer(settings)
-    sim = Simulator(seed=seed, interval=interval)
     published = 0
     started = time.monotonic()
     try:
@@ -153,6 +161,53 @@ def run_simulation(
     finally:
         if own:
             producer.close()
+
+
+def _time(value: datetime | str | None, name: str) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return None if value is None else (value if value.tzinfo else value.replace(tzinfo=UTC))
+    from sensorlib.replay import ReplayError, to_utc
+
+    try:
+        parsed = to_utc(value)
+    except ReplayError as exc:
+        raise SensorlibError(f"--{name}: {exc}") from None
+    return None if parsed is None else parsed.to_pydatetime()
+
+
+def backfill_simulator(*, seed: int | None, interval: float, count: int | None = None,
+                       duration: float | None = None, start: datetime | str | None = None,
+                       end: datetime | str | None = None) -> tuple[Any, float | None]:
+    """A :class:`~sensorlib.simulate.Simulator` whose stream ends at ``end`` (default now).
+
+    Returns it with the ``duration`` to stream (simulated seconds; None = until
+    ``count``). With ``start`` the readings run from ``start`` up to (not including)
+    ``end``; otherwise the first tick is placed so the last of ``count`` readings (or
+    of ``duration`` seconds) falls exactly on ``end``.
+    """
+    import math
+
+    from sensorlib.simulate import Simulator
+
+    t_end = _time(end, "end") or datetime.now(UTC)
+    t_start = _time(start, "start")
+    step = timedelta(seconds=interval)
+    if t_start is not None:
+        if t_start >= t_end:
+            raise SensorlibError(f"the back-fill is empty: --end ({t_end.isoformat()}) is not "
+                                 f"after --start ({t_start.isoformat()})")
+        span = (t_end - t_start).total_seconds()
+        return Simulator(seed=seed, interval=interval, start=t_start), (
+            span if duration is None else min(duration, span))
+    if count is None and duration is None:
+        raise SensorlibError("a back-fill needs a count, a duration or a start")
+    ticks = []
+    if count is not None:
+        ticks.append(Simulator(seed=seed, interval=interval, start=t_end).ticks_for(count))
+    if duration is not None:
+        ticks.append(max(1, math.ceil(duration / interval)))
+    first = t_end - step * (min(ticks) - 1)
+    return Simulator(seed=seed, interval=interval, start=first), duration
 
 
 def _bounded(readings: Iterable[Reading], stop: threading.Event) -> Iterable[Reading]:

@@ -20,12 +20,13 @@ import logging
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,8 @@ __all__ = [
     "ALERT_DTYPES",
     "READING_DTYPES",
     "ReplayError",
+    "ReplayWarning",
+    "Source",
     "TimeLike",
     "compare_rules",
     "decode_alerts",
@@ -102,6 +105,7 @@ TimeLike = datetime | pd.Timestamp | str
 #: releases the GIL); False decodes them after the last poll instead.
 OVERLAP = True
 _UTC = "UTC"
+_BARE_DURATION = re.compile(r"^\d+(\.\d+)?\s*[a-zA-Z]+$")
 _MAX_LOCATION = 256
 
 
@@ -141,6 +145,10 @@ def to_utc(value: TimeLike | None, *, now: pd.Timestamp | None = None) -> pd.Tim
             except ValueError:
                 raise ReplayError(f"not a duration: {value!r} (try '-1h', '1h ago' "
                                   "or '2 days ago')") from None
+        if _BARE_DURATION.match(text):
+            # pandas reads "1h" as 01:00 in year 1: almost surely "an hour ago" was meant.
+            raise ReplayError(f"{value!r} is a duration, not a time: write '-{text}' or "
+                              f"'{text} ago' for a time before now")
         try:
             ts = pd.Timestamp(text)
         except ValueError:
@@ -178,17 +186,20 @@ class _Kind:
     choices: dict[str, frozenset[str]]
     dtypes: dict[str, str]
     strict_text: bool  # length and control-character rules (readings) or presence only
+    usual: str  # the spelling most records use: parsed first, alone ("camel" / "pascal")
 
     @property
     def fields(self) -> list[str]:
         return [c for c in self.dtypes if c not in ("partition", "offset")]
 
-    def schema(self, pascal: bool) -> pa.Schema:
+    def schema(self, spelling: str) -> pa.Schema:
+        """Arrow's parse schema: ``camel`` keys, ``pascal`` keys or ``both``."""
         out = []
         for name in self.fields:
             kind = pa.float64() if name in self.numbers else pa.string()
-            out.append((name, kind))
-            if pascal:  # the .NET producer's spelling
+            if spelling in ("camel", "both"):
+                out.append((name, kind))
+            if spelling in ("pascal", "both"):  # the .NET producer's spelling
                 out.append((_pascal(name), kind))
         return pa.schema(out)
 
@@ -205,6 +216,7 @@ _READINGS = _Kind(
     choices={},
     dtypes=READING_DTYPES,
     strict_text=True,
+    usual="pascal",  # readings travel in the reference .NET producer's PascalCase
 )
 _ALERTS = _Kind(
     name="alert",
@@ -215,13 +227,14 @@ _ALERTS = _Kind(
     choices={"severity": frozenset({"warning", "critical"})},
     dtypes=ALERT_DTYPES,
     strict_text=False,
+    usual="camel",
 )
-# camelCase columns only, unless a block really holds PascalCase keys (then both):
-# every extra column in the explicit schema makes Arrow's parse slower.
-_PARSE = {(kind.name, pascal): pajson.ParseOptions(explicit_schema=kind.schema(pascal),
-                                                   unexpected_field_behavior="ignore",
-                                                   newlines_in_values=False)
-          for kind in (_READINGS, _ALERTS) for pascal in (False, True)}
+# The usual spelling's columns only, unless a block really holds the other spelling
+# too (then both): every extra column in the explicit schema makes Arrow's parse slower.
+_PARSE = {(kind.name, spelling): pajson.ParseOptions(explicit_schema=kind.schema(spelling),
+                                                     unexpected_field_behavior="ignore",
+                                                     newlines_in_values=False)
+          for kind in (_READINGS, _ALERTS) for spelling in ("camel", "pascal", "both")}
 _READ = pajson.ReadOptions(use_threads=False, block_size=1 << 26)
 _ARROW_ERROR = re.compile(r"Column\(/?([^)]*)\) changed from (\w+) to (\w+)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -252,7 +265,7 @@ def _arrow_reason(exc: Exception) -> str:
     return "body: not valid JSON"
 
 
-def _parse_block(values: list[bytes], kind: _Kind, pascal: bool) -> pa.Table:
+def _parse_block(values: list[bytes], kind: _Kind, spelling: str) -> pa.Table:
     """One Arrow call over newline-joined records; raises when any record is bad."""
     buf = b"\n".join(values)
     if buf.count(b"\n") != len(values) - 1 or b"\r" in buf:
@@ -260,7 +273,7 @@ def _parse_block(values: list[bytes], kind: _Kind, pascal: bool) -> pa.Table:
         values = [v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]
         buf = b"\n".join(values)
     table = pajson.read_json(io.BytesIO(buf), read_options=_READ,
-                             parse_options=_PARSE[kind.name, pascal])
+                             parse_options=_PARSE[kind.name, spelling])
     if table.num_rows != len(values):  # e.g. two objects in one record
         raise pa.ArrowInvalid("a record holds more than one JSON value")
     return table
@@ -269,7 +282,7 @@ def _parse_block(values: list[bytes], kind: _Kind, pascal: bool) -> pa.Table:
 _LEAF = 32
 
 
-def _parse_tolerant(values: list[bytes], kind: _Kind, pascal: bool, reasons: dict[int, str],
+def _parse_tolerant(values: list[bytes], kind: _Kind, spelling: str, reasons: dict[int, str],
                     base: int = 0) -> pa.Table:
     """Parse ``values``; bad records become empty rows, their reasons go to ``reasons``.
 
@@ -277,22 +290,22 @@ def _parse_tolerant(values: list[bytes], kind: _Kind, pascal: bool, reasons: dic
     per-record decode of the whole read.
     """
     try:
-        return _parse_block(values, kind, pascal)
+        return _parse_block(values, kind, spelling)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pass
     if len(values) > _LEAF:
         half = len(values) // 2
         return pa.concat_tables([
-            _parse_tolerant(values[:half], kind, pascal, reasons, base),
-            _parse_tolerant(values[half:], kind, pascal, reasons, base + half),
+            _parse_tolerant(values[:half], kind, spelling, reasons, base),
+            _parse_tolerant(values[half:], kind, spelling, reasons, base + half),
         ])
     tables = []
     for i, value in enumerate(values):
         try:
-            tables.append(_parse_block([value], kind, pascal))
+            tables.append(_parse_block([value], kind, spelling))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             reasons[base + i] = _arrow_reason(exc)
-            tables.append(_parse_block([b"{}"], kind, pascal))
+            tables.append(_parse_block([b"{}"], kind, spelling))
     return pa.concat_tables(tables)
 
 
@@ -395,16 +408,20 @@ def _decode(values: list[bytes | None], kind: _Kind) -> pd.DataFrame:
                         if size == 0 else f"body: larger than 64 KiB ({MAX_BODY_BYTES} bytes)")
             clean[i] = b"{}"
     failures: dict[int, str] = {}
-    table = _parse_tolerant(clean, kind, False, failures)
+    spelling = kind.usual
+    table = _parse_tolerant(clean, kind, spelling, failures)
     key = next(iter(kind.text))  # sensorId / alertId: required, so null means look again
-    pascal = table[key].null_count > len(failures) + len(first)
-    if pascal:  # PascalCase keys somewhere (the .NET producer): parse with both spellings
-        failures = {}
-        table = _parse_tolerant(clean, kind, True, failures)
+    usual_key = key if spelling == "camel" else _pascal(key)
+    if table[usual_key].null_count > len(failures) + len(first):
+        # The other spelling somewhere (older camelCase history, or a foreign producer):
+        # parse again with both; camelCase wins where a record has both, as in
+        # parse_reading.
+        spelling, failures = "both", {}
+        table = _parse_tolerant(clean, kind, spelling, failures)
     columns: dict[str, pa.ChunkedArray] = {}
     for name in kind.fields:
-        columns[name] = (pc.coalesce(table[name], table[_pascal(name)]) if pascal
-                         else table[name])
+        columns[name] = (pc.coalesce(table[name], table[_pascal(name)]) if spelling == "both"
+                         else table[name if spelling == "camel" else _pascal(name)])
     data: dict[str, Any] = {}
     for name, column in columns.items():
         if name in kind.times:
@@ -466,8 +483,12 @@ def _show_progress(progress: bool | None, total: int) -> bool:
 
 
 def _fetch(settings: Settings, topic: str, start: pd.Timestamp | None, kind: _Kind, *,
-           progress: bool | None, slack: timedelta, timeout: float) -> list[pd.DataFrame]:
+           progress: bool | None, slack: timedelta, timeout: float,
+           offsets: dict[int, int] | None = None) -> list[pd.DataFrame]:
     """Read ``topic`` from ``start`` (record time, minus ``slack``) to its current end.
+
+    With ``offsets`` (partition -> first offset, e.g. where the archive ends) the read
+    starts there instead; partitions not in it are read from their beginning.
 
     Decoding runs on a worker thread (Arrow releases the GIL) while the next records
     are fetched, so bulk decoding costs little more than consuming.
@@ -491,7 +512,10 @@ def _fetch(settings: Settings, topic: str, start: pd.Timestamp | None, kind: _Ki
         ends = consumer.end_offsets(parts)  # the snapshot: never read past these
         firsts = consumer.beginning_offsets(parts)
         begin = dict(firsts)
-        if start is not None:
+        if offsets is not None:
+            begin = {tp: min(ends[tp], max(firsts[tp], offsets.get(tp.partition, firsts[tp])))
+                     for tp in parts}
+        elif start is not None:
             at = int((start - pd.Timedelta(slack)).timestamp() * 1000)
             found = consumer.offsets_for_times({tp: max(at, 0) for tp in parts})
             begin = {tp: (ends[tp] if found.get(tp) is None else max(found[tp].offset, firsts[tp]))
@@ -560,10 +584,16 @@ def _assemble(frames: list[pd.DataFrame], kind: _Kind, start: pd.Timestamp | Non
     """Filter, order, de-duplicate and count what :func:`_fetch` decoded."""
     if not frames:
         out = _empty(kind)
-        out.attrs.update(topic=topic, invalid=0, invalid_examples=[], duplicates=0)
+        out.attrs.update(topic=topic, invalid=0, invalid_examples=[], duplicates=0, seen=0,
+                         seen_first=None, seen_last=None, seen_sensors=[])
         return out
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     ts = frame["timestamp"]
+    seen_valid = frame["_reason"].isna().to_numpy()
+    seen = {"seen": int(seen_valid.sum()),
+            "seen_first": ts[seen_valid].min().isoformat() if seen_valid.any() else None,
+            "seen_last": ts[seen_valid].max().isoformat() if seen_valid.any() else None,
+            "seen_sensors": sorted(frame.loc[seen_valid, "sensorId"].dropna().unique().tolist())}
     # Rows outside the period or the sensors are left out, valid or not; a row whose
     # time or sensor cannot be read is kept (and counted as invalid).
     keep = np.ones(len(frame), dtype=bool)
@@ -595,84 +625,203 @@ def _assemble(frames: list[pd.DataFrame], kind: _Kind, start: pd.Timestamp | Non
         frame = frame.loc[~dup]
     frame = frame.reset_index(drop=True)[list(kind.dtypes)]
     frame.attrs.update(topic=topic, invalid=invalid, invalid_examples=examples,
-                       duplicates=duplicates)
+                       duplicates=duplicates, **seen)
     if invalid:
         log.warning("%d invalid %s record(s) in %s were skipped, e.g. %s",
                     invalid, kind.name, topic, "; ".join(examples[:3]))
     return frame
 
 
+class ReplayWarning(UserWarning):
+    """A replay found nothing where something was expected (shown, never raised)."""
+
+
+#: Where :func:`read_readings` looks: ``auto`` = the archive for what it covers plus Kafka
+#: for the tail not yet archived (Kafka alone when there is no archive); ``archive`` = the
+#: archive only (works without Kafka); ``kafka`` = Kafka only.
+Source = Literal["auto", "archive", "kafka"]
+_SOURCES = ("auto", "archive", "kafka")
+
+
+def _legacy(start: Any, end: Any, sensors: Any, legacy: tuple[Any, ...],
+            settings: Settings | None, name: str) -> tuple[Any, Any, Any, Settings | None]:
+    """Accept the old ``(settings, start, end, sensors)`` order, with a DeprecationWarning."""
+    if isinstance(start, Settings):
+        if settings is not None:
+            raise TypeError(f"{name}() got settings twice")
+        if len(legacy) > 1:
+            raise TypeError(f"{name}() takes at most 4 positional arguments")
+        warnings.warn(f"{name}(settings, start, end, sensors) is deprecated: pass settings= "
+                      f"as a keyword, e.g. {name}('-1h', 'now', settings=settings)",
+                      DeprecationWarning, stacklevel=3)
+        return end, sensors, legacy[0] if legacy else None, start
+    if legacy:
+        raise TypeError(f"{name}() takes at most 3 positional arguments (start, end, sensors); "
+                        "pass the rest as keywords")
+    return start, end, sensors, settings
+
+
+def _span(first: Any, last: Any) -> str:
+    return f"{pd.Timestamp(first).isoformat()} to {pd.Timestamp(last).isoformat()}"
+
+
+def _warn(frame: pd.DataFrame, message: str) -> None:
+    frame.attrs.setdefault("warnings", []).append(message)
+    warnings.warn(message, ReplayWarning, stacklevel=4)
+
+
+def _check_sensors(frame: pd.DataFrame, sensors: list[str] | None, known: Callable[[], set[str]],
+                   kind: _Kind) -> None:
+    if not sensors:
+        return
+    missing = sorted(set(sensors) - set(frame["sensorId"].unique().tolist()))
+    if not missing:
+        return
+    ids = known()
+    unknown = [s for s in missing if s not in ids]
+    if unknown:
+        shown = ", ".join(sorted(ids)[:20]) + (" …" if len(ids) > 20 else "") if ids else "none"
+        _warn(frame, f"unknown sensor id(s) {', '.join(map(repr, unknown))}: no {kind.name}s "
+                     f"from them were found; known sensor ids: {shown}")
+
+
 def _read(kind: _Kind, topic_of: Callable[[Settings], str], settings: Settings | None,
           start: TimeLike | None, end: TimeLike | None, sensors: Iterable[str] | str | None,
-          progress: bool | None, slack: timedelta | None, timeout: float) -> pd.DataFrame:
+          source: str, progress: bool | None, slack: timedelta | None, timeout: float
+          ) -> pd.DataFrame:
+    from sensorlib import history
+
+    if source not in _SOURCES:
+        raise ReplayError(f"source must be one of {', '.join(_SOURCES)}, got {source!r}")
     settings = Settings.from_env() if settings is None else settings
     t0, t1 = resolve_period(start, end)
     if isinstance(sensors, str):
         sensors = [sensors]
+    wanted = None if sensors is None else list(sensors)
     topic = topic_of(settings)
-    frames = _fetch(settings, topic, t0 if slack is not None else None, kind,
-                    progress=progress, slack=slack or timedelta(0), timeout=timeout)
-    out = _assemble(frames, kind, t0, t1, sensors, topic)
+    table_kind = history.READINGS if kind is _READINGS else history.ALERTS
+    archived = None
+    if source in ("auto", "archive"):
+        archived = history.scan(settings, table_kind, t0, t1, wanted, kind.dtypes)
+        if archived is None and source == "archive":
+            raise ReplayError(f"there is no archive of {topic!r} in {settings.warehouse}; run "
+                              "`sensorlib archive` (or read with source='kafka')")
+    if archived is not None:
+        frames = [archived.frame.assign(_reason=None)]
+        tail: list[pd.DataFrame] = []
+        if source == "auto":
+            tail = _fetch(settings, topic, None, kind, progress=progress, slack=timedelta(0),
+                          timeout=timeout, offsets=archived.offsets)
+        out = _assemble(frames + tail, kind, t0, t1, wanted, topic)
+        out.attrs.update(source="archive" if source == "archive" else "archive+kafka",
+                         from_archive=len(archived.frame),
+                         from_kafka=int(sum(len(f) for f in tail)),
+                         archive_offsets={str(p): o for p, o in archived.offsets.items()},
+                         snapshot_id=archived.snapshot_id)
+
+        def known() -> set[str]:
+            return history.known_sensors(settings) | set(out.attrs["seen_sensors"])
+    else:
+        frames = _fetch(settings, topic, t0 if slack is not None else None, kind,
+                        progress=progress, slack=slack or timedelta(0), timeout=timeout)
+        out = _assemble(frames, kind, t0, t1, wanted, topic)
+        if out.empty and slack is not None and t0 is not None and not frames:
+            # The seek by record time found nothing after start: records written before
+            # may still carry event times in the period (clocks ahead, buffered data).
+            frames = _fetch(settings, topic, None, kind, progress=progress,
+                            slack=timedelta(0), timeout=timeout)
+            out = _assemble(frames, kind, t0, t1, wanted, topic)
+        out.attrs.update(source="kafka", from_archive=0, from_kafka=int(sum(map(len, frames))))
+        if out.empty and out.attrs["seen"]:
+            _warn(out, f"no {kind.name}s with event times in the period "
+                       f"({'-inf' if t0 is None else t0.isoformat()} to "
+                       f"{'+inf' if t1 is None else t1.isoformat()}), but {topic} holds "
+                       f"{out.attrs['seen']:,} whose event times run from "
+                       f"{_span(out.attrs['seen_first'], out.attrs['seen_last'])}")
+
+        def known() -> set[str]:
+            return set(out.attrs["seen_sensors"])
+    _check_sensors(out, wanted, known, kind)
     out.attrs.update(start=None if t0 is None else t0.isoformat(),
                      end=None if t1 is None else t1.isoformat())
     return out
 
 
 def read_readings(
-    settings: Settings | None = None,
     start: TimeLike | None = None,
     end: TimeLike | None = None,
     sensors: Iterable[str] | str | None = None,
-    *,
+    *legacy: Any,
+    settings: Settings | None = None,
+    source: Source = "auto",
     progress: bool | None = None,
     slack: timedelta | None = DEFAULT_SLACK,
     timeout: float = 30.0,
 ) -> pd.DataFrame:
-    """The readings of ``settings.topic_readings`` with ``start <= timestamp < end``.
+    """The readings whose **event time** is in ``start <= timestamp < end``.
+
+    From the archive (:mod:`sensorlib.archive`'s Iceberg table) for the offsets it
+    covers and from Kafka for the tail not yet archived, de-duplicated by
+    (partition, offset); from Kafka alone when there is no archive.
+
+    >>> read_readings("-1h", "now", ["sensor-01"])                     # doctest: +SKIP
 
     Args:
-        settings: where Kafka and the topic are (default: ``Settings.from_env()``).
         start, end: event-time bounds (datetime, Timestamp or string; naive = UTC;
             see :func:`to_utc`); ``end`` is exclusive. None = unbounded.
-        sensors: keep only these sensor ids.
-        progress: show a tqdm bar (default: for reads over 50k records on a terminal).
-        slack: the seek lands this much before ``start`` in Kafka's record time; None
-            reads from the beginning (for producers whose clocks run far ahead of
-            their event time, such as fast back-fills).
-        timeout: give up when no record arrives for this many seconds.
+        sensors: keep only these sensor ids (an unknown id warns, naming the known ones).
+        settings: where Kafka, the topic and the archive are (keyword only; default
+            ``Settings.from_env()``).
+        source: ``auto`` (archive + Kafka tail, or Kafka alone), ``archive`` (the archive
+            only, no Kafka needed) or ``kafka`` (Kafka only).
+        progress: show a tqdm bar (default: for Kafka reads over 50k records on a terminal).
+        slack: Kafka only: the seek lands this much before ``start`` in Kafka's record
+            time (when that finds nothing, the whole topic is scanned); None scans the
+            whole topic.
+        timeout: give up when no record arrives from Kafka for this many seconds.
 
     Returns:
         Columns ``sensorId, temperature, humidity, location, timestamp, partition,
         offset`` (see :data:`READING_DTYPES`), sorted by timestamp (then partition,
-        offset), without duplicates. ``attrs["invalid"]`` counts the records that
-        failed validation (``attrs["invalid_examples"]`` shows a few); they are left out.
+        offset), without duplicates. ``attrs``: ``invalid`` (records that failed
+        validation, left out; ``invalid_examples`` shows a few), ``source``,
+        ``from_archive`` / ``from_kafka`` and ``warnings``.
+
+    Warns:
+        ReplayWarning: Kafka only: the period is empty but the topic holds readings
+            whose event times fall elsewhere (the message names their range); a sensor
+            id was asked for that appears nowhere.
 
     Raises:
-        ReplayError: empty period or missing topic.
+        ReplayError: empty period, missing topic, ``source='archive'`` without archive.
         KafkaUnavailable: Kafka does not answer.
     """
+    start, end, sensors, settings = _legacy(start, end, sensors, legacy, settings,
+                                            "read_readings")
     return _read(_READINGS, lambda s: s.topic_readings, settings, start, end, sensors,
-                 progress, slack, timeout)
+                 source, progress, slack, timeout)
 
 
 def read_alerts(
-    settings: Settings | None = None,
     start: TimeLike | None = None,
     end: TimeLike | None = None,
     sensors: Iterable[str] | str | None = None,
-    *,
+    *legacy: Any,
+    settings: Settings | None = None,
+    source: Source = "auto",
     progress: bool | None = None,
     slack: timedelta | None = DEFAULT_SLACK,
     timeout: float = 30.0,
 ) -> pd.DataFrame:
-    """The alerts of ``settings.topic_alerts`` whose reading's timestamp is in the period.
+    """The alerts whose reading's event time is in the period (like :func:`read_readings`).
 
-    Same arguments as :func:`read_readings`. Only committed alerts are read (the
-    processor publishes in transactions); an alert published twice appears once.
-    Columns: :data:`ALERT_DTYPES`.
+    Only committed alerts are read (the processor publishes in transactions); an alert
+    published twice appears once. Columns: :data:`ALERT_DTYPES`.
     """
+    start, end, sensors, settings = _legacy(start, end, sensors, legacy, settings,
+                                            "read_alerts")
     return _read(_ALERTS, lambda s: s.topic_alerts, settings, start, end, sensors,
-                 progress, slack, timeout)
+                 source, progress, slack, timeout)
 
 
 def tail_readings(settings: Settings | None = None, seconds: float = 5.0, *,
@@ -798,11 +947,20 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     if out.suffix not in (".parquet", ".csv"):
         raise ReplayError(f"--out must end in .parquet or .csv, got {out.name!r}")
     read = read_alerts if args.alerts else read_readings
-    frame = read(settings, args.start, args.end, args.sensor or None,
-                 slack=None if args.from_beginning else DEFAULT_SLACK)
+    with warnings.catch_warnings():  # shown below, without a source line
+        warnings.simplefilter("ignore", ReplayWarning)
+        frame = read(args.start, args.end or "now", args.sensor or None, settings=settings,
+                     source=getattr(args, "source", "auto"),
+                     slack=None if args.from_beginning else DEFAULT_SLACK)
     _write(frame, out)
     what = "alerts" if args.alerts else "readings"
-    print(f"{len(frame):,} {what} → {out}"
+    where = {"kafka": "Kafka", "archive": "the archive"}.get(
+        frame.attrs.get("source", ""),
+        f"{frame.attrs.get('from_archive', 0):,} from the archive, "
+        f"{frame.attrs.get('from_kafka', 0):,} records read from Kafka")
+    print(f"{len(frame):,} {what} → {out} ({where})"
           + (f" ({frame.attrs['invalid']} invalid record(s) skipped)"
              if frame.attrs.get("invalid") else ""), file=sys.stderr)
+    for message in frame.attrs.get("warnings", []):
+        print(f"warning: {message}", file=sys.stderr)
     return 0

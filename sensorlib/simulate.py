@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from collections.abc import Iterator, Sequence
@@ -155,8 +156,37 @@ class Simulator:
 
     # -- one sensor, one tick --------------------------------------------------------
 
+    def ticks_for(self, count: int) -> int:
+        """How many ticks :meth:`stream` needs to emit ``count`` readings from here.
+
+        Runs the same random draws on a copy (silent sensors skip readings, so it is
+        not simply ``count / len(fleet)``); this simulator is left untouched. A
+        back-fill uses it to make its last reading fall exactly on its end time.
+        """
+        probe = copy.deepcopy(self)
+        step = timedelta(seconds=probe.interval)
+        emitted = ticks = 0
+        while emitted < count:
+            now = (step * probe._ticks).total_seconds()
+            probe._ticks += 1
+            ticks += 1
+            dt = probe.interval if probe._clock is None else max(0.0, now - probe._clock)
+            probe._clock = now
+            keep = math.exp(-dt / _REVERSION_SECONDS)
+            shake = math.sqrt(1.0 - keep * keep)
+            emitted += sum(probe._step(s, now, keep, shake) is not None for s in probe._sensors)
+        return ticks
+
     def _read(self, s: _Sensor, now: float, keep: float, shake: float,
               t: datetime) -> Reading | None:
+        values = self._step(s, now, keep, shake)
+        if values is None:
+            return None
+        return new_reading(s.spec.sensor_id, values[0], values[1], s.spec.location, t)
+
+    def _step(self, s: _Sensor, now: float, keep: float, shake: float
+              ) -> tuple[float, float] | None:
+        """Advance one sensor one tick: its values, or None while it is silent."""
         self._drift(s, keep, shake)
         if s.mode == _SILENT:
             if now < s.until:
@@ -168,7 +198,7 @@ class Simulator:
                 return None
         temperature, humidity = self._values(s)
         s.last = (temperature, humidity)
-        return new_reading(s.spec.sensor_id, temperature, humidity, s.spec.location, t)
+        return temperature, humidity
 
     def _drift(self, s: _Sensor, keep: float, shake: float) -> None:
         gauss = self._random.gauss

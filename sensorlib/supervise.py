@@ -63,6 +63,8 @@ def service_plan(settings: Settings, *, dashboard: bool = True) -> list[Service]
                 f"http://{shown}:{settings.producer_port}/api/sensors"),
         Service("processor", [*py, "processor"], f"http://{shown}:{settings.processor_port}/health",
                 f"http://{shown}:{settings.processor_port}/api/aggregates"),
+        Service("archiver", [*py, "archive", "--port", str(settings.archiver_port)],
+                f"http://{shown}:{settings.archiver_port}/health", str(settings.warehouse)),
     ]
     if dashboard:
         try:

@@ -21,9 +21,10 @@ from tests.support import Spawner
 
 
 @pytest.fixture(scope="session")
-def base_settings() -> Settings:
-    """Settings from the environment (jar cache, thresholds) before any test overrides."""
-    return Settings.from_env()
+def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings from the environment (jar cache, thresholds) before any test overrides,
+    with a history archive of the session's own (tables are named after private topics)."""
+    return Settings.from_env().replace(warehouse_dir=tmp_path_factory.mktemp("warehouse"))
 
 
 @pytest.fixture(scope="session")

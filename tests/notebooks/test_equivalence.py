@@ -43,7 +43,7 @@ def live_alerts(readings: list[Reading], rules: RuleConfig | None = None
 
 
 def test_run_frame_over_replay_equals_live_pipeline(seeded: Seeded) -> None:
-    frame = read_readings(seeded.settings)
+    frame = read_readings(settings=seeded.settings)
     offline_aggregates, offline_alerts = run_frame(frame)
     live_aggregates, live = live_alerts(consume_parsed(seeded.settings))
     assert not live.empty
@@ -56,7 +56,7 @@ def test_run_frame_over_replay_equals_live_pipeline(seeded: Seeded) -> None:
 
 
 def test_other_thresholds_offline(seeded: Seeded) -> None:
-    frame = read_readings(seeded.settings)
+    frame = read_readings(settings=seeded.settings)
     lower = RuleConfig(temperature_threshold=33.0)
     _, live = live_alerts(consume_parsed(seeded.settings), lower)
     assert replay_rules(frame, lower)["alertId"].tolist() == live["alertId"].tolist()

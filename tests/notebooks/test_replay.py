@@ -37,7 +37,7 @@ def key(r: Reading) -> tuple[str, datetime]:
 
 
 def test_reads_everything_once_in_timestamp_order(seeded: Seeded) -> None:
-    frame = read_readings(seeded.settings)
+    frame = read_readings(settings=seeded.settings)
     assert len(frame) == len(seeded.readings)
     assert dtypes(frame) == READING_DTYPES
     assert frame["timestamp"].is_monotonic_increasing
@@ -60,17 +60,17 @@ def test_start_end_and_sensor_filters(seeded: Seeded) -> None:
                       if start <= r.timestamp < end and r.sensor_id in wanted)
     # The same period as a datetime, a naive ISO string (UTC) and a pandas Timestamp.
     naive = end.replace(tzinfo=None).isoformat()
-    frame = read_readings(seeded.settings, start, naive, sorted(wanted))
+    frame = read_readings(start, naive, sorted(wanted), settings=seeded.settings)
     got = sorted(zip(frame["sensorId"], frame["timestamp"].dt.to_pydatetime(), strict=True))
     assert got == expected
     assert frame["timestamp"].min() >= start and frame["timestamp"].max() < end
-    just_end = read_readings(seeded.settings, pd.Timestamp(end), None, "sensor-01")
+    just_end = read_readings(pd.Timestamp(end), None, "sensor-01", settings=seeded.settings)
     assert just_end["timestamp"].min() >= end  # start inclusive, end exclusive
     assert set(just_end["sensorId"]) == {"sensor-01"}
 
 
 def test_alerts_round_trip(seeded: Seeded) -> None:
-    alerts = read_alerts(seeded.settings)
+    alerts = read_alerts(settings=seeded.settings)
     assert dtypes(alerts) == ALERT_DTYPES
     assert sorted(alerts["alertId"]) == sorted(a.alert_id for a in seeded.alerts)
     assert alerts["timestamp"].is_monotonic_increasing
@@ -79,8 +79,8 @@ def test_alerts_round_trip(seeded: Seeded) -> None:
 
 
 def test_empty_topic_gives_typed_empty_frames(topics: Settings) -> None:
-    readings = read_readings(topics)
-    alerts = read_alerts(topics, start="1h ago", end="now")
+    readings = read_readings(settings=topics)
+    alerts = read_alerts("1h ago", "now", settings=topics)
     assert readings.empty and alerts.empty
     assert dtypes(readings) == READING_DTYPES
     assert dtypes(alerts) == ALERT_DTYPES
@@ -89,9 +89,9 @@ def test_empty_topic_gives_typed_empty_frames(topics: Settings) -> None:
 
 def test_missing_topic_and_empty_period_are_errors(topics: Settings) -> None:
     with pytest.raises(ReplayError, match="does not exist"):
-        read_readings(topics.replace(topic_readings="no-such-topic-here"))
+        read_readings(settings=topics.replace(topic_readings="no-such-topic-here"))
     with pytest.raises(ReplayError, match="not after"):
-        read_readings(topics, start="2026-01-02", end="2026-01-01")
+        read_readings("2026-01-02", "2026-01-01", settings=topics)
 
 
 def test_invalid_records_are_counted_not_raised(topics: Settings) -> None:
@@ -111,7 +111,7 @@ def test_invalid_records_are_counted_not_raised(topics: Settings) -> None:
     producer.send(topics.topic_readings, key="dotnet", value=pascal)
     producer.flush()
     producer.close()
-    frame = read_readings(topics, slack=None)
+    frame = read_readings(settings=topics, slack=None)
     assert frame.attrs["invalid"] == len(bad)
     assert len(frame) == len(good) + 1
     assert len(frame.attrs["invalid_examples"]) == 5
@@ -142,7 +142,7 @@ def test_a_topic_being_written_is_read_promptly(seeded: Seeded) -> None:
     thread.start()
     try:
         time.sleep(0.5)  # the writer is busy before and during the read
-        frame = read_readings(settings, timeout=60)
+        frame = read_readings(settings=settings, timeout=60)
     finally:
         stop.set()
         thread.join(timeout=30)
@@ -168,7 +168,7 @@ def test_transactional_alerts_and_duplicates(topics: Settings, seeded_alert_byte
     producer.send(topics.topic_alerts, key="s", value=seeded_alert_bytes[1])  # a re-publish
     producer.commit_transaction()
     producer.close()
-    alerts = read_alerts(topics, timeout=30)
+    alerts = read_alerts(settings=topics, timeout=30)
     assert sorted(alerts["alertId"]) == sorted(f"a-{i}" for i in range(len(seeded_alert_bytes)))
     assert alerts.attrs["duplicates"] == 1
 
@@ -211,3 +211,17 @@ def test_cli_writes_parquet_and_csv(seeded: Seeded, tmp_path: Path) -> None:
     assert len(parquet) == expected
     assert dtypes(parquet)["timestamp"] == "datetime64[us, UTC]"
     assert len(pd.read_csv(tmp_path / "out.csv")) == expected
+
+
+def test_the_old_argument_order_still_works_with_a_deprecation_warning(seeded: Seeded) -> None:
+    with pytest.warns(DeprecationWarning, match="settings= as a keyword"):
+        old = read_readings(seeded.settings, "1h ago", "now", ["sensor-01"])
+    new = read_readings("1h ago", "now", ["sensor-01"], settings=seeded.settings)
+    assert len(old) == len(new) > 0
+    with pytest.raises(TypeError, match="positional"):
+        read_readings("1h ago", "now", None, "extra")
+
+
+def test_a_bare_duration_is_an_error_not_year_one(topics: Settings) -> None:
+    with pytest.raises(ReplayError, match="'-1h' or '1h ago'"):
+        read_readings("1h", settings=topics)

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 def test_up_starts_services_and_stops_cleanly_on_sigterm(settings: Settings, tmp_path) -> None:
     ports = {"SENSORLIB_PRODUCER_PORT": free_port(), "SENSORLIB_PROCESSOR_PORT": free_port(),
-             "SENSORLIB_DASHBOARD_PORT": free_port()}
+             "SENSORLIB_DASHBOARD_PORT": free_port(), "SENSORLIB_ARCHIVER_PORT": free_port()}
     env = service_env(settings, **{k: str(v) for k, v in ports.items()}, SENSORLIB_INTERVAL="0.5")
     log = tmp_path / "up.log"
     with open(log, "wb") as out:

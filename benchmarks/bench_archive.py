@@ -1,0 +1,206 @@
+"""The archive: archiver throughput, hour reads and SQL over a big history, size on disk.
+
+    .venv/bin/python benchmarks/bench_archive.py [--n 1000000] [--big 10000000] [--bootstrap h:p]
+
+Without ``--bootstrap`` a fresh local Kafka is started on free ports in a temporary folder.
+In one run:
+
+1. N simulated readings (event times ending now, 0.1 s apart per sensor: about 5.5 hours
+   for 1M) are preloaded into a fresh topic, then consumed twice: by a bare kafka-python
+   loop (assign, poll to the end, count — the ceiling) and by the archiver
+   (:class:`sensorlib.archive.Archiver` until caught up: decode, validate, Parquet,
+   Iceberg commits with offsets). Target ≥ 0.8×.
+2. The size of that archive on disk per million readings, against the topic's log
+   segments on the broker (only when this run started the broker).
+3. A 1-hour ``read_readings`` inside that period: from the archive (plus the Kafka tail)
+   vs from Kafka alone (which must scan the topic: a back-fill's record times are all
+   "now"). Target ≥ 20×.
+4. BIG readings back-filled over 30 days are written **straight into an Iceberg table**
+   (synthetic values, through the same table code, in 30 daily commits — producing 10M
+   records through Kafka and archiving them would take this 2-core machine ~10 minutes
+   and measures nothing the step 1 does not), then: a 1-hour ``read_readings``
+   (``source='archive'``, target ≤ 0.5 s) and a SQL daily-stats query over all of them
+   (``sensorlib.history.sql``, target ≤ 2 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from bench_replay import bare_rate, preload
+from common import broker, machine, private_topics
+
+from sensorlib import history
+from sensorlib.archive import Archiver
+from sensorlib.config import Settings
+from sensorlib.replay import read_readings
+
+DAILY_STATS = """
+select sensor_id, date_trunc('day', event_time) as day, count(*) as n,
+       min(temperature) as t_min, avg(temperature) as t_mean, max(temperature) as t_max,
+       min(humidity) as h_min, avg(humidity) as h_mean, max(humidity) as h_max
+from readings group by all order by 1, 2
+"""
+
+
+def topic_log_bytes(topic: str) -> int | None:
+    """Bytes of the topic's log segments, if the broker's folder is local (this run's)."""
+    dirs = glob.glob(os.path.join(tempfile.gettempdir(), "sensorlib-bench-*", "**",
+                                  f"{topic}-[0-9]*"), recursive=True)
+    if not dirs:
+        return None
+    return sum(os.path.getsize(f) for d in dirs for f in glob.glob(os.path.join(d, "*.log")))
+
+
+def archiver_rate(settings: Settings) -> tuple[float, int]:
+    started = time.perf_counter()
+    done = Archiver(settings).run(until_caught_up=True)
+    elapsed = time.perf_counter() - started
+    rows = done[settings.topic_readings]
+    return rows / elapsed, rows
+
+
+def timed(fn, repeat: int = 3) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - started)
+    return best, out
+
+
+def write_big(settings: Settings, n: int, days: int = 30) -> float:
+    """``n`` synthetic readings over ``days`` days ending now, straight into the table."""
+    table = history.open_table(settings, history.READINGS)
+    end = pd.Timestamp.now(tz="UTC").floor("s")
+    start = end - pd.Timedelta(days=days)
+    per_day = n // days
+    rng = np.random.default_rng(1)
+    sensors = np.array([f"sensor-{i:02d}" for i in range(1, 6)], dtype=object)
+    locations = np.array(["Warehouse A", "Warehouse B", "Cold Storage", "Server Room",
+                          "Production Floor"], dtype=object)
+    base_t = np.array([22.0, 24.0, 5.0, 20.0, 28.0])
+    base_h = np.array([55.0, 60.0, 70.0, 45.0, 65.0])
+    step_us = int(days * 86400e6 / n)
+    started = time.perf_counter()
+    offset = 0
+    for day in range(days):
+        count = per_day if day < days - 1 else n - per_day * (days - 1)
+        idx = np.arange(offset, offset + count)
+        which = idx % 5
+        micros = start.value // 1000 + idx * step_us
+        arrays = {
+            "sensor_id": pa.array(sensors[which], pa.string()),
+            "temperature": pa.array(np.round(base_t[which] + rng.normal(0, 1.5, count), 2)),
+            "humidity": pa.array(np.round(np.clip(base_h[which] + rng.normal(0, 3, count),
+                                                  0, 100), 2)),
+            "location": pa.array(locations[which], pa.string()),
+            "event_time": pa.array(micros, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "kafka_partition": pa.array((which % 3).astype(np.int32)),
+            "kafka_offset": pa.array(idx),
+            "record_time": pa.array(micros, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        }
+        batch = pa.table(arrays, schema=history.READINGS.arrow_schema)
+        table.append(batch, snapshot_properties=history.offsets_property(
+            settings.topic_readings, {0: 0, 1: 0, 2: 0}))
+        offset += count
+    return time.perf_counter() - started
+
+
+def run(bootstrap: str | None, n: int, big: int) -> dict:
+    """All four measurements; returns the figures."""
+    with broker(bootstrap) as base, tempfile.TemporaryDirectory(prefix="sensorlib-wh-") as wh:
+        settings = private_topics(base, "archive").replace(warehouse_dir=Path(wh) / "one")
+        preload_rate = preload(settings, n)
+        bare, bare_n = bare_rate(settings)
+        archived, archived_n = archiver_rate(settings)
+        bare2, _ = bare_rate(settings)
+        bare = max(bare, bare2)
+        status = history.table_status(settings)[0]
+        log_bytes = topic_log_bytes(settings.topic_readings)
+
+        everything = read_readings(settings=settings, source="archive")
+        first = everything["timestamp"].min()
+        hour = (first + pd.Timedelta(hours=1), first + pd.Timedelta(hours=2))
+        archive_s, from_archive = timed(lambda: read_readings(*hour, settings=settings))
+        kafka_s, from_kafka = timed(lambda: read_readings(*hour, settings=settings,
+                                                          source="kafka"), repeat=1)
+        assert len(from_archive) == len(from_kafka), (len(from_archive), len(from_kafka))
+
+        big_settings = private_topics(base, "archive-big").replace(
+            warehouse_dir=Path(wh) / "big")
+        write_s = write_big(big_settings, big)
+        big_status = history.table_status(big_settings)[0]
+        end = pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta(days=10)
+        big_hour_s, big_hour = timed(lambda: read_readings(
+            end, end + pd.Timedelta(hours=1), settings=big_settings, source="archive"))
+        big_auto_s, _ = timed(lambda: read_readings(
+            end, end + pd.Timedelta(hours=1), settings=big_settings))
+        sql_s, stats = timed(lambda: history.sql(DAILY_STATS, settings=big_settings))
+    return {
+        "benchmark": "archive", "n": n, "big": big, "machine": machine(),
+        "load_average": os.getloadavg()[0], "preload_rate": round(preload_rate),
+        "bare_rate": round(bare), "archiver_rate": round(archived),
+        "archiver_vs_bare": round(archived / bare, 3), "bare_records": bare_n,
+        "archived_rows": archived_n,
+        "archive_bytes": status["bytes"], "archive_files": status["files"],
+        "archive_mb_per_million": round(status["bytes"] / archived_n * 1e6 / 1e6, 2),
+        "topic_log_bytes": log_bytes,
+        "topic_mb_per_million": None if log_bytes is None else
+        round(log_bytes / n * 1e6 / 1e6, 2),
+        "hour_rows": len(from_archive), "hour_archive_s": round(archive_s, 4),
+        "hour_kafka_s": round(kafka_s, 3), "hour_speedup": round(kafka_s / archive_s, 1),
+        "big_rows": big_status["rows"], "big_files": big_status["files"],
+        "big_mb": round(big_status["bytes"] / 1e6, 1), "big_write_s": round(write_s, 1),
+        "big_hour_rows": len(big_hour), "big_hour_archive_s": round(big_hour_s, 4),
+        "big_hour_auto_s": round(big_auto_s, 4),
+        "big_sql_daily_stats_s": round(sql_s, 3), "big_sql_rows": len(stats),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="readings through Kafka")
+    parser.add_argument("--big", type=int, default=10_000_000,
+                        help="readings written straight into the big table")
+    parser.add_argument("--bootstrap", help="use this broker instead of starting one")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args()
+    r = run(args.bootstrap, args.n, args.big)
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    print(f"machine: {r['machine']} (load average {r['load_average']:.1f})")
+    print(f"bare consume:     {r['bare_rate']:>10,} records/s ({r['bare_records']:,})")
+    print(f"archiver:         {r['archiver_rate']:>10,} rows/s    ({r['archived_rows']:,}) "
+          f"= {r['archiver_vs_bare']:.2f}× (target ≥ 0.8×)")
+    topic = "n/a" if r["topic_mb_per_million"] is None else f"{r['topic_mb_per_million']} MB"
+    print(f"size per 1M:      archive {r['archive_mb_per_million']} MB "
+          f"({r['archive_files']} files) vs topic log {topic}")
+    print(f"1-hour read:      archive+tail {r['hour_archive_s'] * 1000:.0f} ms vs Kafka alone "
+          f"{r['hour_kafka_s']:.2f} s = {r['hour_speedup']}× ({r['hour_rows']:,} rows; "
+          "target ≥ 20×)")
+    print(f"big table:        {r['big_rows']:,} rows, {r['big_files']} files, {r['big_mb']} MB, "
+          f"written in {r['big_write_s']} s")
+    print(f"  1-hour read:    {r['big_hour_archive_s'] * 1000:.0f} ms archive only, "
+          f"{r['big_hour_auto_s'] * 1000:.0f} ms with the Kafka tail check "
+          f"({r['big_hour_rows']:,} rows; target ≤ 500 ms)")
+    print(f"  SQL daily stats:{r['big_sql_daily_stats_s'] * 1000:>6.0f} ms over all rows "
+          f"({r['big_sql_rows']} sensor-days; target ≤ 2000 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

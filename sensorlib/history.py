@@ -1,0 +1,429 @@
+"""History: the Apache Iceberg archive of both topics, read by event time and queried with SQL.
+
+The archive is two Iceberg tables in a SQL catalog kept in a sqlite file
+(``<warehouse>/catalog.db``) with their Parquet data under ``<warehouse>/`` — no server.
+:mod:`sensorlib.archive` appends to them; this module creates, describes and reads them:
+
+- :func:`scan` — rows of one table with ``start <= event_time < end`` (partition pruning
+  by event day), plus the Kafka offsets the read snapshot covers;
+- :func:`sql` — a DuckDB query over the views ``readings`` and ``alerts`` (the tables'
+  current data files; no DuckDB extension is downloaded);
+- :func:`table_status` — rows and last commit of each table (``sensorlib status``).
+
+>>> sql("select sensor_id, count(*) as n from readings group by 1 order by 1")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+
+from sensorlib.config import Settings
+from sensorlib.errors import SensorlibError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import duckdb
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.table import Table
+
+__all__ = [
+    "ALERTS",
+    "OFFSETS_PROPERTY",
+    "READINGS",
+    "HistoryError",
+    "Scanned",
+    "TableKind",
+    "catalog_path",
+    "connect",
+    "load_table",
+    "open_catalog",
+    "open_table",
+    "scan",
+    "snapshot_offsets",
+    "sql",
+    "table_name",
+    "table_status",
+]
+
+log = logging.getLogger("sensorlib.history")
+
+#: The Iceberg namespace of the archive's tables.
+NAMESPACE = "sensorlib"
+#: Snapshot summary property holding the Kafka offsets a commit covers (JSON:
+#: ``{"topic": ..., "offsets": {"<partition>": <next offset>}}``).
+OFFSETS_PROPERTY = "sensorlib.kafka-offsets"
+#: Table property naming the topic a table archives.
+TOPIC_PROPERTY = "sensorlib.topic"
+
+_TABLE_PROPERTIES = {
+    # Old metadata.json files are deleted as new ones are written.
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "20",
+    # One manifest per 30-second append would make every scan plan slower and slower.
+    "commit.manifest-merge.enabled": "true",
+    "write.parquet.compression-codec": "zstd",
+}
+
+
+class HistoryError(SensorlibError, ValueError):
+    """The archive cannot answer (no such table, bad query, unusable warehouse)."""
+
+
+@dataclass(frozen=True)
+class TableKind:
+    """One archived topic: its table's columns (and their replay-frame names)."""
+
+    name: str  # "readings" / "alerts": the SQL view
+    #: table column -> (arrow type, replay frame column or None)
+    columns: tuple[tuple[str, pa.DataType, str | None], ...]
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([(name, kind) for name, kind, _ in self.columns])
+
+    @property
+    def to_frame(self) -> dict[str, str]:
+        """Table column -> replay frame column."""
+        return {name: frame for name, _, frame in self.columns if frame is not None}
+
+    def topic(self, settings: Settings) -> str:
+        return settings.topic_readings if self.name == "readings" else settings.topic_alerts
+
+
+_TS = pa.timestamp("us", tz="UTC")
+_KAFKA = (("kafka_partition", pa.int32(), "partition"), ("kafka_offset", pa.int64(), "offset"),
+          ("record_time", _TS, None))
+
+#: ``sensor-readings``: one row per valid reading.
+READINGS = TableKind("readings", (
+    ("sensor_id", pa.string(), "sensorId"),
+    ("temperature", pa.float64(), "temperature"),
+    ("humidity", pa.float64(), "humidity"),
+    ("location", pa.string(), "location"),
+    ("event_time", _TS, "timestamp"),
+    *_KAFKA,
+))
+#: ``sensor-alerts``: one row per committed, valid alert (``event_time`` is the reading's).
+ALERTS = TableKind("alerts", (
+    ("alert_id", pa.string(), "alertId"),
+    ("sensor_id", pa.string(), "sensorId"),
+    ("location", pa.string(), "location"),
+    ("temperature", pa.float64(), "temperature"),
+    ("humidity", pa.float64(), "humidity"),
+    ("event_time", _TS, "timestamp"),
+    ("detected_at", _TS, "detectedAt"),
+    ("rule", pa.string(), "rule"),
+    ("severity", pa.string(), "severity"),
+    ("reason", pa.string(), "reason"),
+    *_KAFKA,
+))
+KINDS = (READINGS, ALERTS)
+
+
+# -- catalog and tables ------------------------------------------------------------------------
+
+
+def catalog_path(settings: Settings) -> Path:
+    """The sqlite file of the archive's Iceberg SQL catalog."""
+    return settings.warehouse / "catalog.db"
+
+
+def table_name(topic: str) -> str:
+    """The table of a topic: ``sensor-readings`` -> ``sensor_readings``."""
+    return re.sub(r"[^0-9A-Za-z_]", "_", topic)
+
+
+def open_catalog(settings: Settings, *, create: bool = False) -> SqlCatalog | None:
+    """The archive's catalog, or None when there is none yet (and ``create`` is False)."""
+    path = catalog_path(settings)
+    if not path.exists():
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    warehouse = settings.warehouse.resolve()
+    return SqlCatalog(NAMESPACE, uri=f"sqlite:///{path.resolve()}",
+                      warehouse=warehouse.as_uri())
+
+
+def _iceberg_schema(kind: TableKind) -> Any:
+    from pyiceberg.io.pyarrow import pyarrow_to_schema
+
+    fields = [pa.field(name, dtype, nullable=True,
+                       metadata={b"PARQUET:field_id": str(i).encode()})
+              for i, (name, dtype, _) in enumerate(kind.columns, start=1)]
+    return pyarrow_to_schema(pa.schema(fields))
+
+
+def open_table(settings: Settings, kind: TableKind) -> Table:
+    """The table of ``kind``'s topic, created (partitioned by event day) if missing."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import DayTransform
+
+    catalog = open_catalog(settings, create=True)
+    assert catalog is not None
+    catalog.create_namespace_if_not_exists(NAMESPACE)
+    schema = _iceberg_schema(kind)
+    event_time = schema.find_field("event_time").field_id
+    spec = PartitionSpec(PartitionField(source_id=event_time, field_id=1000,
+                                        transform=DayTransform(), name="event_day"))
+    topic = kind.topic(settings)
+    return catalog.create_table_if_not_exists(
+        (NAMESPACE, table_name(topic)), schema=schema, partition_spec=spec,
+        properties={**_TABLE_PROPERTIES, TOPIC_PROPERTY: topic},
+    )
+
+
+def load_table(settings: Settings, kind: TableKind) -> Table | None:
+    """The table of ``kind``'s topic if the archive has it (never creates anything)."""
+    catalog = open_catalog(settings)
+    if catalog is None:
+        return None
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        return catalog.load_table((NAMESPACE, table_name(kind.topic(settings))))
+    except NoSuchTableError:
+        return None
+
+
+def snapshot_offsets(table: Table, snapshot_id: int | None = None) -> dict[int, int]:
+    """Partition -> next Kafka offset covered by the table at a snapshot (default: current).
+
+    Walks back from the snapshot to the newest one that carries the property, so a
+    snapshot written by another tool (or an old compaction) does not lose the place.
+    """
+    snapshot = (table.current_snapshot() if snapshot_id is None
+                else table.snapshot_by_id(snapshot_id))
+    while snapshot is not None:
+        raw = snapshot.summary.additional_properties.get(OFFSETS_PROPERTY) \
+            if snapshot.summary is not None else None
+        if raw:
+            data = json.loads(raw)
+            return {int(p): int(o) for p, o in data["offsets"].items()}
+        if snapshot.parent_snapshot_id is None:
+            break
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id)
+    return {}
+
+
+def offsets_property(topic: str, offsets: dict[int, int]) -> dict[str, str]:
+    """The snapshot summary properties recording ``offsets`` of ``topic``."""
+    body = {"topic": topic, "offsets": {str(p): int(o) for p, o in sorted(offsets.items())}}
+    return {OFFSETS_PROPERTY: json.dumps(body, separators=(",", ":"))}
+
+
+# -- reading by event time ---------------------------------------------------------------------
+
+
+@dataclass
+class Scanned:
+    """What :func:`scan` read: rows in replay-frame columns and the offsets they cover."""
+
+    frame: pd.DataFrame
+    offsets: dict[int, int]
+    snapshot_id: int | None
+
+
+def _row_filter(start: pd.Timestamp | None, end: pd.Timestamp | None,
+                sensors: Sequence[str] | None) -> Any:
+    from pyiceberg.expressions import (
+        AlwaysTrue,
+        And,
+        GreaterThanOrEqual,
+        In,
+        LessThan,
+    )
+
+    expr: Any = AlwaysTrue()
+    if start is not None:
+        expr = And(expr, GreaterThanOrEqual("event_time", start.isoformat()))
+    if end is not None:
+        expr = And(expr, LessThan("event_time", end.isoformat()))
+    if sensors is not None:
+        expr = And(expr, In("sensor_id", set(sensors)) if sensors else
+                   LessThan("event_time", "1970-01-01T00:00:00+00:00"))
+    return expr
+
+
+def to_frame(table: pa.Table, kind: TableKind, dtypes: dict[str, str]) -> pd.DataFrame:
+    """An archive Arrow table as a replay frame (camelCase columns, replay dtypes)."""
+    columns = kind.to_frame
+    data = {}
+    for name, frame_name in columns.items():
+        column = table[name]
+        series = column.to_pandas()
+        data[frame_name] = series.astype(dtypes[frame_name])
+    frame = pd.DataFrame(data)
+    if "location" in frame:
+        frame["location"] = frame["location"].fillna("")
+    return frame[list(dtypes)]
+
+
+def scan(settings: Settings, kind: TableKind, start: pd.Timestamp | None,
+         end: pd.Timestamp | None, sensors: Sequence[str] | None, dtypes: dict[str, str]
+         ) -> Scanned | None:
+    """The archived rows of ``kind`` with ``start <= event_time < end`` (None: no table yet).
+
+    Reads one snapshot (the current one) and reports the Kafka offsets it covers, so a
+    caller can read the rest from Kafka without a gap or an overlap.
+    """
+    table = load_table(settings, kind)
+    if table is None:
+        return None
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return Scanned(to_frame(kind.arrow_schema.empty_table(), kind, dtypes), {}, None)
+    offsets = snapshot_offsets(table, snapshot.snapshot_id)
+    arrow = table.scan(row_filter=_row_filter(start, end, sensors),
+                       snapshot_id=snapshot.snapshot_id).to_arrow()
+    return Scanned(to_frame(arrow, kind, dtypes), offsets, snapshot.snapshot_id)
+
+
+def known_sensors(settings: Settings) -> set[str]:
+    """Every sensor id in the readings archive (used to name them in a warning)."""
+    table = load_table(settings, READINGS)
+    if table is None or table.current_snapshot() is None:
+        return set()
+    column = table.scan(selected_fields=("sensor_id",)).to_arrow()["sensor_id"]
+    return {v for v in pa.compute.unique(column).to_pylist() if v is not None}
+
+
+# -- SQL -------------------------------------------------------------------------------------
+
+
+def _local_path(location: str) -> str:
+    return location.removeprefix("file://")
+
+
+def connect(settings: Settings | None = None, *, kinds: Iterable[TableKind] = KINDS
+            ) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the views ``readings`` and ``alerts``.
+
+    Each view reads the table's current Parquet data files (or is empty, with the
+    table's columns, when nothing is archived yet). Time zone UTC; DuckDB may not
+    install or load extensions from the network.
+    """
+    import duckdb
+
+    settings = Settings.from_env() if settings is None else settings
+    con = duckdb.connect(config={"autoinstall_known_extensions": False,
+                                 "autoload_known_extensions": False})
+    con.execute("SET TimeZone = 'UTC'")
+    for kind in kinds:
+        table = load_table(settings, kind)
+        files: list[str] = []
+        needs_arrow = False
+        if table is not None and table.current_snapshot() is not None:
+            for task in table.scan().plan_files():
+                files.append(_local_path(task.file.file_path))
+                needs_arrow |= bool(task.delete_files)
+        if needs_arrow:  # row-level deletes (not written by sensorlib): let pyiceberg merge
+            assert table is not None
+            con.register(f"_{kind.name}_arrow", table.scan().to_arrow())
+            con.execute(f"CREATE VIEW {kind.name} AS SELECT * FROM _{kind.name}_arrow")
+        elif files:
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            con.execute(f"CREATE VIEW {kind.name} AS SELECT * FROM read_parquet([{listed}])")
+        else:
+            con.register(f"_{kind.name}_empty", kind.arrow_schema.empty_table())
+            con.execute(f"CREATE VIEW {kind.name} AS SELECT * FROM _{kind.name}_empty")
+    return con
+
+
+def sql(query: str, *, settings: Settings | None = None,
+        params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+    """Run a DuckDB SQL query over the archive's ``readings`` and ``alerts``; a DataFrame.
+
+    Columns of ``readings``: ``sensor_id, temperature, humidity, location, event_time,
+    kafka_partition, kafka_offset, record_time``; of ``alerts``: ``alert_id, sensor_id,
+    location, temperature, humidity, event_time, detected_at, rule, severity, reason``
+    and the same Kafka columns. Times are ``TIMESTAMPTZ`` in UTC.
+
+    >>> sql("select sensor_id, max(temperature) as t from readings group by 1")  # doctest: +SKIP
+
+    Raises:
+        HistoryError: the query is not valid SQL or names something that does not exist.
+    """
+    import duckdb
+
+    if not query or not query.strip():
+        raise HistoryError("the SQL query is empty")
+    settings = Settings.from_env() if settings is None else settings
+    con = connect(settings)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            result = con.execute(query, params) if params is not None else con.execute(query)
+            return result.df()
+    except duckdb.Error as exc:
+        raise HistoryError(f"{type(exc).__name__}: {exc}".strip()) from None
+    finally:
+        con.close()
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+def table_status(settings: Settings) -> list[dict[str, Any]]:
+    """Per table: name, rows, data files and bytes, last snapshot time, covered offsets."""
+    out = []
+    for kind in KINDS:
+        topic = kind.topic(settings)
+        table = load_table(settings, kind)
+        row: dict[str, Any] = {"table": f"{NAMESPACE}.{table_name(topic)}", "topic": topic,
+                               "exists": table is not None, "rows": 0, "files": 0, "bytes": 0,
+                               "last_snapshot": None, "offsets": {}}
+        snapshot = table.current_snapshot() if table is not None else None
+        if table is not None and snapshot is not None:
+            summary = snapshot.summary.additional_properties if snapshot.summary else {}
+            row["rows"] = int(summary.get("total-records", 0))
+            row["files"] = int(summary.get("total-data-files", 0))
+            row["bytes"] = int(summary.get("total-files-size", 0))
+            row["last_snapshot"] = datetime.fromtimestamp(snapshot.timestamp_ms / 1000, tz=UTC)
+            row["offsets"] = snapshot_offsets(table)
+        out.append(row)
+    return out
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def cmd_sql(args: Any, settings: Settings) -> int:
+    """``sensorlib sql "select …"``: print the result as a table, or write it with ``--out``."""
+    import sys
+
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix not in (".parquet", ".csv"):
+        raise HistoryError(f"--out must end in .parquet or .csv, got {out.name!r}")
+    if not catalog_path(settings).exists():
+        print(f"note: there is no archive in {settings.warehouse} yet (start `sensorlib "
+              "archive`); the views are empty", file=sys.stderr)
+    frame = sql(args.query, settings=settings)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".parquet":
+            frame.to_parquet(out, index=False)
+        else:
+            frame.to_csv(out, index=False)
+        print(f"{len(frame):,} rows → {out}", file=sys.stderr)
+        return 0
+    with pd.option_context("display.max_rows", args.max_rows, "display.max_columns", 50,
+                           "display.width", 200):
+        print(frame.head(args.max_rows).to_string(index=False) if len(frame) else
+              f"(no rows; columns: {', '.join(frame.columns)})")
+    if len(frame) > args.max_rows:
+        print(f"… {len(frame) - args.max_rows:,} more rows ({len(frame):,} in all; "
+              "--out writes them all)", file=sys.stderr)
+    return 0
