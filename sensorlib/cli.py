@@ -151,9 +151,28 @@ def cmd_processor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.replay import cmd_replay as run
+    import warnings
 
-    return run(args, settings)
+    from sensorlib.export import write_frame
+    from sensorlib.replay import DEFAULT_SLACK, ReplayWarning, read_alerts, read_readings
+
+    read = read_alerts if args.alerts else read_readings
+    with warnings.catch_warnings():  # shown below, without a source line
+        warnings.simplefilter("ignore", ReplayWarning)
+        frame = read(args.start, args.end or "now", args.sensor or None, settings=settings,
+                     source=args.source, slack=None if args.from_beginning else DEFAULT_SLACK)
+    out = write_frame(frame, args.out, force=args.force)
+    what = "alerts" if args.alerts else "readings"
+    where = {"kafka": "Kafka", "archive": "the archive"}.get(
+        frame.attrs.get("source", ""),
+        f"{frame.attrs.get('from_archive', 0):,} from the archive, "
+        f"{frame.attrs.get('from_kafka', 0):,} records read from Kafka")
+    invalid = frame.attrs.get("invalid")
+    _say(f"{len(frame):,} {what} → {out} ({where})"
+         + (f" ({invalid} invalid record(s) skipped)" if invalid else ""))
+    for message in frame.attrs.get("warnings", []):
+        _say(f"warning: {message}")
+    return 0
 
 
 def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
@@ -199,10 +218,13 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         try:
             answer = httpx.get(url, timeout=3.0)
             state = "healthy" if answer.status_code == 200 else f"unhealthy ({answer.status_code})"
+            why = _health_reasons(answer) if answer.status_code != 200 else []
         except httpx.HTTPError:
-            state = "not running"
+            state, why = "not running", []
         code |= 0 if state == "healthy" else 1
         print(f"{name:<10} {url}: {state}")
+        for reason in why:
+            print(f"{'':<10} - {reason}")
     if reachable:
 
         groups = [(settings.processor_group, settings.topic_readings),
@@ -222,6 +244,20 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {group:<28} {topic:<20} lag {total:>8}  ({parts})")
     code |= _archive_status(settings)
     return code
+
+
+def _health_reasons(answer: object) -> list[str]:
+    """The reasons a service's ``/health`` gives for being unhealthy (same words)."""
+    try:
+        body = answer.json()  # type: ignore[attr-defined]
+    except ValueError:
+        return []
+    if not isinstance(body, dict):
+        return []
+    reasons = [str(p) for p in body.get("problems") or []]
+    if body.get("lastError") and not any(str(body["lastError"]) in r for r in reasons):
+        reasons.append(f"last error: {body['lastError']}")
+    return reasons
 
 
 def _archive_status(settings: Settings) -> int:
@@ -307,7 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--source", choices=["auto", "archive", "kafka"], default="auto",
                         help="auto: the archive plus Kafka's not yet archived tail (Kafka alone "
                              "without an archive); archive: the archive only; kafka: Kafka only")
-    replay.add_argument("--out", required=True, help="output file: .parquet or .csv")
+    replay.add_argument("--out", required=True,
+                        help="output file: .parquet or .csv (CSV cells that would be spreadsheet "
+                             "formulas are written as text: a ' is put before = + - @)")
+    replay.add_argument("--force", action="store_true",
+                        help="replace --out if it exists (a symbolic link is never written through)")
     replay.set_defaults(handler=cmd_replay)
 
     report = sub.add_parser("report", help="run the report notebook for a period (papermill → HTML)",

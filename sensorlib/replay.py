@@ -14,7 +14,6 @@ are counted (``df.attrs["invalid"]``) and logged, never raised.
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import re
@@ -25,7 +24,6 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -926,41 +924,3 @@ def rolling_stats(df: pd.DataFrame, window: str = "5min") -> pd.DataFrame:
               .rolling(window).agg(["mean", "std"]))
     rolled.columns = [f"{field}_{stat}" for field, stat in rolled.columns]
     return rolled.reset_index().sort_values("timestamp", kind="stable").reset_index(drop=True)
-
-
-# -- command line -----------------------------------------------------------------------
-
-
-def _write(frame: pd.DataFrame, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        frame.to_parquet(out, index=False)
-    elif out.suffix == ".csv":
-        frame.to_csv(out, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
-    else:
-        raise ReplayError(f"--out must end in .parquet or .csv, got {out.name!r}")
-
-
-def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    """``sensorlib replay``: write a period of readings (or alerts) to Parquet or CSV."""
-    out = Path(args.out)
-    if out.suffix not in (".parquet", ".csv"):
-        raise ReplayError(f"--out must end in .parquet or .csv, got {out.name!r}")
-    read = read_alerts if args.alerts else read_readings
-    with warnings.catch_warnings():  # shown below, without a source line
-        warnings.simplefilter("ignore", ReplayWarning)
-        frame = read(args.start, args.end or "now", args.sensor or None, settings=settings,
-                     source=getattr(args, "source", "auto"),
-                     slack=None if args.from_beginning else DEFAULT_SLACK)
-    _write(frame, out)
-    what = "alerts" if args.alerts else "readings"
-    where = {"kafka": "Kafka", "archive": "the archive"}.get(
-        frame.attrs.get("source", ""),
-        f"{frame.attrs.get('from_archive', 0):,} from the archive, "
-        f"{frame.attrs.get('from_kafka', 0):,} records read from Kafka")
-    print(f"{len(frame):,} {what} → {out} ({where})"
-          + (f" ({frame.attrs['invalid']} invalid record(s) skipped)"
-             if frame.attrs.get("invalid") else ""), file=sys.stderr)
-    for message in frame.attrs.get("warnings", []):
-        print(f"warning: {message}", file=sys.stderr)
-    return 0

@@ -13,6 +13,7 @@ import pytest
 from sensorlib.cli import build_parser
 from sensorlib.config import Settings
 from sensorlib.events import Reading
+from sensorlib.export import ExportError
 from sensorlib.kafka_io import end_offsets, make_producer
 from sensorlib.replay import (
     ALERT_DTYPES,
@@ -211,6 +212,13 @@ def test_cli_writes_parquet_and_csv(seeded: Seeded, tmp_path: Path) -> None:
     assert len(parquet) == expected
     assert dtypes(parquet)["timestamp"] == "datetime64[us, UTC]"
     assert len(pd.read_csv(tmp_path / "out.csv")) == expected
+    again = parser.parse_args(["replay", "--start", "1h ago", "--out", str(tmp_path / "out.csv")])
+    with pytest.raises(ExportError, match="already exists"):
+        again.handler(again, seeded.settings)
+    forced = parser.parse_args(["replay", "--start", "1h ago", "--force",
+                                "--out", str(tmp_path / "out.csv")])
+    assert forced.handler(forced, seeded.settings) == 0
+    assert len(pd.read_csv(tmp_path / "out.csv")) == len(seeded.readings)
 
 
 def test_the_old_argument_order_still_works_with_a_deprecation_warning(seeded: Seeded) -> None:
