@@ -10,10 +10,11 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sensorlib.events import Alert, Reading, Severity, alert_id
-from sensorlib.windows import SensorWindow, from_us, to_us
+from sensorlib.times import from_us, to_us, utcnow
+from sensorlib.windows import SensorWindow
 
 __all__ = ["ALL_RULES", "Detector", "RuleConfig", "utcnow"]
 
@@ -21,11 +22,6 @@ __all__ = ["ALL_RULES", "Detector", "RuleConfig", "utcnow"]
 ALL_RULES = frozenset({"threshold", "rate_of_change", "stuck", "silent", "outlier"})
 
 _US_PER_MINUTE = 60_000_000
-
-
-def utcnow() -> datetime:
-    """The wall clock, in UTC (the default ``detected_at`` clock)."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -120,6 +116,7 @@ class Detector:
 
     ``clock`` gives ``detected_at``; alert ids never depend on it.
 
+    >>> from datetime import UTC
     >>> d = Detector()
     >>> r = Reading(sensor_id="s1", temperature=42.5, humidity=95.0,
     ...             timestamp=datetime(2026, 1, 1, tzinfo=UTC))

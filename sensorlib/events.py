@@ -37,6 +37,8 @@ from pydantic import (
     ValidationError,
 )
 
+from sensorlib.times import EPOCH, ONE_US
+
 __all__ = [
     "MAX_BODY_BYTES",
     "TIMESTAMP_RANGE",
@@ -486,11 +488,11 @@ class EventTimeWindow:
 
     def bounds_us(self, now_us: int) -> tuple[int, int]:
         """The accepted range ``[low, high]`` in epoch microseconds around ``now_us``."""
-        return (now_us - self.max_past // _ONE_US, now_us + self.max_future // _ONE_US)
+        return (now_us - self.max_past // ONE_US, now_us + self.max_future // ONE_US)
 
     def error(self, timestamp: datetime, now: datetime) -> FieldError | None:
         """Why ``timestamp`` is outside the window around ``now``, or None when inside."""
-        return self.error_us((timestamp - _EPOCH) // _ONE_US, (now - _EPOCH) // _ONE_US)
+        return self.error_us((timestamp - EPOCH) // ONE_US, (now - EPOCH) // ONE_US)
 
     def error_us(self, ts: int, now_us: int) -> FieldError | None:
         """:meth:`error` with both times in epoch microseconds (any integers: no overflow)."""
@@ -510,13 +512,11 @@ class EventTimeWindow:
             raise InvalidReading([problem])
 
 
-_ONE_US = timedelta(microseconds=1)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _format_us(us: int) -> str:
     try:
-        return format_timestamp(_EPOCH + timedelta(microseconds=us))
+        return format_timestamp(EPOCH + timedelta(microseconds=us))
     except OverflowError:
         return f"{us} µs from the Unix epoch"
 

@@ -44,6 +44,7 @@ from sensorlib.events import (
     parse_reading,
 )
 from sensorlib.kafka_io import (
+    TopicReader,
     client_errors,
     group_unowned_partitions,
     kafka_reachable,
@@ -51,7 +52,7 @@ from sensorlib.kafka_io import (
     make_producer,
 )
 from sensorlib.pipeline import Pipeline
-from sensorlib.windows import to_us
+from sensorlib.times import to_us, utcnow
 
 log = logging.getLogger("sensorlib.processor")
 
@@ -67,6 +68,9 @@ TXN_STEP_TIMEOUT = 20.0
 HEALTH_GRACE = 30.0
 #: Readings waiting this long with no committed transaction make the processor unhealthy.
 STALL_AFTER = 60.0
+#: A state rebuild or alert back-fill read that gets no record for this long ends the
+#: session instead of hanging a rebalance.
+HISTORY_TIMEOUT = 20.0
 
 
 def rules_from_settings(settings: Settings) -> RuleConfig:
@@ -142,7 +146,7 @@ class Processor:
         rules: RuleConfig | None = None,
         max_records: int = 5000,
         alert_history: int = 1000,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
         self.instance = instance
@@ -551,7 +555,7 @@ def read_history(
     tp: TopicPartition,
     span: timedelta,
     until_offset: int,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Callable[[], datetime] = utcnow,
     *,
     accept: Callable[[Any], Reading | InvalidReading] | None = None,
 ) -> list[Reading]:
@@ -559,30 +563,18 @@ def read_history(
 
     ``accept`` turns a record into its reading or a rejection (default: :func:`parse_reading`
     of the value); rejected records are skipped, as the live loop sent them to the DLQ.
-    Uses no consumer group (assign + seek), so it never disturbs committed offsets.
+    Uses no consumer group (assign + seek), so it never disturbs committed offsets; a read
+    that stalls ends the session (:class:`~sensorlib.kafka_io.TopicReader`).
     """
-    consumer = make_consumer(settings, client_id="sensorlib-warmup", isolation_level="read_committed")
-    try:
-        consumer.assign([tp])
-        since_ms = int((clock() - span).timestamp() * 1000)
-        found = consumer.offsets_for_times({tp: since_ms})[tp]
-        start = found.offset if found is not None else until_offset
-        begin = consumer.beginning_offsets([tp])[tp]
-        start = max(start, begin)
-        if start >= until_offset:
-            return []
-        consumer.seek(tp, start)
-        out: list[Reading] = []
-        while consumer.position(tp) < until_offset:
-            for record in consumer.poll(timeout_ms=500).get(tp, []):
-                if record.offset >= until_offset:
-                    break
-                got = accept(record) if accept is not None else _parsed(record)
-                if isinstance(got, Reading):
-                    out.append(got)
-        return out
-    finally:
-        consumer.close()
+    judge = accept or _parsed
+    since_ms = int((clock() - span).timestamp() * 1000)
+    out: list[Reading] = []
+    with TopicReader(settings, tp.topic, partitions=[tp.partition], since_ms=since_ms,
+                     until={tp.partition: until_offset}, client_id="sensorlib-warmup",
+                     idle_timeout=HISTORY_TIMEOUT) as reader:
+        for _, records in reader:
+            out.extend(got for got in map(judge, records) if isinstance(got, Reading))
+    return out
 
 
 def _parsed(record: Any) -> Reading | InvalidReading:
@@ -598,29 +590,14 @@ def _iso(at: float | None) -> str | None:
 
 def read_recent_alerts(settings: Settings, limit: int) -> list[dict[str, Any]]:
     """The last ``limit`` committed alerts (oldest first), read without a group."""
-    consumer = make_consumer(settings, client_id="sensorlib-alert-backfill",
-                             isolation_level="read_committed")
-    try:
-        parts = [TopicPartition(settings.topic_alerts, p)
-                 for p in sorted(consumer.partitions_for_topic(settings.topic_alerts) or [])]
-        if not parts:
-            return []
-        consumer.assign(parts)
-        ends = consumer.end_offsets(parts)
-        begins = consumer.beginning_offsets(parts)
-        for tp in parts:
-            consumer.seek(tp, max(begins[tp], ends[tp] - limit))
-        alerts: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 30
-        while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=300).values():
-                for record in records:
-                    try:
-                        alerts.append(parse_alert(record.value).to_dict())
-                    except ValueError:
-                        continue
-        alerts.sort(key=lambda a: (a["detectedAt"], a["alertId"]))
-        return alerts[-limit:]
-    finally:
-        consumer.close()
-
+    alerts: list[dict[str, Any]] = []
+    with TopicReader(settings, settings.topic_alerts, last=limit,
+                     client_id="sensorlib-alert-backfill", idle_timeout=HISTORY_TIMEOUT) as reader:
+        for _, records in reader:
+            for record in records:
+                try:
+                    alerts.append(parse_alert(record.value).to_dict())
+                except ValueError:
+                    continue
+    alerts.sort(key=lambda a: (a["detectedAt"], a["alertId"]))
+    return alerts[-limit:]

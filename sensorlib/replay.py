@@ -18,7 +18,6 @@ import io
 import logging
 import re
 import sys
-import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,13 +30,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
-from kafka import TopicPartition
-from kafka.errors import KafkaError
 from kafka.record.util import crc32c_c as _crc32c_c
 
 from sensorlib.config import Settings
-from sensorlib.errors import KafkaUnavailable, SensorlibError
+from sensorlib.errors import SensorlibError
 from sensorlib.events import HUMIDITY_RANGE, MAX_BODY_BYTES, MAX_SENSOR_ID, TEMPERATURE_RANGE
+from sensorlib.kafka_io import TopicReader
 
 __all__ = [
     "ALERT_DTYPES",
@@ -491,89 +489,51 @@ def _fetch(settings: Settings, topic: str, start: pd.Timestamp | None, kind: _Ki
     Decoding runs on a worker thread (Arrow releases the GIL) while the next records
     are fetched, so bulk decoding costs little more than consuming.
     """
-    from sensorlib.kafka_io import make_consumer
-
-    consumer = make_consumer(
-        settings, client_id=f"sensorlib-replay-{kind.name}s", **CONSUMER_OPTIONS,
-    )
+    since_ms = (None if start is None or offsets is not None
+                else int((start - pd.Timedelta(slack)).timestamp() * 1000))
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sensorlib-replay")
     futures: list[Future[pd.DataFrame]] = []
     pending: list[_Chunk] = []
     bar = None
+    reader = TopicReader(settings, topic, since_ms=since_ms, offsets=offsets,
+                         idle_timeout=timeout, client_id=f"sensorlib-replay-{kind.name}s",
+                         **CONSUMER_OPTIONS)
     try:
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            raise ReplayError(f"topic {topic!r} does not exist at {settings.bootstrap_servers}; "
-                              "create the topics with `sensorlib topics` (or check "
-                              "SENSORLIB_TOPIC_READINGS / SENSORLIB_TOPIC_ALERTS)")
-        parts = [TopicPartition(topic, p) for p in sorted(numbers)]
-        ends = consumer.end_offsets(parts)  # the snapshot: never read past these
-        firsts = consumer.beginning_offsets(parts)
-        begin = dict(firsts)
-        if offsets is not None:
-            begin = {tp: min(ends[tp], max(firsts[tp], offsets.get(tp.partition, firsts[tp])))
-                     for tp in parts}
-        elif start is not None:
-            at = int((start - pd.Timedelta(slack)).timestamp() * 1000)
-            found = consumer.offsets_for_times({tp: max(at, 0) for tp in parts})
-            begin = {tp: (ends[tp] if found.get(tp) is None else max(found[tp].offset, firsts[tp]))
-                     for tp in parts}
-        remaining = {tp: ends[tp] for tp in parts if begin[tp] < ends[tp]}
-        total = sum(ends[tp] - begin[tp] for tp in remaining)
-        if not remaining:
-            return []
-        consumer.assign(list(remaining))
-        for tp in remaining:
-            consumer.seek(tp, begin[tp])
-        if _show_progress(progress, total):
-            from tqdm.auto import tqdm
+        with reader:
+            if not reader.exists:
+                raise ReplayError(f"topic {topic!r} does not exist at "
+                                  f"{settings.bootstrap_servers}; create the topics with "
+                                  "`sensorlib topics` (or check SENSORLIB_TOPIC_READINGS / "
+                                  "SENSORLIB_TOPIC_ALERTS)")
+            total = reader.total
+            if total == 0:
+                return []
+            if _show_progress(progress, total):
+                from tqdm.auto import tqdm
 
-            bar = tqdm(total=total, unit="rec", unit_scale=True, desc=f"replay {topic}")
-        # Small enough that the last chunk, decoded after the final poll, is quick.
-        chunk_size = min(CHUNK, max(2_000, total // 10))
-        chunk = _Chunk([], [], [])
-        last_progress = time.monotonic()
-        while remaining:
-            batch = consumer.poll(timeout_ms=500)
-            got = 0
-            for tp, records in batch.items():
-                stop = remaining.get(tp)
-                if stop is None:
-                    continue
-                if records[-1].offset >= stop:
-                    records = [r for r in records if r.offset < stop]
+                bar = tqdm(total=total, unit="rec", unit_scale=True, desc=f"replay {topic}")
+            # Small enough that the last chunk, decoded after the final poll, is quick.
+            chunk_size = min(CHUNK, max(2_000, total // 10))
+            chunk = _Chunk([], [], [])
+            for partition, records in reader:
                 chunk.values.extend([r.value for r in records])
                 chunk.offsets.extend([r.offset for r in records])
-                chunk.partitions.extend([tp.partition] * len(records))
-                got += len(records)
-            for tp in list(remaining):
-                # The position, not the last record: transaction markers have offsets too.
-                if consumer.position(tp) >= remaining[tp]:
-                    del remaining[tp]
-                    consumer.pause(tp)
-            if len(chunk.values) >= chunk_size or (not remaining and chunk.values):
-                if OVERLAP:
-                    futures.append(pool.submit(_decode_chunk, chunk, kind))
-                else:
-                    pending.append(chunk)
-                chunk = _Chunk([], [], [])
-            now = time.monotonic()
-            if got:
-                last_progress = now
+                chunk.partitions.extend([partition] * len(records))
                 if bar is not None:
-                    bar.update(got)
-            elif now - last_progress > timeout:
-                raise KafkaUnavailable(settings.bootstrap_servers,
-                                       f"no records from {topic} for {timeout:.0f}s while "
-                                       f"{sum(remaining.values())} were expected")
+                    bar.update(len(records))
+                if len(chunk.values) >= chunk_size:
+                    if OVERLAP:
+                        futures.append(pool.submit(_decode_chunk, chunk, kind))
+                    else:
+                        pending.append(chunk)
+                    chunk = _Chunk([], [], [])
+            if chunk.values:
+                pending.append(chunk)
         return [f.result() for f in futures] + [_decode_chunk(c, kind) for c in pending]
-    except KafkaError as exc:
-        raise KafkaUnavailable(settings.bootstrap_servers, f"{type(exc).__name__}: {exc}") from exc
     finally:
         if bar is not None:
             bar.close()
         pool.shutdown(wait=True, cancel_futures=True)
-        consumer.close()
 
 
 def _assemble(frames: list[pd.DataFrame], kind: _Kind, start: pd.Timestamp | None,
@@ -830,37 +790,22 @@ def tail_readings(settings: Settings | None = None, seconds: float = 5.0, *,
     quiet stream still shows each sensor's latest values. Bounded by time and
     ``max_records``; no consumer group.
     """
-    from sensorlib.kafka_io import make_consumer
-
     settings = Settings.from_env() if settings is None else settings
     topic = settings.topic_readings
-    consumer = make_consumer(settings, client_id="sensorlib-tail", **CONSUMER_OPTIONS)
+    t0 = to_utc(since)
     chunk = _Chunk([], [], [])
-    try:
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
+    with TopicReader(settings, topic, follow=seconds, client_id="sensorlib-tail",
+                     last=0 if t0 is None else None,  # from now on, unless since
+                     since_ms=None if t0 is None else int(t0.timestamp() * 1000),
+                     **CONSUMER_OPTIONS) as reader:
+        if not reader.exists:
             raise ReplayError(f"topic {topic!r} does not exist at {settings.bootstrap_servers}")
-        parts = [TopicPartition(topic, p) for p in sorted(numbers)]
-        begin = consumer.end_offsets(parts)
-        t0 = to_utc(since)
-        if t0 is not None:
-            found = consumer.offsets_for_times({tp: max(0, int(t0.timestamp() * 1000))
-                                                for tp in parts})
-            begin = {tp: begin[tp] if found.get(tp) is None else found[tp].offset
-                     for tp in parts}
-        consumer.assign(parts)
-        for tp in parts:
-            consumer.seek(tp, begin[tp])
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0 and len(chunk.values) < max_records:
-            for tp, records in consumer.poll(timeout_ms=max(1, int(left * 1000))).items():
-                chunk.values.extend([r.value for r in records])
-                chunk.offsets.extend([r.offset for r in records])
-                chunk.partitions.extend([tp.partition] * len(records))
-    except KafkaError as exc:
-        raise KafkaUnavailable(settings.bootstrap_servers, f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        consumer.close()
+        for partition, records in reader:
+            chunk.values.extend([r.value for r in records])
+            chunk.offsets.extend([r.offset for r in records])
+            chunk.partitions.extend([partition] * len(records))
+            if len(chunk.values) >= max_records:
+                break
     frames = [_decode_chunk(chunk, _READINGS)] if chunk.values else []
     return _assemble(frames, _READINGS, None, None, None, topic)
 

@@ -19,27 +19,17 @@ from bisect import bisect_right, insort
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta  # noqa: F401 - UTC for the doctests
 from typing import Any, Literal
 
 from sensorlib.events import Reading, format_timestamp
+from sensorlib.times import ONE_US, from_us, to_us
 
 __all__ = ["DEFAULT_WINDOW", "Aggregate", "SensorWindow", "WindowStore", "from_us", "to_us"]
 
 DEFAULT_WINDOW = timedelta(minutes=5)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-
-
-def to_us(t: datetime) -> int:
-    """Microseconds since the Unix epoch: exact, and cheap to compare in hot loops."""
-    return (t - _EPOCH) // _US
-
-
-def from_us(us: int) -> datetime:
-    """The UTC datetime of :func:`to_us` microseconds."""
-    return _EPOCH + timedelta(microseconds=us)
+_US = ONE_US
 
 
 @dataclass(frozen=True, slots=True)
