@@ -66,7 +66,7 @@ def test_a_missing_topic_is_said_and_a_dead_broker_is_kafka_unavailable(topics: 
     from sensorlib.broker import free_port
 
     nowhere = topics.replace(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    reader = TopicReader(nowhere, topics.topic_readings, request_timeout_ms=2000,
+                         api_version_auto_timeout_ms=2000)
     with pytest.raises(KafkaUnavailable):
-        with TopicReader(nowhere, topics.topic_readings, request_timeout_ms=2000,
-                         api_version_auto_timeout_ms=2000):
-            pass
+        reader.__enter__()
