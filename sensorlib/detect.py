@@ -11,10 +11,13 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sensorlib.events import Alert, Reading, Severity, alert_id
 from sensorlib.times import from_us, to_us, utcnow
-from sensorlib.windows import SensorWindow
+
+if TYPE_CHECKING:
+    from sensorlib.windows import SensorWindow
 
 __all__ = ["ALL_RULES", "Detector", "RuleConfig", "utcnow"]
 
@@ -120,6 +123,7 @@ class Detector:
     >>> d = Detector()
     >>> r = Reading(sensor_id="s1", temperature=42.5, humidity=95.0,
     ...             timestamp=datetime(2026, 1, 1, tzinfo=UTC))
+    >>> from sensorlib.windows import SensorWindow
     >>> [(a.rule, a.severity, a.reason) for a in d.observe(r, SensorWindow())]
     [('threshold', 'critical', 'High temperature: 42.5°C, High humidity: 95.0%')]
     """
@@ -146,23 +150,35 @@ class Detector:
     # -- readings ---------------------------------------------------------------------
 
     def observe(self, reading: Reading, window: SensorWindow) -> list[Alert]:
-        """The alerts one reading raises; call before adding it to ``window``."""
-        return self.observe_us(reading, to_us(reading.timestamp), window)
+        """The alerts one reading raises; call before adding it to ``window``.
 
-    def observe_us(self, reading: Reading, ts: int, window: SensorWindow) -> list[Alert]:
-        """:meth:`observe` with the event time already in microseconds (hot path)."""
+        A convenience over :meth:`observe_us`, which takes the window's state as plain values.
+        """
+        ts = to_us(reading.timestamp)
+        return self.observe_us(reading, ts, window.is_late_us(ts),
+                               window.moments() if self.wants_moments(len(window)) else None)
+
+    def wants_moments(self, count: int) -> bool:
+        """Whether the outlier rule needs the window's moments when it holds ``count`` readings."""
+        return self._outlier and count >= self.config.outlier_min_samples
+
+    def observe_us(self, reading: Reading, ts: int, late: bool,
+                   moments: tuple[int, float, float, float, float] | None) -> list[Alert]:
+        """The alerts one reading raises (hot path), from plain values: its event time in
+        epoch µs, whether it is late for its window, and the window's moments before it
+        (:meth:`sensorlib.windows.SensorWindow.moments`; only when :meth:`wants_moments`)."""
         alerts: list[Alert] = []
         if self._threshold:
             self._check_threshold(reading, ts, alerts)
-        if window.is_late_us(ts):
+        if late:
             return alerts
         state = self._sensors.get(reading.sensor_id)
         if state is None:
             self._sensors[reading.sensor_id] = _SensorState(reading, ts)
         elif ts > state.last_us:
             self._check_sequence(state, reading, ts, alerts)
-        if self._outlier and len(window) >= self.config.outlier_min_samples:
-            self._check_outlier(reading, ts, window, alerts)
+        if moments is not None:
+            self._check_outlier(reading, ts, moments, alerts)
         return alerts
 
     def _check_threshold(self, r: Reading, ts: int, alerts: list[Alert]) -> None:
@@ -185,11 +201,11 @@ class Detector:
                         alerts: list[Alert]) -> None:
         """Rules about consecutive readings; ``r`` is the sensor's newest reading."""
         prev = state.last
-        recent = state.recent
-        cutoff = ts - self._span_us
-        while len(recent) > 1 and recent[1][0] <= cutoff:
-            recent.popleft()
         if self._rate:
+            recent = state.recent
+            cutoff = ts - self._span_us
+            while len(recent) > 1 and recent[1][0] <= cutoff:
+                recent.popleft()
             since, before = recent[0]
             delta = r.temperature - before
             if abs(delta) >= self.config.rate_min_delta:
@@ -200,7 +216,7 @@ class Detector:
                                f"Temperature {'rose' if delta > 0 else 'fell'} "
                                f"{abs(delta):.1f}°C in {_span_text(ts - since)} "
                                f"({per_minute:+.1f}°C/min)")
-        recent.append((ts, r.temperature))
+            recent.append((ts, r.temperature))
         if r.temperature == prev.temperature and r.humidity == prev.humidity:
             state.run += 1
             if self._stuck and state.run >= self.config.stuck_readings:
@@ -210,10 +226,11 @@ class Detector:
             state.run = 1
         state.last, state.last_us, state.silenced = r, ts, False
 
-    def _check_outlier(self, r: Reading, ts: int, window: SensorWindow,
+    def _check_outlier(self, r: Reading, ts: int,
+                       moments: tuple[int, float, float, float, float],
                        alerts: list[Alert]) -> None:
         # Compared squared, without a square root: this runs for every reading.
-        _, t_mean, t_var, h_mean, h_var = window.moments()
+        _, t_mean, t_var, h_mean, h_var = moments
         dt, dh = r.temperature - t_mean, r.humidity - h_mean
         zt2 = dt * dt / max(t_var, self._min_t_var)
         zh2 = dh * dh / max(h_var, self._min_h_var)

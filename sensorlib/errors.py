@@ -38,3 +38,15 @@ class KafkaSetupFailed(KafkaUnavailable):
             f"Kafka at {bootstrap_servers} answered but the connection set-up failed: {cause} — "
             "check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, "
             "KAFKA_SASL_PASSWORD and KAFKA_SSL_CAFILE")
+
+
+class PublishError(SensorlibError):
+    """Kafka refused or failed to acknowledge one or more readings."""
+
+
+class ReplayError(SensorlibError, ValueError):
+    """A replay was asked for something impossible (bad period, missing topic)."""
+
+
+class ExportError(SensorlibError):
+    """A frame could not be written where asked (the message says what to do)."""

@@ -366,17 +366,19 @@ class _Duplicate(ValueError):
         self.field, self.reason = field, reason
 
 
-_KEY_NAMES = (b'"sensorid"', b'"temperature"', b'"humidity"', b'"location"', b'"timestamp"')
+_SPACED_COLON = re.compile(rb'"[ \t\r\n]+:')
 
 
-def _check_keys(raw: bytes | str) -> None:
+def _check_keys(raw: bytes | str, fields: int | None = None) -> None:
     """Refuse a field given twice (``temperature`` and ``Temperature`` included).
 
-    JSON parsers keep one of the two silently. The byte test is cheap and only ever
-    over-suspects (a value spelled like a key), in which case the exact check decides.
+    JSON parsers keep one of the two silently. ``fields`` is how many fields the parsed
+    reading has: a body with exactly that many ``":`` and no space before a colon has no
+    key twice (a duplicate always adds a key). Anything else — a duplicate, an unknown
+    key, a value holding ``\":`` — takes the exact check, which decides.
     """
-    low = (raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")).lower()
-    if all(low.count(key) <= 1 for key in _KEY_NAMES):
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    if fields is not None and data.count(b'":') == fields and not _SPACED_COLON.search(data):
         return
     try:
         json.loads(raw, object_pairs_hook=_no_duplicates)
@@ -462,7 +464,7 @@ def _parse(raw: bytes | str | Mapping[str, Any], now: datetime | None) -> Readin
         if now is None or not _missing_timestamp(exc):
             raise _invalid(exc, raw) from None
     else:
-        _check_keys(raw)
+        _check_keys(raw, len(reading.__pydantic_fields_set__))
         return reading
     _check_keys(raw)
     try:  # rare path (HTTP without a timestamp): decode once more and fill in "now"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sensorlib.errors import SensorlibError
+from sensorlib.errors import ExportError
 
 __all__ = ["FORMULA_PREFIXES", "ExportError", "neutralise_formulas", "write_frame"]
 
@@ -24,9 +24,6 @@ __all__ = ["FORMULA_PREFIXES", "ExportError", "neutralise_formulas", "write_fram
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 SUFFIXES = (".parquet", ".csv")
 
-
-class ExportError(SensorlibError):
-    """A frame could not be written where asked (the message says what to do)."""
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,7 @@ comes from the sensor's last reading, not from the tick).
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ class Pipeline:
         self.windows = WindowStore(window)
         self.detector = Detector(rules, clock=self._event_time if clock == "event" else clock)
         self.stats = PipelineStats()
+        # Window size from which the outlier rule needs the window's moments.
+        self._moments_from = rules.outlier_min_samples if "outlier" in rules.rules \
+            else sys.maxsize
         self._watermark: int | None = None  # largest event time seen, any sensor
         self._event_us = 0  # the event time being processed, for clock="event"
 
@@ -98,8 +102,10 @@ class Pipeline:
             self._watermark = wm = ts
         self._event_us = wm
         window = self.windows.window(reading.sensor_id)
-        # The rules look at the window as it was before this reading (see Detector).
-        alerts = self.detector.observe_us(reading, ts, window)
+        # The rules see the window as it was before this reading (see Detector).
+        alerts = self.detector.observe_us(
+            reading, ts, window.is_late_us(ts),
+            window.moments() if len(window) >= self._moments_from else None)
         stats = self.stats
         stats.processed += 1
         if not window.add_us(reading, ts):
@@ -177,7 +183,8 @@ class Pipeline:
 
 READING_COLUMNS = ("sensorId", "temperature", "humidity", "location", "timestamp")
 
-_ALERT_DTYPES = {
+#: Column dtypes of :func:`alerts_to_frame` (``str`` is pandas' string dtype).
+ALERT_DTYPES: dict[str, str] = {
     "alertId": "str", "sensorId": "str", "location": "str", "temperature": "float64",
     "humidity": "float64", "timestamp": "datetime64[us, UTC]",
     "detectedAt": "datetime64[us, UTC]", "rule": "str", "severity": "str", "reason": "str",
@@ -209,7 +216,7 @@ def alerts_to_frame(alerts: Iterable[Alert]) -> pd.DataFrame:
              "temperature": a.temperature, "humidity": a.humidity, "timestamp": a.timestamp,
              "detectedAt": a.detected_at, "rule": a.rule, "severity": a.severity,
              "reason": a.reason} for a in alerts]
-    return _typed_frame(rows, _ALERT_DTYPES)
+    return _typed_frame(rows, ALERT_DTYPES)
 
 
 def aggregates_to_frame(aggregates: Iterable[Aggregate]) -> pd.DataFrame:

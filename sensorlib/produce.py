@@ -12,13 +12,9 @@ from typing import Any, Self
 from kafka.errors import KafkaError
 
 from sensorlib.config import Settings
-from sensorlib.errors import KafkaUnavailable, SensorlibError
+from sensorlib.errors import KafkaUnavailable, PublishError, SensorlibError
 from sensorlib.events import Reading
 from sensorlib.kafka_io import make_producer
-
-
-class PublishError(SensorlibError):
-    """Kafka refused or failed to acknowledge one or more readings."""
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,16 @@ import pyarrow.json as pajson
 from kafka.record.util import crc32c_c as _crc32c_c
 
 from sensorlib.config import Settings
-from sensorlib.errors import SensorlibError
-from sensorlib.events import HUMIDITY_RANGE, MAX_BODY_BYTES, MAX_SENSOR_ID, TEMPERATURE_RANGE
+from sensorlib.errors import ReplayError
+from sensorlib.events import (
+    HUMIDITY_RANGE,
+    MAX_BODY_BYTES,
+    MAX_LOCATION,
+    MAX_SENSOR_ID,
+    TEMPERATURE_RANGE,
+)
 from sensorlib.kafka_io import TopicReader
+from sensorlib.pipeline import ALERT_DTYPES as _FRAME_ALERT_DTYPES
 
 __all__ = [
     "ALERT_DTYPES",
@@ -68,12 +75,7 @@ READING_DTYPES: dict[str, str] = {
 }
 #: Column dtypes of :func:`read_alerts` (the same as ``pipeline.alerts_to_frame`` plus
 #: where each alert was stored).
-ALERT_DTYPES: dict[str, str] = {
-    "alertId": "str", "sensorId": "str", "location": "str", "temperature": "float64",
-    "humidity": "float64", "timestamp": "datetime64[us, UTC]",
-    "detectedAt": "datetime64[us, UTC]", "rule": "str", "severity": "str", "reason": "str",
-    "partition": "int32", "offset": "int64",
-}
+ALERT_DTYPES: dict[str, str] = {**_FRAME_ALERT_DTYPES, "partition": "int32", "offset": "int64"}
 
 #: Records decoded per bulk call (a failing chunk is bisected to find its bad records).
 CHUNK = 50_000
@@ -102,11 +104,7 @@ TimeLike = datetime | pd.Timestamp | str
 OVERLAP = True
 _UTC = "UTC"
 _BARE_DURATION = re.compile(r"^\d+(\.\d+)?\s*[a-zA-Z]+$")
-_MAX_LOCATION = 256
 
-
-class ReplayError(SensorlibError, ValueError):
-    """A replay was asked for something impossible (bad period, missing topic)."""
 
 
 # -- time ---------------------------------------------------------------------------------
@@ -206,7 +204,7 @@ def _pascal(name: str) -> str:
 
 _READINGS = _Kind(
     name="reading",
-    text={"sensorId": (MAX_SENSOR_ID, True), "location": (_MAX_LOCATION, False)},
+    text={"sensorId": (MAX_SENSOR_ID, True), "location": (MAX_LOCATION, False)},
     numbers={"temperature": TEMPERATURE_RANGE, "humidity": HUMIDITY_RANGE},
     times=("timestamp",),
     choices={},
