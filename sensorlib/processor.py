@@ -19,12 +19,9 @@ readings wait but no transaction has committed for a while (see :meth:`Processor
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +31,7 @@ from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 
 from sensorlib.config import Settings
 from sensorlib.detect import RuleConfig
+from sensorlib.dlq import dead_letter
 from sensorlib.events import (
     Alert,
     EventTimeWindow,
@@ -47,11 +45,11 @@ from sensorlib.kafka_io import (
     TopicReader,
     client_errors,
     group_unowned_partitions,
-    kafka_reachable,
     make_consumer,
     make_producer,
 )
 from sensorlib.pipeline import Pipeline
+from sensorlib.recent import RecentById
 from sensorlib.times import to_us, utcnow
 
 log = logging.getLogger("sensorlib.processor")
@@ -79,31 +77,6 @@ def rules_from_settings(settings: Settings) -> RuleConfig:
         temperature_threshold=settings.temperature_threshold,
         humidity_threshold=settings.humidity_threshold,
     )
-
-
-def dead_letter(record: Any, error: Exception) -> bytes:
-    """The DLQ value: the raw bytes, why they were rejected, and where they came from."""
-    raw: bytes = record.value if isinstance(record.value, bytes) else b""
-    try:
-        text: str | None = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    errors = (
-        [{"field": e.field, "reason": e.reason} for e in error.errors]
-        if isinstance(error, InvalidReading)
-        else [{"field": "body", "reason": str(error)}]
-    )
-    return json.dumps(
-        {
-            "errors": errors,
-            "source": {"topic": record.topic, "partition": record.partition,
-                       "offset": record.offset, "timestamp": record.timestamp},
-            "key": record.key,
-            "value": text,
-            "valueBase64": base64.b64encode(raw).decode() if text is None else None,
-            "rejectedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        }
-    ).encode()
 
 
 @dataclass
@@ -160,8 +133,9 @@ class Processor:
         self._pipelines: dict[TopicPartition, Pipeline] = {}
         self._lock = threading.Lock()
         self._aggregates: list[dict[str, Any]] = []
-        self._alerts: deque[dict[str, Any]] = deque(maxlen=alert_history)
-        self._alert_ids: set[str] = set()
+        # Committed alerts for /api/alerts (also the "published already" check below).
+        self._alerts: RecentById[dict[str, Any]] = RecentById(alert_history,
+                                                              key=lambda a: a["alertId"])
         self._healthy = False
         self._consumer: Any = None
         self._producer: Any = None
@@ -177,9 +151,7 @@ class Processor:
 
     def alerts(self, limit: int = 100, sensor_id: str | None = None) -> list[dict[str, Any]]:
         """Recent committed alerts, newest first, optionally for one sensor."""
-        with self._lock:
-            items = list(self._alerts)
-        items.reverse()
+        items = self._alerts.newest_first()
         if sensor_id is not None:
             items = [a for a in items if a["sensorId"] == sensor_id]
         return items[:limit]
@@ -209,20 +181,10 @@ class Processor:
                        f"{st.lag} reading(s) wait")
         return out
 
-    def health(self) -> dict[str, Any]:
-        """Health summary: ``ok`` is False when Kafka is unreachable or :meth:`problems`."""
-        reachable = kafka_reachable(self.settings)
-        problems = self.problems()
-        if not reachable:
-            problems.insert(0, f"Kafka is not reachable at {self.settings.bootstrap_servers}")
-        ok = not problems
+    def details(self) -> dict[str, Any]:
+        """What ``/health`` shows besides the problems: assignment, lag, counters, errors."""
         st = self.stats
         return {
-            "status": "healthy" if ok else "unhealthy",
-            "ok": ok,
-            "problems": problems,
-            "kafka": "reachable" if reachable else "unreachable",
-            "bootstrapServers": self.settings.bootstrap_servers,
             "group": self.settings.processor_group,
             "instance": self.instance,
             "assignedPartitions": list(st.assigned),
@@ -396,8 +358,7 @@ class Processor:
         out.extend(self._tick())
         # Alert ids are deterministic: one already published (seen live, or read back
         # from the alerts topic at start-up) is never published again.
-        with self._lock:
-            out = [a for a in out if a.alert_id not in self._alert_ids]
+        out = [a for a in out if a.alert_id not in self._alerts]
         if not offsets and not out:
             return
         producer.begin_transaction()
@@ -451,16 +412,7 @@ class Processor:
         aggregates.sort(key=lambda a: a["sensorId"])
         with self._lock:
             self._aggregates = aggregates
-            for alert in alerts:
-                self._remember(alert.to_dict())
-
-    def _remember(self, alert: dict[str, Any]) -> None:
-        if alert["alertId"] in self._alert_ids:
-            return
-        if len(self._alerts) == self._alerts.maxlen:
-            self._alert_ids.discard(self._alerts[0]["alertId"])
-        self._alerts.append(alert)
-        self._alert_ids.add(alert["alertId"])
+        self._alerts.extend(alert.to_dict() for alert in alerts)
 
     # -- state rebuild ---------------------------------------------------------
 
@@ -493,13 +445,11 @@ class Processor:
     def _backfill_alerts(self) -> None:
         """Fill ``/api/alerts`` with the latest committed alerts, so a restart shows them."""
         try:
-            alerts = read_recent_alerts(self.settings, self._alerts.maxlen or 1000)
+            alerts = read_recent_alerts(self.settings, self._alerts.maxlen)
         except Exception as exc:  # noqa: BLE001 - an empty feed is better than no service
             log.warning("could not back-fill alerts: %s", exc)
             return
-        with self._lock:
-            for alert in alerts:
-                self._remember(alert)
+        self._alerts.extend(alerts)
 
 
 def _bounded(step: Callable[[], object], what: str, timeout: float = TXN_STEP_TIMEOUT) -> None:

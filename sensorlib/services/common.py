@@ -13,6 +13,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from sensorlib.config import Settings
 from sensorlib.events import MAX_BODY_BYTES
+from sensorlib.kafka_io import kafka_reachable
 
 #: Longest a client may take to send a request body by default (``SENSORLIB_BODY_TIMEOUT``).
 BODY_TIMEOUT = 10.0
@@ -99,6 +100,23 @@ def json_content_type(request: Request) -> bool:
 def problem(status: int, errors: list[dict[str, str]], message: str) -> JSONResponse:
     """A JSON error answer: ``{"error": message, "detail": [{"field", "reason"}]}``."""
     return JSONResponse(status_code=status, content={"error": message, "detail": errors})
+
+
+def health_body(settings: Settings, problems: list[str], **details: Any) -> dict[str, Any]:
+    """The ``/health`` answer both services give: healthy when Kafka answers and there is
+    no problem; ``problems`` says why not, in words; ``details`` are the service's own."""
+    reachable = kafka_reachable(settings)
+    if not reachable:
+        problems = [f"Kafka is not reachable at {settings.bootstrap_servers}", *problems]
+    ok = not problems
+    return {
+        "status": "healthy" if ok else "unhealthy",
+        "ok": ok,
+        "problems": problems,
+        "kafka": "reachable" if reachable else "unreachable",
+        "bootstrapServers": settings.bootstrap_servers,
+        **details,
+    }
 
 
 def health_response(body: dict[str, Any]) -> JSONResponse:

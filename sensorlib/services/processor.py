@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from sensorlib.config import Settings
 from sensorlib.kafka_io import ensure_topics, wait_for_kafka
 from sensorlib.processor import Processor
-from sensorlib.services.common import guard, health_response
+from sensorlib.services.common import guard, health_body, health_response
 
 
 def create_app(settings: Settings | None = None, *, instance: str = "1") -> FastAPI:
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, *, instance: str = "1") -> Fast
 
     @app.get("/health")
     def health() -> JSONResponse:
-        return health_response(processor.health())
+        return health_response(health_body(settings, processor.problems(),
+                                           **processor.details()))
 
     return app

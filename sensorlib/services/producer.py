@@ -31,6 +31,7 @@ from sensorlib.services.common import (
     BodyTooLarge,
     BodyTooSlow,
     guard,
+    health_body,
     health_response,
     json_content_type,
     problem,
@@ -102,19 +103,14 @@ class ProducerService:
                 log.warning("producer close: %s", exc)
 
     def health(self) -> dict[str, Any]:
-        reachable = kafka_reachable(self.settings)
-        ok = reachable and self.producer is not None
-        return {
-            "status": "healthy" if ok else "unhealthy",
-            "ok": ok,
-            "kafka": "reachable" if reachable else "unreachable",
-            "bootstrapServers": self.settings.bootstrap_servers,
-            "topic": self.settings.topic_readings,
-            "simulating": self.simulate,
-            "simulated": self.simulated,
-            "posted": self.posted,
-            "lastError": None if ok else self.last_error,
-        }
+        """The ``/health`` answer: unhealthy until the Kafka producer is connected."""
+        problems = [] if self.producer is not None else [
+            f"not connected to Kafka yet: {self.last_error or 'connecting'}"]
+        body = health_body(self.settings, problems, topic=self.settings.topic_readings,
+                           simulating=self.simulate, simulated=self.simulated,
+                           posted=self.posted)
+        body["lastError"] = None if body["ok"] else self.last_error
+        return body
 
 
 def create_app(settings: Settings | None = None, *, simulate: bool = True,
