@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import psutil
@@ -13,7 +12,7 @@ import pytest
 
 from sensorlib.broker import free_port
 from sensorlib.config import Settings
-from tests.support import service_env, wait_http
+from tests.support import eventually, service_env, wait_http
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -27,10 +26,11 @@ def test_up_starts_services_and_stops_cleanly_on_sigterm(settings: Settings, tmp
         proc = subprocess.Popen([sys.executable, "-m", "sensorlib.cli", "up"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while "sensorlib is up" not in log.read_text() and time.monotonic() < deadline:
+        def up() -> bool:
             assert proc.poll() is None, log.read_text()
-            time.sleep(0.5)
+            return "sensorlib is up" in log.read_text()
+
+        eventually(up, timeout=120, interval=0.5)
         text = log.read_text()
         assert "sensorlib is up" in text, text
         assert "producer  | " in text and "processor | " in text  # prefixed log lines
@@ -38,10 +38,7 @@ def test_up_starts_services_and_stops_cleanly_on_sigterm(settings: Settings, tmp
         processor = f"http://127.0.0.1:{ports['SENSORLIB_PROCESSOR_PORT']}"
         assert wait_http(producer + "/health").json()["simulating"] is True
         # The simulator feeds the processor: aggregates appear on their own.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not httpx.get(processor + "/api/aggregates").json():
-            time.sleep(0.5)
-        assert len(httpx.get(processor + "/api/aggregates").json()) == 5
+        eventually(lambda: len(httpx.get(processor + "/api/aggregates").json()) == 5, timeout=60)
         status = subprocess.run([sys.executable, "-m", "sensorlib.cli", "status"], env=env,
                                 capture_output=True, text=True, timeout=60, check=False)
         assert "producer" in status.stdout and "healthy" in status.stdout
@@ -53,5 +50,5 @@ def test_up_starts_services_and_stops_cleanly_on_sigterm(settings: Settings, tmp
         code = proc.wait(timeout=60)
     assert code == 0, log.read_text()
     assert "Stopped." in log.read_text()
-    time.sleep(0.5)
-    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    eventually(lambda: not [c for c in children
+                            if c.is_running() and c.status() != psutil.STATUS_ZOMBIE], timeout=5)
