@@ -284,6 +284,22 @@ def _archive_status(settings: Settings) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _service_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to bind (default SENSORLIB_HOST)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: its SENSORLIB_*_PORT)")
+
+
+def _period_options(parser: argparse.ArgumentParser, *, start: str | None, end: str) -> None:
+    """``--start``, ``--end`` (event time, end exclusive) and ``--sensor``."""
+    parser.add_argument("--start", default=start,
+                        help="ISO-8601 (naive = UTC), 'today', 'yesterday', '1h ago' or =-1h"
+                             + (f" (default: {start})" if start else ""))
+    parser.add_argument("--end", default=end,
+                        help=f"exclusive; same forms as --start (default: {end})")
+    parser.add_argument("--sensor", action="append", metavar="ID",
+                        help="keep only this sensor (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sensorlib",
@@ -316,15 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(handler=cmd_simulate)
 
     producer = sub.add_parser("producer", help="the producer service (simulator + REST API, :8081)")
-    producer.add_argument("--host")
-    producer.add_argument("--port", type=int)
+    _service_options(producer)
     producer.add_argument("--rate", type=float, help="readings per second per sensor")
     producer.add_argument("--no-simulate", action="store_true", help="only the REST API")
     producer.set_defaults(handler=cmd_producer)
 
     processor = sub.add_parser("processor", help="the processor service (windows, rules, alerts, :8082)")
-    processor.add_argument("--host")
-    processor.add_argument("--port", type=int)
+    _service_options(processor)
     processor.add_argument("--instance", default="1",
                            help="instance name, unique within the consumer group (default 1)")
     processor.set_defaults(handler=cmd_processor)
@@ -332,11 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="replay a period of a topic into a Parquet or CSV file",
                        description="Read readings (or alerts) with start <= timestamp < end "
                                    "without a consumer group and write them to a file.")
-    replay.add_argument("--start", help="ISO-8601 (naive = UTC), 'today', 'yesterday', '1h ago' or =-1h")
-    replay.add_argument("--end", default="now",
-                        help="exclusive; same forms as --start (default: now)")
-    replay.add_argument("--sensor", action="append", metavar="ID",
-                   help="keep only this sensor (repeatable)")
+    _period_options(replay, start=None, end="now")
     replay.add_argument("--alerts", action="store_true", help="replay the alerts topic instead")
     replay.add_argument("--from-beginning", action="store_true",
                    help="Kafka: scan the topic from its start instead of seeking near --start")
@@ -353,11 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="run the report notebook for a period (papermill → HTML)",
                        description="Execute notebooks/04_report.ipynb for start <= t < end and "
                                    "write the executed notebook and an HTML export.")
-    report.add_argument("--start", default="yesterday",
-                   help="ISO-8601 (naive = UTC), 'today', 'yesterday', '1d ago' or =-1d "
-                        "(default: yesterday)")
-    report.add_argument("--end", default="today", help="exclusive; same forms (default: today)")
-    report.add_argument("--sensor", action="append", metavar="ID", help="only this sensor (repeatable)")
+    _period_options(report, start="yesterday", end="today")
     report.add_argument("--out", default="reports/", help="output folder (default: reports/)")
     report.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
     report.set_defaults(handler=cmd_report)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,7 @@ from sensorlib.pipeline import ALERT_DTYPES as _FRAME_ALERT_DTYPES
 __all__ = [
     "ALERT_DTYPES",
     "READING_DTYPES",
+    "ReadOptions",
     "ReplayError",
     "ReplayWarning",
     "Source",
@@ -641,10 +642,20 @@ def _check_sensors(frame: pd.DataFrame, sensors: list[str] | None, known: Callab
                      f"from them were found; known sensor ids: {shown}")
 
 
+class ReadOptions(TypedDict, total=False):
+    """The keyword options of :func:`read_readings` and :func:`read_alerts`."""
+
+    settings: Settings | None
+    source: Source
+    progress: bool | None
+    slack: timedelta | None
+    timeout: float
+
+
 def _read(kind: _Kind, topic_of: Callable[[Settings], str], settings: Settings | None,
           start: TimeLike | None, end: TimeLike | None, sensors: Iterable[str] | str | None,
-          source: str, progress: bool | None, slack: timedelta | None, timeout: float
-          ) -> pd.DataFrame:
+          *, source: str = "auto", progress: bool | None = None,
+          slack: timedelta | None = DEFAULT_SLACK, timeout: float = 30.0) -> pd.DataFrame:
     from sensorlib import history
 
     if source not in _SOURCES:
@@ -755,29 +766,22 @@ def read_readings(
     start, end, sensors, settings = _legacy(start, end, sensors, legacy, settings,
                                             "read_readings")
     return _read(_READINGS, lambda s: s.topic_readings, settings, start, end, sensors,
-                 source, progress, slack, timeout)
+                 source=source, progress=progress, slack=slack, timeout=timeout)
 
 
-def read_alerts(
-    start: TimeLike | None = None,
-    end: TimeLike | None = None,
-    sensors: Iterable[str] | str | None = None,
-    *legacy: Any,
-    settings: Settings | None = None,
-    source: Source = "auto",
-    progress: bool | None = None,
-    slack: timedelta | None = DEFAULT_SLACK,
-    timeout: float = 30.0,
-) -> pd.DataFrame:
-    """The alerts whose reading's event time is in the period (like :func:`read_readings`).
+def read_alerts(start: TimeLike | None = None, end: TimeLike | None = None,
+                sensors: Iterable[str] | str | None = None, *legacy: Any,
+                **options: Unpack[ReadOptions]) -> pd.DataFrame:
+    """The alerts whose reading's event time is in the period (like :func:`read_readings`,
+    with the same keyword options).
 
     Only committed alerts are read (the processor publishes in transactions); an alert
     published twice appears once. Columns: :data:`ALERT_DTYPES`.
     """
+    settings = options.pop("settings", None)
     start, end, sensors, settings = _legacy(start, end, sensors, legacy, settings,
                                             "read_alerts")
-    return _read(_ALERTS, lambda s: s.topic_alerts, settings, start, end, sensors,
-                 source, progress, slack, timeout)
+    return _read(_ALERTS, lambda s: s.topic_alerts, settings, start, end, sensors, **options)
 
 
 def tail_readings(settings: Settings | None = None, seconds: float = 5.0, *,
