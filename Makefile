@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast bench lab lint clean broker-stop interop
+.PHONY: setup run test test-fast bench lab lint clean broker-stop interop screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,12 +39,17 @@ test-fast: setup
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
 
-## lab: JupyterLab on the notebooks (http://127.0.0.1:8888, local only)
+## lab: JupyterLab on the notebooks (http://127.0.0.1:8888, local only); prints the URL with its token
 lab: setup
-	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$${SENSORLIB_JUPYTER_PORT:-8888} --no-browser notebooks/
+	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$${SENSORLIB_JUPYTER_PORT:-8888} --no-browser \
+		$$(test "$$(id -u)" = 0 && echo --allow-root) notebooks/
+
+## screenshots: report + every notebook over a week of history → build/screenshots/*.png and notebooks/img/report.png
+screenshots: setup
+	$(BIN)/python notebooks/tools/screenshots.py
 
 lint: setup
-	$(BIN)/ruff check sensorlib tests benchmarks dashboards
+	$(BIN)/ruff check sensorlib tests benchmarks dashboards notebooks/tools
 
 broker-stop:
 	-$(BIN)/sensorlib broker stop

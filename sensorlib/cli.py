@@ -365,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "write the executed notebook and an HTML export.")
     _period_options(report, start="yesterday", end="today")
     report.add_argument("--out", default="reports/", help="output folder (default: reports/)")
+    report.add_argument("--keep", type=int, metavar="N",
+                        help="keep only the N newest reports (by period) in --out; "
+                             "index.html lists what is there (default: keep all)")
     report.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
     report.set_defaults(handler=cmd_report)
 

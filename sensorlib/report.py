@@ -1,55 +1,83 @@
-"""Reports: per-sensor summaries and figures of a period, and scheduled papermill runs.
+"""Reports: per-sensor summaries and tables of a period, and scheduled papermill runs.
 
 :func:`run_report` executes ``notebooks/04_report.ipynb`` with papermill for a period
-and writes the executed notebook and an HTML export next to each other, named by the
-period. ``sensorlib report --start yesterday --end today --out reports/`` does the same
-from cron or a systemd timer. The summary and figure helpers are what the notebooks call.
+and writes the executed notebook, an HTML export and the period's full alert list
+(Parquet, CSV) next to each other, named by the period, and an ``index.html`` of the
+folder. ``sensorlib report --start yesterday --end today --out reports/`` does the same
+from cron or a systemd timer. The table helpers (:func:`format_table` and the summaries
+built on it) are what the notebooks call; they show every value from Kafka as text.
+Figures are in :mod:`sensorlib.plots`.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from kafka import TopicPartition
+from kafka.errors import KafkaError
 
 from sensorlib.config import Settings
 from sensorlib.errors import KafkaUnavailable, SensorlibError
+from sensorlib.plots import SEVERITY_COLOURS
 from sensorlib.replay import TimeLike, resolve_period
 
 __all__ = [
     "REPORT_NOTEBOOK",
     "STATUS_COLOURS",
+    "EmptyReport",
     "ReportError",
-    "alerts_overlay",
+    "alert_summary",
+    "alerts_by_rule",
+    "check_period",
     "describe_period",
+    "format_table",
+    "html_text",
+    "live_period",
     "notebooks_dir",
+    "parameters_table",
+    "prune_reports",
     "run_report",
     "settings_for",
     "style_status",
     "summary_table",
+    "summary_view",
+    "write_alerts",
+    "write_index",
 ]
 
 REPORT_NOTEBOOK = "04_report.ipynb"
-#: Background colours of the dashboard's statuses.
-STATUS_COLOURS = {"critical": "#e74c3c", "warning": "#f39c12", "normal": "#27ae60"}
+#: Background colours of the statuses (the dashboard's) and severities (the figures').
+STATUS_COLOURS = {"critical": SEVERITY_COLOURS["critical"], "warning": SEVERITY_COLOURS["warning"],
+                  "normal": "#27ae60", "stale": "#7f8c8d"}
 _KERNEL = "python3"
+_STATUS_RANK = {"normal": 0, "warning": 1, "critical": 2}
+#: Cells a spreadsheet would run as a formula begin with one of these.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ReportError(SensorlibError):
     """A report could not be produced (the message names the failing cell)."""
 
 
+class EmptyReport(ReportError):
+    """Nothing to report: no reading in the period, or a sensor asked for sent none."""
+
+
 # -- notebook helpers -----------------------------------------------------------------------
 
 
 def settings_for(bootstrap_servers: str | None = None, readings_topic: str | None = None,
-                 alerts_topic: str | None = None) -> Settings:
+                 alerts_topic: str | None = None, dlq_topic: str | None = None) -> Settings:
     """``Settings.from_env()`` with a notebook's parameter overrides applied (None = keep)."""
     settings = Settings.from_env()
     changes: dict[str, Any] = {}
@@ -59,13 +87,136 @@ def settings_for(bootstrap_servers: str | None = None, readings_topic: str | Non
         changes["topic_readings"] = readings_topic
     if alerts_topic:
         changes["topic_alerts"] = alerts_topic
+    if dlq_topic:
+        changes["topic_dlq"] = dlq_topic
     return settings.replace(**changes) if changes else settings
+
+
+def html_text(value: object) -> str:
+    """``value`` as HTML text: whatever came from Kafka can never become markup."""
+    return html.escape(str(value), quote=True)
+
+
+def check_period(readings: pd.DataFrame, sensors: Iterable[str] | str | None,
+                 start: pd.Timestamp | None, end: pd.Timestamp | None) -> None:
+    """Raise :class:`EmptyReport` for a period without readings or a sensor that sent none.
+
+    The message says what was asked for and what there is, e.g. ``no readings from
+    'sensor-9' between … — the period has readings from sensor-01, sensor-02``.
+    """
+    period = describe_period(start, end)
+    topic = readings.attrs.get("topic", "the readings topic")
+    if isinstance(sensors, str):
+        sensors = [sensors]
+    wanted = list(dict.fromkeys(sensors)) if sensors is not None else []
+    present = set(readings["sensorId"].unique())
+    missing = [s for s in wanted if s not in present]
+    # Sensors the read came across before filtering by sensor (when the reader says).
+    seen = sorted(set(readings.attrs.get("seen_sensors") or ()) | present)
+    hint = "".join(f"; {w}" for w in readings.attrs.get("warnings", ())
+                   if "event times" in str(w))
+    if readings.empty and not wanted:
+        raise EmptyReport(f"no readings on {topic} in {period}: nothing to report "
+                          f"(is the producer running? is the period right?){hint}")
+    if missing:
+        raise EmptyReport(f"no readings from {', '.join(map(repr, missing))} on {topic} in "
+                          f"{period}; the sensors there are "
+                          f"{_some(seen) if seen else 'none at all'}")
+
+
+def _some(items: list[str], n: int = 8) -> str:
+    head = ", ".join(items[:n])
+    return head + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _read_newest(settings: Settings, since: pd.Timestamp, seconds: float, max_records: int
+                 ) -> tuple[list[bytes | None], int]:
+    """Values that arrived from ``since`` on (newest ``max_records`` of them), then ``seconds``
+    more of tailing; and how many had arrived since ``since`` when the call began."""
+    import math
+    import time
+
+    from sensorlib.kafka_io import make_consumer
+    from sensorlib.replay import CONSUMER_OPTIONS
+
+    consumer = make_consumer(settings, client_id="sensorlib-live", **CONSUMER_OPTIONS)
+    topic = settings.topic_readings
+    values: list[bytes | None] = []
+    try:
+        numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            raise ReportError(f"topic {topic!r} does not exist at {settings.bootstrap_servers}")
+        parts = [TopicPartition(topic, p) for p in sorted(numbers)]
+        ends = consumer.end_offsets(parts)
+        found = consumer.offsets_for_times({tp: max(0, int(since.timestamp() * 1000))
+                                            for tp in parts})
+        begin = {tp: ends[tp] if found.get(tp) is None else found[tp].offset for tp in parts}
+        available = sum(ends[tp] - begin[tp] for tp in parts)
+        if available > max_records:  # keep the newest, in proportion per partition
+            for tp in parts:
+                share = math.ceil(max_records * (ends[tp] - begin[tp]) / available)
+                begin[tp] = max(begin[tp], ends[tp] - share)
+        consumer.assign(parts)
+        for tp in parts:
+            consumer.seek(tp, begin[tp])
+        backlog = {tp for tp in parts if begin[tp] < ends[tp]}
+        deadline = time.monotonic() + seconds
+        while backlog or time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                values.extend(r.value for r in records)
+            backlog = {tp for tp in backlog if consumer.position(tp) < ends[tp]}
+    except KafkaError as exc:
+        raise KafkaUnavailable(settings.bootstrap_servers, f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        consumer.close()
+    return values, available
+
+
+def live_period(settings: Settings, *, since: TimeLike = "5min ago", seconds: float = 5.0,
+                max_records: int = 100_000) -> tuple[pd.DataFrame, str]:
+    """Readings of the live period (event time from ``since``) and an HTML note on what was read.
+
+    Reads what arrived on the readings topic from ``since`` on (the newest ``max_records``
+    of it), tails ``seconds`` more, keeps the valid readings whose event time is from
+    ``since`` on (a back-fill arrives now with old event times), and says honestly what
+    the frame is: how many readings, which were left out, and whether the cap cut the
+    read short ("the last 100,000 of 1,234,567"). No consumer group.
+    """
+    from sensorlib.replay import decode_readings, to_utc
+
+    live_from = to_utc(since)
+    if live_from is None:
+        raise ReportError("since must be a time, e.g. '5min ago'")
+    values, available = _read_newest(settings, live_from, seconds, max_records)
+    decoded = decode_readings(values)
+    invalid = int(decoded["_reason"].notna().sum())
+    valid = decoded[decoded["_reason"].isna()].drop(columns="_reason")
+    recent = (valid[valid["timestamp"] >= live_from].sort_values("timestamp", kind="stable")
+              .reset_index(drop=True))
+    recent.attrs.update(live_from=live_from, invalid=invalid, available=available)
+    older = len(valid) - len(recent)
+    lines = [(f"<b>{len(recent):,}</b> readings from <b>{recent['sensorId'].nunique():,}</b> "
+             f"sensors with event times since {live_from:%Y-%m-%d %H:%M:%S} UTC")]
+    if available > max_records:
+        lines.append(f"<b>capped</b>: the last {max_records:,} of the {available:,} records "
+                     "that had arrived since then were read, plus what came in while "
+                     "listening; raise <code>max_records</code> or shorten <code>since</code> "
+                     "to see all")
+    if older:
+        lines.append(f"{older:,} readings that arrived in this time carry older event times "
+                     "(back-fills, late sensors) and are left out")
+    if invalid:
+        lines.append(f"{invalid:,} invalid records skipped (see 06_dead_letters)")
+    return recent, "<br>".join(lines)
 
 
 def summary_table(readings: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
     """One row per sensor: reading count, temperature/humidity statistics, alerts, status.
 
-    Sensors that only appear in ``alerts`` get a row too (with no statistics).
+    ``worst_status`` is the worst dashboard status any reading of the period had
+    (critical > warning > normal), not the latest one; ``critical_alerts`` and
+    ``warning_alerts`` count the period's alerts. Sensors that only appear in ``alerts``
+    get a row too (with no statistics).
     """
     from sensorlib.events import status_of
 
@@ -81,56 +232,194 @@ def summary_table(readings: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
         humidity_min=("humidity", "min"),
         humidity_max=("humidity", "max"),
     )
-    latest = readings.sort_values("timestamp", kind="stable").groupby("sensorId").tail(1)
-    stats["status"] = pd.Series(
-        [status_of(t, h) for t, h in zip(latest["temperature"], latest["humidity"], strict=True)],
-        index=latest["sensorId"].to_numpy(), dtype="str")
+    # The status is monotone in both values, so the worst reading's status is the
+    # status of the period's maxima.
+    stats["worst_status"] = pd.Series(
+        [status_of(t, h) for t, h in zip(stats["temp_max"], stats["humidity_max"], strict=True)],
+        index=stats.index, dtype="str")
     counts = (alerts.groupby(["sensorId", "severity"]).size().unstack(fill_value=0)
-              .reindex(columns=["warning", "critical"], fill_value=0).add_suffix("_alerts"))
+              .reindex(columns=["critical", "warning"], fill_value=0).add_suffix("_alerts"))
     table = stats.join(counts, how="outer")
-    for column in ("readings", "warning_alerts", "critical_alerts"):
+    for column in ("readings", "critical_alerts", "warning_alerts"):
         table[column] = table[column].fillna(0).astype("int64")
     table.index.name = "sensorId"
-    numbers = table.select_dtypes("float").columns
-    table[numbers] = table[numbers].round(2)
     return table.sort_index()
 
 
 def describe_period(start: pd.Timestamp | None, end: pd.Timestamp | None) -> str:
-    """``2026-01-01 00:00:00 → 2026-01-02 00:00:00 UTC (end excluded)`` for headings."""
+    """``2026-01-01 00:00 → 2026-01-02 00:00 UTC (end excluded)`` for headings."""
     def show(t: pd.Timestamp | None, open_end: str) -> str:
-        return open_end if t is None else f"{t:%Y-%m-%d %H:%M:%S}"
+        if t is None:
+            return open_end
+        return f"{t:%Y-%m-%d %H:%M}" if t.second == 0 and t.microsecond == 0 else \
+            f"{t:%Y-%m-%d %H:%M:%S}"
 
     return f"{show(start, 'the beginning')} → {show(end, 'now')} UTC (end excluded)"
 
 
+def _status_css(value: object) -> str:
+    bg = STATUS_COLOURS.get(str(value))
+    return f"background-color: {bg}; color: white; font-weight: bold" if bg else ""
+
+
+_TABLE_CSS = [
+    {"selector": "", "props": "border-collapse: collapse; font-size: 12.5px; "
+                              "font-variant-numeric: tabular-nums;"},
+    {"selector": "th, td", "props": "padding: 2px 7px; white-space: nowrap;"},
+    {"selector": "th.col_heading", "props": "text-align: center;"},
+]
+
+
+def format_table(frame: pd.DataFrame, *, status: Iterable[str] = ("status", "worst_status",
+                                                                  "severity"),
+                 decimals: int = 1, time_format: str = "%Y-%m-%d %H:%M:%S",
+                 hide_index: bool = False, wrap: Iterable[str] = ()) -> Any:
+    """A pandas Styler for reading: every value escaped as HTML text, numbers aligned.
+
+    Floats get ``decimals`` places and thousands separators, integers thousands
+    separators, UTC timestamps ``time_format``; the ``status`` columns (by last header
+    level) are coloured like the dashboard. Values from Kafka (sensor ids, locations,
+    reasons) are escaped, in cells, the index and the headers, so they show as text.
+    ``wrap`` names text columns that may wrap (e.g. reasons) instead of widening the table.
+    """
+    def leaf(column: object) -> str:
+        return str(column[-1] if isinstance(column, tuple) else column)
+
+    formats: dict[Any, Any] = {}
+    for column in frame.columns:
+        dtype = frame[column].dtype
+        if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(dtype):
+            formats[column] = (lambda t, f=time_format: "" if pd.isna(t) else
+                               html_text(t.strftime(f)))
+        elif pd.api.types.is_float_dtype(dtype):
+            formats[column] = (lambda v, d=decimals: "" if pd.isna(v) else f"{v:,.{d}f}")
+        elif pd.api.types.is_integer_dtype(dtype):
+            formats[column] = (lambda v: "" if pd.isna(v) else f"{v:,d}")
+        else:
+            formats[column] = (lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v))
+                               else html_text(v))
+    styler = frame.style.format(formats, na_rep="")
+    styler = styler.format_index(html_text, axis=0).format_index(html_text, axis=1)
+    coloured = [c for c in frame.columns if leaf(c) in set(status)]
+    if coloured:
+        styler = styler.map(_status_css, subset=coloured)
+    # Column rules by position (Styler's col<j> classes), so they beat the table-wide ones.
+    css = list(_TABLE_CSS)
+    wrap = set(wrap)
+    for j, column in enumerate(frame.columns):
+        dtype = frame[column].dtype
+        if not (pd.api.types.is_numeric_dtype(dtype)
+                or pd.api.types.is_datetime64_any_dtype(dtype)):
+            css.append({"selector": f"td.col{j}", "props": "text-align: left;"})
+        if leaf(column) in wrap:
+            css.append({"selector": f"td.col{j}",
+                        "props": "white-space: normal; min-width: 14em; max-width: 40em;"})
+    if not pd.api.types.is_numeric_dtype(frame.index.dtype):
+        css.append({"selector": "th.row_heading", "props": "text-align: left;"})
+    styler = styler.set_table_styles(css)
+    if hide_index:
+        styler = styler.hide(axis="index")
+    return styler
+
+
 def style_status(frame: pd.DataFrame, column: str = "status") -> Any:
-    """A pandas Styler colouring ``column`` with the dashboard's status colours."""
-    def colour(value: object) -> str:
-        bg = STATUS_COLOURS.get(str(value))
-        return f"background-color: {bg}; color: white; font-weight: bold" if bg else ""
-
-    times = {c: (lambda t: "" if pd.isna(t) else t.strftime("%Y-%m-%d %H:%M:%S"))
-             for c in frame.columns if isinstance(frame[c].dtype, pd.DatetimeTZDtype)}
-    return frame.style.map(colour, subset=[column]).format(precision=2).format(times)
+    """:func:`format_table` with ``column`` coloured (kept for older notebooks)."""
+    return format_table(frame, status=(column,))
 
 
-def alerts_overlay(readings: pd.DataFrame, alerts: pd.DataFrame, field: str = "temperature",
-                   *, width: int = 900, height: int = 320) -> Any:
-    """hvPlot lines of ``field`` per sensor with the period's alerts marked on top."""
-    import holoviews as hv
-    import hvplot.pandas  # noqa: F401 - registers .hvplot
+def summary_view(summary: pd.DataFrame) -> Any:
+    """:func:`summary_table` as a compact, two-level-header table that fits 1,280 px."""
+    columns = {
+        ("sensor", "location"): "location",
+        ("readings", "count"): "readings",
+        ("readings", "last (UTC)"): "last",
+        ("temperature (°C)", "mean"): "temp_mean",
+        ("temperature (°C)", "min"): "temp_min",
+        ("temperature (°C)", "max"): "temp_max",
+        ("humidity (%)", "mean"): "humidity_mean",
+        ("humidity (%)", "min"): "humidity_min",
+        ("humidity (%)", "max"): "humidity_max",
+        ("alerts", "critical"): "critical_alerts",
+        ("alerts", "warning"): "warning_alerts",
+        ("status", "worst"): "worst_status",
+    }
+    view = pd.DataFrame({("sensor", "id"): summary.index.to_numpy(),
+                         **{k: summary[v].to_numpy() for k, v in columns.items()}})
+    view.columns = pd.MultiIndex.from_tuples(list(view.columns))
+    return format_table(view, status=("worst",), time_format="%Y-%m-%d %H:%M", hide_index=True)
 
-    unit = "°C" if field == "temperature" else "%"
-    lines = readings.hvplot.line(x="timestamp", y=field, by="sensorId", width=width,
-                                 height=height, ylabel=f"{field} ({unit})", xlabel="time (UTC)",
-                                 title=f"{field.capitalize()} with alerts")
+
+def alerts_by_rule(alerts: pd.DataFrame) -> pd.DataFrame:
+    """Alert counts, sensor (rows) × rule (columns), with totals."""
     if alerts.empty:
-        return lines
-    marks = alerts.hvplot.scatter(x="timestamp", y=field, by="severity", marker="x", size=120,
-                                  color=["#f39c12", "#e74c3c"], hover_cols=["sensorId", "rule",
-                                                                             "reason"])
-    return hv.Overlay([lines, marks]).opts(legend_position="right")
+        return pd.DataFrame(columns=["total"], dtype="int64")
+    table = alerts.pivot_table(index="sensorId", columns="rule", values="alertId",
+                               aggfunc="count", fill_value=0).astype("int64")
+    table["total"] = table.sum(axis=1)
+    table.loc["all sensors"] = table.sum()
+    table.index.name = "sensor"
+    table.columns.name = None
+    return table
+
+
+def alert_summary(alerts: pd.DataFrame, top: int = 20, freq: str = "1h") -> pd.DataFrame:
+    """The busiest (sensor, rule, hour) groups: critical ones first, then by count.
+
+    Columns ``hour`` (UTC start), ``sensorId``, ``rule``, ``alerts``, ``critical``,
+    ``warning`` and ``example`` (the reason of the group's first critical alert, else
+    its first alert). At most ``top`` rows.
+    """
+    cols = ["hour", "sensorId", "rule", "alerts", "critical", "warning", "example"]
+    if alerts.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+    frame = alerts.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    frame = frame.assign(hour=frame["timestamp"].dt.floor(freq),
+                         critical=frame["severity"].eq("critical").astype("int64"),
+                         rank=frame["severity"].map({"critical": 0}).fillna(1))
+    keys = ["hour", "sensorId", "rule"]
+    grouped = frame.groupby(keys, sort=False)
+    table = grouped.agg(alerts=("alertId", "size"), critical=("critical", "sum"))
+    table["warning"] = table["alerts"] - table["critical"]
+    examples = frame.sort_values(["rank", "timestamp"], kind="stable").groupby(keys).head(1)
+    table["example"] = examples.set_index(keys)["reason"]
+    table = table.reset_index().sort_values(["critical", "alerts", "hour"],
+                                            ascending=[False, False, True], kind="stable")
+    return table.head(top)[cols].reset_index(drop=True)
+
+
+def _neutralise(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula gets a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def write_alerts(alerts: pd.DataFrame, base: str | Path) -> list[Path]:
+    """The full alert list beside a report: ``<base>.parquet`` and ``<base>.csv``.
+
+    Parquet keeps types and values as they are. In the CSV, text cells that begin with
+    ``= + - @`` (or a tab / carriage return) get a leading ``'`` so a spreadsheet shows
+    them instead of running them as formulas; timestamps are ISO-8601 UTC.
+    """
+    base = Path(base)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    parquet, csv = base.with_name(base.name + ".parquet"), base.with_name(base.name + ".csv")
+    alerts.to_parquet(parquet, index=False)
+    safe = alerts.copy()
+    for column in safe.columns:
+        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column].dtype):
+            safe[column] = safe[column].map(_neutralise)
+    safe.to_csv(csv, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+    return [parquet, csv]
+
+
+def parameters_table(**parameters: object) -> Any:
+    """The parameters a report ran with, as a two-column table (secrets never passed)."""
+    rows = pd.DataFrame({"parameter": list(parameters),
+                         "value": ["(from the environment)" if v is None else
+                                   ", ".join(map(str, v)) if isinstance(v, (list, tuple))
+                                   else str(v) for v in parameters.values()]})
+    return format_table(rows, hide_index=True)
 
 
 # -- running the report notebook ----------------------------------------------------------
@@ -157,23 +446,115 @@ def _kernel_name() -> str:
     return _KERNEL
 
 
+def _kernel_config(sockets: Path) -> Any:
+    """Kernel over Unix sockets in a private folder: no TCP port, no plain-text warning.
+
+    Over TCP, ipykernel warns on every start that it runs "over TCP without encryption",
+    which would land in every cron log; the report's kernel only ever talks to this
+    process, so local sockets (mode 700 folder) are the right transport anyway.
+    """
+    from traitlets.config import Config
+
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = str(sockets / "kernel")
+    # jupyter_client interrupts a kernel before shutting it down; when that lands while the
+    # kernel handles a message, it logs "KeyboardInterrupt caught in kernel" to stderr
+    # (the cron log) although the report succeeded. Drop that one record, nothing else.
+    quiet = ("__import__('ipykernel.kernelapp').kernelapp.IPKernelApp.instance().log.addFilter("
+             "lambda r: 'KeyboardInterrupt caught' not in r.getMessage())")
+    config.NotebookClient.extra_arguments = [f"--IPKernelApp.exec_lines={quiet}"]
+    return config
+
+
 def _stamp(t: pd.Timestamp | None) -> str:
     return "beginning" if t is None else t.strftime("%Y%m%dT%H%M%SZ")
 
 
-def _export_html(notebook: Path, html: Path) -> None:
+def _export_html(notebook: Path, html_path: Path, title: str) -> None:
     import nbformat
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
     nb = nbformat.read(notebook, as_version=4)
+    nb.metadata["title"] = title
     for cell in nb.cells:  # outputs with nothing to show (e.g. JS-only loaders) are noise
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs
                             if o.get("output_type") != "display_data" or o.get("data")]
     body, _ = exporter.from_notebook_node(nb)
-    html.write_text(body, encoding="utf-8")
+    html_path.write_text(body, encoding="utf-8")
+
+
+#: The files of one report, by suffix after its name.
+_REPORT_FILES = (".ipynb", ".html", "_alerts.parquet", "_alerts.csv")
+
+
+def _reports(out: Path) -> list[str]:
+    """Names (``report_<start>_<end>``) of the reports in ``out``, oldest period first."""
+    return sorted(p.name[: -len(".html")] for p in out.glob("report_*.html")
+                  if not p.name.endswith("_alerts.html"))
+
+
+def prune_reports(out_dir: str | Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest reports (by period) in ``out_dir``; returns what went.
+
+    Only files named like a report (``report_*.ipynb/.html/_alerts.parquet/_alerts.csv``)
+    are touched; ``index.html`` and anything else in the folder stay.
+    """
+    if keep < 1:
+        raise ReportError(f"--keep must be at least 1 (got {keep})")
+    out = Path(out_dir)
+    removed = []
+    for name in _reports(out)[:-keep]:
+        for suffix in _REPORT_FILES:
+            path = out / f"{name}{suffix}"
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def _period_of(name: str) -> str:
+    try:
+        _, a, b = name.split("_", 2)
+        t0 = "the beginning" if a == "beginning" else pd.Timestamp(a)
+        t1 = pd.Timestamp(b)
+    except ValueError:
+        return name
+    return describe_period(None if isinstance(t0, str) else t0, t1)
+
+
+def write_index(out_dir: str | Path) -> Path:
+    """``index.html`` in ``out_dir``: every report there, newest period first, with its files."""
+    out = Path(out_dir)
+    rows = []
+    for name in reversed(_reports(out)):
+        links = [f'<a href="{html_text(name)}.html">report</a>']
+        for suffix, label in (("_alerts.csv", "alerts CSV"), ("_alerts.parquet", "alerts Parquet"),
+                              (".ipynb", "notebook")):
+            if (out / f"{name}{suffix}").is_file():
+                links.append(f'<a href="{html_text(name + suffix)}">{label}</a>')
+        size = (out / f"{name}.html").stat().st_size
+        rows.append(f"<tr><td>{html_text(_period_of(name))}</td><td>{' · '.join(links)}</td>"
+                    f"<td style='text-align:right'>{size / 1e6:,.1f} MB</td></tr>")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>sensorlib reports</title>
+<style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}}
+table{{border-collapse:collapse}}td,th{{padding:4px 12px;border-bottom:1px solid #ddd;
+text-align:left}}</style></head><body>
+<h1>sensorlib reports</h1>
+<p>{len(rows)} report{"s" if len(rows) != 1 else ""}, newest period first.
+Written by <code>sensorlib report</code> on {pd.Timestamp.now(tz="UTC"):%Y-%m-%d %H:%M} UTC.</p>
+<table><thead><tr><th>period</th><th>files</th><th>size</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table></body></html>
+"""
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
 
 
 def run_report(
@@ -184,15 +565,20 @@ def run_report(
     settings: Settings | None = None,
     *,
     timeout: float = 600.0,
+    keep: int | None = None,
 ) -> Path:
     """Execute the report notebook for ``start <= t < end``; returns the executed .ipynb.
 
-    Writes ``report_<start>_<end>.ipynb`` and ``.html`` into ``out_dir``. The notebook
-    gets the bootstrap servers and topic names as papermill parameters (credentials
-    stay in the environment, which the kernel inherits, so they never land in a file).
+    Writes ``report_<start>_<end>.ipynb`` and ``.html`` into ``out_dir``, the period's
+    full alert list beside them (``…_alerts.parquet`` / ``.csv``), and refreshes
+    ``index.html``; with ``keep`` only the ``keep`` newest reports stay. The notebook gets
+    the bootstrap servers and topic names as papermill parameters (credentials stay in the
+    environment, which the kernel inherits, so they never land in a file).
 
     Raises:
-        ReplayError: an empty period.
+        ReplayError: a malformed or empty period (end not after start).
+        EmptyReport: no readings in the period, or none from a sensor asked for (nothing
+            is written).
         KafkaUnavailable: Kafka does not answer (checked before starting a kernel).
         ReportError: the notebook failed; the message names the cell and the error.
     """
@@ -201,6 +587,8 @@ def run_report(
 
     from sensorlib.kafka_io import kafka_reachable, wait_for_kafka
 
+    if keep is not None and keep < 1:
+        raise ReportError(f"--keep must be at least 1 (got {keep})")
     settings = Settings.from_env() if settings is None else settings
     t0, t1 = resolve_period(start, end)
     if t1 is None:
@@ -220,19 +608,32 @@ def run_report(
         "sensors": None if sensors is None else list(sensors),
         "readings_topic": settings.topic_readings,
         "alerts_topic": settings.topic_alerts,
+        "alerts_file": str((out / f"{name}_alerts").resolve()),
     }
+    sockets = Path(tempfile.mkdtemp(prefix="sensorlib-kernel-"))
     try:
         papermill.execute_notebook(
             str(folder / REPORT_NOTEBOOK), str(executed), parameters=parameters,
             kernel_name=_kernel_name(), cwd=str(folder), progress_bar=False,
             request_save_on_cell_execute=False, execution_timeout=int(timeout),
+            config=_kernel_config(sockets),
         )
     except PapermillExecutionError as exc:
+        if exc.ename == EmptyReport.__name__:
+            for suffix in _REPORT_FILES:
+                (out / f"{name}{suffix}").unlink(missing_ok=True)
+            raise EmptyReport(f"no report: {exc.evalue}") from None
         first = (exc.source or "").strip().splitlines()
         where = f"cell {exc.cell_index}" + (f" ({first[0][:60]!r})" if first else "")
         raise ReportError(f"the report notebook failed in {where}: {exc.ename}: {exc.evalue} "
                           f"— the partly executed notebook is {executed}") from None
-    _export_html(executed, executed.with_suffix(".html"))
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
+    _export_html(executed, executed.with_suffix(".html"),
+                 f"Sensor report · {describe_period(t0, t1)}")
+    if keep is not None:
+        prune_reports(out, keep)
+    write_index(out)
     return executed
 
 
@@ -243,8 +644,9 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     """``sensorlib report``: run the report notebook for a period (cron-friendly)."""
     try:
         executed = run_report(args.start, args.end, args.out, args.sensor or None, settings,
-                              timeout=args.timeout)
+                              timeout=args.timeout, keep=getattr(args, "keep", None))
     except KafkaUnavailable as exc:
         raise ReportError(f"no report: {exc}") from None
-    print(f"report: {executed.with_suffix('.html')} (notebook {executed})")
+    print(f"report: {executed.with_suffix('.html')} (notebook {executed}; "
+          f"index {executed.parent / 'index.html'})")
     return 0

@@ -1,4 +1,4 @@
-"""Fixtures of the replay, report and notebook tests: private topics seeded with a fleet's history."""
+"""Fixtures of the replay, report and notebook tests: private topics with a fleet's history."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import pytest
 
 from sensorlib.broker import free_port
 from sensorlib.cli import main
-from sensorlib.report import ReportError, run_report
+from sensorlib.report import EmptyReport, ReportError, run_report
 
 from .conftest import NOTEBOOKS, PYTHON, REPO, Seeded, subprocess_env
 
@@ -18,11 +18,13 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 ALL = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
-def test_the_four_notebooks_exist_without_outputs() -> None:
+def test_the_notebooks_exist_without_outputs() -> None:
     import nbformat
 
-    assert [p.name for p in ALL] == ["01_live_tail.ipynb", "02_replay_analysis.ipynb",
-                                     "03_tune_rules.ipynb", "04_report.ipynb"]
+    names = [p.name for p in ALL]
+    for mine in ("01_live_tail.ipynb", "02_replay_analysis.ipynb", "03_tune_rules.ipynb",
+                 "04_report.ipynb", "06_dead_letters.ipynb"):
+        assert mine in names
     for path in ALL:
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
@@ -50,11 +52,17 @@ def test_report_end_to_end(seeded: Seeded, tmp_path: Path) -> None:
     assert executed.name.startswith("report_") and executed.parent == tmp_path
     page = html.read_text(encoding="utf-8")
     assert "Summary per sensor" in page
-    for sensor in ("sensor-01", "sensor-05", "Warehouse A", "warning_alerts", "temp_mean"):
-        assert sensor in page
+    for text in ("sensor-01", "sensor-05", "Warehouse A", "temperature (°C)", "humidity (%)",
+                 "worst", "Worst status of the period", "Parameters"):
+        assert text in page, text
     assert "<table" in page
-    assert "import hvplot" not in page  # code cells are left out of the HTML report
-    assert "Traceback" not in page
+    assert "import hvplot" not in page and "from sensorlib" not in page  # no code in the HTML
+    assert "Traceback" not in page and "Warning" not in page
+    stem = executed.stem
+    assert (tmp_path / f"{stem}_alerts.parquet").is_file()
+    assert (tmp_path / f"{stem}_alerts.csv").is_file()
+    assert f'href="{stem}_alerts.csv"' in page
+    assert stem in (tmp_path / "index.html").read_text(encoding="utf-8")
 
 
 def test_report_fails_on_an_empty_period(monkeypatch: pytest.MonkeyPatch, seeded: Seeded,
@@ -82,8 +90,17 @@ def test_a_failing_cell_names_itself(seeded: Seeded, tmp_path: Path) -> None:
         run_report("1h ago", "now", tmp_path, settings=broken)
 
 
-def test_report_of_a_quiet_period(seeded: Seeded, tmp_path: Path) -> None:
-    """A period without data still gives a report (cron runs on quiet days too)."""
-    executed = run_report("2020-01-01", "2020-01-02", tmp_path, settings=seeded.settings)
-    assert executed.name == "report_20200101T000000Z_20200102T000000Z.ipynb"
-    assert "Readings:** 0" in executed.read_text(encoding="utf-8")
+def test_report_of_a_quiet_period_fails_and_writes_nothing(seeded: Seeded, tmp_path: Path
+                                                          ) -> None:
+    """A period without readings is an error cron shows (exit non-zero), not an empty page."""
+    with pytest.raises(EmptyReport, match=r"no readings on .* 2020-01-01 00:00 → 2020-01-02"):
+        run_report("2020-01-01", "2020-01-02", tmp_path, settings=seeded.settings)
+    assert not list(tmp_path.iterdir())
+
+
+def test_report_keep_prunes_older_reports(seeded: Seeded, tmp_path: Path) -> None:
+    first = run_report("14min ago", "10min ago", tmp_path, settings=seeded.settings)
+    second = run_report("10min ago", "5min ago", tmp_path, settings=seeded.settings, keep=1)
+    assert not first.exists() and second.exists()
+    index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert second.stem in index and first.stem not in index
