@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import signal
 import sys
 import time
@@ -188,9 +187,17 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.report import cmd_report as run
+    from sensorlib.errors import KafkaUnavailable, ReportError
+    from sensorlib.report import run_report
 
-    return run(args, settings)
+    try:
+        executed = run_report(args.start, args.end, args.out, args.sensor or None, settings,
+                              timeout=args.timeout, keep=args.keep)
+    except KafkaUnavailable as exc:
+        raise ReportError(f"no report: {exc}") from None
+    print(f"report: {executed.with_suffix('.html')} (notebook {executed}; "
+          f"index {executed.parent / 'index.html'})")
+    return 0
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -442,10 +449,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-def print_json(data: object) -> None:
-    print(json.dumps(data, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -50,3 +50,11 @@ class ReplayError(SensorlibError, ValueError):
 
 class ExportError(SensorlibError):
     """A frame could not be written where asked (the message says what to do)."""
+
+
+class ReportError(SensorlibError):
+    """A report could not be produced (the message names the failing cell)."""
+
+
+class EmptyReport(ReportError):
+    """Nothing to report: no reading in the period, or a sensor asked for sent none."""

@@ -422,7 +422,7 @@ class TopicReader:
 
     @property
     def total(self) -> int:
-        """Offsets between start and stop, over all partitions (0 when following)."""
+        """Offsets between start and stop, over all partitions (what follows not counted)."""
         return sum(max(0, self.end[p] - self.begin[p]) for p in self.end)
 
     def __enter__(self) -> Self:
@@ -465,9 +465,13 @@ class TopicReader:
         consumer = self._consumer
         if consumer is None or not self.exists:
             return
+        started = time.monotonic()
+        yield from self._bounded(consumer)
         if self._follow is not None:
-            yield from self._tail(consumer, time.monotonic() + self._follow)
-            return
+            consumer.resume(*consumer.assignment())
+            yield from self._tail(consumer, started + self._follow)
+
+    def _bounded(self, consumer: KafkaConsumer) -> Iterator[tuple[int, list[Any]]]:
         remaining = {TopicPartition(self.topic, p): stop for p, stop in self.end.items()
                      if self.begin[p] < stop}
         for tp in set(consumer.assignment()) - set(remaining):

@@ -11,7 +11,6 @@ Figures are in :mod:`sensorlib.plots`.
 
 from __future__ import annotations
 
-import argparse
 import html
 import os
 import shutil
@@ -23,11 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from kafka import TopicPartition
-from kafka.errors import KafkaError
 
 from sensorlib.config import Settings
-from sensorlib.errors import KafkaUnavailable, SensorlibError
+from sensorlib.errors import EmptyReport, KafkaUnavailable, ReportError
 from sensorlib.plots import SEVERITY_COLOURS
 from sensorlib.replay import TimeLike, resolve_period
 
@@ -65,12 +62,6 @@ _STATUS_RANK = {"normal": 0, "warning": 1, "critical": 2}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-class ReportError(SensorlibError):
-    """A report could not be produced (the message names the failing cell)."""
-
-
-class EmptyReport(ReportError):
-    """Nothing to report: no reading in the period, or a sensor asked for sent none."""
 
 
 # -- notebook helpers -----------------------------------------------------------------------
@@ -134,41 +125,26 @@ def _read_newest(settings: Settings, since: pd.Timestamp, seconds: float, max_re
     """Values that arrived from ``since`` on (newest ``max_records`` of them), then ``seconds``
     more of tailing; and how many had arrived since ``since`` when the call began."""
     import math
-    import time
 
-    from sensorlib.kafka_io import make_consumer
+    from sensorlib.kafka_io import TopicReader
     from sensorlib.replay import CONSUMER_OPTIONS
 
-    consumer = make_consumer(settings, client_id="sensorlib-live", **CONSUMER_OPTIONS)
     topic = settings.topic_readings
-    values: list[bytes | None] = []
-    try:
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
+    since_ms = max(0, int(since.timestamp() * 1000))
+    with TopicReader(settings, topic, since_ms=since_ms, client_id="sensorlib-live",
+                     **CONSUMER_OPTIONS) as probe:
+        if not probe.exists:
             raise ReportError(f"topic {topic!r} does not exist at {settings.bootstrap_servers}")
-        parts = [TopicPartition(topic, p) for p in sorted(numbers)]
-        ends = consumer.end_offsets(parts)
-        found = consumer.offsets_for_times({tp: max(0, int(since.timestamp() * 1000))
-                                            for tp in parts})
-        begin = {tp: ends[tp] if found.get(tp) is None else found[tp].offset for tp in parts}
-        available = sum(ends[tp] - begin[tp] for tp in parts)
-        if available > max_records:  # keep the newest, in proportion per partition
-            for tp in parts:
-                share = math.ceil(max_records * (ends[tp] - begin[tp]) / available)
-                begin[tp] = max(begin[tp], ends[tp] - share)
-        consumer.assign(parts)
-        for tp in parts:
-            consumer.seek(tp, begin[tp])
-        backlog = {tp for tp in parts if begin[tp] < ends[tp]}
-        deadline = time.monotonic() + seconds
-        while backlog or time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                values.extend(r.value for r in records)
-            backlog = {tp for tp in backlog if consumer.position(tp) < ends[tp]}
-    except KafkaError as exc:
-        raise KafkaUnavailable(settings.bootstrap_servers, f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        consumer.close()
+        begin, end, available = dict(probe.begin), probe.end, probe.total
+    if available > max_records:  # keep the newest, in proportion per partition
+        for p, first in list(begin.items()):
+            share = math.ceil(max_records * (end[p] - first) / available)
+            begin[p] = max(first, end[p] - share)
+    values: list[bytes | None] = []
+    with TopicReader(settings, topic, offsets=begin, follow=seconds, client_id="sensorlib-live",
+                     **CONSUMER_OPTIONS) as reader:
+        for _, records in reader:
+            values.extend(r.value for r in records)
     return values, available
 
 
@@ -638,15 +614,3 @@ def run_report(
 
 
 # -- command line -------------------------------------------------------------------------
-
-
-def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    """``sensorlib report``: run the report notebook for a period (cron-friendly)."""
-    try:
-        executed = run_report(args.start, args.end, args.out, args.sensor or None, settings,
-                              timeout=args.timeout, keep=getattr(args, "keep", None))
-    except KafkaUnavailable as exc:
-        raise ReportError(f"no report: {exc}") from None
-    print(f"report: {executed.with_suffix('.html')} (notebook {executed}; "
-          f"index {executed.parent / 'index.html'})")
-    return 0
