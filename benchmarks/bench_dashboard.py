@@ -1,8 +1,15 @@
-"""Dashboard benchmark: produce-to-visible latency in Chromium, and server memory over a soak.
+"""Dashboard benchmark: page load with 1,000 sensors, produce-to-visible latency, memory soak.
 
-    .venv/bin/python benchmarks/bench_dashboard.py                 # ~5 minutes
+    .venv/bin/python benchmarks/bench_dashboard.py                 # ~6 minutes
     .venv/bin/python benchmarks/bench_dashboard.py --minutes 30    # the issue's full soak
 
+Page load: a fresh browser context opens ``/live`` and the page itself reports
+``performance.now()`` (milliseconds since navigation start) at the first animation
+frame where all the cards it should show are in the DOM — 5 for the reference fleet
+(the baseline, served by its own dashboard in the same run), 24 (one page, worst first)
+for a fleet of 1,000 sensors reporting every 2 s. Loads alternate between the two so
+that a busy machine slows both alike. The server's time to answer ``GET /live`` (it
+builds the session's document) is measured too. Target: 1,000 sensors < 3 s.
 Latency: a reading with a unique temperature is produced to Kafka; the page itself
 notices the value on its sensor card (checked every animation frame) and reports
 ``performance.now()``, so the figure is Kafka → feed → push → DOM, as a user sees it.
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -23,7 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +74,24 @@ _SEEN_JS = """
 """
 
 
+#: Counts the sensor cards on the page (through Panel's shadow roots); returns
+#: ``performance.now()`` once there are at least ``n``.
+_CARDS_JS = """
+(n) => {
+  let count = 0;
+  const walk = (r) => {
+    count += r.querySelectorAll('.sensor-card').length;
+    for (const h of r.querySelectorAll('*')) { if (h.shadowRoot) walk(h.shadowRoot); }
+  };
+  walk(document);
+  return count >= n ? performance.now() : null;
+}
+"""
+
+#: Cards one page shows (sensorlib.dashboard.app.PAGE_SIZE).
+PAGE_CARDS = 24
+
+
 def _private(settings: Settings) -> Settings:
     suffix = uuid.uuid4().hex[:6]
     fresh = settings.replace(
@@ -98,6 +124,17 @@ def _serve(settings: Settings, log: Path) -> tuple[subprocess.Popen[bytes], str]
     raise RuntimeError(f"dashboard did not start; see {log}")
 
 
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(15)
+
+
 class _Load(threading.Thread):
     """The fleet at ``rate`` readings/s per sensor, stamped with the wall clock."""
 
@@ -121,6 +158,116 @@ class _Load(threading.Thread):
             self.stop.wait(max(0.0, next_at - time.monotonic()))
         producer.flush()
         producer.close()
+
+
+def _fleet_id(i: int) -> str:
+    return f"fleet-{i:04d}"
+
+
+def _fleet_reading(i: int, at: datetime) -> Reading:
+    # Deterministic values: a few critical and warning sensors, the rest normal, each
+    # wandering by ±0.4 (never across a threshold) so the sparklines have a shape.
+    base = 36.5 if i % 97 == 0 else 32.0 if i % 41 == 0 else 20.0 + (i % 50) / 10
+    wave = math.sin(at.timestamp() / 20 + i)
+    return Reading(sensor_id=_fleet_id(i), temperature=round(base + 0.4 * wave, 2),
+                   humidity=round(55.0 + 3 * math.cos(at.timestamp() / 30 + i), 2),
+                   location=f"Hall {i % 20}", timestamp=at)
+
+
+def seed_fleet(settings: Settings, sensors: int, minutes: float = 2.0,
+               interval: float = 2.0) -> int:
+    """``sensors`` sensors' last ``minutes`` at one reading per ``interval`` (back-filled)."""
+    producer = make_producer(settings, client_id="bench-dashboard-fleet", linger_ms=20,
+                             batch_size=256 * 1024)
+    now = datetime.now(UTC)
+    ticks = int(minutes * 60 / interval)
+    n = 0
+    for tick in range(ticks, 0, -1):
+        at = now - timedelta(seconds=tick * interval)
+        for i in range(sensors):
+            producer.send(settings.topic_readings, key=_fleet_id(i),
+                          value=_fleet_reading(i, at).to_json(),
+                          timestamp_ms=int(at.timestamp() * 1000))
+            n += 1
+    producer.flush(120)
+    producer.close()
+    return n
+
+
+class _FleetLoad(threading.Thread):
+    """``sensors`` sensors, each reporting every ``interval`` s, spread over the interval."""
+
+    def __init__(self, settings: Settings, sensors: int, interval: float = 2.0) -> None:
+        super().__init__(daemon=True, name="bench-fleet-load")
+        self.settings = settings
+        self.sensors = sensors
+        self.interval = interval
+        self.stop = threading.Event()
+        self.sent = 0
+
+    def run(self) -> None:
+        producer = make_producer(self.settings, client_id="bench-dashboard-fleet-load")
+        slices = 10  # a tenth of the fleet every interval/10
+        next_at = time.monotonic()
+        part = 0
+        while not self.stop.is_set():
+            now = datetime.now(UTC)
+            for i in range(part, self.sensors, slices):
+                producer.send(self.settings.topic_readings, key=_fleet_id(i),
+                              value=_fleet_reading(i, now).to_json())
+                self.sent += 1
+            part = (part + 1) % slices
+            next_at += self.interval / slices
+            self.stop.wait(max(0.0, next_at - time.monotonic()))
+        producer.flush()
+        producer.close()
+
+
+def _load_once(browser: Any, url: str, cards: int) -> float:
+    """Seconds from navigation start until ``cards`` cards are in a fresh page's DOM."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(url, wait_until="commit", timeout=120_000)
+        ms = page.wait_for_function(_CARDS_JS, arg=cards, polling="raf",
+                                    timeout=120_000).json_value()
+        return ms / 1000
+    finally:
+        context.close()
+
+
+def _get_once(url: str) -> float:
+    started = time.perf_counter()
+    answer = httpx.get(url, timeout=120)
+    answer.raise_for_status()
+    return time.perf_counter() - started
+
+
+def page_load(browser: Any, baseline_url: str, fleet_url: str, *, fleet_cards: int,
+              loads: int) -> dict[str, Any]:
+    """Alternate page loads of the baseline and the fleet dashboards; medians and ratio."""
+    base: list[float] = []
+    fleet: list[float] = []
+    base_get: list[float] = []
+    fleet_get: list[float] = []
+    _load_once(browser, baseline_url, len(REFERENCE_FLEET))  # warm-up (uncounted): caches,
+    _load_once(browser, fleet_url, fleet_cards)              # first session of each server
+    for _ in range(loads):
+        base.append(_load_once(browser, baseline_url, len(REFERENCE_FLEET)))
+        fleet.append(_load_once(browser, fleet_url, fleet_cards))
+        base_get.append(_get_once(baseline_url))
+        fleet_get.append(_get_once(fleet_url))
+    return {
+        "page_loads": loads,
+        "page_load_baseline_s": round(statistics.median(base), 3),
+        "page_load_fleet_s": round(statistics.median(fleet), 3),
+        "page_load_fleet_max_s": round(max(fleet), 3),
+        "page_load_ratio": round(statistics.median(fleet) / statistics.median(base), 2),
+        "get_live_baseline_s": round(statistics.median(base_get), 3),
+        "get_live_fleet_s": round(statistics.median(fleet_get), 3),
+        "page_load_baseline_all_s": [round(x, 3) for x in base],
+        "page_load_fleet_all_s": [round(x, 3) for x in fleet],
+    }
 
 
 def _open_page(browser: Any, url: str) -> Any:
@@ -202,8 +349,9 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def run(bootstrap: str | None = None, readings: int = 300, minutes: float = 2.0,
-        rate: float = 5.0, sessions: int = 3, churn_every: float = 15.0) -> dict[str, object]:
-    """Measure latency and memory; returns the figures (also printed)."""
+        rate: float = 5.0, sessions: int = 3, churn_every: float = 15.0,
+        sensors: int = 1000, loads: int = 5) -> dict[str, object]:
+    """Measure page load, latency and memory; returns the figures (also printed)."""
     from playwright.sync_api import sync_playwright
 
     with broker(bootstrap) as base, tempfile.TemporaryDirectory(prefix="bench-dash-") as tmp:
@@ -215,11 +363,29 @@ def run(bootstrap: str | None = None, readings: int = 300, minutes: float = 2.0,
             producer.send(settings.topic_readings, key=r.sensor_id, value=r.to_json())
         producer.flush()
         producer.close()
+        fleet_settings = _private(base)
+        print(f"Seeding {sensors:,} sensors (2 minutes of history) …", flush=True)
+        seed_fleet(fleet_settings, sensors)
         proc, url = _serve(settings, Path(tmp) / "panel.log")
+        fleet_proc: subprocess.Popen[bytes] | None = None
+        fleet_load = _FleetLoad(fleet_settings, sensors)
         try:
+            fleet_proc, fleet_url = _serve(fleet_settings, Path(tmp) / "panel-fleet.log")
+            fleet_load.start()
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
                                              args=CHROMIUM_ARGS)
+                print(f"Page load: {loads} loads each, 5 sensors vs {sensors:,} sensors "
+                      "(reporting every 2 s) …", flush=True)
+                load = page_load(browser, url, fleet_url,
+                                 fleet_cards=min(sensors, PAGE_CARDS), loads=loads)
+                print(f"  5 sensors {load['page_load_baseline_s']:.2f} s, {sensors:,} sensors "
+                      f"{load['page_load_fleet_s']:.2f} s ({load['page_load_ratio']:.2f}×); "
+                      f"GET /live {load['get_live_baseline_s'] * 1000:.0f} ms vs "
+                      f"{load['get_live_fleet_s'] * 1000:.0f} ms", flush=True)
+                fleet_load.stop.set()
+                fleet_load.join(30)
+                _stop(fleet_proc)
                 print(f"Latency: {readings} readings, one at a time …", flush=True)
                 lat = latency(settings, browser, url, readings)
                 print(f"  p50 {statistics.median(lat) * 1000:.0f} ms, "
@@ -230,14 +396,14 @@ def run(bootstrap: str | None = None, readings: int = 300, minutes: float = 2.0,
                            sessions=sessions, churn_every=churn_every)
                 browser.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            fleet_load.stop.set()
+            _stop(fleet_proc)
+            _stop(proc)
     result: dict[str, object] = {
         "benchmark": "dashboard",
         "machine": machine(),
+        "fleet_sensors": sensors,
+        **load,
         "latency_readings": len(lat),
         "latency_p50_ms": round(statistics.median(lat) * 1000, 1),
         "latency_p95_ms": round(_pct(lat, 0.95) * 1000, 1),
@@ -257,10 +423,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=3, help="browser sessions kept open")
     parser.add_argument("--churn-every", type=float, default=15.0,
                         help="seconds between closing one session and opening another")
+    parser.add_argument("--sensors", type=int, default=1000,
+                        help="sensors of the page-load fleet (1000)")
+    parser.add_argument("--loads", type=int, default=5,
+                        help="counted page loads of each dashboard (5)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     result = run(args.bootstrap, args.readings, args.minutes, args.rate, args.sessions,
-                 args.churn_every)
+                 args.churn_every, args.sensors, args.loads)
     shown = {k: v for k, v in result.items() if k != "rss_samples"}
     print(json.dumps(shown, indent=2))
     print("RSS samples (s, MB):", result["rss_samples"])

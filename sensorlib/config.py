@@ -162,6 +162,8 @@ class Settings:
                                               default: none but the service's own)
     ``SENSORLIB_WAREHOUSE``                   the history archive (``<data>/warehouse``)
     ``SENSORLIB_BODY_TIMEOUT``                seconds a client may take to send a body (10)
+    ``SENSORLIB_STALE_AFTER``                 no reading for this long: STALE on the dashboard
+                                              (default 3 × SENSORLIB_INTERVAL, at least 10 s)
     ========================================  =====================================
     """
 
@@ -212,6 +214,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     warehouse_dir: Path | None = None
     body_timeout: float = 10.0
+    stale_after: timedelta | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -267,6 +270,8 @@ class Settings:
             warehouse_dir=(_path(env, "SENSORLIB_WAREHOUSE", Path())
                            if env.get("SENSORLIB_WAREHOUSE") else None),
             body_timeout=_float(env, "SENSORLIB_BODY_TIMEOUT", 10.0),
+            stale_after=(_duration(env, "SENSORLIB_STALE_AFTER", timedelta(0))
+                         if (env.get("SENSORLIB_STALE_AFTER") or "").strip() else None),
         )
         settings.validate()
         return settings
@@ -284,6 +289,8 @@ class Settings:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"SENSORLIB_{name.upper()} must be a TCP port, got {port}")
+        if self.stale_after is not None and self.stale_after <= timedelta(0):
+            raise ConfigError("SENSORLIB_STALE_AFTER must be positive")
         if self.body_timeout <= 0:
             raise ConfigError("SENSORLIB_BODY_TIMEOUT must be positive")
         if self.max_past <= timedelta(0) or self.max_future < timedelta(0):
@@ -301,10 +308,10 @@ class Settings:
         return self.warehouse_dir or self.data_dir / "warehouse"
 
     def hosts(self) -> tuple[str, ...]:
-        """Host names (without port) the HTTP servers answer to (DNS-rebinding guard)."""
-        if self.allowed_hosts:
-            return self.allowed_hosts
-        own = {"localhost", "127.0.0.1", "::1", "[::1]"}
+        """Host names (without port) the HTTP servers answer to (DNS-rebinding guard): the
+        loopback names, the bind address and ``SENSORLIB_ALLOWED_HOSTS``. Loopback names
+        are always allowed: a rebinding page cannot make a browser send them."""
+        own = {"localhost", "127.0.0.1", "::1", "[::1]", *self.allowed_hosts}
         if self.host not in ("0.0.0.0", "::", ""):
             own.add(self.host)
         return tuple(sorted(own))
@@ -351,6 +358,8 @@ class Settings:
             "SENSORLIB_MAX_FUTURE": f"{self.max_future.total_seconds()!r}s",
             "SENSORLIB_BODY_TIMEOUT": repr(self.body_timeout),
         }
+        if self.stale_after is not None:
+            env["SENSORLIB_STALE_AFTER"] = f"{self.stale_after.total_seconds()!r}s"
         if self.allowed_hosts:
             env["SENSORLIB_ALLOWED_HOSTS"] = ",".join(self.allowed_hosts)
         if self.cors_origins:

@@ -1,9 +1,11 @@
-"""The live dashboard: a Panel app served with ``panel serve dashboards/live.py``.
+"""The live dashboard: a Panel app, served by ``sensorlib dashboard`` (or ``panel serve``).
 
 Pure state in :mod:`~sensorlib.dashboard.state`, escaped HTML in
 :mod:`~sensorlib.dashboard.render`, the Kafka consumers in :mod:`~sensorlib.dashboard.feed`,
-admin queries in :mod:`~sensorlib.dashboard.kafka_view` and the layout in
-:mod:`~sensorlib.dashboard.app`. This module only knows how to launch the server.
+admin queries in :mod:`~sensorlib.dashboard.kafka_view`, the layout in
+:mod:`~sensorlib.dashboard.app`, the Host/Origin guard in :mod:`~sensorlib.dashboard.hosts`
+and the guarded ``panel serve`` in :mod:`~sensorlib.dashboard.server`. This module only
+knows how to launch the server.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 from pathlib import Path
 
 from sensorlib.config import Settings
+from sensorlib.dashboard.hosts import websocket_origins
 
 __all__ = ["app_path", "register_cli", "serve_command"]
 
@@ -23,29 +26,24 @@ def app_path() -> Path:
     return Path(__file__).resolve().parents[2] / "dashboards" / "live.py"
 
 
-def _origins(host: str, port: int) -> list[str]:
-    names = ["localhost", "127.0.0.1"]
-    if host not in ("0.0.0.0", "::", *names):
-        names.insert(0, host)
-    return [f"{name}:{port}" for name in names]
-
-
 def serve_command(settings: Settings, *, port: int | None = None, host: str | None = None,
                   show: bool = False) -> list[str]:
     """The argv that runs the dashboard server (``sensorlib up`` and ``sensorlib dashboard``).
 
-    The child reads everything else (bootstrap servers, topics, groups) from the
+    ``panel serve`` behind the Host guard (:mod:`sensorlib.dashboard.server`); the
+    websocket Origin allow-list is the same names at ``port``. The child reads
+    everything else (bootstrap servers, topics, groups, allowed hosts) from the
     environment, so run it with ``settings.to_env()`` merged into ``os.environ``.
     """
     port = settings.dashboard_port if port is None else port
     host = host or settings.host
-    argv = [sys.executable, "-m", "panel", "serve", str(app_path()),
+    argv = [sys.executable, "-m", "sensorlib.dashboard.server", str(app_path()),
             "--port", str(port), "--address", host,
             # Start consuming at server start, not at the first page view.
             "--setup", str(app_path().with_name("startup.py")),
             # /liveness answers without opening a session (what `sensorlib up` polls).
             "--liveness"]
-    for origin in _origins(host, port):
+    for origin in websocket_origins(settings.replace(host=host), port):
         argv += ["--allow-websocket-origin", origin]
     # Closed tabs are dropped after 10 s rather than 15 min: memory stays flat however
     # many sessions come and go.
@@ -63,6 +61,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     print(f"Dashboard on http://{shown}:{settings.dashboard_port}/live "
           f"(Kafka {settings.bootstrap_servers}); Ctrl-C to stop.", file=sys.stderr, flush=True)
+    if settings.host in ("0.0.0.0", "::") and not settings.allowed_hosts:
+        print("It answers only to the Host names " + ", ".join(settings.hosts())
+              + "; set SENSORLIB_ALLOWED_HOSTS to reach it by another name.",
+              file=sys.stderr, flush=True)
     env = {**os.environ, **settings.to_env()}
     # Become the server (same pid): Ctrl-C and SIGTERM reach it directly, no orphan.
     os.execve(argv[0], argv, env)

@@ -3,6 +3,8 @@
 :func:`build_app` is called once per browser session by ``panel serve``. It attaches the
 session to the process-wide feed and monitor and registers a server-side periodic
 callback that pushes only what changed over the session's websocket (no page polling).
+A session renders one page of cards (the worst :data:`PAGE_SIZE` sensors, or a search),
+so the page costs the same with 5 sensors or 1,000.
 Untrusted strings reach the page only through :mod:`sensorlib.dashboard.render`
 (escaped) or as plain data (Bokeh, Tabulator plaintext cells).
 """
@@ -10,45 +12,50 @@ Untrusted strings reach the page only through :mod:`sensorlib.dashboard.render`
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
 import holoviews as hv
 import pandas as pd
 import panel as pn
-from bokeh.models import ColumnDataSource, Range1d
-from bokeh.plotting import figure
 
 from sensorlib.config import Settings
 from sensorlib.dashboard import render
 from sensorlib.dashboard.feed import Feed, shared_feed
+from sensorlib.dashboard.hosts import host_allowed
 from sensorlib.dashboard.kafka_view import (
     KafkaMonitor,
     KafkaSnapshot,
     project_groups,
     shared_monitor,
 )
-from sensorlib.dashboard.state import Sample, SensorView, SessionCursor, utc_now
+from sensorlib.dashboard.state import STATUSES, LiveState, SensorView, utc_now
 
-__all__ = ["KafkaView", "LiveView", "build_app"]
+__all__ = ["KafkaView", "LiveView", "build_app", "refused_page", "request_host"]
+
+log = logging.getLogger(__name__)
 
 #: Push period of each session (ms): new data reaches the browser within about this.
 PUSH_MS = 250
 #: Relative times ("12 s ago") are refreshed this often even when nothing new arrived.
 CLOCK_EVERY = 1.0
-#: Each sparkline is redrawn from the state this often (drops points older than the window).
-RESYNC_EVERY = 20.0
 #: The Kafka tab refreshes this often while it is the visible tab.
 KAFKA_EVERY = 3.0
 ALERTS_SHOWN = 50
+#: Cards on one page: the worst this many sensors (a pager and a search reach the rest).
+PAGE_SIZE = 24
 
 COLOURS = render.STATUS_COLOURS
-TEMP_COLOUR = "#ff9f43"
-HUM_COLOUR = "#54a0ff"
 
-CSS = """
+#: Each pane carries only the rules it needs: a stylesheet string is sent once per pane,
+#: so one sheet for everything was most of the page (55 copies of 5 kB).
+BASE_CSS = """
 :host { --muted: #9aa4b2; --faint: #7d8590; color: #e6e6e6;
         font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; }
+"""
+
+CARD_TEXT_CSS = BASE_CSS + """
 .sensor-card { padding: 2px 2px 0 2px; }
 .card-head { display: flex; justify-content: space-between; align-items: center; gap: 8px; }
 .sensor-id { font-weight: 650; font-size: 1.05em; overflow-wrap: anywhere; }
@@ -57,15 +64,37 @@ CSS = """
 .badge-normal { background: #163d24; color: #8ff0b0; }
 .badge-warning { background: #5c4300; color: #ffd180; }
 .badge-critical { background: #ff3b3b; color: #fff; animation: pulse 1.2s ease-in-out infinite; }
+.badge-stale { background: #30363d; color: #c9d1d9; }
 @keyframes pulse { 50% { opacity: .55; } }
 .location { color: var(--muted); font-size: .85em; margin-top: 2px; overflow-wrap: anywhere; }
-.values { display: flex; gap: 22px; margin-top: 6px; font-size: 1.9em; font-weight: 600;
+.values { display: flex; gap: 16px; margin-top: 6px; font-size: 1.9em; font-weight: 600;
           font-variant-numeric: tabular-nums; }
 .values small { font-size: .45em; color: var(--muted); font-weight: 500; }
 .temperature { color: #ffcf9e; } .humidity { color: #a9ceff; }
 .status-warning .value { color: #ffc46b; }
 .status-critical .value { color: #ff6b6b; }
+.status-stale .value { color: #8b949e; }
+.status-stale .updated { color: #c9d1d9; }
 .updated { color: var(--faint); font-size: .75em; margin-top: 2px; }
+"""
+
+SPARK_CSS = BASE_CSS + """
+.sparks { display: flex; gap: 8px; margin-top: 4px; }
+.spark { margin: 0; }
+.spark figcaption { color: #9aa4b2; font-size: 9px; line-height: 12px; }
+.spark svg { display: block; overflow: visible; }
+.sparks.muted svg { opacity: .5; }
+"""
+
+CSS = BASE_CSS + """
+.board-summary { color: var(--muted); font-size: .9em; margin: 0 4px 4px 4px; line-height: 1.5; }
+.board-summary .fleet { color: #e6e6e6; font-weight: 600; }
+.count { font-weight: 600; font-variant-numeric: tabular-nums; }
+.count-critical { color: #ff6b6b; } .count-warning { color: #ffc46b; }
+.count-stale { color: #b1bac4; } .count-normal { color: #8ff0b0; }
+.board-summary .more { color: #e6e6e6; font-weight: 600; }
+.page-label { color: var(--muted); padding-top: 12px; text-align: center; font-size: .9em;
+              white-space: nowrap; }
 .stats { display: flex; flex-wrap: wrap; gap: 10px; }
 .stat { background: #1b1f27; border: 1px solid #2d333b; border-radius: 8px; padding: 6px 14px;
         min-width: 110px; }
@@ -101,6 +130,8 @@ CARD_CSS = f"""
 :host(.status-warning) {{ border-left-color: {COLOURS['warning']}; }}
 :host(.status-critical) {{ border-left-color: {COLOURS['critical']}; background: #2a1518;
         box-shadow: 0 0 0 1px {COLOURS['critical']}, 0 0 16px rgba(255, 59, 59, .45); }}
+:host(.status-stale) {{ border-left-color: {COLOURS['stale']}; background: #171a1f;
+        border-style: dashed solid dashed solid; }}
 """
 
 TABS_CSS = """
@@ -111,48 +142,39 @@ TABS_CSS = """
 WIDGET_CSS = "label { color: #c9d1d9 !important; font-weight: 600; }"
 
 
-def _html(obj: str = "", **kwargs: Any) -> pn.pane.HTML:
+def _minify(css: str) -> str:
+    """Whitespace out: every pane carries its sheet, so bytes here are bytes per card."""
+    return " ".join(css.split())
+
+
+CSS, CARD_TEXT_CSS, SPARK_CSS, CARD_CSS, TABS_CSS = (
+    _minify(c) for c in (CSS, CARD_TEXT_CSS, SPARK_CSS, CARD_CSS, TABS_CSS))
+
+
+def _html(obj: str = "", css: str = CSS, **kwargs: Any) -> pn.pane.HTML:
     # Escaping is render's job; sanitize_html would also strip our data attributes.
-    return pn.pane.HTML(obj, stylesheets=[CSS], margin=0, **kwargs)
-
-
-def _sparkline(label: str, colour: str) -> tuple[Any, ColumnDataSource]:
-    source = ColumnDataSource(data={"t": [], "v": []})
-    fig = figure(height=62, width=132, toolbar_location=None, x_axis_type="datetime",
-                 min_border=2, outline_line_color=None, title=label,
-                 x_range=Range1d(0, 1), background_fill_color=None, border_fill_color=None)
-    fig.title.text_font_size = "9px"
-    fig.title.text_color = "#9aa4b2"
-    fig.title.text_font_style = "normal"
-    fig.axis.visible = False
-    fig.grid.visible = False
-    fig.line("t", "v", source=source, line_color=colour, line_width=1.6)
-    return fig, source
-
-
-def _columns(samples: list[Sample]) -> tuple[list[float], list[float], list[float]]:
-    ts = [s.timestamp.timestamp() * 1000 for s in samples]
-    return ts, [s.temperature for s in samples], [s.humidity for s in samples]
+    return pn.pane.HTML(obj, stylesheets=[css], margin=0, **kwargs)
 
 
 class SensorCard:
-    """One sensor's card: escaped text, status colour and two sparklines."""
+    """One card slot of a session: escaped text, status colour and two SVG sparklines.
 
-    def __init__(self, sensor_id: str, window: timedelta) -> None:
-        self.sensor_id = sensor_id
-        self.window_ms = window.total_seconds() * 1000
-        self.text = _html(sizing_mode="stretch_width")
-        self.temp_fig, self.temp_src = _sparkline("temperature · 5 min", TEMP_COLOUR)
-        self.hum_fig, self.hum_src = _sparkline("humidity · 5 min", HUM_COLOUR)
+    A session keeps at most :data:`PAGE_SIZE` of them and points them at whichever
+    sensors its page shows. The text (relative times) changes every second; the
+    sparklines only when the sensor's samples do, so they are a pane of their own.
+    """
+
+    def __init__(self, window: timedelta) -> None:
+        self.window = window
+        self.drawn: tuple[str, int, bool] | None = None  # sensor, version, stale drawn
+        self.text = _html(css=CARD_TEXT_CSS, sizing_mode="stretch_width")
+        self.sparks = _html(render.sparklines([]), css=SPARK_CSS, sizing_mode="stretch_width")
         self.layout = pn.Column(
-            self.text,
-            pn.Row(pn.pane.Bokeh(self.temp_fig, margin=0), pn.pane.Bokeh(self.hum_fig, margin=0),
-                   margin=0),
+            self.text, self.sparks,
             css_classes=["sensor-box", "status-normal"], stylesheets=[CARD_CSS],
-            width=300, margin=6,
+            width=248, margin=6,
         )
         self.view: SensorView | None = None
-        self.synced_at = 0.0
 
     def show(self, view: SensorView, now: datetime) -> None:
         """Update the text and the status colour (only what differs is sent)."""
@@ -164,84 +186,122 @@ class SensorCard:
         if self.layout.css_classes != classes:
             self.layout.css_classes = classes
 
-    def plot(self, samples: list[Sample], full: bool, at: float) -> None:
-        """Append new samples to the sparklines, or redraw them when ``full``."""
-        if not samples and not full:
+    def sync(self, state: LiveState, view: SensorView) -> None:
+        """Redraw the sparklines when the slot shows another sensor or its samples changed."""
+        key = (view.sensor_id, view.version, view.status == "stale")
+        if key == self.drawn:
             return
-        ts, temps, hums = _columns(samples)
-        # Each source gets its own time list: Bokeh extends streamed lists in place.
-        if full:
-            self.temp_src.data = {"t": ts, "v": temps}
-            self.hum_src.data = {"t": list(ts), "v": hums}
-            self.synced_at = at
-        else:
-            # Rollover bounds the browser's copy too; the periodic full redraw trims by time.
-            self.temp_src.stream({"t": ts, "v": temps}, rollover=3000)
-            self.hum_src.stream({"t": list(ts), "v": hums}, rollover=3000)
-        times = self.temp_src.data["t"]
-        if len(times):
-            # The last 5 minutes, or less while there is less: the line fills the card.
-            start = max(times[0], times[-1] - self.window_ms)
-            for fig in (self.temp_fig, self.hum_fig):
-                fig.x_range.start = start
-                fig.x_range.end = max(times[-1], start + 1)
+        self.drawn = key
+        html = render.sparklines(state.window_samples(view.sensor_id), self.window,
+                                 muted=key[2])
+        if self.sparks.object != html:
+            self.sparks.object = html
+
+
+STATUS_OPTIONS = {"all statuses": "all", **{status: status for status in STATUSES}}
 
 
 class LiveView:
-    """The live tab of one session: header figures, Kafka banner, cards and alert feed."""
+    """The live tab of one session: header figures, Kafka banner, one page of cards, alerts.
 
-    def __init__(self, feed: Feed) -> None:
+    However many sensors there are, the page holds at most :data:`PAGE_SIZE` cards, the
+    worst first; a search box, a status filter and a pager reach the others.
+    """
+
+    def __init__(self, feed: Feed, page_size: int = PAGE_SIZE) -> None:
         self.feed = feed
         self.state = feed.state
-        self.cursor = SessionCursor(self.state)
-        self.cards: dict[str, SensorCard] = {}
+        self.page_size = page_size
+        self.page = 0
+        self.slots: list[SensorCard] = []
         self.stats = _html(sizing_mode="stretch_width")
         self.banner = _html(sizing_mode="stretch_width", visible=False)
         self.waiting = _html('<div class="waiting">Waiting for the first readings from Kafka…</div>')
         self.grid = pn.FlexBox(self.waiting, gap="4px", sizing_mode="stretch_width")
+        self.summary = _html(sizing_mode="stretch_width")
+        self.search = pn.widgets.TextInput(placeholder="Search sensor id or location",
+                                           width=260, stylesheets=[WIDGET_CSS],
+                                           css_classes=["sensor-search"])
+        self.status = pn.widgets.Select(options=STATUS_OPTIONS, value="all", width=150,
+                                        stylesheets=[WIDGET_CSS], css_classes=["status-filter"])
+        self.prev = pn.widgets.Button(name="◀ Previous", width=110, disabled=True,
+                                      css_classes=["page-prev"])
+        self.next = pn.widgets.Button(name="Next ▶", width=90, disabled=True,
+                                      css_classes=["page-next"])
+        self.page_label = _html(width=100)
+        self.search.param.watch(self._on_filter, "value_input")
+        self.status.param.watch(self._on_filter, "value")
+        self.prev.on_click(lambda _: self._turn(-1))
+        self.next.on_click(lambda _: self._turn(1))
         self.feed_pane = _html(render.alert_feed([], utc_now()), sizing_mode="stretch_width")
         alerts = pn.Column(_html("<h3>Alerts <small>(newest first)</small></h3>"), self.feed_pane,
-                           width=430, margin=(6, 10), scroll=True, height=760)
+                           width=400, margin=(6, 10), scroll=True, height=760)
+        # Flex boxes wrap: at 1280 px the pager goes under the search rather than under the
+        # alert column.
+        controls = pn.FlexBox(_html("<h3>Sensors</h3>", width=90), self.search, self.status,
+                              pn.Row(self.prev, self.page_label, self.next, margin=0),
+                              align_items="center", sizing_mode="stretch_width")
         self.layout = pn.Column(
             self.banner, self.stats,
-            pn.Row(pn.Column(_html("<h3>Sensors</h3>"), self.grid, sizing_mode="stretch_width"),
+            pn.Row(pn.Column(controls, self.summary, self.grid, sizing_mode="stretch_width"),
                    alerts, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
         self._clock = 0.0
+        self._version = -1
+        self._alerts_version = -1
+
+    # -- controls ---------------------------------------------------------------
+
+    def _on_filter(self, _event: Any) -> None:
+        self.page = 0
+        self._show_board(utc_now())
+
+    def _turn(self, step: int) -> None:
+        self.page += step
+        self._show_board(utc_now())
+
+    # -- pushes -----------------------------------------------------------------
 
     def refresh(self, at: float) -> None:
         """Push the changes since the last call (the session's periodic callback)."""
         now = utc_now()
-        update = self.cursor.poll()
         tick = at - self._clock >= CLOCK_EVERY
-        for sid in update.gone_sensors:
-            self.cards.pop(sid, None)
-        for view in update.sensors:
-            card = self.cards.get(view.sensor_id)
-            if card is None:
-                card = self.cards[view.sensor_id] = SensorCard(view.sensor_id, self.state.window)
-            card.show(view, now)
-            samples, full = update.samples[view.sensor_id]
-            card.plot(samples, full, at)
-        if update.new_sensors or update.gone_sensors:
-            ordered = [self.cards[sid].layout for sid in sorted(self.cards)]
-            self.grid.objects = ordered or [self.waiting]
+        version = self.state.version
+        if version != self._version or tick:
+            self._version = version
+            self._show_board(now)
         if tick:
             self._clock = at
-            shown = {v.sensor_id for v in update.sensors}
-            for sid, card in self.cards.items():
-                if card.view is not None and sid not in shown:
-                    card.show(card.view, now)
-                if at - card.synced_at > RESYNC_EVERY:
-                    card.plot(self.state.window_samples(sid), True, at)
             self._set(self.banner, render.kafka_banner(self.state.kafka,
                                                        self.feed.settings.bootstrap_servers, now))
             self.banner.visible = not self.state.kafka.ok
-        if update.alerts_changed or tick:
+        alerts_version = self.state.alerts_version
+        if alerts_version != self._alerts_version or tick:
+            self._alerts_version = alerts_version
             self._set(self.feed_pane, render.alert_feed(self.state.alerts(ALERTS_SHOWN), now))
-        if not update.empty or tick:
-            self._set(self.stats, render.header(self.state.counts()))
+        self._set(self.stats, render.header(self.state.counts()))
+
+    def _show_board(self, now: datetime) -> None:
+        query = self.search.value_input or ""
+        board = self.state.board(query=query, status=self.status.value, page=self.page,
+                                 size=self.page_size, now=now)
+        self.page = board.page
+        while len(self.slots) < len(board.views):
+            self.slots.append(SensorCard(self.state.window))
+        for card, view in zip(self.slots, board.views, strict=False):
+            card.sync(self.state, view)
+            card.show(view, now)
+        # Nothing yet: the waiting note; nothing matching: the summary says so.
+        shown = ([card.layout for card in self.slots[:len(board.views)]]
+                 or ([self.waiting] if board.total == 0 else []))
+        if [id(o) for o in self.grid.objects] != [id(o) for o in shown]:
+            self.grid.objects = shown
+        self._set(self.summary, render.board_summary(board, query, self.status.value))
+        self._set(self.page_label, f'<div class="page-label">page {board.page + 1:,} of '
+                                   f"{board.pages:,}</div>")
+        self.prev.disabled = board.page == 0
+        self.next.disabled = board.page >= board.pages - 1
 
     @staticmethod
     def _set(pane: pn.pane.HTML, html: str) -> None:
@@ -431,14 +491,48 @@ def _summary_html(snap: KafkaSnapshot) -> str:
             f'{t(snap.taken_at.strftime("%H:%M:%S"))} UTC</div></div></div>')
 
 
+def request_host() -> str | None:
+    """The Host header of the request that opened this session (None outside a server).
+
+    Read from the HTTP request itself, not from the copy of its headers in the session
+    token, which a client could write.
+    """
+    doc = pn.state.curdoc
+    context = getattr(doc, "session_context", None) if doc is not None else None
+    request = getattr(context, "request", None) if context is not None else None
+    if request is None:
+        return None
+    host = getattr(request, "host", None)  # the proxy forwards to the Tornado request
+    return host if isinstance(host, str) else None
+
+
+def refused_page(settings: Settings) -> pn.template.FastListTemplate:
+    """What a session opened under a Host that is not allowed gets: no data at all."""
+    names = [f"http://{name}:{settings.dashboard_port}/live" for name in settings.hosts()
+             if ":" not in name]
+    return pn.template.FastListTemplate(
+        title="sensorlib · refused", theme="dark", main=[_html(render.refused(names))],
+        header_background="#12161c", theme_toggle=False, busy_indicator=None)
+
+
 def build_app(settings: Settings | None = None) -> pn.template.FastListTemplate:
-    """The dashboard of one browser session, wired to the process-wide feed and monitor."""
+    """The dashboard of one browser session, wired to the process-wide feed and monitor.
+
+    A session whose request named a Host outside ``Settings.hosts()`` gets
+    :func:`refused_page` instead: the guard of a plain ``panel serve``, which has no
+    Host check of its own (``sensorlib dashboard`` refuses such requests before this).
+    """
     pn.extension("tabulator", design="fast", notifications=False)
     hv.extension("bokeh", logo=False)
     settings = settings or Settings.from_env()
+    host = request_host()
+    if host is not None and not host_allowed(host, settings.hosts(), None):
+        log.warning("refused a dashboard session for Host %r (allowed: %s)", host[:100],
+                    ", ".join(settings.hosts()))
+        return refused_page(settings)
     live = LiveView(shared_feed(settings))
     kafka = KafkaView(shared_monitor(settings))
-    tabs = pn.Tabs(("Live", live.layout), ("Kafka", kafka.layout), dynamic=False,
+    tabs = pn.Tabs(("Live", live.layout), ("Kafka", kafka.layout), dynamic=True,
                    sizing_mode="stretch_width", stylesheets=[TABS_CSS])
     start = asyncio.get_event_loop().time() if _loop_running() else 0.0
     clock = {"at": start}
@@ -464,7 +558,7 @@ def build_app(settings: Settings | None = None) -> pn.template.FastListTemplate:
     def cleanup(_context: Any) -> None:
         for cb in callbacks:
             cb.stop()
-        live.cards.clear()
+        live.slots.clear()
 
     pn.state.on_session_destroyed(cleanup)
     live.refresh(start)

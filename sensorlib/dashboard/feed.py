@@ -6,7 +6,9 @@ On start each topic is back-filled from the last minutes of Kafka by timestamp (
 assign-based pass without a group, so it commits nothing), then a follower takes over
 exactly where the back-fill stopped (no gap, no duplicate) and commits its progress under
 the dashboard's consumer group. If Kafka goes away the threads keep retrying and the
-state says so; the pages show a banner.
+state says so; the pages show a banner. Back-filled readings carry the broker's record
+timestamp as their arrival time, so a sensor that fell silent before a restart shows as
+STALE at once rather than after ``stale_after``.
 """
 
 from __future__ import annotations
@@ -16,22 +18,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from sensorlib.config import Settings
-from sensorlib.dashboard.state import LiveState
+from sensorlib.dashboard.state import LiveState, default_stale_after
 from sensorlib.events import parse_alert, parse_reading
 from sensorlib.kafka_io import kafka_reachable, make_consumer
 
-__all__ = ["Feed", "shared_feed", "stop_shared_feeds"]
+__all__ = ["Feed", "shared_feed", "stale_after", "stop_shared_feeds"]
 
 log = logging.getLogger(__name__)
 
-Sink = Callable[[bytes], None]
+#: Receives a record's value and, for records read back at start-up, when it reached the
+#: broker (None: it arrives now).
+Sink = Callable[[bytes, datetime | None], None]
 
 #: How often the consumers give control back (stop flag, commits): bounds push latency too.
 _POLL_MS = 100
@@ -79,14 +83,15 @@ class _TopicPump:
                 self.stop.wait(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _deliver(self, tp: TopicPartition, records: list[Any], limit: int | None = None) -> None:
+    def _deliver(self, tp: TopicPartition, records: list[Any], limit: int | None = None,
+                 *, backfill: bool = False) -> None:
         for record in records:
             if limit is not None and record.offset >= limit:
                 break
             if record.offset < self.next.get(tp, 0):
                 continue  # already delivered (a rebalance can hand a partition back)
             if record.value is not None:
-                self.sink(record.value)
+                self.sink(record.value, _broker_time(record) if backfill else None)
             self.next[tp] = record.offset + 1
             self.records += 1
 
@@ -120,7 +125,7 @@ class _TopicPump:
                 batch = consumer.poll(timeout_ms=200, max_records=5000)
                 idle = 0 if batch else idle + 1
                 for tp, records in batch.items():
-                    self._deliver(tp, records, limit=ends[tp])
+                    self._deliver(tp, records, limit=ends[tp], backfill=True)
             for tp in tps:
                 self.next[tp] = max(self.next.get(tp, 0), min(consumer.position(tp), ends[tp]))
         finally:
@@ -195,12 +200,29 @@ class _TopicPump:
             self.next[tp] = offset
 
 
+def _broker_time(record: Any) -> datetime | None:
+    """The record's timestamp (its producer's or the broker's clock), if it has one."""
+    ms = getattr(record, "timestamp", None)
+    if ms is None or ms < 0:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def stale_after(settings: Settings) -> timedelta:
+    """How long without a reading before a card turns STALE.
+
+    ``SENSORLIB_STALE_AFTER`` (a duration: ``30s``, ``2m``) if set, else three
+    ``SENSORLIB_INTERVAL`` and at least 10 s.
+    """
+    return settings.stale_after or default_stale_after(settings.interval)
+
+
 class Feed:
     """Readings and alerts from Kafka into a :class:`LiveState`, in background threads.
 
     Args:
         settings: the broker, topics and the two dashboard consumer groups.
-        state: where to write (a new one by default).
+        state: where to write (a new one by default, stale after :func:`stale_after`).
         backfill: how far back a fresh start reads readings (the sparkline window).
         alerts_backfill: how far back it reads alerts (the feed is short anyway).
     """
@@ -209,7 +231,7 @@ class Feed:
                  backfill: timedelta = timedelta(minutes=5),
                  alerts_backfill: timedelta = timedelta(hours=1)) -> None:
         self.settings = settings
-        self.state = state or LiveState(window=backfill)
+        self.state = state or LiveState(window=backfill, stale_after=stale_after(settings))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.readings = _TopicPump(settings, settings.topic_readings,
@@ -220,15 +242,15 @@ class Feed:
                                  settings.dashboard_alerts_group, self._on_alert,
                                  backfill=alerts_backfill, read_committed=True, stop=self._stop)
 
-    def _on_reading(self, raw: bytes) -> None:
+    def _on_reading(self, raw: bytes, arrived: datetime | None) -> None:
         try:
             reading = parse_reading(raw)
         except ValueError:
             self.state.note_invalid()  # the processor sends these to the DLQ; we just skip
             return
-        self.state.add_reading(reading)
+        self.state.add_reading(reading, arrived)
 
-    def _on_alert(self, raw: bytes) -> None:
+    def _on_alert(self, raw: bytes, _arrived: datetime | None) -> None:
         try:
             alert = parse_alert(raw)
         except ValueError:

@@ -10,14 +10,26 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sensorlib.dashboard.state import AlertView, Counts, KafkaStatus, SensorView, relative_time
+from sensorlib.dashboard.state import (
+    STATUSES,
+    AlertView,
+    Board,
+    Counts,
+    KafkaStatus,
+    Sample,
+    SensorView,
+    relative_time,
+)
 
-__all__ = ["alert_feed", "header", "kafka_banner", "sensor_card", "text"]
+__all__ = ["alert_feed", "board_summary", "header", "kafka_banner", "refused", "sensor_card",
+           "sparklines", "text"]
 
-#: Colours of the three statuses (the reference's rules); critical must stand out.
-STATUS_COLOURS = {"normal": "#2ecc71", "warning": "#f5a623", "critical": "#ff3b3b"}
+#: Colours of the statuses (the reference's three, and grey for a silent sensor);
+#: critical must stand out.
+STATUS_COLOURS = {"normal": "#2ecc71", "warning": "#f5a623", "critical": "#ff3b3b",
+                  "stale": "#8b949e"}
 
 
 def text(value: object) -> str:
@@ -31,9 +43,19 @@ def _status(value: str) -> str:
 
 
 def sensor_card(view: SensorView, now: datetime) -> str:
-    """The text part of a sensor card: id, status, location, latest values, age."""
+    """The text part of a sensor card: id, status, location, latest values, age.
+
+    A stale card also says how long nothing arrived and what its last values meant.
+    """
     status = _status(view.status)
     sid = text(view.sensor_id)
+    age = f"last reading {relative_time(view.timestamp, now)}"
+    if status == "stale" and view.arrived is not None:
+        # Silence is measured by arrival; the reading's own time stays in the tooltip.
+        was = _status(view.value_status)
+        age = f"no reading for {relative_time(view.arrived, now).removesuffix(' ago')}"
+        if was != "normal":
+            age += f" · last values {was.upper()}"
     return (
         f'<div class="sensor-card status-{status}" data-sensor="{sid}" data-status="{status}">'
         f'<div class="card-head"><span class="sensor-id">{sid}</span>'
@@ -44,10 +66,115 @@ def sensor_card(view: SensorView, now: datetime) -> str:
         f'<small> °C</small></span>'
         f'<span class="value humidity" data-field="humidity">{view.humidity:.1f}'
         f'<small> %</small></span></div>'
-        f'<div class="updated" title="{text(view.timestamp.isoformat())}">'
-        f"last reading {text(relative_time(view.timestamp, now))}</div>"
+        f'<div class="updated" title="{text(view.timestamp.isoformat())}">{text(age)}</div>'
         f"</div>"
     )
+
+
+def board_summary(board: Board, query: str = "", status: str = "all") -> str:
+    """The line above the cards: the fleet by status, what is shown, how many more."""
+    parts = [f'<span class="count count-{s}" data-status-count="{s}">'
+             f"{board.by_status.get(s, 0):,} {s}</span>" for s in STATUSES]
+    fleet = (f'<span class="fleet" data-total="{board.total}">{board.total:,} sensors</span>: '
+             + " · ".join(parts))
+    filters = []
+    if status in STATUSES:
+        filters.append(f"status {status}")
+    if query.strip():
+        filters.append(f"“{text(query.strip())}”")
+    if board.total == 0:
+        shown = ""
+    elif not board.views:
+        shown = f'<span class="shown">No sensor matches {" and ".join(filters)}.</span>'
+    else:
+        matching = f" of {board.matched:,} matching {' and '.join(filters)}" if filters else ""
+        shown = (f'<span class="shown">Showing {board.first:,}–{board.last:,}{matching}, '
+                 f"worst first</span>")
+        if board.more:
+            shown += f' <span class="more" data-more="{board.more}">and {board.more:,} more</span>'
+    return (f'<div class="board-summary" data-matched="{board.matched}">'
+            f'<div>{fleet}</div><div>{shown}</div></div>')
+
+
+def refused(names: Sequence[str]) -> str:
+    """The whole page a session gets when its Host is not an allowed name."""
+    return ('<div class="kafka-banner" role="alert">This dashboard does not answer to the '
+            "host name in the address bar (DNS-rebinding guard). Open it as "
+            f"{text(' or '.join(names))}, or add the name to SENSORLIB_ALLOWED_HOSTS.</div>")
+
+
+#: Size of one sparkline (CSS pixels) and the most points drawn, whatever the rate.
+SPARK_WIDTH, SPARK_HEIGHT = 108, 36
+SPARK_POINTS = 120
+TEMP_COLOUR, HUM_COLOUR = "#ff9f43", "#54a0ff"
+
+
+def _downsample(points: list[tuple[float, float]], limit: int) -> list[tuple[float, float]]:
+    """At most ``limit`` points: the lowest and highest of each time bucket, in time order.
+
+    Keeping both extremes keeps a one-reading spike visible at any rate.
+    """
+    if len(points) <= limit:
+        return points
+    buckets = max(1, limit // 2)
+    t0, t1 = points[0][0], points[-1][0]
+    span = (t1 - t0) or 1.0
+    grouped: list[list[tuple[float, float]]] = [[] for _ in range(buckets)]
+    for point in points:
+        grouped[min(buckets - 1, int((point[0] - t0) / span * buckets))].append(point)
+    out: list[tuple[float, float]] = []
+    for group in grouped:
+        if group:
+            low, high = min(group, key=lambda p: p[1]), max(group, key=lambda p: p[1])
+            out.extend(sorted({low, high}))
+    return out
+
+
+def _spark(points: list[tuple[float, float]], start: float, end: float, colour: str,
+           label: str) -> str:
+    width, height, pad = SPARK_WIDTH, SPARK_HEIGHT, 2.0
+    mark = ""
+    if points:
+        values = [v for _, v in points]
+        low, high = min(values), max(values)
+        if high - low < 1e-9:
+            low, high = low - 1, high + 1  # a flat line sits in the middle
+        span = end - start
+        coords = [((t - start) / span * width if span > 0 else width - pad,
+                   pad + (high - v) / (high - low) * (height - 2 * pad)) for t, v in points]
+        if len(coords) == 1:
+            x, y = coords[0]
+            mark = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="1.8" fill="{colour}"/>'
+        else:
+            mark = f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in coords)}"/>'
+    # Numbers only inside the SVG: nothing from Kafka reaches it as text.
+    return (f'<figure class="spark"><figcaption>{label} · 5 min</figcaption>'
+            f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+            f'preserveAspectRatio="none" role="img" aria-label="{label}, last 5 minutes">'
+            f'<g fill="none" stroke="{colour}" stroke-width="1.6" stroke-linejoin="round">'
+            f"{mark}</g></svg></figure>")
+
+
+def sparklines(samples: Sequence[Sample], window: timedelta = timedelta(minutes=5), *,
+               muted: bool = False) -> str:
+    """Temperature and humidity of the window as two inline SVG lines (no plotting library).
+
+    The x axis spans the last ``window`` before the newest sample, or less while there
+    is less (the line fills the card); at most :data:`SPARK_POINTS` points each.
+    ``muted`` greys them out (a stale sensor).
+    """
+    if samples:
+        end = samples[-1].timestamp.timestamp()
+        start = max(samples[0].timestamp.timestamp(), end - window.total_seconds())
+        kept = [s for s in samples if s.timestamp.timestamp() >= start]
+    else:
+        start = end = 0.0
+        kept = []
+    temps = _downsample([(s.timestamp.timestamp(), s.temperature) for s in kept], SPARK_POINTS)
+    hums = _downsample([(s.timestamp.timestamp(), s.humidity) for s in kept], SPARK_POINTS)
+    return (f'<div class="sparks{" muted" if muted else ""}" data-points="{len(kept)}">'
+            f"{_spark(temps, start, end, TEMP_COLOUR, 'temperature')}"
+            f"{_spark(hums, start, end, HUM_COLOUR, 'humidity')}</div>")
 
 
 def alert_feed(alerts: Sequence[AlertView], now: datetime) -> str:

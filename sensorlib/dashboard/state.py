@@ -1,10 +1,18 @@
 """Live dashboard state: bounded, thread-safe buffers of readings and alerts (no Kafka, no UI).
 
 The background feed writes into one :class:`LiveState` per server process; every browser
-session reads from it through its own :class:`SessionCursor`, which hands back only what
-changed since that session last looked. Memory is bounded by construction: a per-sensor
-deque that is both time-bounded (the window) and count-bounded, a capped number of
-sensors (least recently updated evicted first) and a capped alert feed.
+session reads from it: :meth:`LiveState.board` picks the page of sensors it shows (worst
+first, filtered, paginated: a thousand sensors cost the browser one page of cards) and
+:meth:`LiveState.samples` hands back only the sparkline points a card has not seen yet.
+Memory is bounded by construction: a per-sensor deque that is both time-bounded (the
+window) and count-bounded, a capped number of sensors (least recently updated evicted
+first) and a capped alert feed.
+
+A sensor's status is its last reading's (the reference rules: critical, warning,
+normal) until no reading has *arrived* for ``stale_after`` by the wall clock; then it is
+``stale``. Arrival is when the dashboard received the record (for records read back at
+start-up, the broker's timestamp), not the reading's own event time: a producer with a
+skewed clock must not make its sensors look silent.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import bisect
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -23,20 +31,35 @@ if TYPE_CHECKING:
     from sensorlib.events import Alert, Reading
 
 __all__ = [
+    "STATUSES",
     "AlertView",
+    "Board",
     "Counts",
     "KafkaStatus",
     "LagHistory",
     "LiveState",
     "Sample",
     "SensorView",
-    "SessionCursor",
-    "Update",
+    "default_stale_after",
     "relative_time",
+    "select_sensors",
     "utc_now",
 ]
 
 Clock = Callable[[], datetime]
+
+#: Every status a card can have, worst first (the order of the board).
+STATUSES = ("critical", "warning", "stale", "normal")
+_RANK = {status: rank for rank, status in enumerate(STATUSES)}
+
+
+def default_stale_after(interval: float) -> timedelta:
+    """How long without a reading before a sensor is stale: 3 intervals, at least 10 s.
+
+    >>> default_stale_after(2.0), default_stale_after(30.0)
+    (datetime.timedelta(seconds=10), datetime.timedelta(seconds=90))
+    """
+    return timedelta(seconds=max(3 * interval, 10.0))
 
 
 def utc_now() -> datetime:
@@ -87,7 +110,12 @@ class Sample:
 
 @dataclass(frozen=True, slots=True)
 class SensorView:
-    """What a sensor card shows."""
+    """What a sensor card shows.
+
+    ``status`` is what the card says: ``value_status`` (the last reading's, by the
+    reference rules) or ``"stale"`` once nothing arrived for ``stale_after``.
+    ``arrived`` is when the last reading reached the dashboard (wall clock).
+    """
 
     sensor_id: str
     location: str
@@ -97,6 +125,8 @@ class SensorView:
     status: str
     version: int
     samples: int
+    value_status: str = "normal"
+    arrived: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,16 +170,16 @@ class KafkaStatus:
 class _Series:
     """One sensor's samples: ordered by event time, bounded by time and by count."""
 
-    __slots__ = ("location", "reset_seq", "samples", "sensor_id", "touched", "version")
+    __slots__ = ("arrived", "location", "reset_seq", "samples", "sensor_id", "version")
 
-    def __init__(self, sensor_id: str, location: str, maxlen: int) -> None:
+    def __init__(self, sensor_id: str, location: str, maxlen: int, arrived: datetime) -> None:
         self.sensor_id = sensor_id
         self.location = location
         self.samples: deque[Sample] = deque(maxlen=maxlen)
         self.version = 0
         # A session that saw less than reset_seq must redraw rather than append.
         self.reset_seq = 0
-        self.touched = 0
+        self.arrived = arrived
 
     def add(self, sample: Sample, window: timedelta) -> None:
         samples = self.samples
@@ -170,7 +200,6 @@ class _Series:
         if dropped and not samples:
             self.reset_seq = sample.seq
         self.version = sample.seq
-        self.touched = sample.seq
 
 
 class LiveState:
@@ -181,7 +210,8 @@ class LiveState:
         max_samples: per-sensor cap, whatever the rate.
         max_sensors: cap on distinct sensors; the least recently updated one goes first.
         max_alerts: length of the alert feed.
-        clock: the wall clock (for relative times and the Kafka status).
+        stale_after: a sensor with no reading arriving for this long is ``stale``.
+        clock: the wall clock (arrival of readings, staleness, the Kafka status).
     """
 
     def __init__(
@@ -189,13 +219,17 @@ class LiveState:
         *,
         window: timedelta = timedelta(minutes=5),
         max_samples: int = 3000,
-        max_sensors: int = 200,
+        max_sensors: int = 2000,
         max_alerts: int = 200,
+        stale_after: timedelta = timedelta(seconds=10),
         clock: Clock = utc_now,
     ) -> None:
+        if stale_after <= timedelta(0):
+            raise ValueError(f"stale_after must be positive, got {stale_after}")
         self.window = window
         self.max_samples = max_samples
         self.max_sensors = max_sensors
+        self.stale_after = stale_after
         self.clock = clock
         self._lock = threading.Lock()
         self._seq = 0
@@ -211,18 +245,25 @@ class LiveState:
 
     # -- writers (the feed threads) -----------------------------------------
 
-    def add_reading(self, reading: Reading) -> None:
-        """Record a reading (any order; late ones are slotted in by event time)."""
+    def add_reading(self, reading: Reading, arrived: datetime | None = None) -> None:
+        """Record a reading (any order; late ones are slotted in by event time).
+
+        ``arrived`` is when it reached us (default: the clock, now); the feed passes the
+        broker's timestamp for records read back at start-up.
+        """
+        now = self.clock()
+        arrived = now if arrived is None else min(arrived, now)
         with self._lock:
             self._seq += 1
             series = self._series.get(reading.sensor_id)
             if series is None:
-                series = _Series(reading.sensor_id, reading.location, self.max_samples)
+                series = _Series(reading.sensor_id, reading.location, self.max_samples, arrived)
                 self._series[reading.sensor_id] = series
                 while len(self._series) > self.max_sensors:
                     self._series.popitem(last=False)
             else:
                 self._series.move_to_end(reading.sensor_id)
+                series.arrived = max(series.arrived, arrived)
             series.location = reading.location
             sample = Sample(self._seq, reading.timestamp, reading.temperature, reading.humidity)
             series.add(sample, self.window)
@@ -295,10 +336,18 @@ class LiveState:
         """The feed's view of Kafka."""
         return self._kafka
 
-    def sensors(self) -> list[SensorView]:
-        """One view per sensor, sorted by sensor id."""
+    def sensors(self, now: datetime | None = None) -> list[SensorView]:
+        """One view per sensor, sorted by sensor id; stale ones as of ``now`` (the clock)."""
+        stale_before = (self.clock() if now is None else now) - self.stale_after
         with self._lock:
-            return [_sensor_view(s) for _, s in sorted(self._series.items()) if s.samples]
+            return [_sensor_view(s, stale_before)
+                    for _, s in sorted(self._series.items()) if s.samples]
+
+    def board(self, *, query: str = "", status: str = "all", page: int = 0,
+              size: int = 24, now: datetime | None = None) -> Board:
+        """One page of sensors, worst first, filtered (see :func:`select_sensors`)."""
+        return select_sensors(self.sensors(now), query=query, status=status, page=page,
+                              size=size)
 
     def samples(self, sensor_id: str, after: int = 0) -> tuple[list[Sample], bool]:
         """The samples of ``sensor_id`` newer than ``after`` (a seq), and whether to redraw.
@@ -349,18 +398,84 @@ def _alert_order(alert: AlertView) -> tuple[datetime, str]:
     return (alert.detected_at, alert.alert_id)
 
 
-def _sensor_view(series: _Series) -> SensorView:
+def _sensor_view(series: _Series, stale_before: datetime) -> SensorView:
     last = series.samples[-1]
+    value_status = status_of(last.temperature, last.humidity)
     return SensorView(
         sensor_id=series.sensor_id,
         location=series.location,
         temperature=last.temperature,
         humidity=last.humidity,
         timestamp=last.timestamp,
-        status=status_of(last.temperature, last.humidity),
+        status="stale" if series.arrived < stale_before else value_status,
         version=series.version,
         samples=len(series.samples),
+        value_status=value_status,
+        arrived=series.arrived,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Board:
+    """The page of sensor cards one session shows, and what the rest of the fleet is.
+
+    ``views`` is the page (worst first); ``matched`` the sensors passing the filter,
+    ``total`` all sensors; ``by_status`` counts all sensors per status; ``page`` is
+    0-based and already clamped to ``pages``.
+    """
+
+    views: list[SensorView]
+    total: int
+    matched: int
+    page: int
+    pages: int
+    size: int
+    by_status: dict[str, int]
+
+    @property
+    def first(self) -> int:
+        """1-based position of the first card shown (0 when none)."""
+        return self.page * self.size + 1 if self.views else 0
+
+    @property
+    def last(self) -> int:
+        """1-based position of the last card shown."""
+        return self.page * self.size + len(self.views)
+
+    @property
+    def more(self) -> int:
+        """Matching sensors not on this page."""
+        return self.matched - len(self.views)
+
+
+def _worst_first(view: SensorView) -> tuple[int, str]:
+    return (_RANK.get(view.status, len(STATUSES)), view.sensor_id)
+
+
+def select_sensors(views: Iterable[SensorView], *, query: str = "", status: str = "all",
+                   page: int = 0, size: int = 24) -> Board:
+    """Filter, order worst first (critical, warning, stale, normal; then by id) and paginate.
+
+    ``query`` keeps sensors whose id or location contains it (case-insensitive);
+    ``status`` is ``"all"`` or one of :data:`STATUSES`; ``page`` out of range is clamped.
+    """
+    if status != "all" and status not in _RANK:
+        raise ValueError(f"status must be 'all' or one of {', '.join(STATUSES)}, got {status!r}")
+    if size < 1:
+        raise ValueError(f"size must be at least 1, got {size}")
+    everything = list(views)
+    by_status = dict.fromkeys(STATUSES, 0)
+    for view in everything:
+        by_status[view.status] = by_status.get(view.status, 0) + 1
+    needle = query.strip().casefold()
+    kept = [v for v in everything
+            if (status == "all" or v.status == status)
+            and (not needle or needle in v.sensor_id.casefold() or needle in v.location.casefold())]
+    kept.sort(key=_worst_first)
+    pages = max(1, -(-len(kept) // size))
+    page = min(max(page, 0), pages - 1)
+    return Board(views=kept[page * size:(page + 1) * size], total=len(everything),
+                 matched=len(kept), page=page, pages=pages, size=size, by_status=by_status)
 
 
 class LagHistory:
@@ -391,52 +506,3 @@ class LagHistory:
         """``{group: [(time, lag), …]}``, oldest first."""
         with self._lock:
             return {group: list(points) for group, points in self._points.items()}
-
-
-@dataclass
-class Update:
-    """What one session must push: the cards and sparklines that changed."""
-
-    sensors: list[SensorView] = field(default_factory=list)
-    new_sensors: list[str] = field(default_factory=list)
-    gone_sensors: list[str] = field(default_factory=list)
-    samples: dict[str, tuple[list[Sample], bool]] = field(default_factory=dict)
-    alerts_changed: bool = False
-
-    @property
-    def empty(self) -> bool:
-        return not (self.sensors or self.gone_sensors or self.samples or self.alerts_changed)
-
-
-class SessionCursor:
-    """What one browser session has already been sent; :meth:`poll` returns the rest."""
-
-    def __init__(self, state: LiveState) -> None:
-        self.state = state
-        self._version = -1
-        self._alerts_version = -1
-        self._seen: dict[str, int] = {}
-
-    def poll(self) -> Update:
-        """The changes since the previous call (cheap when nothing changed)."""
-        update = Update()
-        if self.state.version == self._version:
-            return update
-        self._version = self.state.version
-        views = self.state.sensors()
-        present = {v.sensor_id for v in views}
-        update.gone_sensors = [sid for sid in self._seen if sid not in present]
-        for sid in update.gone_sensors:
-            del self._seen[sid]
-        for view in views:
-            last = self._seen.get(view.sensor_id)
-            if last is None:
-                update.new_sensors.append(view.sensor_id)
-            if last is None or view.version > last:
-                update.sensors.append(view)
-                update.samples[view.sensor_id] = self.state.samples(view.sensor_id, last or 0)
-                self._seen[view.sensor_id] = view.version
-        if self.state.alerts_version != self._alerts_version:
-            self._alerts_version = self.state.alerts_version
-            update.alerts_changed = True
-        return update

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ import pytest
 
 from sensorlib.broker import free_port
 from sensorlib.config import Settings
-from sensorlib.dashboard import serve_command
+from sensorlib.dashboard import app_path, serve_command
 from sensorlib.events import Alert, Reading, alert_id
 from sensorlib.kafka_io import ensure_topics, make_producer
 from sensorlib.simulate import FaultRates, Simulator
@@ -47,14 +48,26 @@ class Dashboard:
                 self.process.wait(timeout=15)
 
 
-def start_dashboard(settings: Settings, log: Path, *, wait: float = 90.0) -> Dashboard:
-    """Run the dashboard server as a subprocess on a free port; return once it answers."""
+def plain_panel_serve(settings: Settings) -> list[str]:
+    """``panel serve dashboards/live.py`` as a user may run it: no Host guard, no flags."""
+    return [sys.executable, "-m", "panel", "serve", str(app_path()),
+            "--port", str(settings.dashboard_port), "--address", "127.0.0.1"]
+
+
+def start_dashboard(settings: Settings, log: Path, *, wait: float = 90.0,
+                    command: Callable[[Settings], list[str]] = serve_command,
+                    env: dict[str, str] | None = None) -> Dashboard:
+    """Run the dashboard server as a subprocess on a free port; return once it answers.
+
+    ``command`` builds the argv (default: what ``sensorlib dashboard`` runs); ``env``
+    adds variables (e.g. ``SENSORLIB_STALE_AFTER``).
+    """
     port = free_port()
     settings = settings.replace(dashboard_port=port)
     env = {**os.environ, **settings.to_env(), "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log, "wb") as out:
-        process = subprocess.Popen(serve_command(settings), env=env, stdout=out,
+        process = subprocess.Popen(command(settings), env=env, stdout=out,
                                    stderr=subprocess.STDOUT)
     dashboard = Dashboard(f"http://127.0.0.1:{port}/live", settings, process, log)
     deadline = time.monotonic() + wait
@@ -123,6 +136,7 @@ class Kit:
 
     private_settings = staticmethod(private_settings)
     start_dashboard = staticmethod(start_dashboard)
+    plain_panel_serve = staticmethod(plain_panel_serve)
     produce_reading = staticmethod(produce_reading)
     produce_alert = staticmethod(produce_alert)
     seed_fleet = staticmethod(seed_fleet)

@@ -1,4 +1,4 @@
-"""The served dashboard in headless Chromium: back-fill, live pushes, alerts, XSS, Kafka tab."""
+"""The served dashboard in headless Chromium: back-fill, live pushes, alerts, STALE, XSS, Kafka tab."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.browser]
 
 #: Generous deadlines: the machine is shared, timings are the benchmark's business.
 DEADLINE_MS = 15_000
-XSS = "<img src=x onerror=alert(1)>"
-XSS_QUOTE = 'x" onmouseover="alert(2)'
+XSS = "<img src=x onerror=alert(document.domain)>"
+XSS_LOCATION = "<script>alert(2)</script>"
+XSS_QUOTE = 'x" onmouseover="alert(3)'
+XSS_REASON = '<b onmouseover="alert(4)">High</b> temperature: <svg onload=alert(5)>'
 
 
 def card(page: Any, sensor_id: str) -> Any:
@@ -45,6 +47,21 @@ def wait_text(locator: Any, text: str, timeout_ms: int = DEADLINE_MS) -> None:
     raise AssertionError(f"{text!r} did not appear; last text was {last!r}")
 
 
+def wait_style(locator: Any, prop: str, expected: str, timeout_ms: int = DEADLINE_MS) -> None:
+    """Poll a computed style until it is ``expected`` (cards re-render as the page reorders)."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            last = locator.evaluate(f"e => getComputedStyle(e).{prop}", timeout=1000)
+        except Exception:  # noqa: BLE001 — replaced while we looked; look again
+            last = "(detached)"
+        if last == expected:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{prop} stayed {last!r}, expected {expected!r}")
+
+
 def open_live(page: Any, dashboard: Any) -> None:
     page.goto(dashboard.url)
     card(page, "sensor-01").wait_for(timeout=30_000)
@@ -57,11 +74,17 @@ def test_backfill_shows_the_five_reference_sensors(page: Any, dashboard: Any,
         box = card(page, spec.sensor_id)
         box.wait_for(timeout=DEADLINE_MS)
         assert spec.location in box.inner_text()
-        assert box.get_attribute("data-status") in ("normal", "warning", "critical")
-    # Back-filled history draws the sparklines: two Bokeh canvases per card.
+        # The seeded readings stop at start-up: by now they may have gone STALE.
+        assert box.get_attribute("data-status") in ("normal", "warning", "critical", "stale")
+    # Back-filled history draws the sparklines: two SVG lines per card, numbers only.
     readings = page.locator('[data-count="readings-window"] .stat-value').inner_text()
     assert int(readings.replace(",", "")) >= 5 * 50
-    time.sleep(1.0)  # let the sparklines paint before the picture
+    lines = page.locator(".sparks polyline")
+    deadline = time.monotonic() + DEADLINE_MS / 1000
+    while lines.count() < 2 * len(REFERENCE_FLEET) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    points = lines.evaluate_all("els => els.map(e => e.points.numberOfItems)")
+    assert len(points) >= 2 * len(REFERENCE_FLEET) and min(points) >= 40
     screenshot("live-backfill")
 
 
@@ -81,8 +104,7 @@ def test_a_new_sensor_gets_a_card_and_critical_stands_out(kit: Any, page: Any, d
     wait_text(box, "Test Bench")
     assert box.get_attribute("data-status") == "critical"
     assert "CRITICAL" in box.inner_text()
-    colour = box.locator(".badge").evaluate("e => getComputedStyle(e).backgroundColor")
-    assert colour == "rgb(255, 59, 59)"
+    wait_style(box.locator(".badge"), "backgroundColor", "rgb(255, 59, 59)")
     screenshot("live-new-sensor-critical")
 
 
@@ -105,26 +127,59 @@ def test_a_critical_alert_appears_first_in_the_feed(kit: Any, page: Any, dashboa
     screenshot("live-alert-feed")
 
 
+def test_a_silent_sensor_turns_stale_and_grey(kit: Any, page: Any, dashboard: Any,
+                                              screenshot: Callable[[str], Path]) -> None:
+    open_live(page, dashboard)
+    sensor = f"sensor-quiet-{uuid.uuid4().hex[:4]}"
+    kit.produce_reading(dashboard.settings, sensor, 21.5, 50.0, "Attic")
+    box = card(page, sensor)
+    wait_text(box, "NORMAL")
+    assert box.get_attribute("data-status") == "normal"
+    # Default: 3 × SENSORLIB_INTERVAL (2 s), at least 10 s, by the wall clock.
+    wait_text(box, "STALE", timeout_ms=40_000)
+    assert box.get_attribute("data-status") == "stale"
+    assert "no reading for" in box.locator(".updated").inner_text()
+    wait_style(box.locator(".badge"), "color", "rgb(201, 209, 217)")
+    # It speaks again: the value-based status is back.
+    kit.produce_reading(dashboard.settings, sensor, 33.0, 50.0, "Attic")
+    wait_text(box, "WARNING")
+    screenshot("live-stale")
+
+
 def test_untrusted_strings_are_shown_as_text_and_run_nothing(
         kit: Any, page: Any, dashboard: Any, screenshot: Callable[[str], Path]) -> None:
     open_live(page, dashboard)
-    kit.produce_reading(dashboard.settings, XSS, 20.0, 50.0, XSS)
-    kit.produce_reading(dashboard.settings, XSS_QUOTE, 20.0, 50.0, "<script>alert(3)</script>")
-    alert = kit.produce_alert(dashboard.settings, XSS, XSS, f"High temperature: {XSS}")
+    kit.produce_reading(dashboard.settings, XSS, 20.0, 50.0, XSS_LOCATION)
+    kit.produce_reading(dashboard.settings, XSS_QUOTE, 20.0, 50.0, XSS)
+    alert = kit.produce_alert(dashboard.settings, XSS, XSS_LOCATION, XSS_REASON)
     box = card(page, XSS)
     wait_text(box, XSS)
     assert box.locator(".sensor-id").inner_text() == XSS
-    assert box.locator(".location").inner_text() == XSS
+    assert box.locator(".location").inner_text() == XSS_LOCATION
     quoted = card(page, XSS_QUOTE)
-    wait_text(quoted, "<script>alert(3)</script>")
+    wait_text(quoted, XSS)
     row = page.locator(f'.alert-row[data-alert="{alert.alert_id}"]')
-    wait_text(row, f"High temperature: {XSS}")
+    wait_text(row, XSS_REASON)
+    assert row.locator(".alert-sensor").inner_text() == XSS
+    assert row.locator(".alert-location").inner_text() == XSS_LOCATION
+    assert row.locator(".alert-reason").inner_text() == XSS_REASON
     quoted.hover()
+    row.hover()
     time.sleep(1.0)  # give an injected handler every chance to fire
     assert page.dialogs == []
     assert page.locator('img[src="x"]').count() == 0
-    assert page.locator("script", has_text="alert(3)").count() == 0
+    assert page.locator("svg[onload]").count() == 0
+    assert page.locator("script", has_text="alert(2)").count() == 0
     screenshot("live-xss-as-text")
+
+    # The search box echoes what is typed into the summary: still text.
+    search = page.locator(".sensor-search input")
+    search.fill(XSS_LOCATION)
+    wait_text(page.locator(".board-summary"), f"“{XSS_LOCATION}”")
+    wait_text(box.locator(".location"), XSS_LOCATION)  # found by its location
+    search.fill("")
+    time.sleep(0.5)
+    assert page.dialogs == []
 
     # The message browser shows the raw records: still text.
     page.locator(".bk-tab", has_text="Kafka").click()

@@ -12,13 +12,16 @@ from hypothesis import strategies as st
 
 from sensorlib.config import Settings
 from sensorlib.dashboard import render, serve_command
+from sensorlib.dashboard.feed import stale_after
 from sensorlib.dashboard.state import (
     AlertView,
     LagHistory,
     LiveState,
-    SessionCursor,
+    default_stale_after,
     relative_time,
+    select_sensors,
 )
+from sensorlib.errors import ConfigError
 from sensorlib.events import Alert, Reading
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -125,45 +128,179 @@ def test_alert_feed_is_newest_first_deduplicated_and_bounded() -> None:
     assert (counts.alerts_total, counts.alerts_critical, counts.alerts_warning) == (14, 4, 10)
 
 
-# -- sessions -----------------------------------------------------------------------
+# -- incremental samples (what a card has not drawn yet) -----------------------------
 
 
-def test_cursor_returns_only_what_changed() -> None:
+def test_samples_after_a_seq_are_only_the_new_ones() -> None:
     state = LiveState()
-    cursor = SessionCursor(state)
     state.add_reading(reading("sensor-01", 0))
     state.add_reading(reading("sensor-02", 0))
-    first = cursor.poll()
-    assert first.new_sensors == ["sensor-01", "sensor-02"]
-    assert all(full for _, full in first.samples.values())
-    assert cursor.poll().empty
+    first, full = state.samples("sensor-02")
+    assert full and len(first) == 1
+    seen = first[-1].seq
+    assert state.samples("sensor-02", seen) == ([], False)
     state.add_reading(reading("sensor-02", 2, temperature=25.0))
-    update = cursor.poll()
-    assert [v.sensor_id for v in update.sensors] == ["sensor-02"]
-    samples, full = update.samples["sensor-02"]
+    samples, full = state.samples("sensor-02", seen)
     assert not full and [s.temperature for s in samples] == [25.0]
-    state.add_alert(alert(1))
-    assert cursor.poll().alerts_changed
+    assert state.samples("nobody", 0) == ([], True)
 
 
-def test_cursor_redraws_after_a_late_reading() -> None:
+def test_a_late_reading_asks_for_a_redraw() -> None:
     state = LiveState()
-    cursor = SessionCursor(state)
     for at in (0, 2, 4):
         state.add_reading(reading(at=at))
-    cursor.poll()
+    seen = state.sensors()[0].version
     state.add_reading(reading(at=1))
-    samples, full = cursor.poll().samples["sensor-01"]
+    samples, full = state.samples("sensor-01", seen)
     assert full and len(samples) == 4
 
 
-def test_many_sessions_do_not_grow_the_state() -> None:
+def test_many_boards_do_not_grow_the_state() -> None:
     state = LiveState(max_samples=50)
     for i in range(1000):
         state.add_reading(reading(f"sensor-{i % 5}", i))
         if i % 10 == 0:
-            SessionCursor(state).poll()  # sessions come and go; the state keeps no trace
+            state.board(query="sensor", page=3)  # sessions come and go; the state keeps no trace
     assert sum(len(state.window_samples(v.sensor_id)) for v in state.sensors()) == 250
+
+
+# -- stale ---------------------------------------------------------------------------
+
+
+class Clock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+
+def test_a_silent_sensor_turns_stale_after_stale_after_by_arrival() -> None:
+    clock = Clock(T0)
+    state = LiveState(stale_after=timedelta(seconds=10), clock=clock)
+    state.add_reading(reading("quiet", 0, temperature=36.0))
+    state.add_reading(reading("chatty", 0))
+    clock.advance(9.9)
+    state.add_reading(reading("chatty", 2))
+    assert {v.sensor_id: v.status for v in state.sensors()} == {"chatty": "normal",
+                                                                "quiet": "critical"}
+    clock.advance(0.2)  # 10.1 s since "quiet" last reported
+    views = {v.sensor_id: v for v in state.sensors()}
+    assert views["quiet"].status == "stale" and views["quiet"].value_status == "critical"
+    assert views["chatty"].status == "normal"
+    state.add_reading(reading("quiet", 20, temperature=21.0))  # it speaks again
+    assert {v.sensor_id: v.status for v in state.sensors()}["quiet"] == "normal"
+
+
+def test_staleness_uses_arrival_not_event_time() -> None:
+    clock = Clock(T0)
+    state = LiveState(stale_after=timedelta(seconds=10), clock=clock)
+    # A producer whose clock is an hour behind: its readings still arrive now.
+    state.add_reading(reading("skewed", -3600))
+    assert state.sensors()[0].status == "normal"
+    # Read back at start-up: it reached the broker a minute ago, so it is stale already.
+    state.add_reading(reading("old", 0), arrived=T0 - timedelta(minutes=1))
+    # An arrival time in the future (a skewed broker clock) counts as now.
+    state.add_reading(reading("future", 0), arrived=T0 + timedelta(hours=1))
+    views = {v.sensor_id: v for v in state.sensors()}
+    assert views["old"].status == "stale" and views["future"].status == "normal"
+    clock.advance(10.5)
+    assert views["future"].arrived == T0
+    assert {v.sensor_id: v.status for v in state.sensors()}["future"] == "stale"
+
+
+def test_a_back_filled_reading_never_moves_arrival_backwards() -> None:
+    clock = Clock(T0)
+    state = LiveState(stale_after=timedelta(seconds=10), clock=clock)
+    state.add_reading(reading("s", 2))
+    state.add_reading(reading("s", 0), arrived=T0 - timedelta(minutes=1))
+    assert state.sensors()[0].arrived == T0
+
+
+@pytest.mark.parametrize(("interval", "seconds"), [(0.5, 10), (2, 10), (5, 15), (60, 180)])
+def test_default_stale_after_is_three_intervals_at_least_ten_seconds(interval: float,
+                                                                     seconds: float) -> None:
+    assert default_stale_after(interval) == timedelta(seconds=seconds)
+
+
+def test_stale_after_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings().replace(interval=5.0)
+    assert stale_after(settings) == timedelta(seconds=15)
+    configured = Settings.from_env({"SENSORLIB_STALE_AFTER": "1m", "SENSORLIB_INTERVAL": "5"})
+    assert stale_after(configured) == timedelta(minutes=1)
+    for bad in ("0", "soon", "-3s"):
+        with pytest.raises(ConfigError, match="SENSORLIB_STALE_AFTER"):
+            Settings.from_env({"SENSORLIB_STALE_AFTER": bad})
+    with pytest.raises(ValueError, match="stale_after"):
+        LiveState(stale_after=timedelta(0))
+
+
+# -- the board: worst first, filtered, paginated ---------------------------------------
+
+
+def fleet(clock: Clock, *, critical: int = 0, warning: int = 0, stale: int = 0,
+          normal: int = 0) -> LiveState:
+    """A state with that many sensors of each status (ids say which)."""
+    state = LiveState(stale_after=timedelta(seconds=10), clock=clock)
+    for status, n, temperature in (("critical", critical, 40.0), ("warning", warning, 32.0),
+                                   ("stale", stale, 20.0), ("normal", normal, 20.0)):
+        for i in range(n):
+            arrived = T0 - timedelta(minutes=1) if status == "stale" else None
+            state.add_reading(reading(f"{status}-{i:04d}", 0, temperature,
+                                      location=f"Hall {i % 7}"), arrived=arrived)
+    return state
+
+
+def test_board_is_worst_first_and_capped() -> None:
+    state = fleet(Clock(T0), critical=3, warning=5, stale=4, normal=988)
+    board = state.board(size=24)
+    assert [v.status for v in board.views] == (["critical"] * 3 + ["warning"] * 5
+                                               + ["stale"] * 4 + ["normal"] * 12)
+    assert [v.sensor_id for v in board.views[:3]] == ["critical-0000", "critical-0001",
+                                                      "critical-0002"]
+    assert (board.total, board.matched, board.more, board.pages) == (1000, 1000, 976, 42)
+    assert (board.first, board.last) == (1, 24)
+    assert board.by_status == {"critical": 3, "warning": 5, "stale": 4, "normal": 988}
+
+
+def test_board_pages_and_clamps() -> None:
+    state = fleet(Clock(T0), critical=2, normal=48)
+    second = state.board(page=1, size=24)
+    assert (second.first, second.last, second.page) == (25, 48, 1)
+    last = state.board(page=99, size=24)
+    assert (last.page, last.first, last.last, len(last.views)) == (2, 49, 50, 2)
+    assert state.board(page=-5, size=24).page == 0
+
+
+def test_board_search_and_status_filter() -> None:
+    state = fleet(Clock(T0), critical=3, warning=5, normal=92)
+    found = state.board(query="  NORMAL-0042 ")
+    assert [v.sensor_id for v in found.views] == ["normal-0042"] and found.matched == 1
+    hall = state.board(query="hall 0")  # the location counts too: ids 0, 7, 14, … of each kind
+    assert hall.matched == 1 + 1 + 14
+    assert [v.sensor_id for v in hall.views[:3]] == ["critical-0000", "warning-0000",
+                                                     "normal-0000"]
+    warnings = state.board(status="warning")
+    assert warnings.matched == 5 and {v.status for v in warnings.views} == {"warning"}
+    assert warnings.by_status["normal"] == 92  # the counts are of the whole fleet
+    nothing = state.board(query="no such sensor")
+    assert (nothing.views, nothing.matched, nothing.first, nothing.pages) == ([], 0, 0, 1)
+    with pytest.raises(ValueError, match="status"):
+        state.board(status="purple")
+    with pytest.raises(ValueError, match="size"):
+        select_sensors([], size=0)
+
+
+def test_a_thousand_sensors_fit_under_the_cap() -> None:
+    state = LiveState()
+    for i in range(1000):
+        state.add_reading(reading(f"s-{i:04d}"))
+    assert state.counts().sensors == 1000 == len(state.sensors())
 
 
 def test_lag_history_is_bounded_by_time() -> None:
@@ -231,9 +368,73 @@ def test_banner_only_when_kafka_is_down() -> None:
 def test_serve_command() -> None:
     settings = Settings().replace(dashboard_port=5999, host="127.0.0.1")
     argv = serve_command(settings)
-    assert argv[1:4] == ["-m", "panel", "serve"]
-    assert argv[4].endswith("dashboards/live.py")
+    assert argv[1:3] == ["-m", "sensorlib.dashboard.server"]  # panel serve + the Host guard
+    assert argv[3].endswith("dashboards/live.py")
     assert argv[argv.index("--port") + 1] == "5999"
     assert argv[argv.index("--address") + 1] == "127.0.0.1"
     origins = [argv[i + 1] for i, a in enumerate(argv) if a == "--allow-websocket-origin"]
-    assert "127.0.0.1:5999" in origins and "localhost:5999" in origins
+    assert sorted(origins) == ["127.0.0.1:5999", "localhost:5999"]
+    wide = Settings().replace(dashboard_port=5006, host="0.0.0.0",
+                              allowed_hosts=("Dash.Example.com", "10.0.0.7", "proxy.example:443"))
+    origins = [a for i, a in enumerate(serve_command(wide)) if i and
+               serve_command(wide)[i - 1] == "--allow-websocket-origin"]
+    assert sorted(origins) == ["10.0.0.7:5006", "127.0.0.1:5006", "dash.example.com:5006",
+                               "localhost:5006", "proxy.example:443"]  # loopback names stay
+    assert "*" not in " ".join(origins)
+
+
+# -- rendering of the new states ---------------------------------------------------------
+
+
+def test_a_stale_card_is_grey_and_says_for_how_long() -> None:
+    clock = Clock(T0)
+    state = LiveState(stale_after=timedelta(seconds=10), clock=clock)
+    state.add_reading(reading("s", 0, temperature=40.0))
+    clock.advance(75)
+    card = render.sensor_card(state.sensors()[0], clock.at)
+    assert 'data-status="stale"' in card and "badge-stale" in card and ">STALE<" in card
+    assert "no reading for 1 min · last values CRITICAL" in card
+    assert render.STATUS_COLOURS["stale"] == "#8b949e"
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_board_summary_escapes_the_search(payload: str) -> None:
+    state = fleet(Clock(T0), critical=1, normal=30)
+    summary = render.board_summary(state.board(query=payload), payload)
+    assert "<img" not in summary and "<script" not in summary and 'onmouseover="' not in summary
+    summary = render.board_summary(state.board(), "")
+    assert "31 sensors" in summary and "Showing 1–24, worst first" in summary
+    assert 'data-more="7"' in summary and "and 7 more" in summary
+    assert 'data-status-count="critical">1 critical' in summary
+
+
+def test_sparklines_are_numbers_only_and_bounded() -> None:
+    state = LiveState(max_samples=10_000)
+    for i in range(2000):  # 2,000 readings in the window, one spike
+        state.add_reading(reading("s", i * 0.1, temperature=80.0 if i == 1234 else 20.0 + i % 3,
+                                  location="<img src=x onerror=alert(1)>"))
+    svg = render.sparklines(state.window_samples("s"))
+    lines = re.findall(r'<polyline points="([^"]*)"', svg)
+    assert len(lines) == 2
+    for points in lines:
+        assert re.fullmatch(r"[0-9., -]+", points)
+        assert len(points.split()) <= render.SPARK_POINTS
+    top = min(float(p.split(",")[1]) for p in lines[0].split())
+    assert top == 2.0  # the one-reading spike survives the downsampling
+    assert "<img" not in svg and 'data-points="2000"' in svg
+
+
+def test_sparklines_of_one_or_no_sample() -> None:
+    assert "<polyline" not in render.sparklines([]) and "<circle" not in render.sparklines([])
+    state = LiveState()
+    state.add_reading(reading("s", 0))
+    one = render.sparklines(state.window_samples("s"))
+    assert one.count("<circle") == 2 and "<polyline" not in one
+
+
+def test_sparklines_span_at_most_the_window() -> None:
+    state = LiveState(window=timedelta(minutes=10))
+    for i in range(0, 600, 2):  # 10 minutes of readings
+        state.add_reading(reading("s", i))
+    svg = render.sparklines(state.window_samples("s"), timedelta(minutes=5))
+    assert 'data-points="151"' in svg  # the last 5 minutes only
