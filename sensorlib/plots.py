@@ -23,6 +23,8 @@ from typing import Any
 
 import pandas as pd
 
+from sensorlib import colours
+
 __all__ = [
     "ALL",
     "FIELDS",
@@ -42,7 +44,7 @@ __all__ = [
 ]
 
 #: Alert marker and bar colours: the same whatever order severities appear in.
-SEVERITY_COLOURS = {"critical": "#d62728", "warning": "#f0a30a"}
+SEVERITY_COLOURS = colours.SEVERITY_COLOURS
 #: Sensor line colours: Category10 without its red and orange, so no sensor looks like an alert.
 SENSOR_PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#7f7f7f",
                   "#bcbd22", "#e377c2", "#393b79", "#637939")

@@ -23,9 +23,9 @@ from typing import Any
 
 import pandas as pd
 
+from sensorlib import colours
 from sensorlib.config import Settings
 from sensorlib.errors import EmptyReport, KafkaUnavailable, ReportError
-from sensorlib.plots import SEVERITY_COLOURS
 from sensorlib.replay import TimeLike, resolve_period
 
 __all__ = [
@@ -54,8 +54,7 @@ __all__ = [
 
 REPORT_NOTEBOOK = "04_report.ipynb"
 #: Background colours of the statuses (the dashboard's) and severities (the figures').
-STATUS_COLOURS = {"critical": SEVERITY_COLOURS["critical"], "warning": SEVERITY_COLOURS["warning"],
-                  "normal": "#27ae60", "stale": "#7f8c8d"}
+STATUS_COLOURS = colours.STATUS_COLOURS
 _KERNEL = "python3"
 _STATUS_RANK = {"normal": 0, "warning": 1, "critical": 2}
 #: Cells a spreadsheet would run as a formula begin with one of these.

@@ -12,6 +12,8 @@ import html
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from sensorlib import colours
+from sensorlib.dashboard import kafka_view
 from sensorlib.dashboard.state import (
     STATUSES,
     AlertView,
@@ -28,8 +30,7 @@ __all__ = ["alert_feed", "board_summary", "header", "kafka_banner", "refused", "
 
 #: Colours of the statuses (the reference's three, and grey for a silent sensor);
 #: critical must stand out.
-STATUS_COLOURS = {"normal": "#2ecc71", "warning": "#f5a623", "critical": "#ff3b3b",
-                  "stale": "#8b949e"}
+STATUS_COLOURS = colours.STATUS_COLOURS
 
 
 def text(value: object) -> str:
@@ -225,3 +226,21 @@ def kafka_banner(status: KafkaStatus, bootstrap: str, now: datetime) -> str:
         " — showing the last data received; reconnecting automatically."
         f'<div class="kafka-detail">{text(status.detail)}</div></div>'
     )
+
+
+def kafka_summary(snap: kafka_view.KafkaSnapshot) -> str:
+    """The Kafka tab's header: brokers, topics, other groups, cluster id (or the error)."""
+    t = text
+    if snap.error:
+        return (f'<div class="kafka-banner">Kafka admin queries failing: {t(snap.error)}'
+                f'<div class="kafka-detail">as of {t(snap.taken_at.strftime("%H:%M:%S"))} UTC'
+                "</div></div>")
+    return (f'<div class="stats"><div class="stat"><div class="stat-value">{len(snap.brokers)}</div>'
+            '<div class="stat-label">brokers</div></div>'
+            f'<div class="stat"><div class="stat-value">{len(snap.topics)}</div>'
+            '<div class="stat-label">project topics</div></div>'
+            f'<div class="stat"><div class="stat-value">{snap.other_groups}</div>'
+            '<div class="stat-label">other consumer groups</div></div>'
+            f'<div class="stat"><div class="stat-value" style="font-size:1em">'
+            f'{t(snap.cluster_id or "?")}</div><div class="stat-label">cluster id · as of '
+            f'{t(snap.taken_at.strftime("%H:%M:%S"))} UTC</div></div></div>')

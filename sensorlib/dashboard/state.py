@@ -269,11 +269,6 @@ class LiveState:
             series.add(sample, self.window)
             self._readings_total += 1
 
-    def add_readings(self, readings: Iterable[Reading]) -> None:
-        """Record several readings."""
-        for reading in readings:
-            self.add_reading(reading)
-
     def add_alert(self, alert: Alert) -> bool:
         """Record an alert; False when its id was already in the feed (a replay)."""
         with self._lock:

@@ -118,7 +118,10 @@ def test_top_alerts_put_critical_first_and_humidity_alerts_on_humidity() -> None
 
 
 def test_severity_colours_are_fixed_and_no_sensor_line_uses_them() -> None:
-    assert plots.SEVERITY_COLOURS == {"critical": "#d62728", "warning": "#f0a30a"}
+    from sensorlib.colours import STATUS_COLOURS  # one table: dashboard, report, figures
+
+    assert plots.SEVERITY_COLOURS == {"critical": STATUS_COLOURS["critical"],
+                                      "warning": STATUS_COLOURS["warning"]}
     assert not set(plots.SEVERITY_COLOURS.values()) & set(plots.SENSOR_PALETTE)
     colours = plots.sensor_colours([f"s{i}" for i in range(25)])
     assert not set(colours.values()) & set(plots.SEVERITY_COLOURS.values())
