@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import signal
 import sys
 import time
@@ -198,6 +197,14 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     print(f"report: {executed.with_suffix('.html')} (notebook {executed}; "
           f"index {executed.parent / 'index.html'})")
     return 0
+
+
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from sensorlib.dashboard import serve
+
+    serve(settings.replace(dashboard_port=args.port or settings.dashboard_port,
+                           host=args.host or settings.host), show=args.show)
+    return 0  # not reached: serve() becomes the server
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -414,19 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="health of each service and lag of each consumer group")
     status.set_defaults(handler=cmd_status)
 
-    for module in _PLUGIN_MODULES:
-        try:
-            register = importlib.import_module(module).register_cli
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        register(sub)
+    dashboard = sub.add_parser("dashboard", help="the live dashboard (Panel, :5006/live)")
+    _service_options(dashboard)
+    dashboard.add_argument("--show", action="store_true", help="open it in a browser")
+    dashboard.set_defaults(handler=cmd_dashboard)
     return parser
-
-
-#: Modules that add their own sub-commands with ``register_cli(sub)``.
-_PLUGIN_MODULES = ["sensorlib.dashboard"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

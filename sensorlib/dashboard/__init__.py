@@ -10,7 +10,6 @@ knows how to launch the server.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 from sensorlib.config import Settings
 from sensorlib.dashboard.hosts import websocket_origins
 
-__all__ = ["app_path", "register_cli", "serve_command"]
+__all__ = ["app_path", "serve", "serve_command"]
 
 
 def app_path() -> Path:
@@ -54,10 +53,10 @@ def serve_command(settings: Settings, *, port: int | None = None, host: str | No
     return argv
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    settings = settings.replace(dashboard_port=args.port or settings.dashboard_port,
-                                host=args.host or settings.host)
-    argv = serve_command(settings, show=args.show)
+def serve(settings: Settings, *, show: bool = False) -> None:
+    """Become the dashboard server on ``settings``' host and port (same pid: Ctrl-C and
+    SIGTERM reach it directly, no orphan). Does not return."""
+    argv = serve_command(settings, show=show)
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     print(f"Dashboard on http://{shown}:{settings.dashboard_port}/live "
           f"(Kafka {settings.bootstrap_servers}); Ctrl-C to stop.", file=sys.stderr, flush=True)
@@ -65,16 +64,4 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print("It answers only to the Host names " + ", ".join(settings.hosts())
               + "; set SENSORLIB_ALLOWED_HOSTS to reach it by another name.",
               file=sys.stderr, flush=True)
-    env = {**os.environ, **settings.to_env()}
-    # Become the server (same pid): Ctrl-C and SIGTERM reach it directly, no orphan.
-    os.execve(argv[0], argv, env)
-    return 0  # not reached
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    """Add ``sensorlib dashboard`` to the CLI."""
-    parser = sub.add_parser("dashboard", help="the live dashboard (Panel, :5006/live)")
-    parser.add_argument("--host", help="bind address (default SENSORLIB_HOST, 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default SENSORLIB_DASHBOARD_PORT, 5006)")
-    parser.add_argument("--show", action="store_true", help="open it in a browser")
-    parser.set_defaults(handler=_run)
+    os.execve(argv[0], argv, {**os.environ, **settings.to_env()})
