@@ -1,7 +1,7 @@
 """Dead letters: what the processor rejected, why, and where it came from, as a DataFrame.
 
-The processor sends every record that fails validation to the DLQ topic (see
-:func:`sensorlib.processor.dead_letter`): the raw bytes (as text, or base64 when they are
+The processor sends every record that fails validation to the DLQ topic
+(:func:`dead_letter` builds the record): the raw bytes (as text, or base64 when they are
 not UTF-8), the reasons per field, and the source topic, partition, offset and record
 time. :func:`read_dead_letters` reads them like a replay (assign + seek, no consumer
 group, up to the end offsets at the start of the call); :func:`topic_size` counts the
@@ -10,18 +10,19 @@ records a topic holds from a point in time on.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
 import pandas as pd
-from kafka import TopicPartition
-from kafka.errors import KafkaError
 
 from sensorlib.config import Settings
-from sensorlib.errors import KafkaUnavailable
+from sensorlib.events import InvalidReading, format_timestamp
+from sensorlib.kafka_io import TopicReader
 from sensorlib.replay import CONSUMER_OPTIONS, ReplayError, TimeLike, resolve_period, to_utc
+from sensorlib.times import utcnow
 
-__all__ = ["DEAD_LETTER_COLUMNS", "read_dead_letters", "topic_size"]
+__all__ = ["DEAD_LETTER_COLUMNS", "dead_letter", "read_dead_letters", "topic_size"]
 
 #: Columns of :func:`read_dead_letters`.
 DEAD_LETTER_COLUMNS = {
@@ -32,35 +33,49 @@ DEAD_LETTER_COLUMNS = {
 }
 
 
-def _offsets(consumer: Any, topic: str, settings: Settings, since: pd.Timestamp | None
-             ) -> tuple[list[TopicPartition], dict[TopicPartition, int], dict[TopicPartition, int]]:
-    numbers = consumer.partitions_for_topic(topic)
-    if not numbers:
-        raise ReplayError(f"topic {topic!r} does not exist at {settings.bootstrap_servers}; "
-                          "create the topics with `sensorlib topics`")
-    parts = [TopicPartition(topic, p) for p in sorted(numbers)]
-    ends = consumer.end_offsets(parts)
-    begin = consumer.beginning_offsets(parts)
-    if since is not None:
-        found = consumer.offsets_for_times({tp: max(0, int(since.timestamp() * 1000))
-                                            for tp in parts})
-        begin = {tp: ends[tp] if found.get(tp) is None else max(found[tp].offset, begin[tp])
-                 for tp in parts}
-    return parts, begin, ends
+def _reader(settings: Settings, topic: str, since: pd.Timestamp | None, timeout: float = 30.0,
+            client_id: str = "sensorlib-dead-letters") -> TopicReader:
+    since_ms = None if since is None else max(0, int(since.timestamp() * 1000))
+    return TopicReader(settings, topic, since_ms=since_ms, idle_timeout=timeout,
+                       client_id=client_id, **CONSUMER_OPTIONS)
+
+
+def _missing(settings: Settings, topic: str) -> ReplayError:
+    return ReplayError(f"topic {topic!r} does not exist at {settings.bootstrap_servers}; "
+                       "create the topics with `sensorlib topics`")
 
 
 def topic_size(settings: Settings, topic: str, since: TimeLike | None = None) -> int:
     """Records on ``topic`` that arrived from ``since`` (Kafka's record time) to now."""
-    from sensorlib.kafka_io import make_consumer
+    with _reader(settings, topic, to_utc(since), client_id="sensorlib-size") as reader:
+        if not reader.exists:
+            raise _missing(settings, topic)
+        return reader.total
 
-    consumer = make_consumer(settings, client_id="sensorlib-size", **CONSUMER_OPTIONS)
+
+def dead_letter(record: Any, error: Exception) -> bytes:
+    """The DLQ value for a consumed ``record`` that failed with ``error``."""
+    raw: bytes = record.value if isinstance(record.value, bytes) else b""
     try:
-        parts, begin, ends = _offsets(consumer, topic, settings, to_utc(since))
-        return sum(max(0, ends[tp] - begin[tp]) for tp in parts)
-    except KafkaError as exc:
-        raise KafkaUnavailable(settings.bootstrap_servers, f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        consumer.close()
+        text: str | None = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    errors = (
+        [{"field": e.field, "reason": e.reason} for e in error.errors]
+        if isinstance(error, InvalidReading)
+        else [{"field": "body", "reason": str(error)}]
+    )
+    return json.dumps(
+        {
+            "errors": errors,
+            "source": {"topic": record.topic, "partition": record.partition,
+                       "offset": record.offset, "timestamp": record.timestamp},
+            "key": record.key,
+            "value": text,
+            "valueBase64": base64.b64encode(raw).decode() if text is None else None,
+            "rejectedAt": format_timestamp(utcnow()),
+        }
+    ).encode()
 
 
 def _row(value: bytes | None, partition: int, offset: int) -> dict[str, Any]:
@@ -108,44 +123,18 @@ def read_dead_letters(settings: Settings | None = None, start: TimeLike | None =
         ReplayError: bad period or missing topic.
         KafkaUnavailable: Kafka does not answer.
     """
-    import time
-
-    from sensorlib.kafka_io import make_consumer
-
     settings = Settings.from_env() if settings is None else settings
     t0, t1 = resolve_period(start, end)
     topic = settings.topic_dlq
-    consumer = make_consumer(settings, client_id="sensorlib-dead-letters", **CONSUMER_OPTIONS)
     rows: list[dict[str, Any]] = []
-    try:
-        # Letters are written as records are rejected: their record time is close to
-        # rejectedAt, so Kafka's time index finds the start (5 minutes early, for skew).
-        since = None if t0 is None else t0 - pd.Timedelta(minutes=5)
-        parts, begin, ends = _offsets(consumer, topic, settings, since)
-        remaining = {tp: ends[tp] for tp in parts if begin[tp] < ends[tp]}
-        if remaining:
-            consumer.assign(list(remaining))
-            for tp in remaining:
-                consumer.seek(tp, begin[tp])
-        last = time.monotonic()
-        while remaining:
-            batch = consumer.poll(timeout_ms=500)
-            for tp, records in batch.items():
-                stop = remaining.get(tp, -1)
-                rows.extend(_row(r.value, tp.partition, r.offset) for r in records
-                            if r.offset < stop)
-                if records:
-                    last = time.monotonic()
-            for tp in list(remaining):
-                if consumer.position(tp) >= remaining[tp]:
-                    del remaining[tp]
-            if remaining and time.monotonic() - last > timeout:
-                raise KafkaUnavailable(settings.bootstrap_servers,
-                                       f"no records from {topic} for {timeout:.0f}s")
-    except KafkaError as exc:
-        raise KafkaUnavailable(settings.bootstrap_servers, f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        consumer.close()
+    # Letters are written as records are rejected: their record time is close to
+    # rejectedAt, so Kafka's time index finds the start (5 minutes early, for skew).
+    since = None if t0 is None else t0 - pd.Timedelta(minutes=5)
+    with _reader(settings, topic, since, timeout) as reader:
+        if not reader.exists:
+            raise _missing(settings, topic)
+        for partition, records in reader:
+            rows.extend(_row(r.value, partition, r.offset) for r in records)
     frame = pd.DataFrame(rows, columns=list(DEAD_LETTER_COLUMNS))
     frame["rejectedAt"] = pd.to_datetime(frame["rejectedAt"], utc=True, errors="coerce")
     frame = frame.astype(DEAD_LETTER_COLUMNS)

@@ -31,7 +31,7 @@ from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 
 from sensorlib.config import Settings
 from sensorlib.detect import RuleConfig
-from sensorlib.dlq import dead_letter
+from sensorlib.deadletters import dead_letter
 from sensorlib.events import (
     Alert,
     EventTimeWindow,
