@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,17 +12,9 @@ from sensorlib.dashboard.feed import Feed
 from sensorlib.dashboard.kafka_view import KafkaMonitor
 from sensorlib.events import Reading
 from sensorlib.kafka_io import group_lag, make_producer
+from tests.support import eventually
 
 pytestmark = pytest.mark.kafka
-
-
-def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met before the deadline")
 
 
 def publish(settings: Settings, n: int, start: int = 0) -> None:
