@@ -30,8 +30,8 @@ from typing import Any
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 
 from sensorlib.config import Settings
-from sensorlib.detect import RuleConfig
 from sensorlib.deadletters import dead_letter
+from sensorlib.detect import RuleConfig
 from sensorlib.events import (
     Alert,
     EventTimeWindow,
@@ -50,6 +50,7 @@ from sensorlib.kafka_io import (
 )
 from sensorlib.pipeline import Pipeline
 from sensorlib.recent import RecentById
+from sensorlib.telemetry import AlertTracer, ProcessorMetrics, context_headers, tracing_enabled
 from sensorlib.times import to_us, utcnow
 
 log = logging.getLogger("sensorlib.processor")
@@ -109,6 +110,12 @@ class Processor:
             its predecessor's unfinished transaction at once).
         rules: detector configuration (default: from the settings' thresholds).
         max_records: records per poll, i.e. per transaction.
+        metrics: where the loop counts (default: a registry of its own); updated once per
+            transaction, never per record.
+
+    A reading that causes an alert may carry a W3C ``traceparent`` header: the alert is
+    published with a header continuing that trace (a span of its own when tracing is on,
+    :mod:`sensorlib.telemetry`; the reading's context unchanged when it is off).
     """
 
     def __init__(
@@ -120,8 +127,10 @@ class Processor:
         max_records: int = 5000,
         alert_history: int = 1000,
         clock: Callable[[], datetime] = utcnow,
+        metrics: ProcessorMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or ProcessorMetrics()
         self.instance = instance
         self.rules = rules or rules_from_settings(settings)
         self.max_records = max_records
@@ -219,6 +228,7 @@ class Processor:
     def _session(self, stop: threading.Event) -> None:
         s = self.settings
         self.stats.sessions += 1
+        self.metrics.sessions.inc()
         self.stats.session_started = time.time()
         self.stats.unassigned_since = time.time()
         self.stats.unowned = 0
@@ -287,12 +297,16 @@ class Processor:
         st = self.stats
         assignment = consumer.assignment()
         lag = 0
+        by_partition: dict[tuple[str, int], int] = {}
         for tp in assignment:
             high = consumer.highwater(tp)
             position = consumer.position(tp, timeout_ms=0) if high is not None else None
             if high is not None and position is not None:
-                lag += max(0, high - position)
+                behind = max(0, high - position)
+                by_partition[(tp.topic, tp.partition)] = behind
+                lag += behind
         st.lag = lag
+        self.metrics.set_lag(by_partition)
         now = time.time()
         if assignment:
             st.unassigned_since, st.unowned = None, 0
@@ -336,6 +350,7 @@ class Processor:
         out: list[Alert] = []
         dead: list[tuple[Any, Exception]] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        caused: list[tuple[Any, list[Alert]]] = []  # (record, its alerts): for traces
         processed = 0
         now_us = to_us(self.clock())
         judge = self.judge
@@ -348,7 +363,10 @@ class Processor:
                 if isinstance(got, InvalidReading):
                     dead.append((record, got))
                     continue
-                out.extend(pipeline.process_us(*got))
+                found = pipeline.process_us(*got)
+                if found:
+                    out.extend(found)
+                    caused.append((record, found))
                 processed += 1
             if records:
                 offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
@@ -359,12 +377,20 @@ class Processor:
         # Alert ids are deterministic: one already published (seen live, or read back
         # from the alerts topic at start-up) is never published again.
         out = [a for a in out if a.alert_id not in self._alerts]
+        if caused:
+            kept = {a.alert_id for a in out}
+            caused = [(r, new) for r, found in caused
+                      if (new := [a for a in found if a.alert_id in kept])]
         if not offsets and not out:
             return
+        spans = AlertTracer(s.topic_readings, s.topic_alerts) if tracing_enabled() else None
+        headers = self._alert_headers(caused, spans, batch) if caused or spans else {}
+        started = time.perf_counter()
         producer.begin_transaction()
         try:
             for alert in out:
-                producer.send(s.topic_alerts, key=alert.sensor_id, value=alert.to_json())
+                producer.send(s.topic_alerts, key=alert.sensor_id, value=alert.to_json(),
+                              headers=headers.get(alert.alert_id))
             for record, exc in dead:
                 producer.send(s.topic_dlq, key=record.key, value=dead_letter(record, exc))
             if offsets:
@@ -372,7 +398,9 @@ class Processor:
                 _bounded(lambda: producer.send_offsets_to_transaction(offsets, group),
                          "sending offsets to the transaction")
             _bounded(producer.commit_transaction, "committing the transaction")
-        except Exception:
+        except Exception as failure:
+            if spans is not None:
+                spans.end(failure)
             try:
                 _bounded(producer.abort_transaction, "aborting the transaction", timeout=10.0)
             except Exception as exc:  # noqa: BLE001 - the session is ending anyway
@@ -383,7 +411,27 @@ class Processor:
         self.stats.invalid += len(dead)
         self.stats.alerts += len(out)
         self.stats.last_commit = time.time()
+        if spans is not None:
+            spans.end()
+        self.metrics.committed(processed=processed, dead=dead, alerts=out, started=started,
+                               caused=caused)
         self._publish_state(out)
+
+    def _alert_headers(self, caused: list[tuple[Any, list[Alert]]], spans: AlertTracer | None,
+                       batch: dict[TopicPartition, list[Any]]) -> dict[str, Any]:
+        """Each alert id's record headers continuing its reading's trace (if it had one)."""
+        out: dict[str, Any] = {}
+        if spans is None:  # not tracing: forward the reading's context unchanged
+            for record, alerts in caused:
+                if record.headers:
+                    forwarded = context_headers(record.headers)
+                    if forwarded:
+                        out.update((a.alert_id, forwarded) for a in alerts)
+            return out
+        spans.batch(batch)
+        for record, alerts in caused:
+            out.update(spans.alerts(record, alerts))
+        return out
 
     def _tick(self) -> list[Alert]:
         """Drive the silence rule: event time advanced by the wall time since it was seen.
@@ -426,10 +474,13 @@ class Processor:
             if committed is None:
                 committed = consumer.beginning_offsets([tp])[tp]
             pipeline = Pipeline(window=self.window, rules=self.rules, clock=self.clock)
+            rebuild_started = time.perf_counter()
             history = read_history(self.settings, tp, self.window + WARM_EXTRA, committed,
                                    self.clock, accept=self.accepted)
             pipeline.warm(history)
             self.stats.warmed += len(history)
+            self.metrics.rebuild_seconds.observe(time.perf_counter() - rebuild_started)
+            self.metrics.rebuild_readings.inc(len(history))
             self._pipelines[tp] = pipeline
             if pipeline.watermark is not None:
                 self._watermark_wall[tp] = (pipeline.watermark, time.monotonic())

@@ -10,11 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 from kafka.errors import KafkaError
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind
 
 from sensorlib.config import Settings
 from sensorlib.errors import KafkaUnavailable, PublishError, SensorlibError
 from sensorlib.events import Reading
 from sensorlib.kafka_io import make_producer
+from sensorlib.telemetry import headers_for, tracer, tracing_enabled
 
 
 @dataclass(frozen=True)
@@ -51,23 +54,52 @@ class ReadingProducer:
             self._errors.append(exc)
 
     def send(self, reading: Reading) -> None:
-        """Queue one reading (asynchronous); failures surface at the next flush."""
-        future = self._producer.send(self.topic, key=reading.sensor_id, value=reading.to_json())
+        """Queue one reading (asynchronous); failures surface at the next flush.
+
+        With tracing on (:func:`sensorlib.telemetry.setup_tracing`) each reading starts a
+        trace whose context travels in the record's ``traceparent`` header.
+        """
+        if tracing_enabled():
+            with self._span(reading, None):
+                future = self._producer.send(self.topic, key=reading.sensor_id,
+                                             value=reading.to_json(), headers=headers_for())
+        else:
+            future = self._producer.send(self.topic, key=reading.sensor_id,
+                                         value=reading.to_json())
         future.add_errback(self._failed)
         self.sent += 1
+
+    def _span(self, reading: Reading, ctx: Any) -> Any:
+        return tracer().start_as_current_span(
+            f"{self.topic} publish", context=ctx, kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": "kafka", "messaging.operation.type": "publish",
+                        "messaging.destination.name": self.topic,
+                        "messaging.kafka.message.key": reading.sensor_id})
 
     def send_raw(self, key: str | None, value: bytes) -> None:
         """Queue raw bytes (used by tests and tools to inject foreign or broken records)."""
         self._producer.send(self.topic, key=key, value=value).add_errback(self._failed)
 
-    def publish(self, reading: Reading, timeout: float = 10.0) -> Published:
-        """Send one reading and wait for Kafka's acknowledgement."""
-        try:
-            meta = self._producer.send(
-                self.topic, key=reading.sensor_id, value=reading.to_json()
-            ).get(timeout=timeout)
-        except KafkaError as exc:
-            raise KafkaUnavailable(self.settings.bootstrap_servers, type(exc).__name__) from exc
+    def publish(self, reading: Reading, timeout: float = 10.0, *,
+                context: otel_context.Context | None = None) -> Published:
+        """Send one reading and wait for Kafka's acknowledgement.
+
+        ``context`` is the trace the reading belongs to (default: the current one, e.g.
+        the HTTP request's); its ``traceparent`` goes out in the record's headers. With
+        tracing off an incoming context is forwarded as it is; with none, no header.
+        """
+        with self._span(reading, context) as span:
+            headers = headers_for() or None
+            try:
+                meta = self._producer.send(
+                    self.topic, key=reading.sensor_id, value=reading.to_json(), headers=headers
+                ).get(timeout=timeout)
+            except KafkaError as exc:
+                raise KafkaUnavailable(self.settings.bootstrap_servers,
+                                       type(exc).__name__) from exc
+            if span.is_recording():
+                span.set_attribute("messaging.destination.partition.id", str(meta.partition))
+                span.set_attribute("messaging.kafka.offset", meta.offset)
         self.sent += 1
         return Published(meta.topic, meta.partition, meta.offset)
 

@@ -3,6 +3,10 @@
 :class:`System` starts each part as a child process (its log lines prefixed with its
 name), waits until each one's health check answers, prints the URLs, and on Ctrl-C or
 SIGTERM stops them all — children die with their parent, so no orphan is left.
+
+With ``observe`` (``sensorlib up --observe``) the local viewers start first: Zipkin
+(traces; the services export to it) and, when installed, Prometheus (scraping every
+service's ``/metrics``); see :mod:`sensorlib.viewers`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import httpx
@@ -45,6 +50,8 @@ class Service:
     url: str
     healthy_codes: tuple[int, ...] = (200,)
     process: subprocess.Popen[bytes] | None = None
+    #: Where a viewer's output goes (services' output is prefixed onto ours instead).
+    log: Path | None = None
 
 
 def _pump(name: str, stream: IO[bytes], out: Callable[[str], None]) -> None:
@@ -79,13 +86,61 @@ def service_plan(settings: Settings, *, dashboard: bool = True) -> list[Service]
     return plan
 
 
+#: Services whose ``/metrics`` Prometheus scrapes (the archiver and the dashboard join
+#: when they serve one).
+METRICS_SERVICES = ("producer", "processor")
+
+
+def viewer_plan(settings: Settings, services: list[Service],
+                out: Callable[[str], None]) -> tuple[list[Service], dict[str, str]]:
+    """The viewers of ``sensorlib up --observe`` and the environment the services need to
+    report to them (the Zipkin endpoint). Prometheus is left out, saying how to install
+    it, when it is missing."""
+    from sensorlib.viewers import (
+        PROMETHEUS_MISSING,
+        prometheus_command,
+        prometheus_config,
+        prometheus_executable,
+        resolve_zipkin,
+        viewer_ports,
+        viewer_urls,
+        zipkin_command,
+        zipkin_spans_endpoint,
+    )
+
+    zipkin_port, prometheus_port = viewer_ports()
+    urls = viewer_urls()
+    folder = settings.data_dir / "observe"
+    folder.mkdir(parents=True, exist_ok=True)
+    jar = resolve_zipkin(settings, progress=lambda m: out(f"{'zipkin':<10}| {m}"))
+    viewers = [Service("zipkin", zipkin_command(jar, zipkin_port), urls["zipkin"][1],
+                       urls["zipkin"][0], log=folder / "zipkin.log")]
+    env = {"OTEL_EXPORTER_ZIPKIN_ENDPOINT": zipkin_spans_endpoint(zipkin_port)}
+    if prometheus_executable() is None:
+        out(f"{'prometheus':<10}| {PROMETHEUS_MISSING}")
+        return viewers, env
+    targets = {s.name: s.health_url.split("/")[2] for s in services
+               if s.name in METRICS_SERVICES}
+    targets["zipkin"] = f"127.0.0.1:{zipkin_port}"
+    targets["prometheus"] = f"127.0.0.1:{prometheus_port}"
+    config = folder / "prometheus.yml"
+    config.write_text(prometheus_config(targets, metrics_paths={"zipkin": "/prometheus"}))
+    viewers.append(Service("prometheus", prometheus_command(config, folder / "prometheus-data",
+                                                            prometheus_port),
+                           urls["prometheus"][1], urls["prometheus"][0],
+                           log=folder / "prometheus.log"))
+    return viewers, env
+
+
 class System:
     """The broker (unless Kafka is external), the topics and the services, supervised."""
 
-    def __init__(self, settings: Settings, *, dashboard: bool = True,
+    def __init__(self, settings: Settings, *, dashboard: bool = True, observe: bool = False,
                  out: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.services = service_plan(settings, dashboard=dashboard)
+        self.observe = observe
+        self.viewers: list[Service] = []
         self.out = out or (lambda line: print(line, flush=True))
         self.kafka: Any = None
         self._started_broker = False
@@ -102,6 +157,8 @@ class System:
                 self.out(f"{'topics':<10}| {topic}: {status}")
             env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=self.settings.bootstrap_servers,
                        PYTHONUNBUFFERED="1")
+            if self.observe:
+                env = {**self._start_viewers(timeout), **env}  # a user's own endpoint wins
             # All children are forked before any pump thread exists: preexec_fn is only
             # safe in a process without other threads.
             for service in self.services:
@@ -121,6 +178,21 @@ class System:
             self.stop()
             raise
 
+    def _start_viewers(self, timeout: float) -> dict[str, str]:
+        """Start the viewers (output to their log files: no pump thread yet) and wait for
+        them, so the services' first spans are not lost; returns the services' extra env."""
+        self.viewers, env = viewer_plan(self.settings, self.services, self.out)
+        for viewer in self.viewers:
+            assert viewer.log is not None
+            with open(viewer.log, "ab") as log:
+                viewer.process = subprocess.Popen(
+                    viewer.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads yet
+                )
+            self.out(f"{viewer.name:<10}| starting (log: {viewer.log})")
+        self._wait_healthy(timeout, self.viewers)
+        return env
+
     def _start_broker(self) -> None:
         if self.settings.external:
             self.out(f"{'kafka':<10}| using the configured cluster at {self.settings.bootstrap_servers}")
@@ -132,15 +204,17 @@ class System:
         self.kafka.start(progress=lambda m: self.out(f"{'kafka':<10}| {m}"))
         self._started_broker = not already
 
-    def _wait_healthy(self, timeout: float) -> None:
+    def _wait_healthy(self, timeout: float, parts: list[Service] | None = None) -> None:
         deadline = time.monotonic() + timeout
-        pending = list(self.services)
+        pending = list(self.services if parts is None else parts)
         with httpx.Client(timeout=2.0) as client:
             while pending:
                 for service in list(pending):
                     if service.process and service.process.poll() is not None:
-                        raise SensorlibError(f"{service.name} exited with code {service.process.returncode} "
-                                             "during start-up (its last lines are above)")
+                        where = f"see {service.log}" if service.log else "its last lines are above"
+                        raise SensorlibError(f"{service.name} exited with code "
+                                             f"{service.process.returncode} during start-up "
+                                             f"({where})")
                     try:
                         if client.get(service.health_url).status_code in service.healthy_codes:
                             pending.remove(service)
@@ -154,19 +228,21 @@ class System:
 
     def urls(self) -> list[tuple[str, str]]:
         rows = [("kafka", self.settings.bootstrap_servers)]
-        rows += [(s.name, s.url) for s in self.services]
+        rows += [(s.name, s.url) for s in self.services + self.viewers]
         return rows
 
     def alive(self) -> bool:
-        return all(s.process is not None and s.process.poll() is None for s in self.services)
+        return all(s.process is not None and s.process.poll() is None
+                   for s in self.services + self.viewers)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the services (SIGTERM, then SIGKILL), then the broker if this started it."""
-        for service in self.services:
+        everything = self.services + self.viewers
+        for service in everything:
             if service.process and service.process.poll() is None:
                 service.process.terminate()
         deadline = time.monotonic() + timeout
-        for service in self.services:
+        for service in everything:
             if service.process is None:
                 continue
             try:
@@ -181,9 +257,11 @@ class System:
             self.kafka.stop()
 
 
-def run_system(settings: Settings, *, dashboard: bool = True) -> int:
-    """``sensorlib up``: start everything, print the URLs, run until Ctrl-C or SIGTERM."""
-    system = System(settings, dashboard=dashboard)
+def run_system(settings: Settings, *, dashboard: bool = True, observe: bool = False) -> int:
+    """``sensorlib up``: start everything, print the URLs, run until Ctrl-C or SIGTERM.
+
+    ``observe`` also starts the trace and metrics viewers (:func:`viewer_plan`)."""
+    system = System(settings, dashboard=dashboard, observe=observe)
     stop = threading.Event()
 
     def interrupt(signum: int, frame: object) -> None:
@@ -209,7 +287,8 @@ def run_system(settings: Settings, *, dashboard: bool = True) -> int:
     code = 0
     while not stop.is_set():
         if not system.alive():
-            dead = [s.name for s in system.services if s.process and s.process.poll() is not None]
+            dead = [s.name for s in system.services + system.viewers
+                    if s.process and s.process.poll() is not None]
             print(f"error: {', '.join(dead)} stopped unexpectedly; stopping everything", flush=True)
             code = 1
             break

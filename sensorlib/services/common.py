@@ -7,13 +7,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from sensorlib.config import Settings
 from sensorlib.events import MAX_BODY_BYTES
 from sensorlib.kafka_io import kafka_reachable
+from sensorlib.telemetry import setup_tracing
 
 #: Longest a client may take to send a request body by default (``SENSORLIB_BODY_TIMEOUT``).
 BODY_TIMEOUT = 10.0
@@ -122,3 +124,25 @@ def health_body(settings: Settings, problems: list[str], **details: Any) -> dict
 def health_response(body: dict[str, Any]) -> JSONResponse:
     """200 when ``body["ok"]``, else 503 — the contract of ``GET /health``."""
     return JSONResponse(status_code=200 if body.get("ok") else 503, content=body)
+
+
+def metrics_response(registry: CollectorRegistry) -> Response:
+    """``GET /metrics``: the registry in Prometheus's text exposition format."""
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def trace_app(app: FastAPI, service: str, settings: Settings) -> None:
+    """Trace the app's requests when tracing is configured (:func:`setup_tracing`).
+
+    The server span of each API request continues an incoming W3C ``traceparent``;
+    ``/health`` and ``/metrics`` (polled by supervisors and Prometheus) are not traced.
+    Also records the service's name and settings for :func:`sensorlib.services.serve`.
+    """
+    app.state.service_name = service
+    app.state.settings = settings
+    if not setup_tracing(service):
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="health,metrics",
+                                       exclude_spans=["receive", "send"])

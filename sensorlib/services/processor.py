@@ -3,6 +3,7 @@
 The loop runs in one background thread; the API reads copies of its committed state
 under a lock, so a request never sees a half-applied batch (the reference has races here).
 ``/api/aggregates`` answers the reference's shape, an object keyed by sensorId.
+``/metrics`` is the loop's Prometheus metrics (:class:`sensorlib.telemetry.ProcessorMetrics`).
 ``/health`` is 503 with ``problems`` naming each reason whenever the loop is not doing
 its job (see :meth:`sensorlib.processor.Processor.problems`).
 """
@@ -15,12 +16,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from sensorlib.config import Settings
 from sensorlib.kafka_io import ensure_topics, wait_for_kafka
 from sensorlib.processor import Processor
-from sensorlib.services.common import guard, health_body, health_response
+from sensorlib.services.common import (
+    guard,
+    health_body,
+    health_response,
+    metrics_response,
+    trace_app,
+)
 
 
 def create_app(settings: Settings | None = None, *, instance: str = "1") -> FastAPI:
@@ -52,6 +59,7 @@ def create_app(settings: Settings | None = None, *, instance: str = "1") -> Fast
     app = FastAPI(title="sensorlib processor", version="0.2.0", lifespan=lifespan)
     app.state.processor = processor
     guard(app, settings)
+    trace_app(app, "processor", settings)
 
     @app.get("/api/aggregates")
     def aggregates() -> dict[str, dict[str, Any]]:
@@ -70,5 +78,10 @@ def create_app(settings: Settings | None = None, *, instance: str = "1") -> Fast
     def health() -> JSONResponse:
         return health_response(health_body(settings, processor.problems(),
                                            **processor.details()))
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        """Prometheus text exposition of the processor's metrics."""
+        return metrics_response(processor.metrics.registry)
 
     return app

@@ -6,7 +6,8 @@ lie in the accepted window around the wall clock), publishes it keyed by sensorI
 acks=all in the reference .NET producer's PascalCase and answers like the reference,
 ``{"status": "published", "sensorEvent": {...}}``, plus where Kafka stored it. Kafka
 being down gives 503 with a clear message. Requests for other Host names or from other
-browser origins are refused (see :func:`sensorlib.services.common.guard`).
+browser origins are refused (see :func:`sensorlib.services.common.guard`). ``/metrics``
+counts accepted and refused readings (:class:`sensorlib.telemetry.ProducerMetrics`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from opentelemetry import context as otel_context
+from opentelemetry.propagate import extract
 
 from sensorlib.config import Settings
 from sensorlib.errors import KafkaUnavailable, SensorlibError
@@ -34,10 +37,13 @@ from sensorlib.services.common import (
     health_body,
     health_response,
     json_content_type,
+    metrics_response,
     problem,
     read_limited_body,
+    trace_app,
 )
 from sensorlib.simulate import REFERENCE_FLEET
+from sensorlib.telemetry import TRACEPARENT, ProducerMetrics, tracing_enabled
 
 log = logging.getLogger("sensorlib.producer")
 
@@ -56,6 +62,7 @@ class ProducerService:
         self.simulated = 0
         self.posted = 0
         self.last_error: str | None = None
+        self.metrics = ProducerMetrics()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -91,6 +98,7 @@ class ProducerService:
     def _count(self, batch: list[Reading]) -> None:
         # Counted per acknowledged tick: the simulation itself runs until stopped.
         self.simulated += len(batch)
+        self.metrics.accepted.labels("simulator").inc(len(batch))
 
     def close(self) -> None:
         self.stop.set()
@@ -129,7 +137,9 @@ def create_app(settings: Settings | None = None, *, simulate: bool = True,
 
     app = FastAPI(title="sensorlib producer", version="0.2.0", lifespan=lifespan)
     app.state.service = service
+    metrics = service.metrics
     guard(app, settings)
+    trace_app(app, "producer", settings)
 
     @app.get("/api/sensors")
     def sensors() -> list[dict[str, Any]]:
@@ -144,30 +154,44 @@ def create_app(settings: Settings | None = None, *, simulate: bool = True,
     async def publish(request: Request) -> JSONResponse:
         """Validate one reading and publish it to the readings topic."""
         if not json_content_type(request):
+            metrics.refuse("unsupported_media_type")
             shown = request.headers.get("content-type", "none")[:60]
             return problem(415, [{"field": "Content-Type", "reason": "must be application/json, "
                                   f"not {shown}"}], "unsupported media type")
         try:
             body = await read_limited_body(request, timeout=body_timeout)
         except BodyTooLarge:
+            metrics.refuse("body_too_large")
             return problem(422, [{"field": "body", "reason": "larger than 64 KiB (65536 bytes)"}],
                            "invalid reading")
         except BodyTooSlow:
+            metrics.refuse("body_timeout")
             return problem(408, [{"field": "body", "reason": f"not received within "
                                   f"{body_timeout:g}s"}], "request timeout")
         try:
             reading = parse_reading(body, now=datetime.now(UTC), accept=accept)
         except InvalidReading as exc:
+            metrics.refuse("invalid", [e.field for e in exc.errors][:1])
             return problem(422, [{"field": e.field, "reason": e.reason} for e in exc.errors],
                            "invalid reading")
         producer = service.producer
         if producer is None:
+            metrics.refuse("kafka_unavailable")
             return problem(503, [], service.last_error or "Kafka is not connected yet")
+        # Tracing on: the request's server span is current. Off: an incoming traceparent
+        # is forwarded unchanged (nothing is recorded).
+        if tracing_enabled():
+            ctx = otel_context.get_current()
+        else:
+            ctx = extract(request.headers) if TRACEPARENT in request.headers else None
         started = time.perf_counter()
         try:
-            where = await _in_thread(producer.publish, reading)
+            where = await _in_thread(lambda: producer.publish(reading, context=ctx))
         except (KafkaUnavailable, SensorlibError) as exc:
+            metrics.refuse("kafka_unavailable")
             return problem(503, [], str(exc))
+        metrics.publish_seconds.observe(time.perf_counter() - started)
+        metrics.accepted.labels("api").inc()
         service.posted += 1
         return JSONResponse(
             status_code=201,
@@ -184,6 +208,11 @@ def create_app(settings: Settings | None = None, *, simulate: bool = True,
     @app.get("/health")
     def health() -> JSONResponse:
         return health_response(service.health())
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        """Prometheus text exposition of the producer's metrics."""
+        return metrics_response(metrics.registry)
 
     return app
 

@@ -17,7 +17,8 @@ SERVICES = COMPOSE["services"]
 
 
 def test_all_parts_are_there() -> None:
-    assert set(SERVICES) == {"kafka", "kafka-ui", "producer", "processor", "dashboard", "jupyter"}
+    assert set(SERVICES) == {"kafka", "kafka-ui", "producer", "processor", "archiver",
+                             "dashboard", "jupyter", "zipkin", "prometheus"}
     assert SERVICES["kafka-ui"]["image"].startswith("kafbat/kafka-ui")
 
 
@@ -33,7 +34,8 @@ def test_kafka_is_the_pinned_release_in_kraft_mode() -> None:
 def test_services_use_the_default_ports_and_known_commands() -> None:
     defaults = Settings.from_env({})
     expected = {"producer": defaults.producer_port, "processor": defaults.processor_port,
-                "dashboard": defaults.dashboard_port, "jupyter": defaults.jupyter_port}
+                "archiver": defaults.archiver_port, "dashboard": defaults.dashboard_port,
+                "jupyter": defaults.jupyter_port}
     parser = build_parser()
     for name, port in expected.items():
         service = SERVICES[name]
