@@ -9,21 +9,33 @@ group says (the group ``archiver-group`` is committed after each table commit, f
 display only). Invalid records never reach a table (the processor has already sent bad
 readings to the dead-letter topic); they are counted in ``/health``.
 
+Decoding, Parquet writing and the Iceberg commits run in a writer process forked at start
+(Linux; a thread elsewhere or with ``writer="thread"``), so the consumer loop — kafka-python
+parses every record in Python — never waits for them or shares a GIL with them. The
+writer commits batches strictly in order and stops at its first failure; the kernel kills
+it with the archiver (``PR_SET_PDEATHSIG``).
+
 One archiver per warehouse and topic pair: a second one exits with a clear error (a
-lock file in the warehouse, released by the kernel even on SIGKILL).
+lock file in the warehouse, released by the kernel even on SIGKILL — once the writer
+process, which shares it, is gone too: a successor waits up to 10 s for that).
 
 >>> Archiver(Settings.from_env()).run(until_caught_up=True)   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import json
 import logging
+import multiprocessing
+import operator
 import os
+import queue
+import signal
+import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,11 +47,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from kafka import TopicPartition
 from kafka.errors import KafkaError
+from kafka.record.util import crc32c_c as _crc32c_c
 from kafka.structs import OffsetAndMetadata
 
 from sensorlib.config import Settings
 from sensorlib.errors import KafkaUnavailable, SensorlibError
 from sensorlib.history import (
+    ALERTS,
     KINDS,
     NAMESPACE,
     READINGS,
@@ -59,8 +73,14 @@ __all__ = [
 
 log = logging.getLogger("sensorlib.archive")
 
-DEFAULT_BATCH_ROWS = 50_000
+DEFAULT_BATCH_ROWS = 100_000
 DEFAULT_BATCH_SECONDS = 30.0
+#: Batches handed to the writer and not yet committed (one being written, one queued):
+#: bounds memory while the consumer runs ahead.
+MAX_IN_FLIGHT = 2
+#: How long a new archiver waits for the writer of a SIGKILLed one to die (it is killed
+#: by the kernel with its parent, but holds the lock until then).
+LOCK_WAIT_SECONDS = 10.0
 
 _CONSUMER = {
     "isolation_level": "read_committed",
@@ -69,6 +89,9 @@ _CONSUMER = {
     "max_partition_fetch_bytes": 16 * 1024 * 1024,
     "key_deserializer": None,
     "fetch_max_wait_ms": 200,
+    # As in replay: CRCs are checked when the C crc32c is installed (cheap), else the
+    # pure-Python CRC would cost as much as the rest of the archiver together.
+    "check_crcs": _crc32c_c is not None,
 }
 
 
@@ -80,23 +103,114 @@ class ArchiveError(SensorlibError):
 
 
 @dataclass
+class _Chunk:
+    """One poll's records of one partition, packed at once so that no per-record object
+    outlives the poll: the values newline-joined (a tombstone is empty, length -1)."""
+
+    partition: int
+    values: bytes
+    sizes: np.ndarray  # int32 per record; -1: no value
+    offsets: np.ndarray  # int64
+    times: np.ndarray  # int64, ms
+
+    @classmethod
+    def pack(cls, partition: int, records: list[Any]) -> _Chunk:
+        n = len(records)
+        values = list(map(_VALUE, records))
+        try:
+            sizes = np.fromiter(map(len, values), dtype=np.int32, count=n)
+            joined = b"\n".join(values)
+        except TypeError:  # a tombstone among them
+            sizes = np.array([-1 if v is None else len(v) for v in values], dtype=np.int32)
+            joined = b"\n".join([v or b"" for v in values])
+        return cls(partition, joined, sizes,
+                   np.fromiter(map(_OFFSET, records), dtype=np.int64, count=n),
+                   np.fromiter(map(_TIMESTAMP, records), dtype=np.int64, count=n))
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def split(self, k: int) -> tuple[_Chunk, _Chunk]:
+        """The first ``k`` records and the rest."""
+        cut = int(np.maximum(self.sizes[:k], 0).sum()) + k  # just past the k-th separator
+        return (_Chunk(self.partition, self.values[:cut - 1], self.sizes[:k], self.offsets[:k],
+                       self.times[:k]),
+                _Chunk(self.partition, self.values[cut:], self.sizes[k:], self.offsets[k:],
+                       self.times[k:]))
+
+    def unpack(self) -> list[bytes | None]:
+        """The record values again."""
+        if len(self) == 0:
+            return []
+        if self.values.count(b"\n") == len(self) - 1 and self.sizes.min() >= 0:
+            return self.values.split(b"\n")  # the usual case: no newline inside a value
+        out: list[bytes | None] = []
+        at = 0
+        for size in self.sizes.tolist():
+            out.append(None if size < 0 else self.values[at:at + size])
+            at += max(size, 0) + 1
+        return out
+
+
+@dataclass
 class _Batch:
-    values: list[bytes | None] = field(default_factory=list)
-    partitions: list[int] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    times: list[int] = field(default_factory=list)
+    """Records of one topic waiting for the writer, as the polls brought them."""
+
+    chunks: list[_Chunk] = field(default_factory=list)
+    rows: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return self.rows
+
+    def add(self, chunk: _Chunk) -> None:
+        if not self.rows:
+            self.started = time.monotonic()
+        self.chunks.append(chunk)
+        self.rows += len(chunk)
+
+    def take(self, n: int) -> _Batch:
+        """Remove and return the first ``n`` records (all of them if fewer)."""
+        if n >= self.rows:
+            head, self.chunks, self.rows = _Batch(self.chunks, self.rows, self.started), [], 0
+            return head
+        head = _Batch(started=self.started)
+        while head.rows < n:
+            chunk = self.chunks.pop(0)
+            if head.rows + len(chunk) > n:
+                chunk, rest = chunk.split(n - head.rows)
+                self.chunks.insert(0, rest)
+            head.chunks.append(chunk)
+            head.rows += len(chunk)
+        self.rows -= head.rows
+        return head
+
+    @property
+    def partitions(self) -> np.ndarray:
+        return np.concatenate([np.full(len(c), c.partition, dtype=np.int32)
+                               for c in self.chunks] or [np.empty(0, np.int32)])
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.concatenate([c.offsets for c in self.chunks] or [np.empty(0, np.int64)])
+
+    @property
+    def times(self) -> np.ndarray:
+        return np.concatenate([c.times for c in self.chunks] or [np.empty(0, np.int64)])
+
+    @property
+    def values(self) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for chunk in self.chunks:
+            out += chunk.unpack()
+        return out
 
 
 @dataclass
 class _Topic:
     kind: TableKind
     topic: str
-    table: Any
-    covered: dict[int, int]  # partition -> next offset the table covers
+    covered: dict[int, int]  # partition -> next offset the table covers (once committed)
     batch: _Batch = field(default_factory=_Batch)
     archived: int = 0
     invalid: int = 0
@@ -109,6 +223,7 @@ def _decode(kind: TableKind, batch: _Batch) -> tuple[pa.Table, int]:
     from sensorlib.replay import decode_alerts, decode_readings
 
     frame = (decode_readings if kind is READINGS else decode_alerts)(batch.values)
+    partitions, offsets, times = batch.partitions, batch.offsets, batch.times
     valid = frame["_reason"].isna().to_numpy()
     everything = bool(valid.all())
     if not everything:
@@ -116,11 +231,11 @@ def _decode(kind: TableKind, batch: _Batch) -> tuple[pa.Table, int]:
     columns: dict[str, Any] = {}
     for name, dtype, frame_name in kind.columns:
         if name == "kafka_partition":
-            column = np.asarray(batch.partitions, dtype=np.int32)
+            column = partitions
         elif name == "kafka_offset":
-            column = np.asarray(batch.offsets, dtype=np.int64)
+            column = offsets
         elif name == "record_time":
-            column = np.asarray(batch.times, dtype=np.int64) * 1000  # ms -> µs
+            column = times * 1000  # ms -> µs
         else:
             assert frame_name is not None
             columns[name] = pa.Array.from_pandas(frame[frame_name]).cast(dtype)
@@ -132,22 +247,220 @@ def _decode(kind: TableKind, batch: _Batch) -> tuple[pa.Table, int]:
     return table, int((~valid).sum())
 
 
+# -- the writer: decode + Parquet + Iceberg commit, strictly in order --------------------------
+#
+# The consumer loop is pure Python (kafka-python parses every record) and so are large parts
+# of a table commit (pyiceberg writes manifests and metadata in Python). In one process they
+# share one GIL; the writer therefore runs in a forked child process where the platform can
+# tie the child's life to its parent (Linux: PR_SET_PDEATHSIG), else in a thread.
+#
+# Exactly once: batches go to the writer in offset order and are committed one after
+# another, each with the offsets its own rows end at, so a snapshot's offsets are always
+# exactly those whose rows the table holds. After a failed commit the writer commits
+# nothing more (a later batch's offsets would cover the failed batch's rows: a gap).
+# A SIGKILLed archiver takes its writer with it (the kernel kills the child); the writer
+# holds the archiver's lock file too (inherited), so no successor starts before it is gone.
+# PR_SET_PDEATHSIG follows the forking *thread*: run() forks and joins the writer itself.
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> bool:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux); True if it will."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent:  # the parent died before prctl: nothing may be committed
+        os._exit(1)
+    return True
+
+
+def _can_fork() -> bool:
+    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _writer_loop(requests: Any, replies: Any, settings: Settings, parent: int | None,
+                 others: tuple[Any, ...] = ()) -> None:
+    """The writer. ``("open", kind names)`` opens the tables and answers ``("opened",
+    {topic: offsets covered})``; then ``(topic, kind, covered, batch)`` messages are appended, each to its table with its offsets, answering ``("done",
+    rows, invalid, time)``. After an error it answers ``("error", message)`` and stops.
+    ``None`` (or a closed pipe) ends the loop.
+    """
+    if parent is not None:  # a child process: dies with the archiver, ignores ^C/TERM
+        for end in others:  # the archiver's ends (inherited): EOF when it closes its own
+            end.close()
+        if not _die_with_parent(parent):
+            replies.send(("error", "cannot tie the writer process to the archiver"))
+            return
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    tables: dict[str, Any] = {}
+    while True:
+        try:
+            message = requests.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        try:
+            if message[0] == "open":  # open (create) the tables, answer their offsets
+                kinds = [READINGS if name == READINGS.name else ALERTS for name in message[1]]
+                for kind in kinds:
+                    tables[kind.topic(settings)] = open_table(settings, kind)
+                replies.send(("opened", {t: snapshot_offsets(table) for t, table in tables.items()}))
+                continue
+            from pyiceberg.exceptions import CommitFailedException
+
+            topic, kind_name, covered, batch = message
+            kind = READINGS if kind_name == READINGS.name else ALERTS
+            table, invalid = _decode(kind, batch)
+            props = offsets_property(topic, covered)
+            target = tables[topic]
+            for attempt in range(5):
+                try:
+                    target.append(table, snapshot_properties=props)
+                    break
+                except CommitFailedException:
+                    # Someone else (a compaction) committed first: reload and try again.
+                    target = target.refresh()
+                    if attempt == 4:
+                        raise
+            tables[topic] = target
+            replies.send(("done", table.num_rows, invalid, datetime.now(UTC)))
+        except BaseException as exc:  # noqa: BLE001 - reported to the archiver, then stop
+            try:
+                replies.send(("error", f"{type(exc).__name__}: {exc}"))
+            except (OSError, ValueError):
+                pass
+            return
+
+
+class _Writer:
+    """The writer (process or thread) and the batches handed to it, oldest first.
+
+    Batches are sent by a thread of their own: a pipe holds 64 KiB, so a send blocks
+    until the writer reads it — after its previous commit — and the consumer must not.
+    """
+
+    def __init__(self, settings: Settings, *, process: bool) -> None:
+        their_in, self._requests = multiprocessing.Pipe(duplex=False)
+        self._replies, their_out = multiprocessing.Pipe(duplex=False)
+        self.pending: list[tuple[_Topic, dict[int, int]]] = []
+        self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        if process:
+            context = multiprocessing.get_context("fork")
+            self.worker: Any = context.Process(
+                target=_writer_loop,
+                args=(their_in, their_out, settings, os.getpid(),
+                      (self._requests, self._replies)),
+                name="sensorlib-archive-writer", daemon=True)
+        else:
+            self.worker = threading.Thread(target=_writer_loop,
+                                           args=(their_in, their_out, settings, None),
+                                           name="sensorlib-archive-writer", daemon=True)
+        self.worker.start()
+        self._theirs = (their_in, their_out)
+        if process:  # the child has its own copies; EOF reaches us if it dies
+            their_in.close()
+            their_out.close()
+        self._sender = threading.Thread(target=self._send_loop, name="sensorlib-archive-send",
+                                        daemon=True)
+        self._sender.start()
+
+    def _send_loop(self) -> None:
+        while True:
+            message = self._outbox.get()
+            try:
+                self._requests.send(message)
+            except (OSError, ValueError, TypeError):  # the writer is gone: answer() says so
+                return
+            if message is None:
+                return
+
+    def send(self, message: Any) -> None:
+        """Queue a message for the writer (in order; never blocks)."""
+        self._outbox.put(message)
+
+    def opened(self) -> dict[str, dict[int, int]]:
+        """The answer to ``("open", …)``: topic -> the offsets the tables' snapshots cover."""
+        try:
+            reply = self._replies.recv()
+        except (EOFError, OSError):
+            raise ArchiveError("the archive writer died while opening the tables") from None
+        if reply[0] == "error":
+            raise ArchiveError(f"opening the archive failed: {reply[1]}")
+        return reply[1]
+
+    def submit(self, state: _Topic, batch: _Batch, covered: dict[int, int]) -> None:
+        self.send((state.topic, state.kind.name, covered, batch))
+        self.pending.append((state, covered))
+
+    def answer(self, timeout: float | None) -> tuple[_Topic, dict[int, int]] | None:
+        """The oldest batch once committed (its stats updated), None if not yet; raises
+        :class:`ArchiveError` if the writer failed or died."""
+        if not self.pending or not self._replies.poll(timeout):
+            return None
+        try:
+            reply = self._replies.recv()
+        except (EOFError, OSError):
+            raise ArchiveError("the archive writer died; the tables hold everything "
+                               "committed so far (a restart resumes from there)") from None
+        if reply[0] == "error":
+            raise ArchiveError(f"writing the archive failed: {reply[1]}")
+        state, covered = self.pending.pop(0)
+        _, rows, invalid, when = reply
+        state.archived += rows
+        state.invalid += invalid
+        state.commits += 1
+        state.last_commit = when
+        if invalid:
+            log.warning("%d invalid record(s) of %s were not archived", invalid, state.topic)
+        return state, covered
+
+    def close(self, timeout: float = 120.0) -> None:
+        """Let the writer finish what it has (or stop at its first error) and end."""
+        self.send(None)
+        self.worker.join(timeout)
+        if isinstance(self.worker, threading.Thread):
+            # A writer that stopped at an error reads no more: closing its ends makes a
+            # send still blocked on the pipe fail (EPIPE) instead of hanging.
+            for end in self._theirs:
+                end.close()
+        elif self.worker.is_alive():  # pragma: no cover - a hung commit
+            self.worker.kill()
+            self.worker.join(10)
+        self._sender.join(timeout)
+        self._requests.close()
+        self._replies.close()
+
+
 # -- the service -----------------------------------------------------------------------------
 
 
 class Archiver:
-    """Consume both topics and append them to the archive (see the module docstring)."""
+    """Consume both topics and append them to the archive (see the module docstring).
+
+    ``writer`` is ``"process"`` (a forked child; the default on Linux) or ``"thread"``.
+    """
 
     def __init__(self, settings: Settings, *, batch_rows: int = DEFAULT_BATCH_ROWS,
                  batch_seconds: float = DEFAULT_BATCH_SECONDS, group: str | None = None,
-                 kinds: tuple[TableKind, ...] = KINDS) -> None:
+                 kinds: tuple[TableKind, ...] = KINDS, writer: str | None = None) -> None:
         if batch_rows < 1 or batch_seconds <= 0:
             raise ArchiveError("batch_rows must be at least 1 and batch_seconds positive")
+        if writer not in (None, "process", "thread"):
+            raise ArchiveError(f"writer must be 'process' or 'thread', not {writer!r}")
+        if writer == "process" and not _can_fork():
+            raise ArchiveError("a writer process needs Linux (fork and PR_SET_PDEATHSIG)")
         self.settings = settings
         self.batch_rows = batch_rows
         self.batch_seconds = batch_seconds
         self.group = group or settings.archiver_group
         self.kinds = kinds
+        self.writer = writer or ("process" if _can_fork() else "thread")
         self.state = "starting"
         self.error: str | None = None
         self.last_poll = 0.0
@@ -171,7 +484,7 @@ class Archiver:
                                  "commits": t.commits, "pending": len(t.batch),
                                  "lag": self.lag.get(t.topic),
                                  "lastCommit": t.last_commit.isoformat() if t.last_commit else None}
-                       for t in self.topics.values()},
+                       for t in list(self.topics.values())},
         }
         return healthy, body
 
@@ -182,12 +495,23 @@ class Archiver:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f".archiver-{table_name(self.settings.topic_readings)}.lock"
         handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held while running
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise ArchiveError(f"another archiver is writing {folder} (lock {path.name}); "
-                               "stop it first — one archiver per warehouse") from None
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # The holder's pid is in the file. If that process is gone, the lock is
+                # held by its writer, which the kernel is killing: wait a moment for it.
+                handle.seek(0)
+                holder = handle.read().strip()
+                if _alive(holder) or time.monotonic() > deadline:
+                    handle.close()
+                    raise ArchiveError(
+                        f"another archiver is writing {folder} (lock {path.name}, pid "
+                        f"{holder or '?'}); stop it first — one archiver per warehouse"
+                    ) from None
+                time.sleep(0.05)
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -210,12 +534,13 @@ class Archiver:
         stop = stop or threading.Event()
         self._acquire()
         consumer = None
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sensorlib-archive")
-        pending: list[tuple[_Topic, dict[int, int], Future[int]]] = []
+        writer: _Writer | None = None
         try:
+            # The writer first: forked before the consumer starts its threads.
+            writer = _Writer(self.settings, process=self.writer == "process")
             consumer = make_consumer(self.settings, group_id=self.group,
                                      client_id="sensorlib-archiver", **_CONSUMER)
-            parts = self._assign(consumer)
+            parts = self._assign(consumer, writer)
             targets = consumer.end_offsets(parts) if until_caught_up else {}
             self.state = "running"
             self.last_poll = time.monotonic()
@@ -229,11 +554,11 @@ class Archiver:
                 for state in self.topics.values():
                     while len(state.batch) >= self.batch_rows or (
                             len(state.batch) and now - state.batch.started >= self.batch_seconds):
-                        self._submit(state, pool, pending)
-                        # Back-pressure: at most one commit waits behind the one running.
-                        while len(pending) > 2:
-                            self._settle(consumer, pending, wait=True, limit=1)
-                self._settle(consumer, pending, wait=False)
+                        self._submit(state, writer)
+                        # Back-pressure: at most one batch waits behind the one being written.
+                        while len(writer.pending) > MAX_IN_FLIGHT:
+                            self._settle(consumer, writer, timeout=None)
+                self._settle(consumer, writer, timeout=0)
                 if until_caught_up and all(consumer.position(tp) >= end
                                            for tp, end in targets.items()):
                     break
@@ -242,8 +567,10 @@ class Archiver:
                                            f"no records for {timeout:.0f}s before catching up")
             for state in self.topics.values():  # a clean stop archives what was read
                 while len(state.batch):
-                    self._submit(state, pool, pending)
-            self._settle(consumer, pending, wait=True)
+                    self._submit(state, writer)
+            while writer.pending:
+                self._settle(consumer, writer, timeout=None)
+            self._commit_group(consumer)
             self.state = "caught up" if until_caught_up else "stopped"
             return {t.topic: t.archived for t in self.topics.values()}
         except KafkaError as exc:
@@ -253,15 +580,17 @@ class Archiver:
             self.state, self.error = "error", f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if writer is not None:
+                writer.close()
             if consumer is not None:
                 consumer.close(autocommit=False)
             self._release()
 
-    def _assign(self, consumer: Any) -> list[TopicPartition]:
-        """Open the tables, assign every partition, seek to the offsets the tables cover."""
-        parts: list[TopicPartition] = []
-        seeks: dict[TopicPartition, int] = {}
+    def _assign(self, consumer: Any, writer: _Writer) -> list[TopicPartition]:
+        """Assign every partition and seek to the offsets the tables cover (the writer
+        opens the tables, creating them if needed, while the consumer connects)."""
+        writer.send(("open", [kind.name for kind in self.kinds]))
+        known: dict[str, set[int]] = {}
         for kind in self.kinds:
             topic = kind.topic(self.settings)
             numbers = consumer.partitions_for_topic(topic)
@@ -269,11 +598,16 @@ class Archiver:
                 raise ArchiveError(f"topic {topic!r} does not exist at "
                                    f"{self.settings.bootstrap_servers}; create the topics with "
                                    "`sensorlib topics`")
-            table = open_table(self.settings, kind)
-            covered = snapshot_offsets(table)
-            state = _Topic(kind, topic, table, dict(covered))
+            known[topic] = numbers
+        opened = writer.opened()
+        parts: list[TopicPartition] = []
+        seeks: dict[TopicPartition, int] = {}
+        for kind in self.kinds:
+            topic = kind.topic(self.settings)
+            covered = opened[topic]
+            state = _Topic(kind, topic, dict(covered))
             self.topics[topic] = state
-            tps = [TopicPartition(topic, p) for p in sorted(numbers)]
+            tps = [TopicPartition(topic, p) for p in sorted(known[topic])]
             firsts = consumer.beginning_offsets(tps)
             for tp in tps:
                 start = covered.get(tp.partition, firsts[tp])
@@ -295,18 +629,20 @@ class Archiver:
     def _poll(self, consumer: Any) -> int:
         got = 0
         for tp, records in consumer.poll(timeout_ms=500).items():
-            state = self.topics[tp.topic]
-            batch = state.batch
-            if not batch.values:
-                batch.started = time.monotonic()
-            batch.values.extend([r.value for r in records])
-            batch.offsets.extend([r.offset for r in records])
-            batch.times.extend([r.timestamp for r in records])
-            batch.partitions.extend([tp.partition] * len(records))
+            self.topics[tp.topic].batch.add(_Chunk.pack(tp.partition, records))
             got += len(records)
         if got:
             self._update_lag(consumer)
         return got
+
+    def _commit_group(self, consumer: Any) -> None:
+        """Commit the group offsets of everything archived, synchronously (at a clean stop)."""
+        offsets = {TopicPartition(t.topic, p): OffsetAndMetadata(o, "", -1)
+                   for t in self.topics.values() for p, o in t.covered.items()}
+        try:
+            consumer.commit(offsets)
+        except KafkaError as exc:  # harmless: the tables hold the real position
+            log.info("group offsets not committed (%s); the tables are up to date", exc)
 
     def _update_lag(self, consumer: Any) -> None:
         lag: dict[str, int] = {}
@@ -316,60 +652,53 @@ class Archiver:
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - consumer.position(tp))
         self.lag = lag
 
-    def _submit(self, state: _Topic, pool: ThreadPoolExecutor,
-                pending: list[tuple[_Topic, dict[int, int], Future[int]]]) -> None:
-        """Hand (at most ``batch_rows`` of) the batch to the writer thread, in order."""
-        batch, n = state.batch, self.batch_rows
-        if len(batch) > n:  # one poll may bring more than a batch: split it
-            state.batch = _Batch(batch.values[n:], batch.partitions[n:], batch.offsets[n:],
-                                 batch.times[n:], batch.started)
-            batch = _Batch(batch.values[:n], batch.partitions[:n], batch.offsets[:n],
-                           batch.times[:n], batch.started)
-        else:
-            state.batch = _Batch()
+    def _submit(self, state: _Topic, writer: _Writer) -> None:
+        """Hand (at most ``batch_rows`` of) the batch to the writer, in order."""
+        batch = state.batch.take(self.batch_rows)
         covered = dict(state.covered)
-        for partition, offset in zip(batch.partitions, batch.offsets, strict=True):
-            if offset >= covered.get(partition, 0):
-                covered[partition] = offset + 1
+        for chunk in batch.chunks:  # offsets rise within a partition
+            last = int(chunk.offsets[-1]) + 1
+            covered[chunk.partition] = max(covered.get(chunk.partition, 0), last)
         state.covered = covered
-        pending.append((state, covered, pool.submit(self._write, state, batch, covered)))
+        writer.submit(state, batch, covered)
 
-    def _write(self, state: _Topic, batch: _Batch, covered: dict[int, int]) -> int:
-        from pyiceberg.exceptions import CommitFailedException
-
-        table, invalid = _decode(state.kind, batch)
-        props = offsets_property(state.topic, covered)
-        for attempt in range(5):
-            try:
-                state.table.append(table, snapshot_properties=props)
-                break
-            except CommitFailedException:
-                # Someone else (a compaction) committed first: reload and try again.
-                state.table = state.table.refresh()
-                if attempt == 4:
-                    raise
-        state.archived += table.num_rows
-        state.invalid += invalid
-        state.commits += 1
-        state.last_commit = datetime.now(UTC)
-        if invalid:
-            log.warning("%d invalid record(s) of %s were not archived", invalid, state.topic)
-        return table.num_rows
-
-    def _settle(self, consumer: Any, pending: list[tuple[_Topic, dict[int, int], Future[int]]],
-                *, wait: bool, limit: int | None = None) -> None:
-        """Commit the group offsets of finished table commits (lag display only)."""
-        done = 0
-        while pending and (wait or pending[0][2].done()) and (limit is None or done < limit):
-            done += 1
-            state, covered, future = pending.pop(0)
-            future.result()  # a failed table commit stops the archiver
+    def _settle(self, consumer: Any, writer: _Writer, *, timeout: float | None) -> None:
+        """Take the writer's answers; commit the group offsets of committed batches (lag
+        display only). ``timeout=None`` waits for one answer, ``0`` takes what is there."""
+        while True:
+            done = writer.answer(timeout)
+            if done is None:
+                return
+            state, covered = done
             offsets = {TopicPartition(state.topic, p): OffsetAndMetadata(o, "", -1)
                        for p, o in covered.items()}
-            try:
-                consumer.commit(offsets)
+            try:  # asynchronous: the next polls complete it; a failure only delays the lag
+                consumer.commit_async(offsets, callback=_group_committed)
             except KafkaError as exc:  # harmless: the tables hold the real position
                 log.info("group offsets not committed (%s); the tables are up to date", exc)
+            if timeout is None:
+                return
+
+
+def _group_committed(offsets: Any, result: Any) -> None:
+    if isinstance(result, Exception):
+        log.info("group offsets not committed (%s); the tables are up to date", result)
+
+
+_VALUE = operator.attrgetter("value")
+_OFFSET = operator.attrgetter("offset")
+_TIMESTAMP = operator.attrgetter("timestamp")
+
+
+def _alive(pid: str) -> bool:
+    """Whether the process ``pid`` (text from the lock file) exists."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # -- /health ---------------------------------------------------------------------------------
@@ -504,48 +833,3 @@ def _delete_orphans(table: Any, min_age: timedelta) -> int:
 
 
 # -- command line ----------------------------------------------------------------------------
-
-
-def cmd_archive(args: Any, settings: Settings) -> int:
-    """``sensorlib archive``: run the archiver (``run``, the default) or ``compact``."""
-    import signal
-    import sys
-
-    if args.action == "compact":
-        report = compact(settings, min_files=args.min_files,
-                         progress=lambda m: print(m, file=sys.stderr, flush=True))
-        for topic, figures in report.items():
-            print(f"{topic}: {figures['days_rewritten']} day(s) rewritten, "
-                  f"{figures['snapshots_expired']} snapshot(s) expired, "
-                  f"{figures['files_deleted']} unreferenced file(s) deleted")
-        return 0
-    from sensorlib.kafka_io import ensure_topics, wait_for_kafka
-
-    wait_for_kafka(settings, timeout=60)
-    ensure_topics(settings)
-    archiver = Archiver(settings, batch_rows=args.batch_rows, batch_seconds=args.batch_seconds)
-    server = None
-    if not args.until_caught_up:
-        host = args.host or settings.host
-        port = settings.archiver_port if args.port is None else args.port
-        server = serve_health(archiver, host, port)
-        print(f"archiver health on http://{host}:{server.server_address[1]}/health",
-              file=sys.stderr, flush=True)
-    stop = threading.Event()
-
-    def handler(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    print(f"archiving {settings.topic_readings} and {settings.topic_alerts} into "
-          f"{settings.warehouse} (batches of {args.batch_rows:,} records or "
-          f"{args.batch_seconds:g}s)", file=sys.stderr, flush=True)
-    try:
-        done = archiver.run(stop, until_caught_up=args.until_caught_up)
-    finally:
-        if server is not None:
-            server.shutdown()
-    print("archived " + ", ".join(f"{n:,} from {t}" for t, n in done.items()),
-          file=sys.stderr, flush=True)
-    return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -174,15 +175,62 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.archive import cmd_archive as run
+    from sensorlib.archive import Archiver, compact, serve_health
+    from sensorlib.kafka_io import ensure_topics, wait_for_kafka
 
-    return run(args, settings)
+    if args.action == "compact":
+        report = compact(settings, min_files=args.min_files, progress=_say)
+        for topic, figures in report.items():
+            print(f"{topic}: {figures['days_rewritten']} day(s) rewritten, "
+                  f"{figures['snapshots_expired']} snapshot(s) expired, "
+                  f"{figures['files_deleted']} unreferenced file(s) deleted")
+        return 0
+    wait_for_kafka(settings, timeout=60)
+    ensure_topics(settings)
+    archiver = Archiver(settings, batch_rows=args.batch_rows, batch_seconds=args.batch_seconds)
+    server = None
+    if not args.until_caught_up:
+        host = args.host or settings.host
+        port = settings.archiver_port if args.port is None else args.port
+        server = serve_health(archiver, host, port)
+        _say(f"archiver health on http://{host}:{server.server_address[1]}/health")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    _say(f"archiving {settings.topic_readings} and {settings.topic_alerts} into "
+         f"{settings.warehouse} (batches of {args.batch_rows:,} records or "
+         f"{args.batch_seconds:g}s)")
+    try:
+        done = archiver.run(stop, until_caught_up=args.until_caught_up)
+    finally:
+        if server is not None:
+            server.shutdown()
+    _say("archived " + ", ".join(f"{n:,} from {t}" for t, n in done.items()))
+    return 0
 
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.history import cmd_sql as run
+    import pandas as pd
 
-    return run(args, settings)
+    from sensorlib.export import write_frame
+    from sensorlib.history import catalog_path, sql
+
+    if not catalog_path(settings).exists():
+        _say(f"note: there is no archive in {settings.warehouse} yet (start `sensorlib "
+             "archive`); the views are empty")
+    frame = sql(args.query, settings=settings)
+    if args.out:
+        out = write_frame(frame, args.out, force=args.force)
+        _say(f"{len(frame):,} rows → {out}")
+        return 0
+    with pd.option_context("display.max_rows", args.max_rows, "display.max_columns", 50,
+                           "display.width", 200):
+        print(frame.head(args.max_rows).to_string(index=False) if len(frame) else
+              f"(no rows; columns: {', '.join(frame.columns)})")
+    if len(frame) > args.max_rows:
+        _say(f"… {len(frame) - args.max_rows:,} more rows ({len(frame):,} in all; "
+             "--out writes them all)")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
@@ -210,7 +258,7 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from sensorlib.supervise import run_system
 
-    return run_system(settings, dashboard=not args.no_dashboard)
+    return run_system(settings, dashboard=not args.no_dashboard, observe=args.observe)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -239,6 +287,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{name:<10} {url}: {state}")
         for reason in why:
             print(f"{'':<10} - {reason}")
+    _viewer_status()
     if reachable:
 
         groups = [(settings.processor_group, settings.topic_readings),
@@ -258,6 +307,20 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {group:<28} {topic:<20} lag {total:>8}  ({parts})")
     code |= _archive_status(settings)
     return code
+
+
+def _viewer_status() -> None:
+    """The trace and metrics viewers of ``sensorlib up --observe`` (optional: never a failure)."""
+    import httpx
+
+    from sensorlib.viewers import viewer_urls
+
+    for name, (url, health) in viewer_urls().items():
+        try:
+            state = "running" if httpx.get(health, timeout=3.0).status_code == 200 else "starting"
+        except httpx.HTTPError:
+            state = "not running (sensorlib up --observe starts it)"
+        print(f"{name:<10} {url}: {state}")
 
 
 def _health_reasons(answer: object) -> list[str]:
@@ -394,8 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("--host")
     archive.add_argument("--port", type=int,
                          help="port of /health (default SENSORLIB_ARCHIVER_PORT or 8083)")
-    archive.add_argument("--batch-rows", type=int, default=50_000,
-                         help="records per table commit at most (default 50,000)")
+    archive.add_argument("--batch-rows", type=int, default=100_000,
+                         help="records per table commit at most (default 100,000)")
     archive.add_argument("--batch-seconds", type=float, default=30.0,
                          help="seconds a record may wait for its commit (default 30)")
     archive.add_argument("--until-caught-up", action="store_true",
@@ -409,13 +472,18 @@ def build_parser() -> argparse.ArgumentParser:
                                      "e.g. sensorlib sql \"select sensor_id, avg(temperature) "
                                      "from readings group by 1\"")
     sql.add_argument("query", help="the SQL (views: readings, alerts)")
-    sql.add_argument("--out", help="write the result to a .parquet or .csv file instead")
+    sql.add_argument("--out", help="write the result to a .parquet or .csv file instead (CSV "
+                                   "cells that would be spreadsheet formulas are written as text)")
+    sql.add_argument("--force", action="store_true", help="replace --out if it exists")
     sql.add_argument("--max-rows", type=int, default=50, help="rows printed (default 50)")
     sql.set_defaults(handler=cmd_sql)
 
     up = sub.add_parser("up", help="run the whole system: broker, topics, producer, processor, "
                                    "archiver, dashboard")
     up.add_argument("--no-dashboard", action="store_true")
+    up.add_argument("--observe", action="store_true",
+                    help="also start the local viewers: Zipkin (traces, on 127.0.0.1:9411) and "
+                         "Prometheus when installed (metrics, on 127.0.0.1:9090)")
     up.set_defaults(handler=cmd_up)
 
     status = sub.add_parser("status", help="health of each service and lag of each consumer group")

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+import psutil
 import pytest
+from kafka.consumer.fetcher import ConsumerRecord
 
-from sensorlib import history
+from sensorlib import archive, history
 from sensorlib.archive import ArchiveError, Archiver, compact
 from sensorlib.broker import free_port
 from sensorlib.cli import build_parser
@@ -134,9 +136,14 @@ def test_archiver_sigkilled_at_random_points_keeps_every_reading_exactly_once(
                 assert proc.poll() is None, log.read_text()[-3000:]
                 assert time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.05)
+            writers = psutil.Process(proc.pid).children()
+            assert len(writers) == 1  # the table writer, a child process
             time.sleep(rng.uniform(0.0, 1.2))  # a random point: mid-batch, mid-commit, idle
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
+            # The kernel kills the writer with it: nothing can commit behind a successor.
+            _, alive = psutil.wait_procs(writers, timeout=15)
+            assert not alive, "the writer outlived the SIGKILLed archiver"
     finally:
         thread.join(timeout=120)
     assert done.is_set()
@@ -154,6 +161,63 @@ def test_archiver_sigkilled_at_random_points_keeps_every_reading_exactly_once(
     assert got == sent
     snapshots = list(history.load_table(settings, history.READINGS).snapshots())
     assert len(snapshots) > kills  # it really was killed between commits, several times
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_a_failed_commit_stops_the_writer_without_a_gap(
+        archived: Settings, writer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = archived
+    readings = fleet(datetime.now(UTC) - timedelta(hours=1), 12, interval=1.0)  # 3,600
+    publish(settings, readings)
+    real, calls = archive._decode, []
+
+    def failing(kind: history.TableKind, batch: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:  # the second batch cannot be written
+            raise OSError("disk full (test)")
+        return real(kind, batch)  # type: ignore[arg-type]
+
+    # Patched before the writer starts: a forked writer process inherits it.
+    monkeypatch.setattr(archive, "_decode", failing)
+    with pytest.raises(ArchiveError, match="disk full"):
+        archive_all(settings, batch_rows=1000, writer=writer)
+    table = table_rows(settings)
+    assert len(table) == 1000  # the first batch only: nothing after the failed one
+    covered = history.snapshot_offsets(history.load_table(settings, history.READINGS))
+    coords = set(zip(table["kafka_partition"], table["kafka_offset"], strict=True))
+    # The snapshot's offsets are exactly those of its rows (each partition's prefix).
+    assert coords == {(p, o) for p, end in covered.items() for o in range(end)}
+
+    monkeypatch.setattr(archive, "_decode", real)
+    archive_all(settings, batch_rows=1000, writer=writer)  # resumes right after them
+    table = table_rows(settings)
+    coords = list(zip(table["kafka_partition"], table["kafka_offset"], strict=True))
+    assert len(coords) == len(set(coords)) == len(readings)
+
+
+def _record(partition: int, offset: int, value: bytes | None) -> ConsumerRecord:
+    return ConsumerRecord("t", partition, -1, offset, 1_700_000_000_000 + offset, 0, None, value,
+                          [], None, -1, -1 if value is None else len(value), -1)
+
+
+def test_polled_records_are_packed_and_split_without_losing_a_byte() -> None:
+    rng = random.Random(7)
+    kinds = [b'{"SensorId": "s"}', b"", None, b"with\nnewline", b"\r\n", b"x" * 300]
+    for _ in range(200):
+        values = [rng.choice(kinds) for _ in range(rng.randint(1, 30))]
+        batch = archive._Batch()
+        batch.add(archive._Chunk.pack(0, [_record(0, 10 + i, v) for i, v in enumerate(values)]))
+        batch.add(archive._Chunk.pack(2, [_record(2, 5 + i, v) for i, v in enumerate(values)]))
+        cut = rng.randint(0, 2 * len(values) + 1)
+        head = batch.take(cut)
+        assert len(head) == min(cut, 2 * len(values)) and len(head) + len(batch) == 2 * len(values)
+        assert head.values + batch.values == values + values
+        assert list(head.offsets) + list(batch.offsets) == (
+            list(range(10, 10 + len(values))) + list(range(5, 5 + len(values))))
+        assert list(head.partitions) + list(batch.partitions) == [0] * len(values) + [2] * len(
+            values)
+        assert list(head.times) + list(batch.times) == [
+            1_700_000_000_000 + o for o in list(head.offsets) + list(batch.offsets)]
 
 
 # --------------------------------------------------------------------------- the seam
@@ -314,6 +378,13 @@ def test_sql_over_the_archive_and_the_command(archived: Settings, tmp_path: Path
     assert set(daily["day"].astype(str)) == {"2026-06-01", "2026-06-02"}
     assert int(daily["n"].sum()) == len(readings)
     assert daily["t_max"].max() == max(r.temperature for r in readings)
+    by_day = history.sql("select sensor_id, event_day as day, count(*) as n, "
+                         "min(temperature) as t_min, max(temperature) as t_max "
+                         "from readings group by all order by 1, 2", settings=settings)
+    assert by_day.equals(daily)  # the partition column is the UTC event day
+    one = history.sql("select count(*) as n from readings where event_day = '2026-06-02'",
+                      settings=settings)
+    assert int(one["n"].iloc[0]) == sum(r.timestamp.day == 2 for r in readings)
     with pytest.raises(history.HistoryError, match="no_such_column"):
         history.sql("select no_such_column from readings", settings=settings)
 
