@@ -9,6 +9,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
@@ -66,7 +67,10 @@ def preload(settings: Settings, n: int, *, seed: int = 1, interval: float = 0.1)
 
     producer = make_producer(settings, client_id="bench-preload", linger_ms=20,
                              batch_size=512 * 1024, max_in_flight_requests_per_connection=5)
-    sim = Simulator(seed=seed, interval=interval)
+    # Event times end (about) now: never ahead of the record times, which the processor
+    # would dead-letter beyond SENSORLIB_MAX_FUTURE.
+    start = datetime.now(UTC) - timedelta(seconds=n / 5 * interval)
+    sim = Simulator(seed=seed, interval=interval, start=start)
     topic = settings.topic_readings
     started = time.perf_counter()
     for i, reading in enumerate(sim.stream(count=n)):

@@ -55,6 +55,7 @@ __all__ = [
     "parse_alert",
     "parse_reading",
     "status_of",
+    "text_problem",
 ]
 
 #: Largest accepted reading body (bytes of UTF-8 JSON).
@@ -69,7 +70,8 @@ Status = Literal["critical", "warning", "normal"]
 
 #: Event times any record may carry, whatever the clock: every window, tick and cooldown
 #: computation stays far from ``datetime``'s limits (years 1 and 9999) inside it.
-TIMESTAMP_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC))
+#: (Inside what pandas's nanosecond timestamps hold, so replayed frames agree with parse_reading.)
+TIMESTAMP_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 
 # Rust-regex classes, checked inside pydantic-core so the happy path stays out of Python.
 # A sensorId is an identifier: no control (Cc), format (Cf: zero-width, bidi overrides) or
@@ -298,7 +300,7 @@ def _reason(field: str, kind: str, value: Any, message: str) -> str:
         limit = MAX_SENSOR_ID if field == "sensorId" else MAX_LOCATION
         return f"must be at most {limit} characters (got {len(value)})"
     if kind == "string_pattern_mismatch":
-        return _text_reason(value)
+        return text_problem(field, value) or "must not be blank"
     if field == "timestamp":
         if kind == "value_error":
             return message.removeprefix("Value error, ")
@@ -311,14 +313,24 @@ def _reason(field: str, kind: str, value: Any, message: str) -> str:
 
 _INVISIBLE = {"Cf": "invisible or bidi control characters", "Zl": "line separators",
               "Zp": "paragraph separators", "Cc": "control characters"}
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
-def _text_reason(value: str) -> str:
+def text_problem(field: str, value: str) -> str | None:
+    """Why ``value`` may not be the ``sensorId`` (or ``location``), character-wise; None if it may.
+
+    The same rules the model checks with its patterns, for bulk decoders (replay) and for
+    reasons: a sensorId has no control, format (invisible, bidi), line or paragraph
+    separator characters; a location no control, bidi or separator characters.
+
+    >>> text_problem("sensorId", "a\u200bb"), text_problem("location", "a\u200db")
+    ('must not contain invisible or bidi control characters (U+200B)', None)
+    """
     for ch in value:
         category = unicodedata.category(ch)
-        if category in _INVISIBLE:
+        if category in _INVISIBLE and (field == "sensorId" or category != "Cf" or ch in _BIDI):
             return f"must not contain {_INVISIBLE[category]} (U+{ord(ch):04X})"
-    return "must not be blank"
+    return None
 
 
 def _errors_of(exc: ValidationError) -> list[FieldError]:

@@ -40,6 +40,8 @@ from sensorlib.events import (
     MAX_LOCATION,
     MAX_SENSOR_ID,
     TEMPERATURE_RANGE,
+    TIMESTAMP_RANGE,
+    text_problem,
 )
 from sensorlib.kafka_io import TopicReader
 from sensorlib.pipeline import ALERT_DTYPES as _FRAME_ALERT_DTYPES
@@ -232,7 +234,6 @@ _PARSE = {(kind.name, spelling): pajson.ParseOptions(explicit_schema=kind.schema
           for kind in (_READINGS, _ALERTS) for spelling in ("camel", "pascal", "both")}
 _READ = pajson.ReadOptions(use_threads=False, block_size=1 << 26)
 _ARROW_ERROR = re.compile(r"Column\(/?([^)]*)\) changed from (\w+) to (\w+)")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _empty(kind: _Kind) -> pd.DataFrame:
@@ -316,7 +317,7 @@ def _times(column: pa.ChunkedArray) -> pd.Series:
         return parsed.astype("datetime64[us, UTC]")
 
 
-def _text_checks(column: pa.ChunkedArray, limit: int, required: bool, strict: bool
+def _text_checks(name: str, column: pa.ChunkedArray, limit: int, required: bool, strict: bool
                  ) -> tuple[np.ndarray, np.ndarray]:
     """(missing-or-blank, malformed) masks of a text column.
 
@@ -329,7 +330,7 @@ def _text_checks(column: pa.ChunkedArray, limit: int, required: bool, strict: bo
     if not strict:
         return missing, np.zeros(len(encoded), dtype=bool)
     blank = np.array([not v.strip() for v in distinct] + [False], dtype=bool)
-    malformed = np.array([len(v) > limit or bool(_CONTROL.search(v)) for v in distinct]
+    malformed = np.array([len(v) > limit or text_problem(name, v) is not None for v in distinct]
                          + [False], dtype=bool)
     idx = encoded.indices.fill_null(len(distinct)).to_numpy()
     return (missing | blank[idx]) if required else missing, malformed[idx]
@@ -340,12 +341,13 @@ def _validate(table: dict[str, pa.ChunkedArray], frame: pd.DataFrame, kind: _Kin
     """Each rule as (rows breaking it, reason), in the order parse_reading reports them."""
     checks: list[tuple[np.ndarray, str]] = []
     for name, (limit, required) in kind.text.items():
-        missing, malformed = _text_checks(table[name], limit, required, kind.strict_text)
+        missing, malformed = _text_checks(name, table[name], limit, required, kind.strict_text)
         if required:
             checks.append((missing, f"{name}: required"))
         if kind.strict_text:
             size = f"at most {limit} characters, " if limit < 1 << 30 else ""
-            checks.append((malformed, f"{name}: {size}no control characters"))
+            rule = f"{name}: {size}no control, invisible, bidi or line separator characters"
+            checks.append((malformed, rule))
     for name, bounds in kind.numbers.items():
         values = frame[name].to_numpy(dtype="float64")
         checks.append((np.isnan(values), f"{name}: required (a finite number)"))
@@ -355,8 +357,13 @@ def _validate(table: dict[str, pa.ChunkedArray], frame: pd.DataFrame, kind: _Kin
             with np.errstate(invalid="ignore"):
                 out = (values < low) | (values > high)
             checks.append((out, f"{name}: must be between {low:g} and {high:g}"))
+    low, high = (pd.Timestamp(t) for t in TIMESTAMP_RANGE)
     for name in kind.times:
         checks.append((frame[name].isna().to_numpy(), f"{name}: required (ISO-8601)"))
+        if kind.strict_text:  # readings: the absolute range parse_reading enforces
+            with np.errstate(invalid="ignore"):
+                out = ((frame[name] < low) | (frame[name] >= high)).to_numpy(dtype=bool)
+            checks.append((out, f"{name}: must be in the years {low.year} to {high.year - 1}"))
     for name, allowed in kind.choices.items():
         checks.append((~frame[name].isin(allowed).to_numpy(),
                        f"{name}: must be one of {sorted(allowed)}"))

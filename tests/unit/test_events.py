@@ -192,7 +192,7 @@ readings = st.builds(
     location=st.text(st.characters(exclude_categories=["Cc", "Cs", "Zl", "Zp"],
                                    exclude_characters="\u202a\u202b\u202c\u202d\u202e"
                                                       "\u2066\u2067\u2068\u2069"), max_size=30),
-    timestamp=st.datetimes(datetime(1971, 1, 1), datetime(2999, 1, 1), timezones=st.just(UTC)),
+    timestamp=st.datetimes(datetime(1971, 1, 1), datetime(2199, 1, 1), timezones=st.just(UTC)),
 )
 
 
@@ -280,7 +280,7 @@ def test_extreme_timestamps_are_refused_with_the_allowed_range(stamp: str) -> No
         parse_reading(body(timestamp=stamp), now=NOW, accept=WINDOW)
     (error,) = info.value.errors
     assert error.field == "timestamp"
-    assert "years 1900 to 2999" in error.reason or (
+    assert "years 1900 to 2199" in error.reason or (
         "must lie between 2025-11-29T12:00:00Z and 2026-11-29T12:05:00Z" in error.reason)
 
 
@@ -296,7 +296,7 @@ def test_the_event_time_window_edges_are_inclusive() -> None:
 
 def test_without_a_window_any_timestamp_in_the_absolute_range_is_a_reading() -> None:
     assert parse_reading(body(timestamp="1900-01-01T00:00:00Z")).timestamp.year == 1900
-    assert parse_reading(body(timestamp="2999-12-31T23:59:59Z")).timestamp.year == 2999
+    assert parse_reading(body(timestamp="2199-12-31T23:59:59Z")).timestamp.year == 2199
 
 
 @pytest.mark.parametrize("stamp", [0, 1700000000, "1700000000", "0", "1700000000.5", True, 1.5])
