@@ -20,7 +20,7 @@ from kafka import TopicPartition
 
 from sensorlib.config import Settings
 from sensorlib.dashboard.state import LagHistory
-from sensorlib.kafka_io import make_admin, make_consumer
+from sensorlib.kafka_io import TopicReader, make_admin, make_consumer
 
 __all__ = [
     "GroupLag",
@@ -256,33 +256,15 @@ def _short(exc: BaseException) -> str:
 
 def _read_latest(settings: Settings, topic: str, sensor: str, limit: int,
                  scan: int) -> list[Record]:
-    consumer = make_consumer(settings, client_id="sensorlib-dashboard-browser",
-                             fetch_max_wait_ms=100, request_timeout_ms=6000)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        if not tps:
-            return []
-        begin = consumer.beginning_offsets(tps)
-        end = consumer.end_offsets(tps)
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, max(begin[tp], end[tp] - scan))
-        found: list[Record] = []
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            if all(consumer.position(tp) >= end[tp] for tp in tps):
-                break
-            for tp, batch in consumer.poll(timeout_ms=200, max_records=5000).items():
-                for r in batch:
-                    if r.offset >= end[tp]:
-                        continue
-                    if sensor and sensor not in (r.key or "").lower():
-                        continue
-                    found.append(_record(topic, r))
-        found.sort(key=lambda r: (r.timestamp, r.partition, r.offset), reverse=True)
-        return found[:limit]
-    finally:
-        consumer.close()
+    found: list[Record] = []
+    with TopicReader(settings, topic, last=scan, idle_timeout=5.0,
+                     client_id="sensorlib-dashboard-browser", fetch_max_wait_ms=100,
+                     request_timeout_ms=6000) as reader:
+        for _, records in reader:
+            found.extend(_record(topic, r) for r in records
+                         if not sensor or sensor in (r.key or "").lower())
+    found.sort(key=lambda r: (r.timestamp, r.partition, r.offset), reverse=True)
+    return found[:limit]
 
 
 def _record(topic: str, r: Any) -> Record:
