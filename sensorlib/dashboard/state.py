@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sensorlib.events import status_of
+from sensorlib.recent import RecentById
 
 if TYPE_CHECKING:
     from sensorlib.events import Alert, Reading
@@ -234,8 +235,9 @@ class LiveState:
         self._lock = threading.Lock()
         self._seq = 0
         self._series: OrderedDict[str, _Series] = OrderedDict()
-        self._alerts: deque[AlertView] = deque(maxlen=max_alerts)
-        self._alert_ids: set[str] = set()
+        # The feed keeps the newest alerts by detection time, each id once.
+        self._alerts: RecentById[AlertView] = RecentById(
+            max_alerts, key=lambda a: a.alert_id, order=_alert_order)
         self._alerts_version = 0
         self._readings_total = 0
         self._alerts_total = 0
@@ -272,8 +274,6 @@ class LiveState:
     def add_alert(self, alert: Alert) -> bool:
         """Record an alert; False when its id was already in the feed (a replay)."""
         with self._lock:
-            if alert.alert_id in self._alert_ids:
-                return False
             view = AlertView(
                 alert_id=alert.alert_id,
                 sensor_id=alert.sensor_id,
@@ -286,12 +286,8 @@ class LiveState:
                 timestamp=alert.timestamp,
                 detected_at=alert.detected_at,
             )
-            if len(self._alerts) == self._alerts.maxlen:
-                oldest = min(self._alerts, key=_alert_order)
-                self._alerts.remove(oldest)
-                self._alert_ids.discard(oldest.alert_id)
-            self._alerts.append(view)
-            self._alert_ids.add(view.alert_id)
+            if not self._alerts.add(view):
+                return False  # already in the feed (a replay)
             self._alerts_total += 1
             if view.severity in self._severity_total:
                 self._severity_total[view.severity] += 1
@@ -372,7 +368,7 @@ class LiveState:
     def alerts(self, limit: int | None = None) -> list[AlertView]:
         """The alert feed, newest first (by detection time)."""
         with self._lock:
-            ordered = sorted(self._alerts, key=_alert_order, reverse=True)
+            ordered = sorted(self._alerts.newest_first(), key=_alert_order, reverse=True)
         return ordered if limit is None else ordered[:limit]
 
     def counts(self) -> Counts:
