@@ -175,7 +175,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.archive import Archiver, compact, serve_health
+    from sensorlib.archive import Archiver, can_fork_writer, compact, serve_health
     from sensorlib.kafka_io import ensure_topics, wait_for_kafka
 
     if args.action == "compact":
@@ -187,7 +187,10 @@ def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     wait_for_kafka(settings, timeout=60)
     ensure_topics(settings)
-    archiver = Archiver(settings, batch_rows=args.batch_rows, batch_seconds=args.batch_seconds)
+    # A fresh process that has not used Arrow yet: the writer may be a forked child.
+    writer = args.writer or ("process" if can_fork_writer() else "thread")
+    archiver = Archiver(settings, batch_rows=args.batch_rows, batch_seconds=args.batch_seconds,
+                        writer=writer)
     server = None
     if not args.until_caught_up:
         host = args.host or settings.host
@@ -461,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="records per table commit at most (default 100,000)")
     archive.add_argument("--batch-seconds", type=float, default=30.0,
                          help="seconds a record may wait for its commit (default 30)")
+    archive.add_argument("--writer", choices=["process", "thread"],
+                         help="where decoding and commits run (default: a process on Linux)")
     archive.add_argument("--until-caught-up", action="store_true",
                          help="archive what the topics hold now, then exit (no /health)")
     archive.add_argument("--min-files", type=int, default=4,

