@@ -70,13 +70,15 @@ class Spawner:
         self.started: list[Running] = []
 
     def __call__(self, command: str, settings: Settings, *args: str, wait: bool = True,
-                 health_ok: tuple[int, ...] = (200,)) -> Running:
+                 health_ok: tuple[int, ...] = (200,),
+                 env: dict[str, str] | None = None) -> Running:
+        """Start ``sensorlib <command>``; ``env`` adds environment variables."""
         port = free_port()
         log = self.folder / f"{command}-{len(self.started)}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "sensorlib.cli", command, "--port", str(port), *args],
-                env=service_env(settings), stdout=out, stderr=subprocess.STDOUT,
+                env=service_env(settings, **(env or {})), stdout=out, stderr=subprocess.STDOUT,
             )
         running = Running(command, f"http://127.0.0.1:{port}", proc, log)
         self.started.append(running)

@@ -48,11 +48,11 @@ def test_an_unknown_log_format_is_refused_clearly() -> None:
 
 
 @pytest.mark.kafka
-def test_a_sasl_failure_logs_json_lines_without_the_password(spawn_env, topics: Settings) -> None:
+def test_a_sasl_failure_logs_json_lines_without_the_password(spawn, topics: Settings) -> None:
     canary = "canary-pw-json-5e1d"
     wrong = topics.replace(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
                            sasl_username="sensorlib", sasl_password=canary)
-    processor = spawn_env.start("processor", wrong, env={"SENSORLIB_LOG_FORMAT": "json"},
+    processor = spawn("processor", wrong, env={"SENSORLIB_LOG_FORMAT": "json"},
                                 wait=False)
 
     def explained() -> bool:

@@ -91,12 +91,12 @@ def test_an_incoming_traceparent_reaches_the_alert_with_tracing_off(spawn, topic
     assert httpx.get(processor.url + "/health").json()["alerts"] >= 2
 
 
-def test_one_trace_from_post_to_alert_in_zipkin(spawn_env, topics, zipkin) -> None:
+def test_one_trace_from_post_to_alert_in_zipkin(spawn, topics, zipkin) -> None:
     env = {"OTEL_EXPORTER_ZIPKIN_ENDPOINT": zipkin + "/api/v2/spans"}
     assert zipkin_spans_endpoint(int(zipkin.rsplit(":", 1)[1])) == env[
         "OTEL_EXPORTER_ZIPKIN_ENDPOINT"]
-    producer = spawn_env.start("producer", topics, "--no-simulate", env=env)
-    spawn_env.start("processor", topics, env=env)
+    producer = spawn("producer", topics, "--no-simulate", env=env)
+    spawn("processor", topics, env=env)
     sent, trace_id, span_id = traceparent()
     post(producer.url, "traced-on", sent)
     alert = eventually(lambda: record_of(topics, topics.topic_alerts, "traced-on"))
