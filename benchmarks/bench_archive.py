@@ -53,7 +53,7 @@ from bench_replay import bare_rate, preload
 from common import broker, machine, private_topics
 
 from sensorlib import history
-from sensorlib.archive import Archiver
+from sensorlib.archive import Archiver, can_fork_writer
 from sensorlib.config import Settings
 from sensorlib.replay import read_readings
 
@@ -92,6 +92,8 @@ def archiver_rate(settings: Settings, writer: str | None = None, *, keep: bool =
         warehouse_dir=settings.warehouse.parent / uuid.uuid4().hex[:8],
         archiver_group=f"bench-archiver-{uuid.uuid4().hex[:6]}")
     cpu, started = _cpu(), time.perf_counter()
+    # What the `sensorlib archive` service runs: a writer process where it can fork.
+    writer = writer or ("process" if can_fork_writer() else "thread")
     done = Archiver(fresh, writer=writer).run(until_caught_up=True)
     elapsed = time.perf_counter() - started
     rows = done[settings.topic_readings]
