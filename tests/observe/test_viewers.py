@@ -94,10 +94,14 @@ def test_up_observe_shows_one_trace_and_every_target_up(settings: Settings, tmp_
             return jobs if wanted <= set(jobs) and set(jobs.values()) == {"1"} else None
         jobs = eventually(all_up, timeout=90, interval=1.0)
         assert set(jobs) == {"producer", "processor", "zipkin", "prometheus"}
-        # And Prometheus has the services' own series: the POST above was counted.
-        answer = httpx.get(prometheus + "/api/v1/query", timeout=5, params={
-            "query": 'sensorlib_readings_accepted_total{source="api"}'}).json()
-        assert answer["data"]["result"][0]["value"][1] == "1"
+        # And Prometheus has the services' own series: the POST above is counted (by the
+        # first scrape after it: "up" can come from a scrape taken before the POST).
+        def counted() -> str | None:
+            answer = httpx.get(prometheus + "/api/v1/query", timeout=5, params={
+                "query": 'sensorlib_readings_accepted_total{source="api"}'}).json()
+            result = answer["data"]["result"]
+            return result[0]["value"][1] if result and result[0]["value"][1] != "0" else None
+        assert eventually(counted, timeout=30, interval=1.0) == "1"
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=90)
