@@ -48,6 +48,10 @@ class ReplayError(SensorlibError, ValueError):
     """A replay was asked for something impossible (bad period, missing topic)."""
 
 
+class HistoryError(SensorlibError, ValueError):
+    """The archive cannot answer (no such table, bad query, unusable warehouse)."""
+
+
 class ExportError(SensorlibError):
     """A frame could not be written where asked (the message says what to do)."""
 

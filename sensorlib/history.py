@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from sensorlib.config import Settings
-from sensorlib.errors import SensorlibError
+from sensorlib.errors import HistoryError
 
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
@@ -73,10 +73,6 @@ _TABLE_PROPERTIES = {
     "commit.manifest-merge.enabled": "true",
     "write.parquet.compression-codec": "zstd",
 }
-
-
-class HistoryError(SensorlibError, ValueError):
-    """The archive cannot answer (no such table, bad query, unusable warehouse)."""
 
 
 @dataclass(frozen=True)

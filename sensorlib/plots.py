@@ -433,7 +433,7 @@ def readings_figure(readings: pd.DataFrame, alerts: pd.DataFrame | None = None, 
     from bokeh.models import CustomJS, Div, Range1d, Select
 
     if alerts is None:  # no alerts given: nothing to count either
-        from sensorlib.replay import empty_alerts
+        from sensorlib.decode import empty_alerts
 
         alerts, counts = empty_alerts(), False
     if readings.empty and alerts.empty:

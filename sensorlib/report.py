@@ -26,7 +26,7 @@ import pandas as pd
 from sensorlib import colours
 from sensorlib.config import Settings
 from sensorlib.errors import EmptyReport, KafkaUnavailable, ReportError
-from sensorlib.replay import TimeLike, resolve_period
+from sensorlib.periods import TimeLike, resolve_period
 
 __all__ = [
     "REPORT_NOTEBOOK",
@@ -125,8 +125,8 @@ def _read_newest(settings: Settings, since: pd.Timestamp, seconds: float, max_re
     more of tailing; and how many had arrived since ``since`` when the call began."""
     import math
 
+    from sensorlib.fetch import CONSUMER_OPTIONS
     from sensorlib.kafka_io import TopicReader
-    from sensorlib.replay import CONSUMER_OPTIONS
 
     topic = settings.topic_readings
     since_ms = max(0, int(since.timestamp() * 1000))
@@ -157,7 +157,8 @@ def live_period(settings: Settings, *, since: TimeLike = "5min ago", seconds: fl
     the frame is: how many readings, which were left out, and whether the cap cut the
     read short ("the last 100,000 of 1,234,567"). No consumer group.
     """
-    from sensorlib.replay import decode_readings, to_utc
+    from sensorlib.decode import decode_readings
+    from sensorlib.periods import to_utc
 
     live_from = to_utc(since)
     if live_from is None:
@@ -193,7 +194,7 @@ def summary_table(readings: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
     ``warning_alerts`` count the period's alerts. Sensors that only appear in ``alerts``
     get a row too (with no statistics).
     """
-    from sensorlib.events import status_of
+    from sensorlib.analysis import statuses
 
     stats = readings.groupby("sensorId").agg(
         location=("location", "last"),
@@ -209,9 +210,8 @@ def summary_table(readings: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
     )
     # The status is monotone in both values, so the worst reading's status is the
     # status of the period's maxima.
-    stats["worst_status"] = pd.Series(
-        [status_of(t, h) for t, h in zip(stats["temp_max"], stats["humidity_max"], strict=True)],
-        index=stats.index, dtype="str")
+    stats["worst_status"] = pd.Series(statuses(stats["temp_max"], stats["humidity_max"]),
+                                      index=stats.index, dtype="str")
     counts = (alerts.groupby(["sensorId", "severity"]).size().unstack(fill_value=0)
               .reindex(columns=["critical", "warning"], fill_value=0).add_suffix("_alerts"))
     table = stats.join(counts, how="outer")
@@ -308,12 +308,9 @@ def summary_view(summary: pd.DataFrame) -> Any:
         ("sensor", "location"): "location",
         ("readings", "count"): "readings",
         ("readings", "last (UTC)"): "last",
-        ("temperature (°C)", "mean"): "temp_mean",
-        ("temperature (°C)", "min"): "temp_min",
-        ("temperature (°C)", "max"): "temp_max",
-        ("humidity (%)", "mean"): "humidity_mean",
-        ("humidity (%)", "min"): "humidity_min",
-        ("humidity (%)", "max"): "humidity_max",
+        **{(heading, stat): f"{prefix}_{stat}"
+           for heading, prefix in (("temperature (°C)", "temp"), ("humidity (%)", "humidity"))
+           for stat in ("mean", "min", "max")},
         ("alerts", "critical"): "critical_alerts",
         ("alerts", "warning"): "warning_alerts",
         ("status", "worst"): "worst_status",

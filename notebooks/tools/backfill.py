@@ -22,12 +22,13 @@ import json
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sensorlib.config import Settings
-from sensorlib.events import Reading
+from sensorlib.events import Alert, Reading
 from sensorlib.kafka_io import ensure_topics, make_producer
 from sensorlib.pipeline import Pipeline
 from sensorlib.simulate import REFERENCE_FLEET, SensorSpec, Simulator
@@ -102,6 +103,15 @@ def _bad_records(n: int, start: datetime, end: datetime, seed: int, hostile: boo
         yield f"sensor-0{1 + i % 5}", body, t
 
 
+def send_history(producer: Any, settings: Settings, readings: Iterable[Reading],
+                 alerts: Iterable[Alert] = ()) -> None:
+    """Send readings, then alerts, to the settings' topics, keyed by sensor id (no flush)."""
+    for r in readings:
+        producer.send(settings.topic_readings, key=r.sensor_id, value=r.to_json())
+    for a in alerts:
+        producer.send(settings.topic_alerts, key=a.sensor_id, value=a.to_json())
+
+
 def _why(value: bytes) -> Exception:
     """The error the processor would record for this body."""
     from sensorlib.events import parse_reading
@@ -129,10 +139,7 @@ def backfill(settings: Settings, *, days: float = 7.0, interval: float = 2.0, se
     producer = make_producer(settings, client_id="sensorlib-backfill", linger_ms=50,
                              batch_size=512 * 1024)
     try:
-        for r in readings:
-            producer.send(settings.topic_readings, key=r.sensor_id, value=r.to_json())
-        for a in alerts:
-            producer.send(settings.topic_alerts, key=a.sensor_id, value=a.to_json())
+        send_history(producer, settings, readings, alerts)
         producer.flush(timeout=300)
         n_dead = 0
         for key, body, t in sorted(_bad_records(dead_letters, start, end, seed, hostile),

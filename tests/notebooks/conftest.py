@@ -19,6 +19,11 @@ from sensorlib.simulate import Simulator
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 
+# The notebook tools (back-fill, screenshots) are scripts, not a package; the tests import
+# them from their folder (the seeding here sends like the back-fill does).
+sys.path.insert(0, str(NOTEBOOKS / "tools"))
+from backfill import send_history
+
 
 @dataclass(frozen=True)
 class Seeded:
@@ -33,10 +38,7 @@ def publish(settings: Settings, readings: list[Reading], alerts: list[Alert] = (
     """Send readings (and alerts) keyed by sensor id, and wait for every acknowledgement."""
     producer = make_producer(settings, client_id="test-seed", linger_ms=20)
     try:
-        for r in readings:
-            producer.send(settings.topic_readings, key=r.sensor_id, value=r.to_json())
-        for a in alerts:
-            producer.send(settings.topic_alerts, key=a.sensor_id, value=a.to_json())
+        send_history(producer, settings, readings, alerts)
         producer.flush(timeout=30)
     finally:
         producer.close(timeout=10)

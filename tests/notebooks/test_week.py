@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
+# notebooks/tools is on sys.path: see conftest.py.
+from backfill import HOSTILE_ID, HOSTILE_LOCATION, backfill
+from screenshots import execute, to_html
+
 from sensorlib.config import Settings
 from tests.conftest import private_settings
 
-from .conftest import NOTEBOOKS, REPO, subprocess_env
-
-sys.path.insert(0, str(NOTEBOOKS / "tools"))
-from backfill import HOSTILE_ID, HOSTILE_LOCATION, backfill
-from screenshots import execute, to_html
+from .conftest import REPO, subprocess_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -1,26 +1,24 @@
-"""Bulk decoding of replayed records agrees with parse_reading, without a broker."""
+"""Bulk decoding (sensorlib.decode) agrees with parse_reading: pure, no broker."""
 
 from __future__ import annotations
 
 import json
 import math
 
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensorlib.events import InvalidReading, parse_reading
-from sensorlib.replay import (
+from sensorlib import replay
+from sensorlib.decode import (
     ALERT_DTYPES,
     READING_DTYPES,
-    ReplayError,
     decode_alerts,
     decode_readings,
+    empty_alerts,
     empty_readings,
-    resolve_period,
-    to_utc,
 )
+from sensorlib.events import InvalidReading, parse_reading
 
 GOOD = {"sensorId": "sensor-01", "temperature": 23.4, "humidity": 57.9,
         "location": "Warehouse A", "timestamp": "2026-01-01T12:00:00Z"}
@@ -157,15 +155,11 @@ def test_numbers_and_ids_agree_with_parse_reading(temperature: float, humidity: 
         assert math.isfinite(temperature)
 
 
-def test_times() -> None:
-    now = pd.Timestamp("2026-01-02T12:00:00Z")
-    assert to_utc("2026-01-01") == pd.Timestamp("2026-01-01T00:00:00Z")
-    assert to_utc("2026-01-01T12:00:00+02:00") == pd.Timestamp("2026-01-01T10:00:00Z")
-    assert to_utc("yesterday", now=now) == pd.Timestamp("2026-01-01T00:00:00Z")
-    assert to_utc("today", now=now) == pd.Timestamp("2026-01-02T00:00:00Z")
-    assert to_utc("90min ago", now=now) == pd.Timestamp("2026-01-02T10:30:00Z")
-    assert to_utc("-2 days", now=now) == pd.Timestamp("2025-12-31T12:00:00Z")
-    with pytest.raises(ReplayError):
-        to_utc("the day after tomorrow")
-    with pytest.raises(ReplayError, match="not after"):
-        resolve_period("2026-01-02", "2026-01-01")
+def test_replay_reexports_the_decoders() -> None:
+    """``sensorlib.replay`` keeps serving the names notebooks import from it."""
+    assert replay.decode_readings is decode_readings
+    assert replay.decode_alerts is decode_alerts
+    assert replay.empty_readings is empty_readings
+    assert replay.empty_alerts is empty_alerts
+    assert replay.READING_DTYPES is READING_DTYPES
+    assert replay.ALERT_DTYPES is ALERT_DTYPES
