@@ -46,13 +46,14 @@ class Sizes:
     dashboard_minutes: float
     archive: int = 1_000_000
     archive_big: int = 10_000_000
+    ingest_seconds: float = 5.0
 
 
 FULL = Sizes(producer=300_000, processor=1_000_000, probes=200, replay=1_000_000, core=300_000,
              dashboard_readings=200, dashboard_minutes=1.0)
 QUICK = Sizes(producer=30_000, processor=30_000, probes=20, replay=30_000, core=50_000,
               dashboard_readings=20, dashboard_minutes=0.25, archive=30_000,
-              archive_big=300_000)
+              archive_big=300_000, ingest_seconds=2.0)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,27 @@ def dashboard_rows(r: dict[str, Any]) -> list[Row]:
             p95 < 1000)]
 
 
+def ingest_rows(r: dict[str, Any]) -> list[Row]:
+    rows = []
+    previous = {p["clients"]: p for p in r["post_previous"]}
+    for row in r["post"]:
+        n, prev = row["clients"], previous[row["clients"]]
+        met = (row["rate"] >= 2000 and row["p99_ms"] <= 100) if n == 32 else None
+        rows.append(Row(
+            f"POST /api/events at {n} clients (errors {row['errors']}, 429s {row['too_many']}) "
+            "vs the previous stack (thread per request)",
+            f"{_rate(row['rate'])}, p50 {_ms(row['p50_ms'])}, p99 {_ms(row['p99_ms'])}",
+            f"{_rate(prev['rate'])}, p99 {_ms(prev['p99_ms'])}",
+            f"{r['post_vs_previous'][str(n)]:.1f}×",
+            "≥ 2,000/s and p99 ≤ 100 ms" if n == 32 else "none (informative)", met))
+    b = r["batch"]
+    rows.append(Row(
+        f"batch POST readings/s ({r['batch_size']:,}-reading arrays, {r['batch_clients']} clients) "
+        "vs bare kafka-python send", _rate(b["readings_per_s"]), _rate(r["bare_send_per_s"]),
+        f"{r['batch_vs_bare_send']:.2f}×", "≥ 30,000/s", b["readings_per_s"] >= 30_000))
+    return rows
+
+
 @dataclass(frozen=True)
 class Bench:
     """A benchmark module, how to call its ``run`` and how to tabulate the answer."""
@@ -168,6 +190,7 @@ BENCHES = [
     Bench("core", "bench_core", lambda m, b, s: m.run(s.core), core_rows),
     Bench("archive", "bench_archive", lambda m, b, s: m.run(b, s.archive, s.archive_big),
           archive_rows),
+    Bench("ingest", "bench_ingest", lambda m, b, s: m.run(b, s.ingest_seconds), ingest_rows),
     Bench("dashboard", "bench_dashboard",
           lambda m, b, s: m.run(b, readings=s.dashboard_readings, minutes=s.dashboard_minutes),
           dashboard_rows),

@@ -49,6 +49,17 @@ class ReadingProducer:
         self._lock = threading.Lock()
         self.sent = 0
 
+    @property
+    def client(self) -> Any:
+        """The underlying :class:`kafka.KafkaProducer` (for :class:`sensorlib.ingest.Ingest`)."""
+        return self._producer
+
+    def partition_ids(self) -> set[int] | None:
+        """The readings topic's partitions from the client's cached metadata, or None
+        while unknown. Never blocks (``KafkaProducer.partitions_for`` may, up to
+        ``max_block_ms``), so the event loop may call it."""
+        return self._producer._metadata.partitions_for_topic(self.topic)
+
     def _failed(self, exc: BaseException) -> None:
         with self._lock:
             self._errors.append(exc)
@@ -72,9 +83,19 @@ class ReadingProducer:
     def _span(self, reading: Reading, ctx: Any) -> Any:
         return tracer().start_as_current_span(
             f"{self.topic} publish", context=ctx, kind=SpanKind.PRODUCER,
-            attributes={"messaging.system": "kafka", "messaging.operation.type": "publish",
-                        "messaging.destination.name": self.topic,
-                        "messaging.kafka.message.key": reading.sensor_id})
+            attributes=self._span_attributes(reading))
+
+    def _span_attributes(self, reading: Reading) -> dict[str, str]:
+        return {"messaging.system": "kafka", "messaging.operation.type": "publish",
+                "messaging.destination.name": self.topic,
+                "messaging.kafka.message.key": reading.sensor_id}
+
+    def publish_span(self, reading: Reading, context: otel_context.Context | None) -> Any:
+        """A started (not current) PRODUCER span for publishing ``reading`` under
+        ``context``; the caller ends it once Kafka acknowledged (the HTTP API's path)."""
+        return tracer().start_span(f"{self.topic} publish", context=context,
+                                   kind=SpanKind.PRODUCER,
+                                   attributes=self._span_attributes(reading))
 
     def send_raw(self, key: str | None, value: bytes) -> None:
         """Queue raw bytes (used by tests and tools to inject foreign or broken records)."""
