@@ -67,9 +67,11 @@ def preload(settings: Settings, n: int, *, seed: int = 1, interval: float = 0.1)
 
     producer = make_producer(settings, client_id="bench-preload", linger_ms=20,
                              batch_size=512 * 1024, max_in_flight_requests_per_connection=5)
-    # Event times end (about) now: never ahead of the record times, which the processor
-    # would dead-letter beyond SENSORLIB_MAX_FUTURE.
-    start = datetime.now(UTC) - timedelta(seconds=n / 5 * interval)
+    # Event times end at the start of the preload: never ahead of the record times, which
+    # the processor would dead-letter beyond SENSORLIB_MAX_FUTURE. (Silent sensors skip
+    # readings, so the stream needs more than n / 5 ticks: ticks_for counts them.)
+    ticks = Simulator(seed=seed, interval=interval).ticks_for(n)
+    start = datetime.now(UTC) - timedelta(seconds=ticks * interval)
     sim = Simulator(seed=seed, interval=interval, start=start)
     topic = settings.topic_readings
     started = time.perf_counter()

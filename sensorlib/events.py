@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import msgspec
 from pydantic import (
     AfterValidator,
     AliasChoices,
@@ -460,7 +461,66 @@ def parse_reading(raw: bytes | str | Mapping[str, Any], *, now: datetime | None 
     return reading
 
 
+class _WireReading(msgspec.Struct, rename="pascal", forbid_unknown_fields=True):
+    """The canonical PascalCase record, every field present (see :func:`_fast_reading`)."""
+
+    sensor_id: str
+    temperature: float
+    humidity: float
+    location: str
+    timestamp: str
+
+
+_decode_wire = msgspec.json.Decoder(_WireReading).decode
+# 5 keys and 3 string values: a key given twice would add quotes (values hold no escapes).
+_CANONICAL_QUOTES = 16
+
+
+def _fast_reading(raw: bytes) -> Reading | None:
+    """The reading of a canonical record, or None when only the full parser can decide.
+
+    Canonical: PascalCase, all five fields once, printable ASCII without escapes, a
+    ``...THH:MM:SS[.fraction]Z`` timestamp — what sensorlib and the .NET producer write.
+    For such a record the result equals :func:`parse_reading`'s (a differential property
+    test holds the two together) at about a fifth of the cost; every other record,
+    valid or not, returns None and takes the full parser, which explains any error.
+    """
+    # Printable ASCII only (JSON refuses raw control characters in strings; DEL is tested),
+    # no escapes: no invisible, bidi or separator character can hide in a field.
+    if (len(raw) > MAX_BODY_BYTES or not raw.isascii() or b"\\" in raw or b"\x7f" in raw
+            or raw.count(b'"') != _CANONICAL_QUOTES):
+        return None
+    try:
+        wire = _decode_wire(raw)
+    except msgspec.DecodeError:
+        return None
+    sensor_id, location, ts = wire.sensor_id, wire.location, wire.timestamp
+    temperature, humidity = wire.temperature, wire.humidity
+    size = len(ts)
+    if not (0 < len(sensor_id) <= MAX_SENSOR_ID and not sensor_id.isspace()
+            and len(location) <= MAX_LOCATION
+            and TEMPERATURE_RANGE[0] <= temperature <= TEMPERATURE_RANGE[1]
+            and HUMIDITY_RANGE[0] <= humidity <= HUMIDITY_RANGE[1]
+            and size >= 20 and ts[-1] == "Z" and ts[4] == "-" and ts[7] == "-"
+            and ts[10] == "T" and ts[13] == ":" and ts[16] == ":"
+            and (size == 20 or ts[19] == ".")):
+        return None
+    if size > 27:  # more than 6 fractional digits (.NET writes 7): keep microseconds
+        ts = ts[:26] + "Z"
+    try:
+        when = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    if not TIMESTAMP_RANGE[0].year <= when.year < TIMESTAMP_RANGE[1].year:
+        return None
+    return new_reading(sensor_id, temperature, humidity, location, when)
+
+
 def _parse(raw: bytes | str | Mapping[str, Any], now: datetime | None) -> Reading:
+    if isinstance(raw, bytes):
+        fast = _fast_reading(raw)
+        if fast is not None:
+            return fast
     if isinstance(raw, Mapping):
         try:
             return _validate_mapping(raw, now)
@@ -587,18 +647,20 @@ def new_reading(
 ) -> Reading:
     """Build a Reading from values already known to be valid, without validating them.
 
-    For trusted producers in hot loops (the simulator, DataFrame replay): about ten
-    times cheaper than ``Reading(...)``. ``timestamp`` must be UTC-aware.
+    For trusted producers in hot loops (the simulator, DataFrame replay, the processor's
+    fast path): about ten times cheaper than ``Reading(...)``. ``timestamp`` must be UTC-aware.
     """
-    reading = object.__new__(Reading)
-    object.__setattr__(reading, "__dict__", {
+    reading = _new(Reading)
+    _set(reading, "__dict__", {
         "sensor_id": sensor_id, "temperature": temperature, "humidity": humidity,
         "location": location, "timestamp": timestamp,
     })
-    object.__setattr__(reading, "__pydantic_fields_set__", set(_ALL_READING_FIELDS))
-    object.__setattr__(reading, "__pydantic_extra__", None)
-    object.__setattr__(reading, "__pydantic_private__", None)
+    _set(reading, "__pydantic_fields_set__", set(_ALL_READING_FIELDS))
+    _set(reading, "__pydantic_extra__", None)
+    _set(reading, "__pydantic_private__", None)
     return reading
 
 
+_new = object.__new__
+_set = object.__setattr__
 _ALL_READING_FIELDS = frozenset(Reading.model_fields)

@@ -169,11 +169,23 @@ class SensorWindow:
         if ts >= wm:  # in order: the common case, inlined as it runs for every reading
             self._items.append((ts, temp, hum))
             self._location = reading.location
-            for q, value in ((self._tmax, temp), (self._tmin, -temp),
-                             (self._hmax, hum), (self._hmin, -hum)):
-                while q and q[-1][0] <= value:
-                    q.pop()
-                q.append((value, ts))
+            # Unrolled for the four monotonic deques (no tuple of pairs per reading).
+            q = self._tmax
+            while q and q[-1][0] <= temp:
+                q.pop()
+            q.append((temp, ts))
+            q, value = self._tmin, -temp
+            while q and q[-1][0] <= value:
+                q.pop()
+            q.append((value, ts))
+            q = self._hmax
+            while q and q[-1][0] <= hum:
+                q.pop()
+            q.append((hum, ts))
+            q, value = self._hmin, -hum
+            while q and q[-1][0] <= value:
+                q.pop()
+            q.append((value, ts))
         else:  # out of order but inside the window
             insort(self._items, (ts, temp, hum), key=_first)
             _push_max(self._tmax, temp, ts)
