@@ -31,6 +31,7 @@ from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 
 from sensorlib.config import Settings
 from sensorlib.deadletters import dead_letter
+from sensorlib.dedup import SeenEvents, event_id_of
 from sensorlib.detect import RuleConfig
 from sensorlib.events import (
     Alert,
@@ -87,6 +88,7 @@ class ProcessorStats:
     processed: int = 0
     invalid: int = 0
     alerts: int = 0
+    duplicates: int = 0
     transactions: int = 0
     sessions: int = 0
     warmed: int = 0
@@ -112,6 +114,10 @@ class Processor:
         max_records: records per poll, i.e. per transaction.
         metrics: where the loop counts (default: a registry of its own); updated once per
             transaction, never per record.
+
+    A record with an ``eventId`` header whose (sensorId, eventId) pair came in the last
+    window + :data:`WARM_EXTRA` of record time is a retry: it is dropped (counted in
+    ``stats.duplicates``), its offset committed (:mod:`sensorlib.dedup`).
 
     A reading that causes an alert may carry a W3C ``traceparent`` header: the alert is
     published with a header continuing that trace (a span of its own when tracing is on,
@@ -140,6 +146,8 @@ class Processor:
         self._accept_us = self.accept.bounds_us(0)
         self.stats = ProcessorStats()
         self._pipelines: dict[TopicPartition, Pipeline] = {}
+        self._seen: dict[TopicPartition, SeenEvents] = {}
+        self._dedup_span_ms = int((self.window + WARM_EXTRA).total_seconds() * 1000)
         self._lock = threading.Lock()
         self._aggregates: list[dict[str, Any]] = []
         # Committed alerts for /api/alerts (also the "published already" check below).
@@ -200,6 +208,7 @@ class Processor:
             "lag": st.lag,
             "processed": st.processed,
             "invalid": st.invalid,
+            "duplicates": st.duplicates,
             "alerts": st.alerts,
             "transactions": st.transactions,
             "sessions": st.sessions,
@@ -351,17 +360,21 @@ class Processor:
         dead: list[tuple[Any, Exception]] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         caused: list[tuple[Any, list[Alert]]] = []  # (record, its alerts): for traces
-        processed = 0
+        processed = duplicates = 0
         now_us = to_us(self.clock())
         judge = self.judge
         for tp, records in batch.items():
             pipeline = self._pipelines.get(tp)
             if pipeline is None:  # revoked between poll and here
                 continue
+            seen = self._seen[tp]
             for record in records:
                 got = judge(record, now_us)
                 if isinstance(got, InvalidReading):
                     dead.append((record, got))
+                    continue
+                if record.headers and not _first_copy(seen, record, got[0]):
+                    duplicates += 1
                     continue
                 found = pipeline.process_us(*got)
                 if found:
@@ -408,6 +421,7 @@ class Processor:
             raise
         self.stats.transactions += 1
         self.stats.processed += processed
+        self.stats.duplicates += duplicates
         self.stats.invalid += len(dead)
         self.stats.alerts += len(out)
         self.stats.last_commit = time.time()
@@ -474,14 +488,16 @@ class Processor:
             if committed is None:
                 committed = consumer.beginning_offsets([tp])[tp]
             pipeline = Pipeline(window=self.window, rules=self.rules, clock=self.clock)
+            seen = SeenEvents(self._dedup_span_ms)
             rebuild_started = time.perf_counter()
             history = read_history(self.settings, tp, self.window + WARM_EXTRA, committed,
-                                   self.clock, accept=self.accepted)
+                                   self.clock, accept=self.accepted, seen=seen)
             pipeline.warm(history)
             self.stats.warmed += len(history)
             self.metrics.rebuild_seconds.observe(time.perf_counter() - rebuild_started)
             self.metrics.rebuild_readings.inc(len(history))
             self._pipelines[tp] = pipeline
+            self._seen[tp] = seen
             if pipeline.watermark is not None:
                 self._watermark_wall[tp] = (pipeline.watermark, time.monotonic())
         self.stats.assigned = sorted(tp.partition for tp in self._pipelines)
@@ -490,6 +506,7 @@ class Processor:
     def on_revoked(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._pipelines.pop(tp, None)
+            self._seen.pop(tp, None)
             self._watermark_wall.pop(tp, None)
         self.stats.assigned = sorted(tp.partition for tp in self._pipelines)
 
@@ -559,11 +576,14 @@ def read_history(
     clock: Callable[[], datetime] = utcnow,
     *,
     accept: Callable[[Any], Reading | InvalidReading] | None = None,
+    seen: SeenEvents | None = None,
 ) -> list[Reading]:
     """Valid readings of ``tp`` from ``span`` ago (by record timestamp) up to ``until_offset``.
 
     ``accept`` turns a record into its reading or a rejection (default: :func:`parse_reading`
     of the value); rejected records are skipped, as the live loop sent them to the DLQ.
+    With ``seen``, the event ids of the history are remembered there and retried copies
+    are skipped, as the live loop dropped them.
     Uses no consumer group (assign + seek), so it never disturbs committed offsets; a read
     that stalls ends the session (:class:`~sensorlib.kafka_io.TopicReader`).
     """
@@ -574,8 +594,18 @@ def read_history(
                      until={tp.partition: until_offset}, client_id="sensorlib-warmup",
                      idle_timeout=HISTORY_TIMEOUT) as reader:
         for _, records in reader:
-            out.extend(got for got in map(judge, records) if isinstance(got, Reading))
+            for record in records:
+                got = judge(record)
+                if isinstance(got, Reading) and (
+                        seen is None or not record.headers or _first_copy(seen, record, got)):
+                    out.append(got)
     return out
+
+
+def _first_copy(seen: SeenEvents, record: Any, reading: Reading) -> bool:
+    """False for a retried copy: its (sensorId, eventId) came within the span already."""
+    event_id = event_id_of(record.headers)
+    return event_id is None or seen.first(reading.sensor_id, event_id, record.timestamp)
 
 
 def _parsed(record: Any) -> Reading | InvalidReading:

@@ -1,0 +1,74 @@
+"""The processor drops retried readings by their ``eventId`` header, live and after a restart.
+
+Real broker, real Processor. Copies of one reading with the same (sensorId, eventId) count
+once in the aggregates; readings without the header, or with different ids, all count.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sensorlib.config import Settings
+from sensorlib.events import Reading
+from sensorlib.kafka_io import make_producer
+from sensorlib.processor import Processor
+from tests.support import eventually
+
+pytestmark = pytest.mark.kafka
+
+
+def _send(settings: Settings, reading: Reading, event_id: str | None) -> None:
+    producer = make_producer(settings, client_id="test-dedup")
+    headers = [("eventId", event_id.encode())] if event_id else None
+    producer.send(settings.topic_readings, key=reading.sensor_id,
+                  value=reading.to_json(), headers=headers).get(timeout=30)
+    producer.close()
+
+
+@contextmanager
+def _running(settings: Settings, instance: str) -> Iterator[Processor]:
+    processor = Processor(settings, instance=instance)
+    stop = threading.Event()
+    thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield processor
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def _count(processor: Processor, sensor_id: str) -> int:
+    return next((a["readingCount"] for a in processor.aggregates()
+                 if a["sensorId"] == sensor_id), 0)
+
+
+def test_retried_copies_count_once_live_and_after_a_restart(topics: Settings) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = Reading(sensor_id="dedup-1", temperature=21.0, humidity=40.0, location="Lab",
+                    timestamp=now - timedelta(seconds=30))
+    second = first.model_copy(update={"timestamp": now - timedelta(seconds=20)})
+    third = first.model_copy(update={"timestamp": now - timedelta(seconds=10)})
+
+    with _running(topics, "a") as processor:
+        _send(topics, first, "retry-1")
+        _send(topics, first, "retry-1")  # the retried POST: dropped
+        _send(topics, second, "retry-2")  # another id: counted
+        _send(topics, third, None)  # no id: never de-duplicated
+        _send(topics, third, None)
+        eventually(lambda: processor.stats.processed + processor.stats.duplicates >= 5, 60)
+        assert processor.stats.duplicates == 1
+        assert _count(processor, "dedup-1") == 4
+
+    # A producer restarted between the tries sends the copy again; a processor that
+    # restarts in between must still recognise it from the history it rebuilds.
+    _send(topics, first, "retry-1")
+    with _running(topics, "b") as processor:
+        eventually(lambda: processor.stats.duplicates == 1, 60)
+        assert processor.stats.processed == 0
+        assert _count(processor, "dedup-1") == 4
