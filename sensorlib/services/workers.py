@@ -1,0 +1,228 @@
+"""``sensorlib processor --workers N``: N processor processes in one group, one API in front.
+
+One Python process runs the processor loop on one core (the GIL); a group of N processes
+shares the readings topic's partitions (partitions ≥ N, else some workers idle) and uses
+N cores. Each worker is an ordinary ``sensorlib processor --instance <i>-w<k>`` child on a
+private 127.0.0.1 port (its own transactional id, so exactly-once holds per partition as
+with separate instances). The front process answers on the processor's port with the
+reference's API over all workers:
+
+- ``/api/aggregates``: the union of the workers' (each owns different sensors' partitions);
+- ``/api/alerts``: merged newest first (``limit``, ``sensorId`` as for one processor);
+- ``/health``: 200 only when every worker is healthy; ``problems`` name the worker;
+  ``assignedPartitions``, ``lag`` and the counters are the workers' summed;
+- ``/metrics``: every worker's metrics with a ``worker`` label.
+
+A worker that exits is started again after a second (crash-only, like the loop itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Query
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
+
+from sensorlib.broker import free_port
+from sensorlib.config import Settings
+from sensorlib.services.common import guard, health_response
+
+__all__ = ["Workers", "create_front_app", "merge_metrics"]
+
+log = logging.getLogger("sensorlib.workers")
+
+#: Counters of the workers' ``/health`` that the front sums.
+SUMMED = ("lag", "processed", "invalid", "duplicates", "alerts", "transactions", "sessions")
+RESTART_DELAY = 1.0
+
+
+class Workers:
+    """N ``sensorlib processor`` child processes on private ports, restarted if they exit."""
+
+    def __init__(self, settings: Settings, count: int, instance: str = "1") -> None:
+        if count < 1:
+            raise ValueError(f"--workers must be at least 1 (got {count})")
+        self.settings = settings
+        self.names = [f"{instance}-w{k}" for k in range(1, count + 1)]
+        self.ports = [free_port() for _ in self.names]
+        self._procs: list[subprocess.Popen[bytes] | None] = [None] * count
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def urls(self) -> list[str]:
+        """Each worker's base URL (127.0.0.1, private port)."""
+        return [f"http://127.0.0.1:{port}" for port in self.ports]
+
+    def _spawn(self, k: int) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **self.settings.to_env()}
+        command = [sys.executable, "-m", "sensorlib.cli", "processor", "--instance",
+                   self.names[k], "--host", "127.0.0.1", "--port", str(self.ports[k])]
+        return subprocess.Popen(command, env=env)
+
+    def start(self) -> None:
+        """Start every worker and the thread that restarts the ones that exit."""
+        for k in range(len(self.names)):
+            self._procs[k] = self._spawn(k)
+        self._watcher = threading.Thread(target=self._watch, name="workers-watch", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(RESTART_DELAY):
+            for k, proc in enumerate(self._procs):
+                if proc is not None and proc.poll() is not None and not self._stop.is_set():
+                    log.warning("processor worker %s exited with %s; starting it again",
+                                self.names[k], proc.returncode)
+                    self._procs[k] = self._spawn(k)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop every worker (SIGTERM, then SIGKILL after ``timeout``)."""
+        self._stop.set()
+        procs = [p for p in self._procs if p is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def merge_metrics(texts: dict[str, str]) -> bytes:
+    """Several workers' Prometheus text expositions as one, each sample labelled ``worker``.
+
+    >>> a = '# HELP x_total X.\\n# TYPE x_total counter\\nx_total 2.0\\n'
+    >>> print(merge_metrics({"w1": a, "w2": a}).decode().strip())
+    # HELP x_total X.
+    # TYPE x_total counter
+    x_total{worker="w1"} 2.0
+    x_total{worker="w2"} 2.0
+    """
+    families: dict[str, Metric] = {}
+    for worker, text in texts.items():
+        for family in text_string_to_metric_families(text):
+            merged = families.get(family.name)
+            if merged is None:
+                merged = families[family.name] = Metric(family.name, family.documentation,
+                                                        family.type, family.unit)
+            for sample in family.samples:
+                merged.add_sample(sample.name, {**sample.labels, "worker": worker},
+                                  sample.value, sample.timestamp, sample.exemplar)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(families.values()))
+    return generate_latest(registry)
+
+
+class _Fixed:
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+def create_front_app(settings: Settings, workers: Workers) -> FastAPI:
+    """The API in front of the workers (module docstring); starts and stops them."""
+    client = httpx.AsyncClient(timeout=5.0)
+    names = dict(zip(workers.urls, workers.names, strict=True))
+
+    async def each(path: str, **params: Any) -> dict[str, httpx.Response | Exception]:
+        async def one(url: str) -> httpx.Response | Exception:
+            try:
+                return await client.get(url + path, params=params or None)
+            except httpx.HTTPError as exc:
+                return exc
+        answers = await asyncio.gather(*(one(u) for u in workers.urls))
+        return dict(zip(workers.urls, answers, strict=True))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        workers.start()
+        try:
+            yield
+        finally:
+            await client.aclose()
+            await asyncio.to_thread(workers.stop)
+
+    app = FastAPI(title=f"sensorlib processor ({len(workers.names)} workers)", version="0.2.0",
+                  lifespan=lifespan)
+    app.state.settings, app.state.service_name = settings, "processor"
+    guard(app, settings)
+
+    @app.get("/api/aggregates")
+    async def aggregates() -> dict[str, dict[str, Any]]:
+        """Per-sensor aggregates over the last window, keyed by sensorId (all workers)."""
+        out: dict[str, dict[str, Any]] = {}
+        for answer in (await each("/api/aggregates")).values():
+            if isinstance(answer, httpx.Response) and answer.status_code == 200:
+                out.update(answer.json())
+        return dict(sorted(out.items()))
+
+    @app.get("/api/alerts")
+    async def alerts(
+        limit: int = Query(100, ge=1, le=1000),
+        sensorId: str | None = Query(None, max_length=64),
+    ) -> list[dict[str, Any]]:
+        """Recent alerts of all workers, newest first."""
+        params: dict[str, Any] = {"limit": limit}
+        if sensorId is not None:
+            params["sensorId"] = sensorId
+        merged: dict[str, dict[str, Any]] = {}
+        for answer in (await each("/api/alerts", **params)).values():
+            if isinstance(answer, httpx.Response) and answer.status_code == 200:
+                merged.update((a["alertId"], a) for a in answer.json())
+        items = sorted(merged.values(), key=lambda a: (a["detectedAt"], a["alertId"]),
+                       reverse=True)
+        return items[:limit]
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        bodies, problems = [], []
+        for url, answer in (await each("/health")).items():
+            name = names[url]
+            if isinstance(answer, Exception):
+                problems.append(f"worker {name} does not answer ({type(answer).__name__})")
+                continue
+            body = answer.json()
+            bodies.append({"worker": name, **body})
+            problems.extend(f"worker {name}: {p}" for p in body.get("problems", []))
+            if answer.status_code != 200 and not body.get("problems"):
+                problems.append(f"worker {name} is unhealthy")
+        summed = {key: sum(b.get(key) or 0 for b in bodies) for key in SUMMED}
+        first = bodies[0] if bodies else {}
+        return health_response({
+            "status": "unhealthy" if problems else "healthy",
+            "ok": not problems,
+            "problems": problems,
+            "kafka": first.get("kafka", "unknown"),
+            "bootstrapServers": settings.bootstrap_servers,
+            "group": settings.processor_group,
+            "workers": bodies,
+            "assignedPartitions": sorted(p for b in bodies
+                                         for p in b.get("assignedPartitions", [])),
+            **summed,
+        })
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Every worker's Prometheus metrics, labelled ``worker``."""
+        texts = {names[url]: answer.text for url, answer in (await each("/metrics")).items()
+                 if isinstance(answer, httpx.Response) and answer.status_code == 200}
+        return Response(merge_metrics(texts), media_type=CONTENT_TYPE_LATEST)
+
+    return app
