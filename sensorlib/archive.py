@@ -49,6 +49,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.record.util import crc32c_c as _crc32c_c
 from kafka.structs import OffsetAndMetadata
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sensorlib.config import Settings
 from sensorlib.errors import KafkaUnavailable, SensorlibError
@@ -63,6 +64,7 @@ from sensorlib.history import (
     snapshot_offsets,
     table_name,
 )
+from sensorlib.telemetry import ArchiverMetrics
 
 __all__ = [
     "ArchiveError",
@@ -470,8 +472,12 @@ class Archiver:
         self.error: str | None = None
         self.last_poll = 0.0
         self.lag: dict[str, int] = {}
+        #: (topic, partition) -> high watermark minus position, for ``/metrics``.
+        self.partition_lag: dict[tuple[str, int], int] = {}
         self.topics: dict[str, _Topic] = {}
         self._lock_file: IO[str] | None = None
+        #: ``GET /metrics`` (rows appended, commits, lag): read at scrape time.
+        self.metrics = ArchiverMetrics(self)
 
     # -- health --------------------------------------------------------------------------
 
@@ -651,11 +657,15 @@ class Archiver:
 
     def _update_lag(self, consumer: Any) -> None:
         lag: dict[str, int] = {}
+        per_partition: dict[tuple[str, int], int] = {}
         for tp in consumer.assignment():
             high = consumer.highwater(tp)
             if high is not None:
-                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - consumer.position(tp))
+                behind = max(0, high - consumer.position(tp))
+                lag[tp.topic] = lag.get(tp.topic, 0) + behind
+                per_partition[(tp.topic, tp.partition)] = behind
         self.lag = lag
+        self.partition_lag = per_partition
 
     def _submit(self, state: _Topic, writer: _Writer) -> None:
         """Hand (at most ``batch_rows`` of) the batch to the writer, in order."""
@@ -717,7 +727,9 @@ def _host_name(header: str) -> str:
 
 
 def serve_health(archiver: Archiver, host: str, port: int) -> ThreadingHTTPServer:
-    """A tiny HTTP server answering ``GET /health`` (JSON; 200 healthy, 503 not) in a thread."""
+    """A tiny HTTP server answering ``GET /health`` (JSON; 200 healthy, 503 not) and
+    ``GET /metrics`` (Prometheus text, :class:`~sensorlib.telemetry.ArchiverMetrics`) in a
+    thread."""
     allowed = set(archiver.settings.hosts())
 
     class Handler(BaseHTTPRequestHandler):
@@ -725,8 +737,16 @@ def serve_health(archiver: Archiver, host: str, port: int) -> ThreadingHTTPServe
             name = _host_name(self.headers.get("Host") or "")
             if name not in allowed:
                 self._send(400, {"error": f"unknown Host header {name!r}"})
+            elif self.path.split("?")[0] == "/metrics":
+                data = generate_latest(archiver.metrics.registry)
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("X-Content-Type-Options", "nosniff")
+                self.end_headers()
+                self.wfile.write(data)
             elif self.path.split("?")[0] != "/health":
-                self._send(404, {"error": "not found; try /health"})
+                self._send(404, {"error": "not found; try /health or /metrics"})
             else:
                 healthy, body = archiver.health()
                 self._send(200 if healthy else 503, body)

@@ -1,7 +1,8 @@
 """Dead letters: what the processor rejected, why, and where it came from, as a DataFrame.
 
 The processor sends every record that fails validation to the DLQ topic
-(:func:`dead_letter` builds the record): the raw bytes (as text, or base64 when they are
+(:func:`dead_letter` builds the value, :func:`dead_letter_headers` the headers that keep
+the record's trace context): the raw bytes (as text, or base64 when they are
 not UTF-8), the reasons per field, and the source topic, partition, offset and record
 time. :func:`read_dead_letters` reads them like a replay (assign + seek, no consumer
 group, up to the end offsets at the start of the call); :func:`topic_size` counts the
@@ -20,9 +21,11 @@ from sensorlib.config import Settings
 from sensorlib.events import InvalidReading, format_timestamp
 from sensorlib.kafka_io import TopicReader
 from sensorlib.replay import CONSUMER_OPTIONS, ReplayError, TimeLike, resolve_period, to_utc
+from sensorlib.telemetry import context_headers
 from sensorlib.times import utcnow
 
-__all__ = ["DEAD_LETTER_COLUMNS", "dead_letter", "read_dead_letters", "topic_size"]
+__all__ = ["DEAD_LETTER_COLUMNS", "dead_letter", "dead_letter_headers", "read_dead_letters",
+           "topic_size"]
 
 #: Columns of :func:`read_dead_letters`.
 DEAD_LETTER_COLUMNS = {
@@ -76,6 +79,20 @@ def dead_letter(record: Any, error: Exception) -> bytes:
             "rejectedAt": format_timestamp(utcnow()),
         }
     ).encode()
+
+
+def dead_letter_headers(record: Any) -> list[tuple[str, bytes]]:
+    """The headers of the DLQ record for a consumed ``record``: its W3C trace context.
+
+    The rejected reading's ``traceparent``/``tracestate`` go on unchanged, so a dead
+    letter stays in the trace of the POST that sent the bad reading (Zipkin shows where
+    it came from; :func:`sensorlib.telemetry.trace_id_of` reads it back). Other headers
+    are not copied. Empty when the record had none. Send it with the value::
+
+        producer.send(dlq, key=record.key, value=dead_letter(record, exc),
+                      headers=dead_letter_headers(record))
+    """
+    return context_headers(getattr(record, "headers", None))
 
 
 def _row(value: bytes | None, partition: int, offset: int) -> dict[str, Any]:

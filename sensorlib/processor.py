@@ -30,7 +30,7 @@ from typing import Any
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 
 from sensorlib.config import Settings
-from sensorlib.deadletters import dead_letter
+from sensorlib.deadletters import dead_letter, dead_letter_headers
 from sensorlib.dedup import SeenEvents, event_id_of
 from sensorlib.detect import RuleConfig
 from sensorlib.events import (
@@ -405,7 +405,8 @@ class Processor:
                 producer.send(s.topic_alerts, key=alert.sensor_id, value=alert.to_json(),
                               headers=headers.get(alert.alert_id))
             for record, exc in dead:
-                producer.send(s.topic_dlq, key=record.key, value=dead_letter(record, exc))
+                producer.send(s.topic_dlq, key=record.key, value=dead_letter(record, exc),
+                              headers=dead_letter_headers(record))
             if offsets:
                 group = consumer.group_metadata()
                 _bounded(lambda: producer.send_offsets_to_transaction(offsets, group),

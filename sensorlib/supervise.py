@@ -86,9 +86,8 @@ def service_plan(settings: Settings, *, dashboard: bool = True) -> list[Service]
     return plan
 
 
-#: Services whose ``/metrics`` Prometheus scrapes (the archiver and the dashboard join
-#: when they serve one).
-METRICS_SERVICES = ("producer", "processor")
+#: Services whose ``/metrics`` Prometheus scrapes (all of them).
+METRICS_SERVICES = ("producer", "processor", "archiver", "dashboard")
 
 
 def viewer_plan(settings: Settings, services: list[Service],

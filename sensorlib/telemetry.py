@@ -1,7 +1,8 @@
 """Observability: Prometheus metrics, OpenTelemetry traces carried in Kafka headers, JSON logs.
 
 **Metrics.** Each service keeps its own :class:`prometheus_client.CollectorRegistry`
-(:class:`ProducerMetrics`, :class:`ProcessorMetrics`) and serves it at ``GET /metrics``.
+(:class:`ProducerMetrics`, :class:`ProcessorMetrics`, :class:`ArchiverMetrics`; the dashboard's
+is :mod:`sensorlib.dashboard.metrics`) and serves it at ``GET /metrics``.
 Names follow Prometheus conventions: ``sensorlib_`` prefix, ``_total`` counters, base
 units (``_seconds``), bounded label values.
 
@@ -32,12 +33,13 @@ from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from sensorlib.errors import SensorlibError
 
 __all__ = [
     "TRACEPARENT",
+    "ArchiverMetrics",
     "JsonFormatter",
     "ProcessorMetrics",
     "ProducerMetrics",
@@ -358,6 +360,62 @@ class _LagCollector:
         for (topic, partition), lag in sorted(self._metrics._lag.items()):
             family.add_metric([topic, str(partition)], lag)
         yield family
+
+
+class ArchiverMetrics:
+    """The archiver's metrics (``GET /metrics`` of ``sensorlib archive``), read at scrape time.
+
+    Nothing is updated on the archiver's hot path: its own figures (rows committed per
+    table, commits, records read but not yet committed, per-partition lag) are turned into
+    samples when Prometheus asks:
+
+    - ``sensorlib_archive_rows_total{table}``: rows appended to the Iceberg table (committed);
+    - ``sensorlib_archive_invalid_records_total{table}``: records not archived (invalid);
+    - ``sensorlib_archive_commits_total{table}``: Iceberg commits;
+    - ``sensorlib_archive_pending_rows{table}``: records read from Kafka, waiting in the
+      next batch (batches being written are not counted);
+    - ``sensorlib_archive_last_commit_timestamp_seconds{table}``: when the last commit was;
+    - ``sensorlib_consumer_lag_records{topic,partition}``: high watermark minus the archiver's
+      position (records not yet read), as the processor's.
+
+    ``archiver`` is a :class:`sensorlib.archive.Archiver` (its ``topics`` and
+    ``partition_lag``).
+    """
+
+    def __init__(self, archiver: Any, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self._archiver = archiver
+        self.registry.register(self)
+
+    def collect(self) -> Iterable[Any]:
+        """The samples of this scrape (the :class:`prometheus_client` collector protocol)."""
+        from sensorlib.history import table_name
+
+        rows = CounterMetricFamily("sensorlib_archive_rows", "Rows appended to the archive "
+                                   "table (committed)", labels=["table"])
+        invalid = CounterMetricFamily("sensorlib_archive_invalid_records", "Records not "
+                                      "archived because they are invalid", labels=["table"])
+        commits = CounterMetricFamily("sensorlib_archive_commits", "Iceberg commits",
+                                      labels=["table"])
+        pending = GaugeMetricFamily("sensorlib_archive_pending_rows", "Records read from Kafka "
+                                    "waiting in the next batch (not yet handed to the writer)",
+                                    labels=["table"])
+        last = GaugeMetricFamily("sensorlib_archive_last_commit_timestamp_seconds", "Unix time "
+                                 "of the table's last commit by this archiver", labels=["table"])
+        for state in list(self._archiver.topics.values()):
+            table = table_name(state.topic)
+            rows.add_metric([table], state.archived)
+            invalid.add_metric([table], state.invalid)
+            commits.add_metric([table], state.commits)
+            pending.add_metric([table], len(state.batch))
+            if state.last_commit is not None:
+                last.add_metric([table], state.last_commit.timestamp())
+        lag = GaugeMetricFamily("sensorlib_consumer_lag_records", "Records not yet read by "
+                                "the archiver, per partition (high watermark minus position)",
+                                labels=["topic", "partition"])
+        for (topic, partition), records in sorted(self._archiver.partition_lag.items()):
+            lag.add_metric([topic, str(partition)], records)
+        yield from (rows, invalid, commits, pending, last, lag)
 
 
 # --------------------------------------------------------------------------- logs

@@ -2,7 +2,9 @@
 
 Pure state in :mod:`~sensorlib.dashboard.state`, escaped HTML in
 :mod:`~sensorlib.dashboard.render`, the Kafka consumers in :mod:`~sensorlib.dashboard.feed`,
-admin queries in :mod:`~sensorlib.dashboard.kafka_view`, the layout in
+admin queries in :mod:`~sensorlib.dashboard.kafka_view`, the Ops tab in
+:mod:`~sensorlib.dashboard.ops_tab` (its arithmetic in :mod:`~sensorlib.dashboard.ops`),
+``GET /metrics`` in :mod:`~sensorlib.dashboard.metrics`, the layout in
 :mod:`~sensorlib.dashboard.app`, the Host/Origin guard in :mod:`~sensorlib.dashboard.hosts`
 and the guarded ``panel serve`` in :mod:`~sensorlib.dashboard.server`. This module only
 knows how to launch the server.
@@ -41,7 +43,9 @@ def serve_command(settings: Settings, *, port: int | None = None, host: str | No
             # Start consuming at server start, not at the first page view.
             "--setup", str(app_path().with_name("startup.py")),
             # /liveness answers without opening a session (what `sensorlib up` polls).
-            "--liveness"]
+            "--liveness",
+            # GET /metrics (Prometheus): sessions, push latency, records consumed.
+            "--plugins", "sensorlib.dashboard.metrics"]
     for origin in websocket_origins(settings.replace(host=host), port):
         argv += ["--allow-websocket-origin", origin]
     # Closed tabs are dropped after 10 s rather than 15 min: memory stays flat however

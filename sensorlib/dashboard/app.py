@@ -1,4 +1,4 @@
-"""The Panel layout of the live dashboard: sensor cards, alert feed and the Kafka tab.
+"""The Panel layout of the live dashboard: sensor cards, alert feed, the Kafka and Ops tabs.
 
 :func:`build_app` is called once per browser session by ``panel serve``. It attaches the
 session to the process-wide feed and monitor and registers a server-side periodic
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import holoviews as hv
@@ -25,10 +26,13 @@ from sensorlib.dashboard.hosts import host_allowed
 from sensorlib.dashboard.kafka_tab import KAFKA_EVERY, KafkaView
 from sensorlib.dashboard.kafka_view import shared_monitor
 from sensorlib.dashboard.live_tab import PAGE_SIZE, LiveView
+from sensorlib.dashboard.metrics import dashboard_metrics
+from sensorlib.dashboard.ops_tab import OPS_EVERY, OpsView, shared_ops
 from sensorlib.dashboard.theme import TABS_CSS
 from sensorlib.dashboard.theme import html_pane as _html
 
-__all__ = ["PAGE_SIZE", "KafkaView", "LiveView", "build_app", "refused_page", "request_host"]
+__all__ = ["PAGE_SIZE", "KafkaView", "LiveView", "OpsView", "build_app", "refused_page",
+           "request_host"]
 
 log = logging.getLogger(__name__)
 
@@ -85,27 +89,43 @@ def build_app(settings: Settings | None = None) -> pn.template.FastListTemplate:
         return refused_page(settings)
     live = LiveView(shared_feed(settings))
     kafka = KafkaView(shared_monitor(settings))
-    tabs = pn.Tabs(("Live", live.layout), ("Kafka", kafka.layout), dynamic=True,
-                   sizing_mode="stretch_width", stylesheets=[TABS_CSS])
+    ops_monitor = shared_ops(settings)
+    ops = OpsView(ops_monitor)
+    live.traces = lambda: ops_monitor.zipkin_traces
+    tabs = pn.Tabs(("Live", live.layout), ("Kafka", kafka.layout), ("Ops", ops.layout),
+                   dynamic=True, sizing_mode="stretch_width", stylesheets=[TABS_CSS])
     start = asyncio.get_event_loop().time() if _loop_running() else 0.0
+    metrics = dashboard_metrics()
 
     def push() -> None:
         with pn.io.hold():
-            live.refresh(asyncio.get_event_loop().time())
+            waited_since = live.refresh(asyncio.get_event_loop().time())
+        # The hold's end handed the changes to the session's websocket.
+        if waited_since is not None:
+            metrics.push_seconds.observe(max(0.0, time.monotonic() - waited_since))
 
     def push_kafka() -> None:
         if tabs.active == 1:  # only while the Kafka tab is visible
             kafka.refresh(asyncio.get_event_loop().time())
 
+    def push_ops() -> None:
+        if tabs.active == 2:
+            ops.refresh(asyncio.get_event_loop().time())
+
     def on_tab(event: Any) -> None:
         if event.new == 1:
             kafka.refresh(asyncio.get_event_loop().time())
+        elif event.new == 2:
+            ops.refresh(asyncio.get_event_loop().time())
 
     tabs.param.watch(on_tab, "active")
     callbacks = [pn.state.add_periodic_callback(push, period=PUSH_MS),
-                 pn.state.add_periodic_callback(push_kafka, period=int(KAFKA_EVERY * 1000))]
+                 pn.state.add_periodic_callback(push_kafka, period=int(KAFKA_EVERY * 1000)),
+                 pn.state.add_periodic_callback(push_ops, period=int(OPS_EVERY * 500))]
+    metrics.session_opened()
 
     def cleanup(_context: Any) -> None:
+        metrics.session_closed()
         for cb in callbacks:
             cb.stop()
         live.slots.clear()

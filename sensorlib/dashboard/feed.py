@@ -23,19 +23,28 @@ from typing import Any
 
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
+from opentelemetry.trace import SpanKind
 
 from sensorlib.config import Settings
 from sensorlib.dashboard.state import LiveState, default_stale_after
+from sensorlib.errors import KafkaUnavailable
 from sensorlib.events import parse_alert, parse_reading
-from sensorlib.kafka_io import kafka_reachable, make_consumer
+from sensorlib.kafka_io import TopicReader, kafka_reachable, make_consumer
+from sensorlib.telemetry import (
+    context_from_headers,
+    setup_tracing,
+    trace_id_of,
+    tracer,
+    tracing_enabled,
+)
 
-__all__ = ["Feed", "shared_feed", "stale_after", "stop_shared_feeds"]
+__all__ = ["Feed", "running_feeds", "shared_feed", "stale_after", "stop_shared_feeds"]
 
 log = logging.getLogger(__name__)
 
-#: Receives a record's value and, for records read back at start-up, when it reached the
-#: broker (None: it arrives now).
-Sink = Callable[[bytes, datetime | None], None]
+#: Receives a consumed record (``value``, ``headers``, …) and, for records read back at
+#: start-up, when it reached the broker (None: it arrives now).
+Sink = Callable[[Any, datetime | None], None]
 
 #: How often the consumers give control back (stop flag, commits): bounds push latency too.
 _POLL_MS = 100
@@ -43,6 +52,15 @@ _POLL_MS = 100
 _COMMIT_EVERY = 2.0
 #: Probe the brokers this often for the "Kafka unreachable" banner.
 _HEALTH_EVERY = 2.0
+#: The back-fill stops early after this long without a record (an open transaction's end
+#: is never reached under read_committed), and after _BACKFILL_LIMIT seconds in all.
+_BACKFILL_IDLE = 2.0
+_BACKFILL_LIMIT = 30.0
+
+
+def _stalled(exc: KafkaUnavailable, topic: str) -> bool:
+    """Whether ``exc`` is TopicReader's "no records for a while" (not a Kafka failure)."""
+    return f"no records from {topic} for" in str(exc)
 
 
 class _TopicPump:
@@ -83,15 +101,12 @@ class _TopicPump:
                 self.stop.wait(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _deliver(self, tp: TopicPartition, records: list[Any], limit: int | None = None,
-                 *, backfill: bool = False) -> None:
+    def _deliver(self, tp: TopicPartition, records: list[Any], *, backfill: bool = False) -> None:
         for record in records:
-            if limit is not None and record.offset >= limit:
-                break
             if record.offset < self.next.get(tp, 0):
                 continue  # already delivered (a rebalance can hand a partition back)
             if record.value is not None:
-                self.sink(record.value, _broker_time(record) if backfill else None)
+                self.sink(record, _broker_time(record) if backfill else None)
             self.next[tp] = record.offset + 1
             self.records += 1
 
@@ -102,34 +117,39 @@ class _TopicPump:
         return {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in tps}
 
     def _backfill(self) -> None:
-        """Read the last ``backfill`` of every partition, by record timestamp, without a group."""
-        consumer = make_consumer(self.settings, client_id="sensorlib-dashboard-backfill",
-                                 **self.options)
-        try:
-            tps = [TopicPartition(self.topic, p)
-                   for p in sorted(consumer.partitions_for_topic(self.topic) or [])]
-            if not tps:
+        """Read the last ``backfill`` of every partition, by record timestamp, without a group.
+
+        A :class:`~sensorlib.kafka_io.TopicReader` (assign + seek, up to the end offsets of
+        the moment it starts). It stops early, keeping what it delivered, when no record
+        came for :data:`_BACKFILL_IDLE` seconds (``read_committed`` never reaches the end of
+        a transaction still open), after :data:`_BACKFILL_LIMIT` seconds, or on ``stop``;
+        the follower then goes on from the last record delivered.
+        """
+        since_ms = int((time.time() - self.backfill.total_seconds()) * 1000)
+        reader = TopicReader(self.settings, self.topic, since_ms=since_ms,
+                             idle_timeout=_BACKFILL_IDLE,
+                             client_id="sensorlib-dashboard-backfill", **self.options)
+        with reader:
+            if not reader.exists:
                 return
-            starts = self._start_offsets(consumer, tps)
-            ends = consumer.end_offsets(tps)
-            consumer.assign(tps)
-            for tp in tps:
+            for partition, begin in reader.begin.items():
                 # After a reconnect, never go back before what we already delivered.
-                consumer.seek(tp, max(starts[tp], self.next.get(tp, 0)))
-            deadline = time.monotonic() + 30
-            idle = 0
-            while not self.stop.is_set() and time.monotonic() < deadline:
-                pending = [tp for tp in tps if consumer.position(tp) < ends[tp]]
-                if not pending or idle >= 10:
-                    break  # read_committed may never reach an open transaction's end
-                batch = consumer.poll(timeout_ms=200, max_records=5000)
-                idle = 0 if batch else idle + 1
-                for tp, records in batch.items():
-                    self._deliver(tp, records, limit=ends[tp], backfill=True)
-            for tp in tps:
-                self.next[tp] = max(self.next.get(tp, 0), min(consumer.position(tp), ends[tp]))
-        finally:
-            consumer.close()
+                tp = TopicPartition(self.topic, partition)
+                self.next[tp] = max(self.next.get(tp, 0), begin)
+            deadline = time.monotonic() + _BACKFILL_LIMIT
+            try:
+                for partition, records in reader:
+                    self._deliver(TopicPartition(self.topic, partition), records, backfill=True)
+                    if self.stop.is_set() or time.monotonic() > deadline:
+                        return
+            except KafkaUnavailable as exc:
+                if not _stalled(exc, self.topic):
+                    raise
+                log.info("dashboard back-fill of %s stopped early: %s", self.topic, exc)
+                return
+            for partition, end in reader.end.items():  # read to the end: markers included
+                tp = TopicPartition(self.topic, partition)
+                self.next[tp] = max(self.next.get(tp, 0), end)
 
     def _partitions(self, consumer: Any) -> list[TopicPartition]:
         return [TopicPartition(self.topic, p)
@@ -242,21 +262,35 @@ class Feed:
                                  settings.dashboard_alerts_group, self._on_alert,
                                  backfill=alerts_backfill, read_committed=True, stop=self._stop)
 
-    def _on_reading(self, raw: bytes, arrived: datetime | None) -> None:
+    def _on_reading(self, record: Any, arrived: datetime | None) -> None:
         try:
-            reading = parse_reading(raw)
+            reading = parse_reading(record.value)
         except ValueError:
             self.state.note_invalid()  # the processor sends these to the DLQ; we just skip
             return
         self.state.add_reading(reading, arrived)
 
-    def _on_alert(self, raw: bytes, _arrived: datetime | None) -> None:
+    def _on_alert(self, record: Any, _arrived: datetime | None) -> None:
         try:
-            alert = parse_alert(raw)
+            alert = parse_alert(record.value)
         except ValueError:
             self.state.note_invalid()
             return
-        self.state.add_alert(alert)
+        trace_id = trace_id_of(record.headers)
+        if trace_id is None or not tracing_enabled():
+            self.state.add_alert(alert, trace_id)
+            return
+        # The alert's trace goes on here: one span for the dashboard receiving it.
+        with tracer().start_as_current_span(
+                f"{self.settings.topic_alerts} receive", kind=SpanKind.CONSUMER,
+                context=context_from_headers(record.headers),
+                attributes={"messaging.system": "kafka", "messaging.operation.type": "receive",
+                            "messaging.destination.name": self.settings.topic_alerts,
+                            "messaging.destination.partition.id": str(record.partition),
+                            "messaging.kafka.offset": record.offset,
+                            "sensorlib.alert.id": alert.alert_id}) as span:
+            shown = self.state.add_alert(alert, trace_id)
+            span.set_attribute("sensorlib.dashboard.shown", shown)
 
     def _watch_health(self) -> None:
         while not self._stop.is_set():
@@ -272,6 +306,8 @@ class Feed:
         """Start the threads (once)."""
         if self._threads:
             return self
+        # Spans of the alerts it shows join their traces (only when an exporter is set).
+        setup_tracing("dashboard")
         logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the banner says it once
         for name, target in (("readings", self.readings.run), ("alerts", self.alerts.run),
                              ("health", self._watch_health)):
@@ -310,6 +346,12 @@ def shared_feed(settings: Settings) -> Feed:
         if feed is None:
             feed = _FEEDS[settings] = Feed(settings).start()
         return feed
+
+
+def running_feeds() -> list[Feed]:
+    """The shared feeds of this process (its ``/metrics`` counts their records)."""
+    with _FEEDS_LOCK:
+        return list(_FEEDS.values())
 
 
 def stop_shared_feeds() -> None:

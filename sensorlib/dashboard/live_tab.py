@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -116,6 +117,9 @@ class LiveView:
         self._clock = 0.0
         self._version = -1
         self._alerts_version = -1
+        #: Zipkin's per-trace URL prefix while it runs (None: alerts get no trace link).
+        self.traces: Callable[[], str | None] = lambda: None
+        self._traces: str | None = None
 
     # -- controls ---------------------------------------------------------------
 
@@ -129,11 +133,18 @@ class LiveView:
 
     # -- pushes -----------------------------------------------------------------
 
-    def refresh(self, at: float) -> None:
-        """Push the changes since the last call (the session's periodic callback)."""
+    def refresh(self, at: float) -> float | None:
+        """Push the changes since the last call (the session's periodic callback).
+
+        Returns when (``time.monotonic()``) the oldest record this push carries entered
+        the state, None when it carries none (or it is the session's first push, which
+        shows the back-fill): the dashboard's push-latency metric.
+        """
         now = utc_now()
         tick = at - self._clock >= CLOCK_EVERY
         version = self.state.version
+        waited_since = (self.state.changed_since(self._version)
+                        if self._version >= 0 and version != self._version else None)
         if version != self._version or tick:
             self._version = version
             self._show_board(now)
@@ -145,8 +156,12 @@ class LiveView:
         alerts_version = self.state.alerts_version
         if alerts_version != self._alerts_version or tick:
             self._alerts_version = alerts_version
-            self._set(self.feed_pane, render.alert_feed(self.state.alerts(ALERTS_SHOWN), now))
+            if tick:
+                self._traces = self.traces()
+            self._set(self.feed_pane, render.alert_feed(self.state.alerts(ALERTS_SHOWN), now,
+                                                        self._traces))
         self._set(self.stats, render.header(self.state.counts()))
+        return waited_since
 
     def _show_board(self, now: datetime) -> None:
         query = self.search.value_input or ""

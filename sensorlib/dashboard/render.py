@@ -9,6 +9,7 @@ or the clock; callers pass ``now``.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -31,6 +32,8 @@ __all__ = ["alert_feed", "board_summary", "header", "kafka_banner", "refused", "
 #: Colours of the statuses (the reference's three, and grey for a silent sensor);
 #: critical must stand out.
 STATUS_COLOURS = colours.STATUS_COLOURS
+#: A W3C trace id: 32 lower-case hex digits.
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def text(value: object) -> str:
@@ -178,8 +181,22 @@ def sparklines(samples: Sequence[Sample], window: timedelta = timedelta(minutes=
             f"{_spark(hums, start, end, HUM_COLOUR, 'humidity')}</div>")
 
 
-def alert_feed(alerts: Sequence[AlertView], now: datetime) -> str:
-    """The alert feed, in the order given (newest first), or a calm placeholder."""
+def _trace_link(alert: AlertView, traces: str | None) -> str:
+    """A link to the alert's trace in Zipkin (``traces``: the UI's ``.../traces/`` URL)."""
+    trace_id = alert.trace_id
+    if not traces or not trace_id or not _TRACE_ID.fullmatch(trace_id) or trace_id == "0" * 32:
+        return ""
+    return (f'<a class="alert-trace" href="{text(traces + trace_id)}" target="_blank" '
+            f'rel="noopener noreferrer" data-trace="{trace_id}" '
+            f'title="Open this alert\'s trace (POST to alert) in Zipkin">trace ↗</a>')
+
+
+def alert_feed(alerts: Sequence[AlertView], now: datetime, traces: str | None = None) -> str:
+    """The alert feed, in the order given (newest first), or a calm placeholder.
+
+    ``traces``: the trace viewer's URL prefix (``http://127.0.0.1:9411/zipkin/traces/``);
+    when given, each alert whose record carried a trace context links to its trace.
+    """
     if not alerts:
         return '<div class="alert-feed empty"><div class="no-alerts">No alerts. All quiet.</div></div>'
     rows = []
@@ -193,7 +210,8 @@ def alert_feed(alerts: Sequence[AlertView], now: datetime) -> str:
             f'<span class="alert-location">{text(alert.location)}</span>'
             f'<span class="alert-reason">{text(alert.reason)}</span></span>'
             f'<span class="alert-when" title="{text(alert.detected_at.isoformat())}">'
-            f"{text(relative_time(alert.detected_at, now))}</span></div>"
+            f"{text(relative_time(alert.detected_at, now))}{_trace_link(alert, traces)}"
+            "</span></div>"
         )
     return f'<div class="alert-feed">{"".join(rows)}</div>'
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ Clock = Callable[[], datetime]
 #: Every status a card can have, worst first (the order of the board).
 STATUSES = ("critical", "warning", "stale", "normal")
 _RANK = {status: rank for rank, status in enumerate(STATUSES)}
+#: How many recent changes keep the time they were made (push latency).
+CHANGE_TIMES = 4096
 
 
 def default_stale_after(interval: float) -> timedelta:
@@ -144,6 +147,8 @@ class AlertView:
     humidity: float
     timestamp: datetime
     detected_at: datetime
+    #: The W3C trace id of the alert's record (its ``traceparent`` header), if it had one.
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +249,8 @@ class LiveState:
         self._severity_total = {"critical": 0, "warning": 0}
         self._invalid = 0
         self._kafka = KafkaStatus()
+        # (seq, time.monotonic()) of the latest changes: how long a change waited for a push.
+        self._changes: deque[tuple[int, float]] = deque(maxlen=CHANGE_TIMES)
 
     # -- writers (the feed threads) -----------------------------------------
 
@@ -257,6 +264,7 @@ class LiveState:
         arrived = now if arrived is None else min(arrived, now)
         with self._lock:
             self._seq += 1
+            self._changes.append((self._seq, time.monotonic()))
             series = self._series.get(reading.sensor_id)
             if series is None:
                 series = _Series(reading.sensor_id, reading.location, self.max_samples, arrived)
@@ -271,8 +279,11 @@ class LiveState:
             series.add(sample, self.window)
             self._readings_total += 1
 
-    def add_alert(self, alert: Alert) -> bool:
-        """Record an alert; False when its id was already in the feed (a replay)."""
+    def add_alert(self, alert: Alert, trace_id: str | None = None) -> bool:
+        """Record an alert; False when its id was already in the feed (a replay).
+
+        ``trace_id``: the trace its record continues (the feed links it to the trace viewer).
+        """
         with self._lock:
             view = AlertView(
                 alert_id=alert.alert_id,
@@ -285,6 +296,7 @@ class LiveState:
                 humidity=alert.humidity,
                 timestamp=alert.timestamp,
                 detected_at=alert.detected_at,
+                trace_id=trace_id,
             )
             if not self._alerts.add(view):
                 return False  # already in the feed (a replay)
@@ -292,6 +304,7 @@ class LiveState:
             if view.severity in self._severity_total:
                 self._severity_total[view.severity] += 1
             self._seq += 1
+            self._changes.append((self._seq, time.monotonic()))
             self._alerts_version = self._seq
             return True
 
@@ -316,6 +329,18 @@ class LiveState:
     def version(self) -> int:
         """Grows on every change; equal versions mean nothing changed."""
         return self._seq
+
+    def changed_since(self, version: int) -> float | None:
+        """When (``time.monotonic()``) the oldest change after ``version`` was made.
+
+        None when nothing changed since. For a version older than the changes remembered
+        (the last :data:`CHANGE_TIMES`), the oldest remembered one: a lower bound of the wait.
+        """
+        with self._lock:
+            if version >= self._seq or not self._changes:
+                return None
+            at = bisect.bisect_right(self._changes, version, key=lambda change: change[0])
+            return self._changes[min(at, len(self._changes) - 1)][1]
 
     @property
     def alerts_version(self) -> int:

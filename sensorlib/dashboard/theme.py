@@ -8,7 +8,8 @@ import panel as pn
 
 from sensorlib.colours import STATUS_COLOURS as COLOURS
 
-__all__ = ["CARD_CSS", "CARD_TEXT_CSS", "CSS", "SPARK_CSS", "TABS_CSS", "WIDGET_CSS", "html_pane"]
+__all__ = ["CARD_CSS", "CARD_TEXT_CSS", "CSS", "OPS_CSS", "SPARK_CSS", "TABS_CSS", "WIDGET_CSS",
+           "html_pane"]
 
 #: Each pane carries only the rules it needs: a stylesheet string is sent once per pane,
 #: so one sheet for everything was most of the page (55 copies of 5 kB).
@@ -81,7 +82,10 @@ CSS = BASE_CSS + """
 .alert-sensor { font-weight: 650; overflow-wrap: anywhere; }
 .alert-location { color: var(--muted); font-size: .82em; overflow-wrap: anywhere; }
 .alert-reason { font-size: .88em; margin-top: 2px; overflow-wrap: anywhere; }
-.alert-when { color: var(--faint); font-size: .78em; white-space: nowrap; }
+.alert-when { color: var(--faint); font-size: .78em; white-space: nowrap; display: flex;
+              flex-direction: column; align-items: flex-end; gap: 3px; }
+.alert-trace { color: #79c0ff; text-decoration: none; font-size: .95em; }
+.alert-trace:hover { text-decoration: underline; }
 .no-alerts, .waiting { color: var(--muted); padding: 12px 4px; }
 h3 { margin: 4px 0 8px 0; font-weight: 600; color: #cfd6df; }
 """
@@ -94,6 +98,35 @@ CARD_CSS = f"""
         box-shadow: 0 0 0 1px {COLOURS['critical']}, 0 0 16px rgba(255, 59, 59, .45); }}
 :host(.status-stale) {{ border-left-color: {COLOURS['stale']}; background: #171a1f;
         border-style: dashed solid dashed solid; }}
+"""
+
+OPS_CSS = CSS + """
+.ops { display: flex; flex-direction: column; gap: 12px; margin-top: 10px; }
+.ops-stat { min-width: 150px; }
+.ops-bad .stat-value { color: #ff6b6b; } .ops-warn .stat-value { color: #ffc46b; }
+.viewers { display: flex; flex-wrap: wrap; gap: 14px; align-items: center; font-size: .92em; }
+.viewer { display: inline-flex; align-items: center; gap: 6px; padding: 4px 12px;
+          border-radius: 14px; border: 1px solid #2d333b; background: #1b1f27; }
+.viewer .dot { width: 8px; height: 8px; border-radius: 50%; background: #6e7681; }
+a.viewer { color: #79c0ff; text-decoration: none; font-weight: 600; }
+a.viewer:hover { border-color: #79c0ff; }
+.viewer-up .dot { background: @normal@; }
+.viewer-down { color: var(--muted); }
+.muted { color: var(--muted); }
+.svc-table { border-collapse: collapse; width: 100%; font-size: .9em; }
+.svc-table th { text-align: left; color: var(--muted); font-weight: 600; font-size: .85em;
+                border-bottom: 1px solid #2d333b; padding: 6px 10px; }
+.svc-table td { padding: 8px 10px; border-bottom: 1px solid #21262d; vertical-align: top; }
+.svc-table b { font-variant-numeric: tabular-nums; color: #e6e6e6; }
+.svc-name { font-weight: 650; }
+.svc-up { color: #8ff0b0; white-space: nowrap; } .svc-down { color: #ff6b6b; white-space: nowrap; }
+.svc-error { color: #ffb3b3; font-size: .8em; max-width: 260px; overflow-wrap: anywhere; }
+.svc-figures { color: #c9d1d9; line-height: 1.6; }
+.svc-url { color: var(--faint); font-size: .82em; overflow-wrap: anywhere; }
+.svc-url a { color: var(--muted); text-decoration: none; }
+.svc-url a:hover { color: #79c0ff; text-decoration: underline; }
+.ops-note { color: var(--faint); font-size: .8em; }
+.ops-note code { color: var(--muted); }
 """
 
 TABS_CSS = """
@@ -116,8 +149,8 @@ def _paint(css: str) -> str:
     return css
 
 
-CSS, CARD_TEXT_CSS, SPARK_CSS, CARD_CSS, TABS_CSS = (
-    _minify(_paint(c)) for c in (CSS, CARD_TEXT_CSS, SPARK_CSS, CARD_CSS, TABS_CSS))
+CSS, CARD_TEXT_CSS, SPARK_CSS, CARD_CSS, TABS_CSS, OPS_CSS = (
+    _minify(_paint(c)) for c in (CSS, CARD_TEXT_CSS, SPARK_CSS, CARD_CSS, TABS_CSS, OPS_CSS))
 
 
 def html_pane(obj: str = "", css: str = CSS, **kwargs: Any) -> pn.pane.HTML:

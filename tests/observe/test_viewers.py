@@ -1,6 +1,7 @@
 """``sensorlib up --observe`` (issue 17): the real Zipkin server and, where Debian's package is
 installed, the real Prometheus, started with the system; a POSTed reading's trace shows in
-Zipkin across the producer and the processor, and Prometheus scrapes every target."""
+Zipkin across the producer and the processor, and Prometheus scrapes every target: the
+producer, the processor, the archiver, the dashboard and the two viewers."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from tests.support import eventually, service_env
 from .test_tracing import post, traceparent
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+#: Every target of the generated prometheus.yml: each service and both viewers.
+WANTED = {"producer", "processor", "archiver", "dashboard", "zipkin", "prometheus"}
 
 
 def test_prometheus_config_scrapes_each_target() -> None:
@@ -51,8 +55,8 @@ def test_up_observe_shows_one_trace_and_every_target_up(settings: Settings, tmp_
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "sensorlib.cli", "up", "--observe",
-                                 "--no-dashboard"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "sensorlib.cli", "up", "--observe"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
     zipkin = f"http://127.0.0.1:{ports['SENSORLIB_ZIPKIN_PORT']}"
     prometheus = f"http://127.0.0.1:{ports['SENSORLIB_PROMETHEUS_PORT']}"
     producer = f"http://127.0.0.1:{ports['SENSORLIB_PRODUCER_PORT']}"
@@ -90,10 +94,16 @@ def test_up_observe_shows_one_trace_and_every_target_up(settings: Settings, tmp_
             answer = httpx.get(prometheus + "/api/v1/query", params={"query": "up"}, timeout=5)
             result = answer.json()["data"]["result"]
             jobs = {r["metric"]["job"]: r["value"][1] for r in result}
-            wanted = {"producer", "processor", "zipkin", "prometheus"}
-            return jobs if wanted <= set(jobs) and set(jobs.values()) == {"1"} else None
+            return jobs if WANTED <= set(jobs) and set(jobs.values()) == {"1"} else None
         jobs = eventually(all_up, timeout=90, interval=1.0)
-        assert set(jobs) == {"producer", "processor", "zipkin", "prometheus"}
+        assert set(jobs) == WANTED
+        # The archiver's and the dashboard's own series are there too.
+        for query in ("sensorlib_archive_rows_total", "sensorlib_dashboard_sessions"):
+            def scraped(query: str = query) -> list | None:
+                answer = httpx.get(prometheus + "/api/v1/query", timeout=5,
+                                   params={"query": query}).json()
+                return answer["data"]["result"] or None
+            eventually(scraped, timeout=30, interval=1.0)
         # And Prometheus has the services' own series: the POST above is counted (by the
         # first scrape after it: "up" can come from a scrape taken before the POST).
         def counted() -> str | None:
