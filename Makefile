@@ -37,6 +37,7 @@ test-fast: setup
 
 ## bench: every benchmark, one table (also written as JSON)
 bench: setup
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench]'
 	$(BIN)/python benchmarks/run_all.py
 
 ## lab: JupyterLab on the notebooks (http://127.0.0.1:8888, local only); prints the URL with its token

@@ -40,7 +40,7 @@ from typing import Any, Self
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import broker, machine, private_topics
+from common import broker, machine, plain_send_rate, private_topics
 
 from sensorlib.broker import free_port
 from sensorlib.config import Settings
@@ -345,21 +345,9 @@ def app_server(settings: Settings, factory: str, folder: str, workers: int = 1,
 
 def bare_send_rate(settings: Settings, payloads: list[bytes]) -> float:
     """Readings/s of a bare kafka-python loop sending the same pre-encoded readings."""
-    from sensorlib.kafka_io import make_producer
-
     readings = [r for p in payloads for r in json.loads(p)]
     records = [(r["SensorId"], json.dumps(r, separators=(",", ":")).encode()) for r in readings]
-    producer = make_producer(settings, client_id="bench-bare-send")
-    topic = settings.topic_readings
-    try:
-        producer.partitions_for(topic)
-        started = time.perf_counter()
-        for key, value in records:
-            producer.send(topic, key=key, value=value)
-        producer.flush()
-        return len(records) / (time.perf_counter() - started)
-    finally:
-        producer.close()
+    return plain_send_rate(settings, records, client_id="bench-bare-send")
 
 
 def run(bootstrap: str | None = None, seconds: float = 5.0,

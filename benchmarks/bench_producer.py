@@ -25,11 +25,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import broker, machine, private_topics
+from common import broker, machine, plain_send_rate, private_topics
 
 from sensorlib.config import Settings
 from sensorlib.events import Reading
-from sensorlib.kafka_io import make_producer
 from sensorlib.produce import ReadingProducer
 from sensorlib.simulate import Simulator
 
@@ -37,20 +36,6 @@ from sensorlib.simulate import Simulator
 def readings(n: int, seed: int = 1) -> list[Reading]:
     """``n`` simulated readings (the fleet at 10 readings/s of event time)."""
     return list(Simulator(seed=seed, interval=0.1).stream(count=n))
-
-
-def plain_rate(settings: Settings, records: list[tuple[str, bytes]]) -> float:
-    """Records/s of a plain kafka-python producer sending pre-encoded records."""
-    producer = make_producer(settings, client_id="bench-plain-producer")
-    topic = settings.topic_readings
-    try:
-        started = time.perf_counter()
-        for key, value in records:
-            producer.send(topic, key=key, value=value)
-        producer.flush()
-        return len(records) / (time.perf_counter() - started)
-    finally:
-        producer.close()
 
 
 def reading_producer_rate(settings: Settings, items: list[Reading]) -> float:
@@ -73,7 +58,7 @@ def run(bootstrap: str | None = None, n: int = 300_000) -> dict[str, object]:
     plain, ours = [], []
     with broker(bootstrap) as base:
         for _ in range(2):
-            plain.append(plain_rate(private_topics(base, "producer-plain"), encoded))
+            plain.append(plain_send_rate(private_topics(base, "producer-plain"), encoded))
             ours.append(reading_producer_rate(private_topics(base, "producer-ours"), items))
     best_plain, best_ours = max(plain), max(ours)
     return {

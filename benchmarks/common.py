@@ -17,6 +17,7 @@ import psutil
 from sensorlib.broker import LocalKafka, free_port
 from sensorlib.config import Settings
 from sensorlib.kafka_io import ensure_topics, make_producer
+from sensorlib.simulate import REFERENCE_FLEET, SensorSpec, Simulator
 
 
 def machine() -> str:
@@ -61,18 +62,18 @@ def private_topics(settings: Settings, name: str) -> Settings:
     return fresh
 
 
-def preload(settings: Settings, n: int, *, seed: int = 1, interval: float = 0.1) -> float:
+def preload(settings: Settings, n: int, *, seed: int = 1, interval: float = 0.1,
+            fleet: tuple[SensorSpec, ...] = REFERENCE_FLEET) -> float:
     """Publish ``n`` simulated readings as fast as possible; returns the rate (records/s)."""
-    from sensorlib.simulate import Simulator
 
     producer = make_producer(settings, client_id="bench-preload", linger_ms=20,
                              batch_size=512 * 1024, max_in_flight_requests_per_connection=5)
     # Event times end at the start of the preload: never ahead of the record times, which
     # the processor would dead-letter beyond SENSORLIB_MAX_FUTURE. (Silent sensors skip
     # readings, so the stream needs more than n / 5 ticks: ticks_for counts them.)
-    ticks = Simulator(seed=seed, interval=interval).ticks_for(n)
+    ticks = Simulator(fleet, seed=seed, interval=interval).ticks_for(n)
     start = datetime.now(UTC) - timedelta(seconds=ticks * interval)
-    sim = Simulator(seed=seed, interval=interval, start=start)
+    sim = Simulator(fleet, seed=seed, interval=interval, start=start)
     topic = settings.topic_readings
     started = time.perf_counter()
     for i, reading in enumerate(sim.stream(count=n)):
@@ -82,3 +83,22 @@ def preload(settings: Settings, n: int, *, seed: int = 1, interval: float = 0.1)
     producer.flush()
     producer.close()
     return n / (time.perf_counter() - started)
+
+
+def plain_send_rate(settings: Settings, records: list[tuple[str, bytes]],
+                    client_id: str = "bench-plain-producer") -> float:
+    """Records/s of a plain kafka-python producer sending pre-encoded ``(key, value)`` records.
+
+    The topic's metadata is fetched before the clock starts; timed up to ``flush()``.
+    """
+    producer = make_producer(settings, client_id=client_id)
+    topic = settings.topic_readings
+    try:
+        producer.partitions_for(topic)
+        started = time.perf_counter()
+        for key, value in records:
+            producer.send(topic, key=key, value=value)
+        producer.flush()
+        return len(records) / (time.perf_counter() - started)
+    finally:
+        producer.close()

@@ -47,13 +47,14 @@ class Sizes:
     archive: int = 1_000_000
     archive_big: int = 10_000_000
     ingest_seconds: float = 5.0
+    peers: int = 1_000_000
 
 
 FULL = Sizes(producer=300_000, processor=1_000_000, probes=200, replay=1_000_000, core=300_000,
              dashboard_readings=200, dashboard_minutes=1.0)
 QUICK = Sizes(producer=30_000, processor=30_000, probes=20, replay=30_000, core=50_000,
               dashboard_readings=20, dashboard_minutes=0.25, archive=30_000,
-              archive_big=300_000, ingest_seconds=2.0)
+              archive_big=300_000, ingest_seconds=2.0, peers=100_000)
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,29 @@ def dashboard_rows(r: dict[str, Any]) -> list[Row]:
             p95 < 1000)]
 
 
+def peers_rows(r: dict[str, Any]) -> list[Row]:
+    races = r["races"]
+    one, two, fetch = races["processor_1"], races["processor_2"], races["fetch"]
+    rows = []
+    if "reference" in races:
+        ref = races["reference"]
+        ratio = r["processor_vs_reference_per_cpu"]
+        rows.append(Row(
+            "processor vs the reference consumer (confluent-kafka loop), per CPU-second "
+            f"(wall: {_rate(one['per_s'])} vs {_rate(ref['per_s'])})",
+            _rate(one["per_cpu_s"]), _rate(ref["per_cpu_s"]), f"{ratio:.2f}×", "≥ 1.5×",
+            ratio >= 1.5))
+    ratio = r["processor_vs_fetch"]
+    rows.append(Row("processor vs kafka-python's own fetch (no decoding), wall clock",
+                    _rate(one["per_s"]), _rate(fetch["per_s"]), f"{ratio:.2f}×", "≥ 0.9×",
+                    ratio >= 0.9))
+    ratio = r["workers_2_vs_1"]
+    rows.append(Row("processor, 2 workers vs 1 (wall clock; broker on the same 2 cores)",
+                    _rate(two["per_s"]), _rate(one["per_s"]), f"{ratio:.2f}×",
+                    "none (informative)", None))
+    return rows
+
+
 def ingest_rows(r: dict[str, Any]) -> list[Row]:
     rows = []
     previous = {p["clients"]: p for p in r["post_previous"]}
@@ -190,6 +214,7 @@ BENCHES = [
     Bench("core", "bench_core", lambda m, b, s: m.run(s.core), core_rows),
     Bench("archive", "bench_archive", lambda m, b, s: m.run(b, s.archive, s.archive_big),
           archive_rows),
+    Bench("peers", "bench_peers", lambda m, b, s: m.run(b, s.peers), peers_rows),
     Bench("ingest", "bench_ingest", lambda m, b, s: m.run(b, s.ingest_seconds), ingest_rows),
     Bench("dashboard", "bench_dashboard",
           lambda m, b, s: m.run(b, readings=s.dashboard_readings, minutes=s.dashboard_minutes),

@@ -70,8 +70,16 @@ def _number(env: Mapping[str, str], name: str, default: _N, kind: type[_N], what
         raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    """The integer in ``env[name]`` (``default`` when unset or blank).
+
+    Raises:
+        ConfigError: naming the variable when it is not an integer.
+    """
     return _number(env, name, default, int, "an integer")
+
+
+_int = env_int  # the short name the parser below uses
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -109,7 +117,8 @@ def parse_duration(raw: str, name: str = "duration") -> timedelta:
     return timedelta(seconds=value * _UNITS[unit])
 
 
-def _duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
+def env_duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
+    """The duration in ``env[name]`` (:func:`parse_duration`; ``default`` when unset or blank)."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -263,14 +272,14 @@ class Settings:
             kafka_port=kafka_port,
             controller_port=_int(env, "SENSORLIB_CONTROLLER_PORT", 9093),
             kafka_heap=_str(env, "SENSORLIB_KAFKA_HEAP", "512m"),
-            max_past=_duration(env, "SENSORLIB_MAX_PAST", timedelta(days=365)),
-            max_future=_duration(env, "SENSORLIB_MAX_FUTURE", timedelta(minutes=5)),
+            max_past=env_duration(env, "SENSORLIB_MAX_PAST", timedelta(days=365)),
+            max_future=env_duration(env, "SENSORLIB_MAX_FUTURE", timedelta(minutes=5)),
             allowed_hosts=_list(env, "SENSORLIB_ALLOWED_HOSTS"),
             cors_origins=_list(env, "SENSORLIB_CORS_ORIGINS"),
             warehouse_dir=(_path(env, "SENSORLIB_WAREHOUSE", Path())
                            if env.get("SENSORLIB_WAREHOUSE") else None),
             body_timeout=_float(env, "SENSORLIB_BODY_TIMEOUT", 10.0),
-            stale_after=(_duration(env, "SENSORLIB_STALE_AFTER", timedelta(0))
+            stale_after=(env_duration(env, "SENSORLIB_STALE_AFTER", timedelta(0))
                          if (env.get("SENSORLIB_STALE_AFTER") or "").strip() else None),
         )
         settings.validate()

@@ -29,11 +29,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from kafka.partitioner.default import murmur2
 
-from sensorlib.config import parse_duration
+from sensorlib.config import env_duration, env_int
 from sensorlib.errors import ConfigError
 from sensorlib.events import EventTimeWindow, FieldError, InvalidReading, Reading, parse_reading
 
@@ -89,13 +90,13 @@ class IngestSettings:
         env = os.environ if env is None else env
         d = cls()
         limits = cls(
-            max_in_flight=_int(env, "SENSORLIB_MAX_IN_FLIGHT", d.max_in_flight),
-            max_batch=_int(env, "SENSORLIB_MAX_BATCH", d.max_batch),
-            max_batch_bytes=_int(env, "SENSORLIB_MAX_BATCH_BYTES", d.max_batch_bytes),
+            max_in_flight=env_int(env, "SENSORLIB_MAX_IN_FLIGHT", d.max_in_flight),
+            max_batch=env_int(env, "SENSORLIB_MAX_BATCH", d.max_batch),
+            max_batch_bytes=env_int(env, "SENSORLIB_MAX_BATCH_BYTES", d.max_batch_bytes),
             ack_timeout=_seconds(env, "SENSORLIB_ACK_TIMEOUT", d.ack_timeout),
-            retry_after=_int(env, "SENSORLIB_RETRY_AFTER", d.retry_after),
+            retry_after=env_int(env, "SENSORLIB_RETRY_AFTER", d.retry_after),
             idempotency_ttl=_seconds(env, "SENSORLIB_IDEMPOTENCY_TTL", d.idempotency_ttl),
-            idempotency_keys=_int(env, "SENSORLIB_IDEMPOTENCY_KEYS", d.idempotency_keys),
+            idempotency_keys=env_int(env, "SENSORLIB_IDEMPOTENCY_KEYS", d.idempotency_keys),
         )
         limits.validate()
         return limits
@@ -115,19 +116,8 @@ class IngestSettings:
             raise ConfigError("SENSORLIB_IDEMPOTENCY_TTL must be positive")
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-
-
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = (env.get(name) or "").strip()
-    return default if not raw else parse_duration(raw, name).total_seconds()
+    return env_duration(env, name, timedelta(seconds=default)).total_seconds()
 
 
 def check_event_id(value: Any, field: str) -> str:

@@ -79,12 +79,17 @@ def lone_kafka(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture
 def lone(lone_kafka: LocalKafka, base_settings: Settings) -> Iterator[Settings]:
-    """Private, created topics on ``lone_kafka``; the broker is running again afterwards."""
+    """Private, created topics on ``lone_kafka``; the broker is running (and not paused)
+    again afterwards."""
     if not lone_kafka.running():
         lone_kafka.start(timeout=120)
     settings = private_settings(base_settings, lone_kafka.bootstrap_servers)
     ensure_topics(settings)
     yield settings
+    pid = lone_kafka.pid(lone_kafka.nodes[0])
+    with contextlib.suppress(psutil.Error):
+        if pid is not None and psutil.Process(pid).status() == psutil.STATUS_STOPPED:
+            psutil.Process(pid).resume()
     if not lone_kafka.running():
         lone_kafka.start(timeout=120)
 

@@ -1,47 +1,18 @@
-"""Back-pressure and idempotency when Kafka stalls or goes away, on a broker of this module's own."""
+"""Back-pressure and idempotency when Kafka stalls or goes away (the fault tests' own broker)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
 import psutil
 import pytest
 
-from sensorlib.broker import LocalKafka
-from sensorlib.config import Settings
 from sensorlib.events import parse_reading
-from sensorlib.kafka_io import ensure_topics
-from tests.conftest import private_settings
-from tests.faults.conftest import start_kafka
 from tests.support import eventually, read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def own_kafka(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    """A single-node broker free to be stopped, paused and restarted (never the session's)."""
-    kafka = start_kafka(tmp_path_factory.mktemp("ingest-kafka"), base_settings)
-    yield kafka
-    kafka.stop()
-
-
-@pytest.fixture
-def own(own_kafka: LocalKafka, base_settings: Settings) -> Iterator[Settings]:
-    """Private, created topics on ``own_kafka``; the broker runs (and is not paused) after."""
-    if not own_kafka.running():
-        own_kafka.start(timeout=120)
-    settings = private_settings(base_settings, own_kafka.bootstrap_servers)
-    ensure_topics(settings)
-    yield settings
-    pid = own_kafka.pid(own_kafka.nodes[0])
-    if pid is not None and psutil.Process(pid).status() == psutil.STATUS_STOPPED:
-        psutil.Process(pid).resume()
-    if not own_kafka.running():
-        own_kafka.start(timeout=120)
 
 
 def _reading(sensor: str) -> dict[str, object]:
@@ -53,8 +24,8 @@ def _in_flight(url: str) -> int:
     return httpx.get(url + "/health", timeout=10).json()["inFlight"]
 
 
-def test_a_full_in_flight_queue_answers_429_with_retry_after(own_kafka, own, spawn) -> None:
-    api = spawn("producer", own, "--no-simulate",
+def test_a_full_in_flight_queue_answers_429_with_retry_after(lone_kafka, lone, spawn) -> None:
+    api = spawn("producer", lone, "--no-simulate",
                 env={"SENSORLIB_MAX_IN_FLIGHT": "1", "SENSORLIB_ACK_TIMEOUT": "10m",
                      "SENSORLIB_RETRY_AFTER": "3"})
     assert httpx.post(api.url + "/api/events", json=_reading("bp-warm")).status_code == 201
@@ -62,7 +33,7 @@ def test_a_full_in_flight_queue_answers_429_with_retry_after(own_kafka, own, spa
     too_big = httpx.post(api.url + "/api/events/batch", json=[_reading("bp-a"), _reading("bp-b")])
     assert too_big.status_code == 413 and "SENSORLIB_MAX_IN_FLIGHT" in too_big.text
 
-    broker = psutil.Process(own_kafka.pid(own_kafka.nodes[0]))
+    broker = psutil.Process(lone_kafka.pid(lone_kafka.nodes[0]))
     broker.suspend()  # Kafka stalls: the next reading stays in flight
     first: dict[str, httpx.Response] = {}
     sender = threading.Thread(target=lambda: first.setdefault(
@@ -80,19 +51,19 @@ def test_a_full_in_flight_queue_answers_429_with_retry_after(own_kafka, own, spa
         broker.resume()
     sender.join(timeout=300)
     assert first["answer"].status_code == 201, first["answer"].text
-    stored = {parse_reading(r.value).sensor_id for r in read_topic(own, own.topic_readings)}
+    stored = {parse_reading(r.value).sensor_id for r in read_topic(lone, lone.topic_readings)}
     assert "bp-first" in stored
     assert not stored & {"bp-second", "bp-batch", "bp-a", "bp-b"}
     assert httpx.post(api.url + "/api/events", json=_reading("bp-after")).status_code == 201
 
 
 def test_an_idempotency_key_retried_through_a_broker_outage_is_stored_once(
-        own_kafka, own, spawn) -> None:
-    api = spawn("producer", own, "--no-simulate", env={"SENSORLIB_ACK_TIMEOUT": "2s"})
+        lone_kafka, lone, spawn) -> None:
+    api = spawn("producer", lone, "--no-simulate", env={"SENSORLIB_ACK_TIMEOUT": "2s"})
     assert httpx.post(api.url + "/api/events", json=_reading("outage-warm")).status_code == 201
     payload = _reading("outage-keyed")
     headers = {"Idempotency-Key": "outage-key-1"}
-    own_kafka.stop()
+    lone_kafka.stop()
     answers = [httpx.post(api.url + "/api/events", json=payload, headers=headers, timeout=60)
                for _ in range(4)]
     assert [a.status_code for a in answers] == [503] * 4, [a.text for a in answers]
@@ -102,7 +73,7 @@ def test_an_idempotency_key_retried_through_a_broker_outage_is_stored_once(
     unkeyed = httpx.post(api.url + "/api/events", json=_reading("outage-unkeyed"), timeout=60)
     assert unkeyed.status_code == 503 and unkeyed.headers.get("retry-after")
 
-    own_kafka.start(timeout=120)
+    lone_kafka.start(timeout=120)
 
     def retried() -> httpx.Response | None:
         answer = httpx.post(api.url + "/api/events", json=payload, headers=headers, timeout=60)
@@ -111,7 +82,7 @@ def test_an_idempotency_key_retried_through_a_broker_outage_is_stored_once(
 
     final = eventually(retried, timeout=120, interval=1.0)
     assert final.json()["eventId"] == "outage-key-1"
-    stored = [r for r in read_topic(own, own.topic_readings, timeout=30)
+    stored = [r for r in read_topic(lone, lone.topic_readings, timeout=30)
               if parse_reading(r.value).sensor_id == "outage-keyed"]
     assert len(stored) == 1, f"{len(stored)} records for one key"
     assert [v for k, v in stored[0].headers if k == "eventId"] == [b"outage-key-1"]

@@ -1,0 +1,1 @@
+"""Stand-alone consumer processes the peer benchmark (``bench_peers.py``) races."""

@@ -1,0 +1,39 @@
+"""kafka-python's own fetch with no decoding at all: the wall for any kafka-python consumer.
+
+    python kafka_python_fetch.py --bootstrap H:P --topic T --group G --n N
+
+A group member with the processor's fetch settings that only counts records, committing
+after every poll; exits after ``--n`` records.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from kafka import KafkaConsumer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--max-records", type=int, default=10_000)
+    args = parser.parse_args()
+    consumer = KafkaConsumer(args.topic, bootstrap_servers=args.bootstrap, group_id=args.group,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             max_poll_records=args.max_records,
+                             max_partition_fetch_bytes=4 * 1024 * 1024)
+    seen = 0
+    while seen < args.n:
+        batch = consumer.poll(timeout_ms=1000)
+        for records in batch.values():
+            seen += len(records)
+        if batch:
+            consumer.commit()
+    consumer.close()
+
+
+if __name__ == "__main__":
+    main()
