@@ -52,7 +52,7 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sensorlib.config import Settings
-from sensorlib.errors import KafkaUnavailable, SensorlibError
+from sensorlib.errors import ArchiveError, KafkaUnavailable
 from sensorlib.history import (
     ALERTS,
     KINDS,
@@ -96,10 +96,6 @@ _CONSUMER = {
     # pure-Python CRC would cost as much as the rest of the archiver together.
     "check_crcs": _crc32c_c is not None,
 }
-
-
-class ArchiveError(SensorlibError):
-    """The archiver cannot run (another one holds the warehouse, a topic is missing)."""
 
 
 # -- one topic's pending batch -----------------------------------------------------------------

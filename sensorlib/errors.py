@@ -62,3 +62,7 @@ class ReportError(SensorlibError):
 
 class EmptyReport(ReportError):
     """Nothing to report: no reading in the period, or a sensor asked for sent none."""
+
+
+class ArchiveError(SensorlibError):
+    """The archiver cannot run (another one holds the warehouse, a topic is missing)."""
