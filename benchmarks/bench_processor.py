@@ -31,9 +31,8 @@ from common import broker, machine, preload, private_topics
 from sensorlib.broker import free_port
 from sensorlib.config import Settings
 from sensorlib.kafka_io import make_consumer
-from sensorlib.processor import FETCH_BYTES, Processor
+from sensorlib.processor import FETCH_BYTES, MAX_RECORDS, Processor
 
-PROCESSOR_MAX_RECORDS = 10_000
 PROCESSOR_FETCH_BYTES = FETCH_BYTES
 WARMUP = 5  # POST -> alert probes sent before measuring
 
@@ -44,7 +43,7 @@ def bare_loop(settings: Settings, n: int) -> float:
     Timed from the first record to the last, like the processor, so neither pays for
     connecting or joining a group.
     """
-    consumer = make_consumer(settings, client_id="bench-bare", max_poll_records=PROCESSOR_MAX_RECORDS,
+    consumer = make_consumer(settings, client_id="bench-bare", max_poll_records=MAX_RECORDS,
                              max_partition_fetch_bytes=PROCESSOR_FETCH_BYTES)
     parts = [TopicPartition(settings.topic_readings, p)
              for p in sorted(consumer.partitions_for_topic(settings.topic_readings))]
@@ -70,7 +69,7 @@ def processor_rate(settings: Settings, n: int) -> tuple[float, int, float]:
 
     Also returns the start-up time (connect, join the group, rebuild state) separately.
     """
-    processor = Processor(settings, max_records=PROCESSOR_MAX_RECORDS)
+    processor = Processor(settings)
     stop = threading.Event()
     thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
     launched = time.perf_counter()

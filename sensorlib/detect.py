@@ -142,6 +142,7 @@ class Detector:
         self._span_us = config.rate_min_span // timedelta(microseconds=1)
         self._silent_us = config.silent_after // timedelta(microseconds=1)
         self._z2 = config.outlier_z ** 2
+        self._hot, self._wet = config.temperature_threshold, config.humidity_threshold
         self._min_t_var = config.outlier_min_std_temperature ** 2
         self._min_h_var = config.outlier_min_std_humidity ** 2
         self._sensors: dict[str, _SensorState] = {}
@@ -168,7 +169,9 @@ class Detector:
         epoch µs, whether it is late for its window, and the window's moments before it
         (:meth:`sensorlib.windows.SensorWindow.moments`; only when :meth:`wants_moments`)."""
         alerts: list[Alert] = []
-        if self._threshold:
+        # The cheap tests are inline (this runs for every reading); the methods only
+        # build the alerts.
+        if self._threshold and (reading.temperature > self._hot or reading.humidity > self._wet):
             self._check_threshold(reading, ts, alerts)
         if late:
             return alerts
@@ -178,7 +181,13 @@ class Detector:
         elif ts > state.last_us:
             self._check_sequence(state, reading, ts, alerts)
         if moments is not None:
-            self._check_outlier(reading, ts, moments, alerts)
+            # Compared squared, without a square root.
+            _, t_mean, t_var, h_mean, h_var = moments
+            dt, dh = reading.temperature - t_mean, reading.humidity - h_mean
+            zt2 = dt * dt / (t_var if t_var > self._min_t_var else self._min_t_var)  # noqa: FURB136 - no call
+            zh2 = dh * dh / (h_var if h_var > self._min_h_var else self._min_h_var)  # noqa: FURB136
+            if zt2 > self._z2 or zh2 > self._z2:
+                self._emit_outlier(reading, ts, zt2, zh2, t_mean, h_mean, alerts)
         return alerts
 
     def _check_threshold(self, r: Reading, ts: int, alerts: list[Alert]) -> None:
@@ -226,16 +235,9 @@ class Detector:
             state.run = 1
         state.last, state.last_us, state.silenced = r, ts, False
 
-    def _check_outlier(self, r: Reading, ts: int,
-                       moments: tuple[int, float, float, float, float],
-                       alerts: list[Alert]) -> None:
-        # Compared squared, without a square root: this runs for every reading.
-        _, t_mean, t_var, h_mean, h_var = moments
-        dt, dh = r.temperature - t_mean, r.humidity - h_mean
-        zt2 = dt * dt / max(t_var, self._min_t_var)
-        zh2 = dh * dh / max(h_var, self._min_h_var)
-        if max(zt2, zh2) <= self._z2:
-            return
+    def _emit_outlier(self, r: Reading, ts: int, zt2: float, zh2: float, t_mean: float,
+                      h_mean: float, alerts: list[Alert]) -> None:
+        """The outlier alert, once :meth:`observe_us` found a squared z-score above the limit."""
         if zt2 >= zh2:
             name, value, mean, z, unit = "temperature", r.temperature, t_mean, zt2, "°C"
         else:

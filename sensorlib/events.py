@@ -54,6 +54,7 @@ __all__ = [
     "format_timestamp",
     "new_reading",
     "parse_alert",
+    "parse_canonical",
     "parse_reading",
     "status_of",
     "text_problem",
@@ -462,7 +463,7 @@ def parse_reading(raw: bytes | str | Mapping[str, Any], *, now: datetime | None 
 
 
 class _WireReading(msgspec.Struct, rename="pascal", forbid_unknown_fields=True):
-    """The canonical PascalCase record, every field present (see :func:`_fast_reading`)."""
+    """The canonical PascalCase record, every field present (see :func:`parse_canonical`)."""
 
     sensor_id: str
     temperature: float
@@ -476,7 +477,7 @@ _decode_wire = msgspec.json.Decoder(_WireReading).decode
 _CANONICAL_QUOTES = 16
 
 
-def _fast_reading(raw: bytes) -> Reading | None:
+def parse_canonical(raw: bytes) -> Reading | None:
     """The reading of a canonical record, or None when only the full parser can decide.
 
     Canonical: PascalCase, all five fields once, printable ASCII without escapes, a
@@ -518,7 +519,7 @@ def _fast_reading(raw: bytes) -> Reading | None:
 
 def _parse(raw: bytes | str | Mapping[str, Any], now: datetime | None) -> Reading:
     if isinstance(raw, bytes):
-        fast = _fast_reading(raw)
+        fast = parse_canonical(raw)
         if fast is not None:
             return fast
     if isinstance(raw, Mapping):

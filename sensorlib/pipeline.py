@@ -103,9 +103,7 @@ class Pipeline:
         self._event_us = wm
         window = self.windows.window(reading.sensor_id)
         # The rules see the window as it was before this reading (see Detector).
-        alerts = self.detector.observe_us(
-            reading, ts, window.is_late_us(ts),
-            window.moments() if len(window) >= self._moments_from else None)
+        alerts = self.detector.observe_us(reading, ts, *window.before_us(ts, self._moments_from))
         stats = self.stats
         stats.processed += 1
         if not window.add_us(reading, ts):

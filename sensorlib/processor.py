@@ -40,6 +40,7 @@ from sensorlib.events import (
     Reading,
     format_timestamp,
     parse_alert,
+    parse_canonical,
     parse_reading,
 )
 from sensorlib.kafka_io import (
@@ -58,6 +59,10 @@ log = logging.getLogger("sensorlib.processor")
 
 #: History re-read beyond the window on assignment, for cooldown and silence state.
 WARM_EXTRA = timedelta(minutes=2)
+#: Records per poll, i.e. per transaction, when readings wait (a backlog): each transaction
+#: costs a few round trips and some bookkeeping; 20,000 was measured ~20 % faster than
+#: 5,000 (and no slower than 50,000). Without a backlog a poll returns what has arrived.
+MAX_RECORDS = 20_000
 #: Bytes fetched per partition per request: big enough that a poll is rarely short.
 FETCH_BYTES = 4 * 1024 * 1024
 #: Longest one transaction step (offsets, commit, abort) may take before the session is
@@ -130,7 +135,7 @@ class Processor:
         *,
         instance: str = "1",
         rules: RuleConfig | None = None,
-        max_records: int = 5000,
+        max_records: int = MAX_RECORDS,
         alert_history: int = 1000,
         clock: Callable[[], datetime] = utcnow,
         metrics: ProcessorMetrics | None = None,
@@ -337,10 +342,15 @@ class Processor:
         """The record's reading and its event time (epoch µs), or why it is a dead letter:
         invalid, or outside the accepted event-time window around the record's Kafka
         timestamp (``now_us`` stands in for a record without one)."""
-        try:
-            reading = parse_reading(record.value)
-        except InvalidReading as exc:
-            return exc
+        value = record.value
+        # The canonical shape first (what sensorlib and the .NET producer write), without
+        # parse_reading's layers: it runs for every record. Anything else: the full parser.
+        reading = parse_canonical(value) if type(value) is bytes else None
+        if reading is None:
+            try:
+                reading = parse_reading(value)
+            except InvalidReading as exc:
+                return exc
         ts = to_us(reading.timestamp)
         ref = record.timestamp * 1000 if record.timestamp >= 0 else now_us
         low, high = self._accept_us

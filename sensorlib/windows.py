@@ -263,6 +263,15 @@ class SensorWindow:
         wm = self._watermark
         return wm is not None and ts <= wm - self._length_us
 
+    def before_us(self, ts: int, moments_from: int
+                  ) -> tuple[bool, tuple[int, float, float, float, float] | None]:
+        """What the rules need before a reading at ``ts`` is added, in one call (hot path):
+        whether it is late (:meth:`is_late_us`), and the window's :meth:`moments` when it
+        holds at least ``moments_from`` readings (else None)."""
+        wm = self._watermark
+        late = wm is not None and ts <= wm - self._length_us
+        return late, (self.moments() if len(self._items) >= moments_from else None)
+
     def mean_std(self, field: Literal["temperature", "humidity"]) -> tuple[float, float]:
         """Mean and population standard deviation of a field over the window, in O(1).
 

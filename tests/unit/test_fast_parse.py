@@ -1,6 +1,6 @@
 """The processor's fast path for canonical readings agrees with the full parser, always.
 
-``parse_reading`` of wire bytes first tries :func:`sensorlib.events._fast_reading` (msgspec);
+``parse_reading`` of wire bytes first tries :func:`sensorlib.events.parse_canonical` (msgspec);
 a text argument always takes the full pydantic parser. For any bytes, the fast path must
 either decline (None) or give exactly the full parser's Reading — never accept what the
 full parser refuses.
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sensorlib.events import InvalidReading, Reading, _fast_reading, parse_reading
+from sensorlib.events import InvalidReading, Reading, parse_canonical, parse_reading
 
 CANONICAL = (b'{"SensorId":"sensor-01","Temperature":22.05,"Humidity":55.17,'
              b'"Location":"Warehouse A","Timestamp":"2026-11-29T16:44:20.0729871Z"}')
@@ -30,7 +30,7 @@ def full(raw: bytes) -> Reading | None:
 
 
 def agree(raw: bytes) -> Reading | None:
-    fast = _fast_reading(raw)
+    fast = parse_canonical(raw)
     if fast is not None:
         assert full(raw) == fast, raw
         assert fast.timestamp.tzinfo is not None
@@ -72,7 +72,7 @@ def test_the_canonical_shapes_take_the_fast_path() -> None:
     CANONICAL.replace(b"}", b',"Extra":"x"}'),
 ])
 def test_anything_unusual_is_left_to_the_full_parser(raw: bytes) -> None:
-    assert _fast_reading(raw) is None
+    assert parse_canonical(raw) is None
     try:
         via_bytes: Reading | str = parse_reading(raw)
     except InvalidReading as exc:
