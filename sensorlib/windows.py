@@ -166,32 +166,15 @@ class SensorWindow:
             self._late += 1
             return False
         temp, hum = reading.temperature, reading.humidity
-        if ts >= wm:  # in order: the common case, inlined as it runs for every reading
+        if ts >= wm:  # in order: the common case
             self._items.append((ts, temp, hum))
             self._location = reading.location
-            # Unrolled for the four monotonic deques (no tuple of pairs per reading).
-            q = self._tmax
-            while q and q[-1][0] <= temp:
-                q.pop()
-            q.append((temp, ts))
-            q, value = self._tmin, -temp
-            while q and q[-1][0] <= value:
-                q.pop()
-            q.append((value, ts))
-            q = self._hmax
-            while q and q[-1][0] <= hum:
-                q.pop()
-            q.append((hum, ts))
-            q, value = self._hmin, -hum
-            while q and q[-1][0] <= value:
-                q.pop()
-            q.append((value, ts))
         else:  # out of order but inside the window
             insort(self._items, (ts, temp, hum), key=_first)
-            _push_max(self._tmax, temp, ts)
-            _push_max(self._tmin, -temp, ts)
-            _push_max(self._hmax, hum, ts)
-            _push_max(self._hmin, -hum, ts)
+        _push_max(self._tmax, temp, ts)
+        _push_max(self._tmin, -temp, ts)
+        _push_max(self._hmax, hum, ts)
+        _push_max(self._hmin, -hum, ts)
         dt, dh = temp - self._t0, hum - self._h0
         self._st += dt
         self._st2 += dt * dt

@@ -19,6 +19,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from sensorlib.config import Settings
+from sensorlib.dashboard.shared import PerSettings
 from sensorlib.dashboard.state import LagHistory
 from sensorlib.kafka_io import TopicReader, make_admin, make_consumer
 
@@ -276,14 +277,9 @@ def _record(topic: str, r: Any) -> Record:
                   key=r.key, value=value)
 
 
-_MONITORS: dict[Settings, KafkaMonitor] = {}
-_MONITORS_LOCK = threading.Lock()
+_MONITORS: PerSettings[KafkaMonitor] = PerSettings(lambda s: KafkaMonitor(s).start())
 
 
 def shared_monitor(settings: Settings) -> KafkaMonitor:
     """The one running :class:`KafkaMonitor` of this process for ``settings``."""
-    with _MONITORS_LOCK:
-        monitor = _MONITORS.get(settings)
-        if monitor is None:
-            monitor = _MONITORS[settings] = KafkaMonitor(settings).start()
-        return monitor
+    return _MONITORS.get(settings)

@@ -37,6 +37,7 @@ from sensorlib.dashboard.ops import (
     window_quantile,
 )
 from sensorlib.dashboard.render import text
+from sensorlib.dashboard.shared import PerSettings
 from sensorlib.dashboard.theme import OPS_CSS
 from sensorlib.dashboard.theme import html_pane as _html
 
@@ -400,20 +401,18 @@ class OpsMonitor:
             self._thread.join(5)
 
 
-_MONITORS: dict[Settings, OpsMonitor] = {}
-_MONITORS_LOCK = threading.Lock()
+def _start_ops(settings: Settings) -> OpsMonitor:
+    from sensorlib.dashboard.metrics import dashboard_metrics
+
+    return OpsMonitor(settings, dashboard_metrics().text).start()
+
+
+_MONITORS: PerSettings[OpsMonitor] = PerSettings(_start_ops)
 
 
 def shared_ops(settings: Settings) -> OpsMonitor:
     """The one running :class:`OpsMonitor` of this process for ``settings``."""
-    from sensorlib.dashboard.metrics import dashboard_metrics
-
-    with _MONITORS_LOCK:
-        monitor = _MONITORS.get(settings)
-        if monitor is None:
-            monitor = _MONITORS[settings] = OpsMonitor(settings,
-                                                       dashboard_metrics().text).start()
-        return monitor
+    return _MONITORS.get(settings)
 
 
 # -- the tab of one session ------------------------------------------------------------------

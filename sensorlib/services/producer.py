@@ -170,6 +170,12 @@ def create_app(settings: Settings | None = None, *, simulate: bool = True,
     app = FastAPI(title="sensorlib producer", version="0.2.0", lifespan=lifespan)
     app.state.service = service
     metrics = service.metrics
+
+    def too_slow() -> JSONResponse:
+        """408: the body did not arrive within SENSORLIB_BODY_TIMEOUT."""
+        metrics.refuse("body_timeout")
+        return problem(408, [{"field": "body", "reason": f"not received within "
+                              f"{body_timeout:g}s"}], "request timeout")
     guard(app, settings)
     trace_app(app, "producer", settings)
 
@@ -201,9 +207,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = True,
             return problem(422, [{"field": "body", "reason": "larger than 64 KiB (65536 bytes)"}],
                            "invalid reading")
         except BodyTooSlow:
-            metrics.refuse("body_timeout")
-            return problem(408, [{"field": "body", "reason": f"not received within "
-                                  f"{body_timeout:g}s"}], "request timeout")
+            return too_slow()
         try:
             key = request.headers.get(IDEMPOTENCY_KEY)
             if key is not None:
@@ -288,9 +292,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = True,
                                   f"{limits.max_batch_bytes} bytes (SENSORLIB_MAX_BATCH_BYTES)"}],
                            "batch too large")
         except BodyTooSlow:
-            metrics.refuse("body_timeout")
-            return problem(408, [{"field": "body", "reason": f"not received within "
-                                  f"{body_timeout:g}s"}], "request timeout")
+            return too_slow()
         try:
             raw_items = split_batch(body, media)
         except InvalidReading as exc:

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from sensorlib.broker import LocalKafka, free_port
 from sensorlib.config import Settings
 from sensorlib.kafka_io import ensure_topics
 from sensorlib.simulate import REFERENCE_FLEET
+from tests.support import eventually
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]
 
@@ -187,7 +189,9 @@ def test_untrusted_strings_are_shown_as_text_and_run_nothing(
     page.locator("input[placeholder='sensor-01']").press("Enter")
     cell = page.locator(".tabulator-cell", has_text=XSS).first
     cell.wait_for(timeout=DEADLINE_MS)
-    cell.scroll_into_view_if_needed()
+    # The table is re-rendered as records arrive: a cell can detach mid-scroll; the locator
+    # finds the new one on the next try.
+    eventually(lambda: _scrolled(cell), DEADLINE_MS / 1000)
     time.sleep(0.5)
     assert page.dialogs == []
     assert page.locator('img[src="x"]').count() == 0
@@ -233,3 +237,11 @@ def test_kafka_down_shows_a_banner_and_recovers(kit: Any, base_settings: Setting
     finally:
         dashboard.stop()
         kafka.stop()
+
+
+def _scrolled(cell: Any) -> bool:
+    try:
+        cell.scroll_into_view_if_needed(timeout=2000)
+    except PlaywrightError:
+        return False
+    return True
