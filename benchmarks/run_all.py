@@ -48,13 +48,16 @@ class Sizes:
     archive_big: int = 10_000_000
     ingest_seconds: float = 5.0
     peers: int = 1_000_000
+    observe: int = 300_000
+    observe_rounds: int = 3
 
 
 FULL = Sizes(producer=300_000, processor=1_000_000, probes=200, replay=1_000_000, core=300_000,
              dashboard_readings=200, dashboard_minutes=1.0)
 QUICK = Sizes(producer=30_000, processor=30_000, probes=20, replay=30_000, core=50_000,
               dashboard_readings=20, dashboard_minutes=0.25, archive=30_000,
-              archive_big=300_000, ingest_seconds=2.0, peers=100_000)
+              archive_big=300_000, ingest_seconds=2.0, peers=100_000,
+              observe=30_000, observe_rounds=1)
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,13 @@ def peers_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def observe_rows(r: dict[str, Any]) -> list[Row]:
+    rates, ratio = r["processor_per_s"], r["tracing_on_vs_off"]
+    return [Row("processor, tracing on (every reading traced, spans exported) vs off",
+                _rate(rates["on"]), _rate(rates["off"]), f"{ratio:.2f}×",
+                "report the cost", None)]
+
+
 def ingest_rows(r: dict[str, Any]) -> list[Row]:
     rows = []
     previous = {p["clients"]: p for p in r["post_previous"]}
@@ -215,6 +225,8 @@ BENCHES = [
     Bench("archive", "bench_archive", lambda m, b, s: m.run(b, s.archive, s.archive_big),
           archive_rows),
     Bench("peers", "bench_peers", lambda m, b, s: m.run(b, s.peers), peers_rows),
+    Bench("observe", "bench_observe",
+          lambda m, b, s: m.run(b, s.observe, s.observe_rounds, None), observe_rows),
     Bench("ingest", "bench_ingest", lambda m, b, s: m.run(b, s.ingest_seconds), ingest_rows),
     Bench("dashboard", "bench_dashboard",
           lambda m, b, s: m.run(b, readings=s.dashboard_readings, minutes=s.dashboard_minutes),

@@ -15,9 +15,11 @@ The archive is two Iceberg tables in a SQL catalog kept in a sqlite file
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import sqlite3
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -181,8 +183,27 @@ def open_table(settings: Settings, kind: TableKind) -> Table:
     )
 
 
+def _listed(path: Path, name: str) -> bool | None:
+    """Whether the sqlite catalog lists table ``name`` (None: cannot tell, ask pyiceberg).
+
+    Answers without importing pyiceberg (about half a second on first use), so reading a
+    topic that was never archived costs nothing extra.
+    """
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro",
+                                                uri=True)) as db:
+            row = db.execute("SELECT 1 FROM iceberg_tables WHERE table_namespace = ? "
+                             "AND table_name = ?", (NAMESPACE, name)).fetchone()
+    except sqlite3.Error:
+        return None
+    return row is not None
+
+
 def load_table(settings: Settings, kind: TableKind) -> Table | None:
     """The table of ``kind``'s topic if the archive has it (never creates anything)."""
+    path = catalog_path(settings)
+    if not path.exists() or _listed(path, table_name(kind.topic(settings))) is False:
+        return None
     catalog = open_catalog(settings)
     if catalog is None:
         return None
