@@ -130,6 +130,29 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+#: The services whose /metrics the dashboard's Ops tab reads.
+METRICS_SERVICES = ("producer", "processor", "archiver")
+
+
+def _metrics_urls(env: Mapping[str, str], name: str) -> tuple[tuple[str, str], ...]:
+    """``producer=http://producer:8081/metrics,…`` as ``((service, url), …)``.
+
+    Raises:
+        ConfigError: naming the variable for an unknown service or a URL that is not http(s).
+    """
+    out = []
+    for item in _list(env, name):
+        service, sep, url = (part.strip() for part in item.partition("="))
+        if not sep or service not in METRICS_SERVICES:
+            raise ConfigError(f"{name}: expected service=URL with service one of "
+                              f"{', '.join(METRICS_SERVICES)}, got {item!r}")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{name}: {service}'s URL must start with http:// or https://, "
+                              f"got {url!r}")
+        out.append((service, url))
+    return tuple(out)
+
+
 def _home(env: Mapping[str, str]) -> Path:
     return Path(env.get("HOME") or Path.home())
 
@@ -173,6 +196,10 @@ class Settings:
     ``SENSORLIB_BODY_TIMEOUT``                seconds a client may take to send a body (10)
     ``SENSORLIB_STALE_AFTER``                 no reading for this long: STALE on the dashboard
                                               (default 3 × SENSORLIB_INTERVAL, at least 10 s)
+    ``SENSORLIB_METRICS_URLS``                where the dashboard's Ops tab scrapes the
+                                              services, ``producer=URL,processor=URL,
+                                              archiver=URL`` (default: SENSORLIB_HOST and
+                                              each service's port)
     ========================================  =====================================
     """
 
@@ -224,6 +251,7 @@ class Settings:
     warehouse_dir: Path | None = None
     body_timeout: float = 10.0
     stale_after: timedelta | None = None
+    metrics_urls: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -276,6 +304,7 @@ class Settings:
             max_future=env_duration(env, "SENSORLIB_MAX_FUTURE", timedelta(minutes=5)),
             allowed_hosts=_list(env, "SENSORLIB_ALLOWED_HOSTS"),
             cors_origins=_list(env, "SENSORLIB_CORS_ORIGINS"),
+            metrics_urls=_metrics_urls(env, "SENSORLIB_METRICS_URLS"),
             warehouse_dir=(_path(env, "SENSORLIB_WAREHOUSE", Path())
                            if env.get("SENSORLIB_WAREHOUSE") else None),
             body_timeout=_float(env, "SENSORLIB_BODY_TIMEOUT", 10.0),
@@ -373,6 +402,8 @@ class Settings:
             env["SENSORLIB_ALLOWED_HOSTS"] = ",".join(self.allowed_hosts)
         if self.cors_origins:
             env["SENSORLIB_CORS_ORIGINS"] = ",".join(self.cors_origins)
+        if self.metrics_urls:
+            env["SENSORLIB_METRICS_URLS"] = ",".join(f"{k}={v}" for k, v in self.metrics_urls)
         if self.warehouse_dir is not None:
             env["SENSORLIB_WAREHOUSE"] = str(self.warehouse_dir)
         if self.external:

@@ -81,11 +81,14 @@ def _shown_host(host: str) -> str:
 
 
 def metrics_urls(settings: Settings) -> dict[str, str]:
-    """``{service: its /metrics URL}`` of the services the tab scrapes."""
+    """``{service: its /metrics URL}`` of the services the tab scrapes: ``SENSORLIB_HOST`` and
+    each service's port, unless ``SENSORLIB_METRICS_URLS`` names them (e.g. other
+    containers under compose)."""
     host = _shown_host(settings.host)
     return {"producer": f"http://{host}:{settings.producer_port}/metrics",
             "processor": f"http://{host}:{settings.processor_port}/metrics",
-            "archiver": f"http://{host}:{settings.archiver_port}/metrics"}
+            "archiver": f"http://{host}:{settings.archiver_port}/metrics",
+            **dict(settings.metrics_urls)}
 
 
 def _keep(samples: Samples) -> Samples:

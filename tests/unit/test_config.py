@@ -72,7 +72,10 @@ def test_everything_is_overridable() -> None:
 @pytest.mark.parametrize(
     ("var", "value"),
     [("SENSORLIB_PARTITIONS", "three"), ("SENSORLIB_PARTITIONS", "0"), ("SENSORLIB_INTERVAL", "-1"),
-     ("SENSORLIB_PRODUCER_PORT", "70000"), ("SENSORLIB_TEMP_THRESHOLD", "hot")],
+     ("SENSORLIB_PRODUCER_PORT", "70000"), ("SENSORLIB_TEMP_THRESHOLD", "hot"),
+     ("SENSORLIB_METRICS_URLS", "dashboard=http://d:5006/metrics"),
+     ("SENSORLIB_METRICS_URLS", "producer=producer:8081/metrics"),
+     ("SENSORLIB_METRICS_URLS", "producer")],
 )
 def test_bad_values_name_the_variable(var: str, value: str) -> None:
     with pytest.raises(ConfigError, match=var):
@@ -91,5 +94,16 @@ def test_password_never_in_repr_or_description() -> None:
 def test_to_env_round_trips_through_from_env() -> None:
     s = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "h:1", "SENSORLIB_TOPIC_ALERTS": "a",
                            "SENSORLIB_SEED": "7", "SENSORLIB_TEMP_THRESHOLD": "33.3",
+                           "SENSORLIB_METRICS_URLS": "producer=http://producer:8081/metrics",
                            "HOME": "/home/x"})
     assert Settings.from_env(s.to_env() | {"HOME": "/home/x"}) == s
+
+
+def test_the_ops_tab_scrapes_the_metrics_urls_given() -> None:
+    from sensorlib.dashboard.ops_tab import metrics_urls
+
+    s = Settings.from_env({"SENSORLIB_METRICS_URLS": " processor = http://processor:8082/metrics ,"
+                                                     "archiver=https://a.example/metrics"})
+    assert metrics_urls(s) == {"producer": "http://127.0.0.1:8081/metrics",
+                               "processor": "http://processor:8082/metrics",
+                               "archiver": "https://a.example/metrics"}
