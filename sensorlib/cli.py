@@ -376,13 +376,17 @@ def _archive_status(settings: Settings) -> int:
 # --------------------------------------------------------------------------- parser
 
 
-def _positive_int(text: str) -> int:
+#: More processor workers than this is a typo, not a deployment (each is a process).
+MAX_WORKERS = 64
+
+
+def _workers(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_WORKERS}, not {value}")
     return value
 
 
@@ -443,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     _service_options(processor)
     processor.add_argument("--instance", default="1",
                            help="instance name, unique within the consumer group (default 1)")
-    processor.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+    processor.add_argument("--workers", type=_workers, default=1, metavar="N",
                            help="N processor processes in the group, one API in front "
                                 "(use N cores; the readings topic needs >= N partitions)")
     processor.set_defaults(handler=cmd_processor)

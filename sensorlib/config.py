@@ -79,9 +79,6 @@ def env_int(env: Mapping[str, str], name: str, default: int) -> int:
     return _number(env, name, default, int, "an integer")
 
 
-_int = env_int  # the short name the parser below uses
-
-
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return _number(env, name, default, float, "a number")
 
@@ -260,7 +257,7 @@ class Settings:
         bootstrap, external = bootstrap_from_env(env)
         home = _home(env)
         seed = env.get("SENSORLIB_SEED", "").strip()
-        kafka_port = _int(env, "SENSORLIB_KAFKA_PORT", 9092)
+        kafka_port = env_int(env, "SENSORLIB_KAFKA_PORT", 9092)
         if not external and kafka_port != 9092:
             bootstrap = f"localhost:{kafka_port}"
         settings = cls(
@@ -274,9 +271,9 @@ class Settings:
             topic_readings=_str(env, "SENSORLIB_TOPIC_READINGS", "sensor-readings"),
             topic_alerts=_str(env, "SENSORLIB_TOPIC_ALERTS", "sensor-alerts"),
             topic_dlq=_str(env, "SENSORLIB_TOPIC_DLQ", "sensor-readings-dlq"),
-            partitions=_int(env, "SENSORLIB_PARTITIONS", 3),
-            replication_factor=_int(env, "SENSORLIB_REPLICATION_FACTOR", 1),
-            retention_hours=_int(env, "SENSORLIB_RETENTION_HOURS", 168),
+            partitions=env_int(env, "SENSORLIB_PARTITIONS", 3),
+            replication_factor=env_int(env, "SENSORLIB_REPLICATION_FACTOR", 1),
+            retention_hours=env_int(env, "SENSORLIB_RETENTION_HOURS", 168),
             processor_group=_str(env, "SENSORLIB_PROCESSOR_GROUP", "python-consumer-group"),
             archiver_group=_str(env, "SENSORLIB_ARCHIVER_GROUP", "archiver-group"),
             dashboard_readings_group=_str(
@@ -284,11 +281,11 @@ class Settings:
             ),
             dashboard_alerts_group=_str(env, "SENSORLIB_DASHBOARD_ALERTS_GROUP", "dashboard-group"),
             host=_str(env, "SENSORLIB_HOST", "127.0.0.1"),
-            producer_port=_int(env, "SENSORLIB_PRODUCER_PORT", 8081),
-            processor_port=_int(env, "SENSORLIB_PROCESSOR_PORT", 8082),
-            dashboard_port=_int(env, "SENSORLIB_DASHBOARD_PORT", 5006),
-            archiver_port=_int(env, "SENSORLIB_ARCHIVER_PORT", 8083),
-            jupyter_port=_int(env, "SENSORLIB_JUPYTER_PORT", 8888),
+            producer_port=env_int(env, "SENSORLIB_PRODUCER_PORT", 8081),
+            processor_port=env_int(env, "SENSORLIB_PROCESSOR_PORT", 8082),
+            dashboard_port=env_int(env, "SENSORLIB_DASHBOARD_PORT", 5006),
+            archiver_port=env_int(env, "SENSORLIB_ARCHIVER_PORT", 8083),
+            jupyter_port=env_int(env, "SENSORLIB_JUPYTER_PORT", 8888),
             temperature_threshold=_float(env, "SENSORLIB_TEMP_THRESHOLD", 35.0),
             humidity_threshold=_float(env, "SENSORLIB_HUMIDITY_THRESHOLD", 90.0),
             window_seconds=_float(env, "SENSORLIB_WINDOW_SECONDS", 300.0),
@@ -298,7 +295,7 @@ class Settings:
             data_dir=_path(env, "SENSORLIB_DATA", home / ".local" / "share" / "sensorlib"),
             kafka_home=_path(env, "KAFKA_HOME", Path()) if env.get("KAFKA_HOME") else None,
             kafka_port=kafka_port,
-            controller_port=_int(env, "SENSORLIB_CONTROLLER_PORT", 9093),
+            controller_port=env_int(env, "SENSORLIB_CONTROLLER_PORT", 9093),
             kafka_heap=_str(env, "SENSORLIB_KAFKA_HEAP", "512m"),
             max_past=env_duration(env, "SENSORLIB_MAX_PAST", timedelta(days=365)),
             max_future=env_duration(env, "SENSORLIB_MAX_FUTURE", timedelta(minutes=5)),

@@ -142,3 +142,16 @@ def eventually(check: Callable[[], object], timeout: float = 30.0, interval: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def wait_for_up(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> str:
+    """Wait until ``sensorlib up`` (writing to ``log``) says it is up; its log so far.
+
+    Fails at once, with the log, if the process ends first.
+    """
+    def up() -> bool:
+        assert proc.poll() is None, log.read_text()
+        return "sensorlib is up" in log.read_text()
+
+    eventually(up, timeout=timeout, interval=0.5)
+    return log.read_text()

@@ -21,7 +21,7 @@ from sensorlib.viewers import (
     prometheus_executable,
     resolve_zipkin,
 )
-from tests.support import eventually, service_env
+from tests.support import eventually, service_env, wait_for_up
 
 from .test_tracing import post, traceparent
 
@@ -61,11 +61,7 @@ def test_up_observe_shows_one_trace_and_every_target_up(settings: Settings, tmp_
     prometheus = f"http://127.0.0.1:{ports['SENSORLIB_PROMETHEUS_PORT']}"
     producer = f"http://127.0.0.1:{ports['SENSORLIB_PRODUCER_PORT']}"
     try:
-        def up() -> bool:
-            assert proc.poll() is None, log.read_text()
-            return "sensorlib is up" in log.read_text()
-        eventually(up, timeout=240, interval=0.5)
-        text = log.read_text()
+        text = wait_for_up(proc, log, timeout=240)
         assert f"zipkin     {zipkin}/zipkin/" in text, text
         sent, trace_id, _ = traceparent()
         post(producer, "observed", sent)

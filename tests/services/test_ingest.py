@@ -69,6 +69,36 @@ def test_a_mixed_batch_publishes_only_the_valid_readings_with_per_item_results(a
     assert where == {(results[i]["partition"], results[i]["offset"]) for i in (0, 4)}
 
 
+@pytest.mark.parametrize("media", ["application/json", "application/x-ndjson"])
+def test_batch_items_at_the_extremes_are_refused_one_by_one(api, module_topics, media) -> None:
+    tag = "ext-nd-" if "ndjson" in media else "ext-arr-"
+    batch = [
+        _reading(tag + "ok"),
+        _reading(tag + "year1", timestamp="0001-01-01T00:00:00Z"),
+        _reading(tag + "year9999", timestamp="9999-12-31T23:59:59.9999999Z"),
+        _reading(tag + "before1", timestamp="0001-01-01T00:00:00+01:00"),
+        _reading(tag + "huge", temperature=1e308),
+        _reading(tag + "inf", temperature="INF"),  # written as the number 1e400 below
+        _reading(tag + "zw\u200bsp"),
+        _reading(tag + "bidi\u202e"),
+        _reading(tag + "ok", eventId="\u00e9"),
+    ]
+    items = [json.dumps(item).replace('"INF"', "1e400") for item in batch]
+    if media == "application/json":
+        body = ("[" + ",".join(items) + "]").encode()
+    else:
+        body = "\n".join(items).encode()
+    answer = httpx.post(api.url + "/api/events/batch", content=body,
+                        headers={"Content-Type": media})
+    assert answer.status_code == 207, answer.text
+    results = answer.json()["results"]
+    assert [r["status"] for r in results] == [201] + [422] * 8
+    fields = [r["detail"][0]["field"] for r in results[1:]]
+    assert fields == ["timestamp"] * 3 + ["temperature"] * 2 + ["sensorId"] * 2 + ["eventId"]
+    stored = _stored(module_topics, tag)
+    assert [parse_reading(r.value).sensor_id for r in stored] == [tag + "ok"]
+
+
 def test_a_batch_with_no_valid_reading_gets_422_and_publishes_nothing(api, module_topics) -> None:
     before = sum(end_offsets(module_topics, module_topics.topic_readings).values())
     answer = httpx.post(api.url + "/api/events/batch", json=[{"sensorId": ""}, 42])

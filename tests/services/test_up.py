@@ -12,7 +12,7 @@ import pytest
 
 from sensorlib.broker import free_port
 from sensorlib.config import Settings
-from tests.support import eventually, service_env, wait_http
+from tests.support import eventually, service_env, wait_for_up, wait_http
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -26,12 +26,7 @@ def test_up_starts_services_and_stops_cleanly_on_sigterm(settings: Settings, tmp
         proc = subprocess.Popen([sys.executable, "-m", "sensorlib.cli", "up"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
-        def up() -> bool:
-            assert proc.poll() is None, log.read_text()
-            return "sensorlib is up" in log.read_text()
-
-        eventually(up, timeout=120, interval=0.5)
-        text = log.read_text()
+        text = wait_for_up(proc, log, timeout=120)
         assert "sensorlib is up" in text, text
         assert "producer  | " in text and "processor | " in text  # prefixed log lines
         producer = f"http://127.0.0.1:{ports['SENSORLIB_PRODUCER_PORT']}"
