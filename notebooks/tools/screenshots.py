@@ -124,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             kafka = LocalKafka(work / "kafka", ports=[free_port()], controller_ports=[free_port()],
                                settings=settings, heap="768m")
             kafka.start(timeout=180)
-            settings = settings.replace(bootstrap_servers=kafka.bootstrap_servers, external=True)
+            # A private archive too: the user's (of another cluster, with the same topic
+            # names) would be merged into this broker's history by read_readings.
+            settings = settings.replace(bootstrap_servers=kafka.bootstrap_servers, external=True,
+                                        warehouse_dir=work / "warehouse")
         os.environ.update(settings.to_env())
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
         t0 = time.monotonic()
