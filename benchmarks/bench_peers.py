@@ -9,7 +9,9 @@ reach the end of the topic (as the issue that asked for it measured):
 - ``reference``: the reference sample's python-consumer as a confluent-kafka loop
   (``contenders/reference_consumer.py``: json.loads, deque(150) averages, threshold, alerts);
 - ``fetch``: kafka-python's fetch with no decoding at all (``contenders/kafka_python_fetch.py``),
-  the wall below which no kafka-python consumer can go;
+  the wall below which no consumer of kafka-python's own records can go;
+- ``fetch_fast``: the same loop with the records unpacked by ``sensorlib.records`` (as the
+  processor's are): the wall for the processor, shown so that its own work can be read off;
 - ``processor``: ``sensorlib processor`` (exactly-once transactions, event-time windows,
   five rules, dead letters, dedup), one worker and then ``--workers 2``.
 
@@ -167,6 +169,10 @@ def run(bootstrap: str | None = None, n: int = 1_000_000) -> dict[str, object]:
         races["fetch"] = race("kafka-python fetch", [
             python, str(HERE / "contenders" / "kafka_python_fetch.py"), *common,
             "--group", group], settings, group, n)
+        group = _group()
+        races["fetch_fast"] = race("fetch, sensorlib unpack", [
+            python, str(HERE / "contenders" / "kafka_python_fetch.py"), *common,
+            "--group", group, "--fast"], settings, group, n)
         for workers in (1, 2):
             group = _group()
             env = {**settings.replace(processor_group=group).to_env(),
@@ -186,6 +192,8 @@ def run(bootstrap: str | None = None, n: int = 1_000_000) -> dict[str, object]:
                   for k, v in races.items()},
         "processor_vs_fetch": round(one.per_s / fetch.per_s, 3),
         "processor_vs_fetch_per_cpu": round(one.per_cpu_s / fetch.per_cpu_s, 3),
+        "fetch_fast_vs_fetch": round(races["fetch_fast"].per_s / fetch.per_s, 3),
+        "processor_vs_fetch_fast": round(one.per_s / races["fetch_fast"].per_s, 3),
         "workers_2_vs_1": round(two.per_s / one.per_s, 3),
     }
     if "reference" in races:

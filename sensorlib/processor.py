@@ -37,10 +37,11 @@ from sensorlib.events import (
     Alert,
     EventTimeWindow,
     InvalidReading,
+    LiveReading,
     Reading,
     format_timestamp,
+    judge_canonical,
     parse_alert,
-    parse_canonical,
     parse_reading,
 )
 from sensorlib.kafka_io import (
@@ -52,6 +53,8 @@ from sensorlib.kafka_io import (
 )
 from sensorlib.pipeline import Pipeline
 from sensorlib.recent import RecentById
+from sensorlib.records import as_raw, consumer_record
+from sensorlib.records import install as install_fast_records
 from sensorlib.telemetry import AlertTracer, ProcessorMetrics, context_headers, tracing_enabled
 from sensorlib.times import to_us, utcnow
 
@@ -152,6 +155,7 @@ class Processor:
         self.stats = ProcessorStats()
         self._pipelines: dict[TopicPartition, Pipeline] = {}
         self._seen: dict[TopicPartition, SeenEvents] = {}
+        self._fast_records = False  # per session: see sensorlib.records
         self._dedup_span_ms = int((self.window + WARM_EXTRA).total_seconds() * 1000)
         self._lock = threading.Lock()
         self._aggregates: list[dict[str, Any]] = []
@@ -277,6 +281,7 @@ class Processor:
             max_poll_interval_ms=30000,
         )
         self._consumer, self._producer = consumer, producer
+        self._fast_records = install_fast_records(consumer)
         try:
             rebalance = _Rebalance()
             consumer.subscribe([s.topic_readings], listener=rebalance)
@@ -338,27 +343,34 @@ class Processor:
             raise RuntimeError(f"owned no partition for {waited:.0f}s while the group left "
                                f"{st.unowned} unowned: starting a fresh consumer")
 
-    def judge(self, record: Any, now_us: int) -> tuple[Reading, int] | InvalidReading:
+    def judge(self, record: Any, now_us: int
+              ) -> tuple[Reading | LiveReading, int] | InvalidReading:
         """The record's reading and its event time (epoch µs), or why it is a dead letter:
         invalid, or outside the accepted event-time window around the record's Kafka
         timestamp (``now_us`` stands in for a record without one)."""
-        value = record.value
+        return self._judge(record.value, record.timestamp, now_us)
+
+    def _judge(self, value: Any, timestamp: int, now_us: int
+               ) -> tuple[Reading | LiveReading, int] | InvalidReading:
+        """:meth:`judge` of a record's value and Kafka timestamp (ms; negative: none)."""
         # The canonical shape first (what sensorlib and the .NET producer write), without
         # parse_reading's layers: it runs for every record. Anything else: the full parser.
-        reading = parse_canonical(value) if type(value) is bytes else None
-        if reading is None:
+        judged = judge_canonical(value) if type(value) is bytes else None
+        if judged is None:
             try:
-                reading = parse_reading(value)
+                reading: Reading | LiveReading = parse_reading(value)
             except InvalidReading as exc:
                 return exc
-        ts = to_us(reading.timestamp)
-        ref = record.timestamp * 1000 if record.timestamp >= 0 else now_us
+            ts = to_us(reading.timestamp)
+        else:
+            reading, ts = judged
+        ref = timestamp * 1000 if timestamp >= 0 else now_us
         low, high = self._accept_us
         if ref + low <= ts <= ref + high:
             return reading, ts
         return InvalidReading([self.accept.error_us(ts, ref)])
 
-    def accepted(self, record: Any) -> Reading | InvalidReading:
+    def accepted(self, record: Any) -> Reading | LiveReading | InvalidReading:
         """:meth:`judge` by the wall clock, without the event time."""
         got = self.judge(record, to_us(self.clock()))
         return got if isinstance(got, InvalidReading) else got[0]
@@ -372,27 +384,32 @@ class Processor:
         caused: list[tuple[Any, list[Alert]]] = []  # (record, its alerts): for traces
         processed = duplicates = 0
         now_us = to_us(self.clock())
-        judge = self.judge
+        judge = self._judge
+        if not self._fast_records:  # kafka-python's own records: the same tuples
+            batch = {tp: [as_raw(r) for r in records] for tp, records in batch.items()}
         for tp, records in batch.items():
             pipeline = self._pipelines.get(tp)
             if pipeline is None:  # revoked between poll and here
                 continue
             seen = self._seen[tp]
-            for record in records:
-                got = judge(record, now_us)
-                if isinstance(got, InvalidReading):
-                    dead.append((record, got))
+            process_us = pipeline.process_us
+            # Records are sensorlib.records.Raw tuples; the rare paths (dead letters,
+            # alerts' traces) get kafka-python records.
+            for raw in records:
+                got = judge(raw[3], raw[1], now_us)
+                if type(got) is not tuple:
+                    dead.append((consumer_record(tp.topic, tp.partition, raw), got))
                     continue
-                if record.headers and not _first_copy(seen, record, got[0]):
+                if raw[4] and not _first_copy(seen, raw[4], raw[1], got[0]):
                     duplicates += 1
                     continue
-                found = pipeline.process_us(*got)
+                found = process_us(*got)
                 if found:
                     out.extend(found)
-                    caused.append((record, found))
+                    caused.append((consumer_record(tp.topic, tp.partition, raw), found))
                 processed += 1
             if records:
-                offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+                offsets[tp] = OffsetAndMetadata(records[-1][0] + 1, "", -1)
                 last = pipeline.watermark
                 if last is not None:
                     self._watermark_wall[tp] = (last, time.monotonic())
@@ -453,7 +470,8 @@ class Processor:
                     if forwarded:
                         out.update((a.alert_id, forwarded) for a in alerts)
             return out
-        spans.batch(batch)
+        spans.batch((raw[4] for records in batch.values() for raw in records),
+                    sum(map(len, batch.values())))
         for record, alerts in caused:
             out.update(spans.alerts(record, alerts))
         return out
@@ -586,9 +604,9 @@ def read_history(
     until_offset: int,
     clock: Callable[[], datetime] = utcnow,
     *,
-    accept: Callable[[Any], Reading | InvalidReading] | None = None,
+    accept: Callable[[Any], Reading | LiveReading | InvalidReading] | None = None,
     seen: SeenEvents | None = None,
-) -> list[Reading]:
+) -> list[Reading | LiveReading]:
     """Valid readings of ``tp`` from ``span`` ago (by record timestamp) up to ``until_offset``.
 
     ``accept`` turns a record into its reading or a rejection (default: :func:`parse_reading`
@@ -600,23 +618,25 @@ def read_history(
     """
     judge = accept or _parsed
     since_ms = int((clock() - span).timestamp() * 1000)
-    out: list[Reading] = []
+    out: list[Reading | LiveReading] = []
     with TopicReader(settings, tp.topic, partitions=[tp.partition], since_ms=since_ms,
                      until={tp.partition: until_offset}, client_id="sensorlib-warmup",
                      idle_timeout=HISTORY_TIMEOUT) as reader:
         for _, records in reader:
             for record in records:
                 got = judge(record)
-                if isinstance(got, Reading) and (
-                        seen is None or not record.headers or _first_copy(seen, record, got)):
+                if not isinstance(got, InvalidReading) and (
+                        seen is None or not record.headers
+                        or _first_copy(seen, record.headers, record.timestamp, got)):
                     out.append(got)
     return out
 
 
-def _first_copy(seen: SeenEvents, record: Any, reading: Reading) -> bool:
+def _first_copy(seen: SeenEvents, headers: Any, timestamp: int,
+                reading: Reading | LiveReading) -> bool:
     """False for a retried copy: its (sensorId, eventId) came within the span already."""
-    event_id = event_id_of(record.headers)
-    return event_id is None or seen.first(reading.sensor_id, event_id, record.timestamp)
+    event_id = event_id_of(headers)
+    return event_id is None or seen.first(reading.sensor_id, event_id, timestamp)
 
 
 def _parsed(record: Any) -> Reading | InvalidReading:

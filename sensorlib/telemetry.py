@@ -194,18 +194,17 @@ class AlertTracer:
         self.topic_in, self.topic_out = topic_in, topic_out
         self._spans: list[Any] = []
 
-    def batch(self, batch: Mapping[Any, Sequence[Any]]) -> None:
-        """Start the batch's span, linked to up to :data:`MAX_BATCH_LINKS` readings' traces."""
+    def batch(self, headers: Iterable[Any], count: int) -> None:
+        """Start the span of a batch of ``count`` records, linked to the traces of up to
+        :data:`MAX_BATCH_LINKS` of them (``headers``: each record's Kafka headers)."""
         links: list[Link] = []
-        for records in batch.values():
-            for record in records:
-                if len(links) >= MAX_BATCH_LINKS:
-                    break
-                if record.headers:
-                    ctx = trace.get_current_span(context_from_headers(record.headers))
-                    if ctx.get_span_context().is_valid:
-                        links.append(Link(ctx.get_span_context()))
-        count = sum(len(r) for r in batch.values())
+        for record_headers in headers:
+            if len(links) >= MAX_BATCH_LINKS:
+                break
+            if record_headers:
+                ctx = trace.get_current_span(context_from_headers(record_headers))
+                if ctx.get_span_context().is_valid:
+                    links.append(Link(ctx.get_span_context()))
         self._spans.append(tracer().start_span(
             f"{self.topic_in} process batch", kind=SpanKind.CONSUMER, links=links,
             attributes={"messaging.system": "kafka", "messaging.operation.type": "process",

@@ -30,6 +30,12 @@ def _send(settings: Settings, reading: Reading, event_id: str | None) -> None:
     producer.close()
 
 
+def _send_raw(settings: Settings, value: bytes) -> None:
+    producer = make_producer(settings, client_id="test-dedup")
+    producer.send(settings.topic_readings, key="dedup-1", value=value).get(timeout=30)
+    producer.close()
+
+
 @contextmanager
 def _running(settings: Settings, instance: str) -> Iterator[Processor]:
     processor = Processor(settings, instance=instance)
@@ -48,7 +54,11 @@ def _count(processor: Processor, sensor_id: str) -> int:
                  if a["sensorId"] == sensor_id), 0)
 
 
-def test_retried_copies_count_once_live_and_after_a_restart(topics: Settings) -> None:
+@pytest.mark.parametrize("fast_records", [True, False], ids=["fast-records", "kafka-python-records"])
+def test_retried_copies_count_once_live_and_after_a_restart(
+        topics: Settings, fast_records: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not fast_records:  # as if sensorlib.records could not be installed on this kafka-python
+        monkeypatch.setattr("sensorlib.processor.install_fast_records", lambda consumer: False)
     now = datetime.now(UTC).replace(microsecond=0)
     first = Reading(sensor_id="dedup-1", temperature=21.0, humidity=40.0, location="Lab",
                     timestamp=now - timedelta(seconds=30))
@@ -61,9 +71,13 @@ def test_retried_copies_count_once_live_and_after_a_restart(topics: Settings) ->
         _send(topics, second, "retry-2")  # another id: counted
         _send(topics, third, None)  # no id: never de-duplicated
         _send(topics, third, None)
-        eventually(lambda: processor.stats.processed + processor.stats.duplicates >= 5, 60)
-        assert processor.stats.duplicates == 1
+        _send_raw(topics, b'{"SensorId": "dedup-1"}')  # a dead letter, through the same loop
+        eventually(lambda: processor.stats.processed + processor.stats.duplicates
+                   + processor.stats.invalid >= 6, 60)
+        assert processor.stats.duplicates == 1 and processor.stats.invalid == 1
         assert _count(processor, "dedup-1") == 4
+        assert processor._fast_records is fast_records
+        assert processor.stats.sessions == 1 and processor.stats.last_error is None
 
     # A producer restarted between the tries sends the copy again; a processor that
     # restarts in between must still recognise it from the history it rebuilds.

@@ -15,7 +15,14 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sensorlib.events import InvalidReading, Reading, parse_canonical, parse_reading
+from sensorlib.events import (
+    InvalidReading,
+    Reading,
+    judge_canonical,
+    parse_canonical,
+    parse_reading,
+)
+from sensorlib.times import to_us
 
 CANONICAL = (b'{"SensorId":"sensor-01","Temperature":22.05,"Humidity":55.17,'
              b'"Location":"Warehouse A","Timestamp":"2026-11-29T16:44:20.0729871Z"}')
@@ -31,9 +38,16 @@ def full(raw: bytes) -> Reading | None:
 
 def agree(raw: bytes) -> Reading | None:
     fast = parse_canonical(raw)
+    judged = judge_canonical(raw)
+    assert (fast is None) == (judged is None)
     if fast is not None:
         assert full(raw) == fast, raw
         assert fast.timestamp.tzinfo is not None
+        live, us = judged
+        assert (live.sensor_id, live.temperature, live.humidity, live.location,
+                live.timestamp) == (fast.sensor_id, fast.temperature, fast.humidity,
+                                    fast.location, fast.timestamp)
+        assert us == to_us(fast.timestamp)
     return fast
 
 
