@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from sensorlib.config import Settings
 from sensorlib.events import InvalidReading, format_timestamp
 from sensorlib.kafka_io import TopicReader
-from sensorlib.replay import CONSUMER_OPTIONS, ReplayError, TimeLike, resolve_period, to_utc
 from sensorlib.telemetry import context_headers
 from sensorlib.times import utcnow
+
+if TYPE_CHECKING:  # the readers import these: the processor writes dead letters without them
+    import pandas as pd
+
+    from sensorlib.replay import ReplayError, TimeLike
 
 __all__ = ["DEAD_LETTER_COLUMNS", "dead_letter", "dead_letter_headers", "read_dead_letters",
            "topic_size"]
@@ -38,18 +40,24 @@ DEAD_LETTER_COLUMNS = {
 
 def _reader(settings: Settings, topic: str, since: pd.Timestamp | None, timeout: float = 30.0,
             client_id: str = "sensorlib-dead-letters") -> TopicReader:
+    from sensorlib.replay import CONSUMER_OPTIONS
+
     since_ms = None if since is None else max(0, int(since.timestamp() * 1000))
     return TopicReader(settings, topic, since_ms=since_ms, idle_timeout=timeout,
                        client_id=client_id, **CONSUMER_OPTIONS)
 
 
 def _missing(settings: Settings, topic: str) -> ReplayError:
+    from sensorlib.replay import ReplayError
+
     return ReplayError(f"topic {topic!r} does not exist at {settings.bootstrap_servers}; "
                        "create the topics with `sensorlib topics`")
 
 
 def topic_size(settings: Settings, topic: str, since: TimeLike | None = None) -> int:
     """Records on ``topic`` that arrived from ``since`` (Kafka's record time) to now."""
+    from sensorlib.replay import to_utc
+
     with _reader(settings, topic, to_utc(since), client_id="sensorlib-size") as reader:
         if not reader.exists:
             raise _missing(settings, topic)
@@ -96,6 +104,8 @@ def dead_letter_headers(record: Any) -> list[tuple[str, bytes]]:
 
 
 def _row(value: bytes | None, partition: int, offset: int) -> dict[str, Any]:
+    import pandas as pd
+
     try:
         letter: Any = json.loads(value or b"")
     except ValueError:
@@ -140,6 +150,10 @@ def read_dead_letters(settings: Settings | None = None, start: TimeLike | None =
         ReplayError: bad period or missing topic.
         KafkaUnavailable: Kafka does not answer.
     """
+    import pandas as pd
+
+    from sensorlib.replay import resolve_period
+
     settings = Settings.from_env() if settings is None else settings
     t0, t1 = resolve_period(start, end)
     topic = settings.topic_dlq

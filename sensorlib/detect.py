@@ -221,19 +221,25 @@ class Detector:
                 span = max(ts - since, self._span_us)
                 per_minute = delta * _US_PER_MINUTE / span
                 if abs(per_minute) > self.config.rate_of_change:
-                    self._emit(alerts, r, ts, "rate_of_change", "warning",
-                               f"Temperature {'rose' if delta > 0 else 'fell'} "
-                               f"{abs(delta):.1f}°C in {_span_text(ts - since)} "
-                               f"({per_minute:+.1f}°C/min)")
+                    self._emit_rate(r, ts, since, delta, per_minute, alerts)
             recent.append((ts, r.temperature))
         if r.temperature == prev.temperature and r.humidity == prev.humidity:
             state.run += 1
             if self._stuck and state.run >= self.config.stuck_readings:
-                self._emit(alerts, r, ts, "stuck", "warning",
-                           f"Stuck: same values for {state.run} readings")
+                self._emit_stuck(r, ts, state.run, alerts)
         else:
             state.run = 1
         state.last, state.last_us, state.silenced = r, ts, False
+
+    def _emit_rate(self, r: Reading, ts: int, since: int, delta: float, per_minute: float,
+                   alerts: list[Alert]) -> None:
+        """The rate-of-change alert: ``delta`` °C since the reading at ``since``."""
+        self._emit(alerts, r, ts, "rate_of_change", "warning",
+                   f"Temperature {'rose' if delta > 0 else 'fell'} {abs(delta):.1f}°C in "
+                   f"{_span_text(ts - since)} ({per_minute:+.1f}°C/min)")
+
+    def _emit_stuck(self, r: Reading, ts: int, run: int, alerts: list[Alert]) -> None:
+        self._emit(alerts, r, ts, "stuck", "warning", f"Stuck: same values for {run} readings")
 
     def _emit_outlier(self, r: Reading, ts: int, zt2: float, zh2: float, t_mean: float,
                       h_mean: float, alerts: list[Alert]) -> None:
@@ -242,9 +248,12 @@ class Detector:
             name, value, mean, z, unit = "temperature", r.temperature, t_mean, zt2, "°C"
         else:
             name, value, mean, z, unit = "humidity", r.humidity, h_mean, zh2, "%"
+        # Window statistics carry rounding noise (~1e-15) that depends on the order the
+        # sums were taken in: a mean of exactly 14.75 is 14.750000000000004 one way and
+        # 14.749999999999998 the other. Rounded to 1e-9 first, the text does not depend on it.
         self._emit(alerts, r, ts, "outlier", "warning",
-                   f"Outlier: {name} {value:.1f}{unit} is {math.sqrt(z):.1f}σ "
-                   f"from window mean {mean:.1f}{unit}")
+                   f"Outlier: {name} {value:.1f}{unit} is {round(math.sqrt(z), 9):.1f}σ "
+                   f"from window mean {round(mean, 9):.1f}{unit}")
 
     # -- time passing -----------------------------------------------------------------
 

@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
+import numpy as np
 
 from sensorlib.detect import Detector, RuleConfig, utcnow
 from sensorlib.events import Alert, InvalidReading, Reading, parse_reading
+from sensorlib.runs import MIN_RUN, process_run
 from sensorlib.windows import DEFAULT_WINDOW, Aggregate, WindowStore, from_us, to_us
+
+if TYPE_CHECKING:  # pandas is imported by the DataFrame functions: the processor needs none
+    import pandas as pd
 
 __all__ = [
     "DEFAULT_TICK",
@@ -112,6 +116,76 @@ class Pipeline:
             stats.alerts[alert.rule] += 1
         return alerts
 
+    def process_batch_us(self, batch: Sequence[tuple[Reading, int]]
+                         ) -> list[tuple[int, list[Alert]]]:
+        """:meth:`process_us` for many ``(reading, event time µs)`` in arrival order.
+
+        Returns ``(index in batch, alerts)`` for each reading that raised alerts, in batch
+        order. Each sensor's readings are taken together: an in-order run of at least
+        :data:`~sensorlib.runs.MIN_RUN` goes through :func:`sensorlib.runs.process_run`
+        (array operations), anything else one by one. Same alerts and state as one by one
+        (see :mod:`sensorlib.runs`), except the order of alerts between sensors.
+        """
+        if self.detector.clock == self._event_time:
+            # detectedAt is the event time of the moment: keep the arrival order exactly.
+            return [(i, found) for i, (reading, ts) in enumerate(batch)
+                    if (found := self.process_us(reading, ts))]
+        groups: dict[str, list[int]] = {}
+        for i, (reading, _) in enumerate(batch):
+            group = groups.get(reading.sensor_id)
+            if group is None:
+                groups[reading.sensor_id] = [i]
+            else:
+                group.append(i)
+        raised: list[tuple[int, list[Alert]]] = []
+        for sensor_id, where in groups.items():
+            if len(where) < MIN_RUN:
+                self._one_by_one(batch, where, raised)
+                continue
+            ts = np.fromiter([batch[i][1] for i in where], np.int64, len(where))
+            # Split where the order breaks (a repeated, out-of-order or late reading): each
+            # piece is in order; what a piece holds at or before the window's end so far
+            # goes one by one, the rest as a run.
+            start = 0
+            for stop in [*(np.flatnonzero(np.diff(ts) <= 0) + 1).tolist(), len(where)]:
+                window = self.windows.get(sensor_id)
+                if window is not None and window._watermark is not None:
+                    older = int(np.searchsorted(ts[start:stop], window._watermark, "right"))
+                    self._one_by_one(batch, where[start:start + older], raised)
+                    start += older
+                if stop - start < MIN_RUN:
+                    self._one_by_one(batch, where[start:stop], raised)
+                else:
+                    self._run(batch, sensor_id, where[start:stop], ts[start:stop], raised)
+                start = stop
+        if self._watermark is not None:
+            self._event_us = self._watermark
+        raised.sort(key=_first)
+        return raised
+
+    def _one_by_one(self, batch: Sequence[tuple[Reading, int]], where: list[int],
+                    raised: list[tuple[int, list[Alert]]]) -> None:
+        for i in where:
+            found = self.process_us(*batch[i])
+            if found:
+                raised.append((i, found))
+
+    def _run(self, batch: Sequence[tuple[Reading, int]], sensor_id: str, where: list[int],
+             ts: np.ndarray, raised: list[tuple[int, list[Alert]]]) -> None:
+        done = process_run(self, sensor_id, [batch[i][0] for i in where], ts)
+        if done is None:
+            self._one_by_one(batch, where, raised)
+            return
+        stats = self.stats
+        stats.processed += len(where)
+        last = int(ts[-1])
+        if self._watermark is None or last > self._watermark:
+            self._watermark = last
+        for j, found in done:
+            raised.append((where[j], found))
+            for alert in found:
+                stats.alerts[alert.rule] += 1
+
     def tick(self, now: datetime) -> list[Alert]:
         """Let event time pass to ``now``: raises silent alerts that are due."""
         self._event_us = to_us(now)
@@ -177,6 +251,10 @@ class Pipeline:
         return from_us(self._event_us)
 
 
+def _first(item: tuple[int, list[Alert]]) -> int:
+    return item[0]
+
+
 # -- DataFrames ---------------------------------------------------------------------------
 
 READING_COLUMNS = ("sensorId", "temperature", "humidity", "location", "timestamp")
@@ -197,6 +275,8 @@ _AGGREGATE_DTYPES = {
 
 
 def _typed_frame(rows: list[dict[str, object]], dtypes: dict[str, str]) -> pd.DataFrame:
+    import pandas as pd
+
     columns = {name: pd.Series([row[name] for row in rows], dtype=object)
                for name in dtypes}
     frame = pd.DataFrame(columns, columns=list(dtypes))
@@ -230,6 +310,8 @@ def aggregates_to_frame(aggregates: Iterable[Aggregate]) -> pd.DataFrame:
 
 def _event_us(timestamps: pd.Series) -> list[int]:
     """Microseconds since the epoch for each timestamp (naive ones taken as UTC)."""
+    import pandas as pd
+
     ts = pd.to_datetime(timestamps, utc=True)
     micros: list[int] = ((ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "us")).tolist()
     return micros
@@ -276,6 +358,7 @@ def run_frame(
     is the same on every run. The aggregates are the windows at the end of the data.
 
     >>> from datetime import UTC
+    >>> import pandas as pd
     >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
     >>> df = pd.DataFrame({"sensorId": ["a", "a", "a", "b"],
     ...                    "temperature": [20.0, 20.0, 36.5, 21.0],
@@ -286,6 +369,8 @@ def run_frame(
     >>> list(aggregates["count"]), list(zip(alerts["sensorId"], alerts["rule"]))
     ([3, 1], [('a', 'silent'), ('a', 'threshold')])
     """
+    import pandas as pd
+
     order = pd.to_datetime(df["timestamp"], utc=True).argsort(kind="stable")
     ordered = df.iloc[order.to_numpy()]
     pipeline = Pipeline(window, rules, clock="event")

@@ -41,6 +41,7 @@ from sensorlib.events import (
     Reading,
     format_timestamp,
     judge_canonical,
+    judge_canonical_many,
     parse_alert,
     parse_reading,
 )
@@ -350,12 +351,13 @@ class Processor:
         timestamp (``now_us`` stands in for a record without one)."""
         return self._judge(record.value, record.timestamp, now_us)
 
-    def _judge(self, value: Any, timestamp: int, now_us: int
+    def _judge(self, value: Any, timestamp: int, now_us: int, *, fast: bool = True
                ) -> tuple[Reading | LiveReading, int] | InvalidReading:
-        """:meth:`judge` of a record's value and Kafka timestamp (ms; negative: none)."""
+        """:meth:`judge` of a record's value and Kafka timestamp (ms; negative: none);
+        ``fast=False`` when the value is known not to be canonical."""
         # The canonical shape first (what sensorlib and the .NET producer write), without
         # parse_reading's layers: it runs for every record. Anything else: the full parser.
-        judged = judge_canonical(value) if type(value) is bytes else None
+        judged = judge_canonical(value) if fast and type(value) is bytes else None
         if judged is None:
             try:
                 reading: Reading | LiveReading = parse_reading(value)
@@ -392,22 +394,31 @@ class Processor:
             if pipeline is None:  # revoked between poll and here
                 continue
             seen = self._seen[tp]
-            process_us = pipeline.process_us
             # Records are sensorlib.records.Raw tuples; the rare paths (dead letters,
             # alerts' traces) get kafka-python records.
-            for raw in records:
-                got = judge(raw[3], raw[1], now_us)
+            judged: list[tuple[Reading | LiveReading, int]] = []
+            sources: list[Any] = []  # each judged reading's record
+            low, high = self._accept_us
+            canonical = judge_canonical_many([raw[3] for raw in records])
+            for raw, got in zip(records, canonical, strict=True):
+                if got is None:  # not canonical: the full parser decides, and explains
+                    got = judge(raw[3], raw[1], now_us, fast=False)
+                else:  # the accepted event-time window around the record's time
+                    ref = raw[1] * 1000 if raw[1] >= 0 else now_us
+                    if not ref + low <= got[1] <= ref + high:
+                        got = InvalidReading([self.accept.error_us(got[1], ref)])
                 if type(got) is not tuple:
                     dead.append((consumer_record(tp.topic, tp.partition, raw), got))
                     continue
                 if raw[4] and not _first_copy(seen, raw[4], raw[1], got[0]):
                     duplicates += 1
                     continue
-                found = process_us(*got)
-                if found:
-                    out.extend(found)
-                    caused.append((consumer_record(tp.topic, tp.partition, raw), found))
-                processed += 1
+                judged.append(got)
+                sources.append(raw)
+            for i, found in pipeline.process_batch_us(judged):
+                out.extend(found)
+                caused.append((consumer_record(tp.topic, tp.partition, sources[i]), found))
+            processed += len(judged)
             if records:
                 offsets[tp] = OffsetAndMetadata(records[-1][0] + 1, "", -1)
                 last = pipeline.watermark
@@ -510,17 +521,20 @@ class Processor:
     def on_assigned(self, partitions: list[TopicPartition]) -> None:
         """Rebuild each newly assigned partition's state from its recent history."""
         consumer = self._consumer
-        for tp in partitions:
-            if tp in self._pipelines:
-                continue
+        fresh = [tp for tp in partitions if tp not in self._pipelines]
+        begins = consumer.beginning_offsets(fresh) if fresh else {}
+        for tp in fresh:
             committed = consumer.committed(tp)
             if committed is None:
-                committed = consumer.beginning_offsets([tp])[tp]
+                committed = begins[tp]
             pipeline = Pipeline(window=self.window, rules=self.rules, clock=self.clock)
             seen = SeenEvents(self._dedup_span_ms)
             rebuild_started = time.perf_counter()
-            history = read_history(self.settings, tp, self.window + WARM_EXTRA, committed,
-                                   self.clock, accept=self.accepted, seen=seen)
+            # Nothing processed before (a new group, or a topic cut by retention up to
+            # here): no history to rebuild, and no reader to start for it.
+            history = [] if committed <= begins[tp] else read_history(
+                self.settings, tp, self.window + WARM_EXTRA, committed, self.clock,
+                accept=self.accepted, seen=seen)
             pipeline.warm(history)
             self.stats.warmed += len(history)
             self.metrics.rebuild_seconds.observe(time.perf_counter() - rebuild_started)

@@ -62,11 +62,15 @@ def unpack_batch(buf: bytes, pos: int, count: int, base_offset: int, first_ts: i
     try:
         for _ in range(count):
             # Record => Length Attributes TimestampDelta OffsetDelta Key Value Headers,
-            # all but Attributes (int8) zig-zag varints; one byte in the common case.
+            # all but Attributes (int8) zig-zag varints; one or two bytes in the common case.
             b = buf[pos]
             if b < 128:
                 length = (b >> 1) ^ -(b & 1)
                 pos += 1
+            elif buf[pos + 1] < 128:  # two bytes: values from -8192 to 8191
+                b = (b & 0x7F) | (buf[pos + 1] << 7)
+                length = (b >> 1) ^ -(b & 1)
+                pos += 2
             else:
                 length, pos = dv(buf, pos)
             end = pos + length
@@ -75,6 +79,10 @@ def unpack_batch(buf: bytes, pos: int, count: int, base_offset: int, first_ts: i
             if b < 128:
                 ts_delta = (b >> 1) ^ -(b & 1)
                 pos += 1
+            elif buf[pos + 1] < 128:  # two bytes: values from -8192 to 8191
+                b = (b & 0x7F) | (buf[pos + 1] << 7)
+                ts_delta = (b >> 1) ^ -(b & 1)
+                pos += 2
             else:
                 ts_delta, pos = dv(buf, pos)
             b = buf[pos]
@@ -98,6 +106,10 @@ def unpack_batch(buf: bytes, pos: int, count: int, base_offset: int, first_ts: i
             if b < 128:
                 size = (b >> 1) ^ -(b & 1)
                 pos += 1
+            elif buf[pos + 1] < 128:  # two bytes: values from -8192 to 8191
+                b = (b & 0x7F) | (buf[pos + 1] << 7)
+                size = (b >> 1) ^ -(b & 1)
+                pos += 2
             else:
                 size, pos = dv(buf, pos)
             if size >= 0:
