@@ -4,6 +4,9 @@ Runs on a simulated stream (five sensors, 10 readings/s each in event time) and 
 readings per second of:
 
 - ``pipeline``: :meth:`sensorlib.pipeline.Pipeline.process` (event-time windows and every rule);
+- ``batch``: :meth:`sensorlib.pipeline.Pipeline.process_batch_us` on polls of 20,000 readings,
+  as the processor calls it (each sensor's in-order run at once, :mod:`sensorlib.runs`); the
+  same alerts as ``pipeline`` (checked here);
 - ``reference``: the reference sample's approach, a ``deque(maxlen=150)`` per sensor
   averaged in full (sum/len, min, max) on every reading, plus the threshold check;
 - ``recompute``: the same 5-minute event-time window as ours, but recomputed in full
@@ -48,6 +51,18 @@ def _pipeline(readings: Sequence[Reading]) -> int:
     alerts = 0
     for reading in readings:
         alerts += len(process(reading))
+    return alerts
+
+
+POLL = 20_000  # the processor's records per poll
+
+
+def _batch(judged: Sequence[tuple[Reading, int]]) -> int:
+    pipeline = Pipeline(WINDOW, RuleConfig(), clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    alerts = 0
+    for start in range(0, len(judged), POLL):
+        for _, found in pipeline.process_batch_us(judged[start:start + POLL]):
+            alerts += len(found)
     return alerts
 
 
@@ -101,7 +116,13 @@ def run(n: int = 300_000, *, seed: int = 1) -> dict[str, float]:
     wire: list[bytes] = []
     serialise = _rate(n, lambda: wire.extend(r.to_json() for r in readings))
     parse = _rate(n, lambda: [parse_reading(raw) for raw in wire])
-    pipeline = _rate(n, lambda: _pipeline(readings))
+    counted: dict[str, int] = {}
+    pipeline = _rate(n, lambda: counted.update(one=_pipeline(readings)))
+    judged = [(r, to_us(r.timestamp)) for r in readings]  # as the processor has them
+    batch = _rate(n, lambda: counted.update(batch=_batch(judged)))
+    if counted["one"] != counted["batch"]:
+        raise AssertionError(f"process_batch_us raised {counted['batch']} alerts, "
+                             f"Pipeline.process {counted['one']}")
     reference = _rate(n, lambda: _reference(readings))
 
     full = int(WINDOW.total_seconds() / INTERVAL) * len(sim.fleet)  # readings to fill windows
@@ -112,6 +133,9 @@ def run(n: int = 300_000, *, seed: int = 1) -> dict[str, float]:
     return {
         "readings": n,
         "pipeline_per_s": pipeline,
+        "batch_per_s": batch,
+        "batch_vs_pipeline": batch / pipeline,
+        "alerts": counted["one"],
         "reference_per_s": reference,
         "recompute_per_s": recompute,
         "parse_per_s": parse,
@@ -125,6 +149,7 @@ def run(n: int = 300_000, *, seed: int = 1) -> dict[str, float]:
 def _print(figures: dict[str, float]) -> None:
     rows = [
         ("Pipeline.process (windows + all rules)", figures["pipeline_per_s"]),
+        ("Pipeline.process_batch_us, polls of 20,000", figures["batch_per_s"]),
         ("reference: deque(150) re-averaged + threshold", figures["reference_per_s"]),
         ("full recompute of the 5-min window", figures["recompute_per_s"]),
         ("parse_reading (bytes -> Reading)", figures["parse_per_s"]),

@@ -149,6 +149,10 @@ class Pipeline:
             start = 0
             for stop in [*(np.flatnonzero(np.diff(ts) <= 0) + 1).tolist(), len(where)]:
                 window = self.windows.get(sensor_id)
+                if window is None and start < stop:  # a new sensor: its first reading alone
+                    self._one_by_one(batch, where[start:start + 1], raised)
+                    start += 1
+                    window = self.windows.get(sensor_id)
                 if window is not None and window._watermark is not None:
                     older = int(np.searchsorted(ts[start:stop], window._watermark, "right"))
                     self._one_by_one(batch, where[start:start + older], raised)
