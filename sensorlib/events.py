@@ -509,11 +509,18 @@ def judge_canonical_many(values: Iterable[Any]) -> list[tuple[LiveReading, int] 
     decode, decode_error, from_iso = _decode_live, msgspec.DecodeError, datetime.fromisoformat
     max_bytes, quotes, (first_year, end_year) = MAX_BODY_BYTES, _CANONICAL_QUOTES, _YEARS
     epoch, one_us = EPOCH, ONE_US
+    values = list(values)
+    # Printable ASCII only (JSON refuses raw control characters in strings; DEL is tested),
+    # no escapes: no invisible, bidi or separator character can hide in a field. Checked
+    # over all the values at once when they pass together (the usual case).
+    every = all(type(raw) is bytes for raw in values) and b"".join(values)
+    clean = bool(every) and every.isascii() and b"\\" not in every and b"\x7f" not in every
     for raw in values:
-        # Printable ASCII only (JSON refuses raw control characters in strings; DEL is
-        # tested), no escapes: no invisible, bidi or separator character can hide in a field.
-        if (type(raw) is not bytes or len(raw) > max_bytes or not raw.isascii()
-                or b"\\" in raw or b"\x7f" in raw or raw.count(b'"') != quotes):
+        if not clean and (type(raw) is not bytes or not raw.isascii() or b"\\" in raw
+                          or b"\x7f" in raw):
+            append(None)
+            continue
+        if len(raw) > max_bytes or raw.count(b'"') != quotes:
             append(None)
             continue
         try:
@@ -526,10 +533,9 @@ def judge_canonical_many(values: Iterable[Any]) -> list[tuple[LiveReading, int] 
             append(None)
             continue
         size = len(ts)
-        if not (size >= 20 and not live.sensor_id.isspace()
-                and ts[-1] == "Z" and ts[4] == "-" and ts[7] == "-"
-                and ts[10] == "T" and ts[13] == ":" and ts[16] == ":"
-                and (size == 20 or ts[19] == ".")):
+        # ts[4:17:3]: the characters at 4, 7, 10, 13 and 16 (YYYY-MM-DDTHH:MM:SS).
+        if not (size >= 20 and ts[4:17:3] == "--T::" and ts[-1] == "Z"
+                and (size == 20 or ts[19] == ".") and not live.sensor_id.isspace()):
             append(None)
             continue
         if size > 27:  # more than 6 fractional digits (.NET writes 7): keep microseconds

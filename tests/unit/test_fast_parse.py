@@ -19,6 +19,7 @@ from sensorlib.events import (
     InvalidReading,
     Reading,
     judge_canonical,
+    judge_canonical_many,
     parse_canonical,
     parse_reading,
 )
@@ -161,3 +162,27 @@ def test_every_canonical_reading_takes_the_fast_path(sensor: str, temperature: f
     fast = agree(raw)
     assert fast is not None, raw
     assert fast.timestamp.replace(tzinfo=None) == when
+
+
+_UNUSUAL = [CANONICAL.replace(b"sensor-01", b"sensor\\u200b01"),
+            CANONICAL.replace(b"sensor-01", "sensor\u200b01".encode()),
+            CANONICAL.replace(b"sensor-01", b"sensor\x7f01"),
+            CANONICAL.replace(b'"Humidity":55.17,', b'"Humidity":55.17,"Humidity":1,'),
+            CANONICAL.replace(b"22.05", b"1e400"), b"", b"not json", "a text", None,
+            CANONICAL.replace(b".0729871Z", b"Z"), CANONICAL]
+
+
+def _seen(judged: tuple | None) -> tuple | None:
+    if judged is None:
+        return None
+    live, us = judged
+    return (live.sensor_id, live.temperature, live.humidity, live.location, live.timestamp, us)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_UNUSUAL), max_size=12))
+def test_a_poll_at_once_judges_each_value_as_alone(values: list) -> None:
+    # The ASCII/escape checks run over the poll's values together when they all pass: one
+    # bad value among good ones must still be caught on its own.
+    alone = [_seen(judge_canonical(v) if isinstance(v, bytes) else None) for v in values]
+    assert [_seen(j) for j in judge_canonical_many(values)] == alone
