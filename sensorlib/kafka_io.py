@@ -232,8 +232,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
                 result[spec.name] = "created"
             except TopicAlreadyExistsError:
                 result[spec.name] = "exists"
-        _wait_for_leaders(settings, [s.name for s in specs], timeout)
-        counts = topic_partitions(settings, [s.name for s in specs])
+        counts = _wait_for_leaders(settings, [s.name for s in specs], timeout)
         for spec in specs:
             if spec.name in result:
                 continue
@@ -244,20 +243,17 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
         admin.close()
 
 
-def _wait_for_leaders(settings: Settings, topics: list[str], timeout: float) -> None:
-    """Wait until every partition of ``topics`` has a leader (new topics take a moment)."""
+def _wait_for_leaders(settings: Settings, topics: list[str], timeout: float
+                      ) -> dict[str, set[int]]:
+    """Wait until every partition of ``topics`` has a leader (new topics take a moment);
+    returns each topic's partitions."""
     deadline = time.monotonic() + timeout
     consumer = make_consumer(settings, client_id="sensorlib-topic-check")
     try:
         while time.monotonic() < deadline:
-            ready = True
-            for topic in topics:
-                parts = consumer.partitions_for_topic(topic)
-                if not parts:
-                    ready = False
-                    break
-            if ready:
-                return
+            found = {topic: consumer.partitions_for_topic(topic) for topic in topics}
+            if all(found.values()):
+                return {topic: set(parts) for topic, parts in found.items()}
             time.sleep(0.2)
             consumer._client.cluster.request_update()  # refresh metadata for new topics
     finally:

@@ -165,6 +165,7 @@ class Processor:
         self._pipelines: dict[TopicPartition, Pipeline] = {}
         self._seen: dict[TopicPartition, SeenEvents] = {}
         self._fast_records = False  # per session: see sensorlib.records
+        self._backfilling: threading.Thread | None = None  # see run()
         self._dedup_span_ms = int((self.window + WARM_EXTRA).total_seconds() * 1000)
         self._lock = threading.Lock()
         self._aggregates: list[dict[str, Any]] = []
@@ -239,7 +240,11 @@ class Processor:
 
     def run(self, stop: threading.Event, *, retry_delay: float = 1.0) -> None:
         """Process until ``stop`` is set, starting a fresh session after any Kafka failure."""
-        self._backfill_alerts()
+        # Read back the latest alerts while the first session joins its group; its first
+        # batch waits for them (an alert read back is never published again).
+        self._backfilling = threading.Thread(target=self._backfill_alerts,
+                                             name="alerts-backfill", daemon=True)
+        self._backfilling.start()
         while not stop.is_set():
             try:
                 self._session(stop)
@@ -386,6 +391,9 @@ class Processor:
         return got if isinstance(got, InvalidReading) else got[0]
 
     def _process_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        if self._backfilling is not None:
+            self._backfilling.join()
+            self._backfilling = None
         producer, consumer = self._producer, self._consumer
         s = self.settings
         out: list[Alert] = []
