@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -131,10 +132,10 @@ class Pipeline:
             return [(i, found) for i, (reading, ts) in enumerate(batch)
                     if (found := self.process_us(reading, ts))]
         groups: dict[str, list[int]] = {}
-        for i, (reading, _) in enumerate(batch):
-            group = groups.get(reading.sensor_id)
+        for i, sensor_id in enumerate(map(_SENSOR_ID, map(_FIRST, batch))):
+            group = groups.get(sensor_id)
             if group is None:
-                groups[reading.sensor_id] = [i]
+                groups[sensor_id] = [i]
             else:
                 group.append(i)
         raised: list[tuple[int, list[Alert]]] = []
@@ -142,7 +143,7 @@ class Pipeline:
             if len(where) < MIN_RUN:
                 self._one_by_one(batch, where, raised)
                 continue
-            ts = np.fromiter([batch[i][1] for i in where], np.int64, len(where))
+            ts = np.fromiter(map(_SECOND, map(batch.__getitem__, where)), np.int64, len(where))
             # Split where the order breaks (a repeated, out-of-order or late reading): each
             # piece is in order; what a piece holds at or before the window's end so far
             # goes one by one, the rest as a run.
@@ -164,7 +165,7 @@ class Pipeline:
                 start = stop
         if self._watermark is not None:
             self._event_us = self._watermark
-        raised.sort(key=_first)
+        raised.sort(key=_FIRST)
         return raised
 
     def _one_by_one(self, batch: Sequence[tuple[Reading, int]], where: list[int],
@@ -176,7 +177,7 @@ class Pipeline:
 
     def _run(self, batch: Sequence[tuple[Reading, int]], sensor_id: str, where: list[int],
              ts: np.ndarray, raised: list[tuple[int, list[Alert]]]) -> None:
-        done = process_run(self, sensor_id, [batch[i][0] for i in where], ts)
+        done = process_run(self, sensor_id, list(map(_FIRST, map(batch.__getitem__, where))), ts)
         if done is None:
             self._one_by_one(batch, where, raised)
             return
@@ -255,8 +256,7 @@ class Pipeline:
         return from_us(self._event_us)
 
 
-def _first(item: tuple[int, list[Alert]]) -> int:
-    return item[0]
+_FIRST, _SECOND, _SENSOR_ID = itemgetter(0), itemgetter(1), attrgetter("sensor_id")
 
 
 # -- DataFrames ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,9 @@ from sensorlib.telemetry import AlertTracer, ProcessorMetrics, context_headers, 
 from sensorlib.times import to_us, utcnow
 
 log = logging.getLogger("sensorlib.processor")
+
+# Fields of a records.Raw tuple (and the event time of a judged reading, also at 1).
+_TIME, _VALUE, _HEADERS = itemgetter(1), itemgetter(3), itemgetter(4)
 
 #: History re-read beyond the window on assignment, for cooldown and silence state.
 WARM_EXTRA = timedelta(minutes=2)
@@ -415,13 +419,13 @@ class Processor:
             judged: list[tuple[Reading | LiveReading, int]] = []
             sources: list[Any] = []  # each judged reading's record
             low, high = self._accept_us
-            canonical = judge_canonical_many([raw[3] for raw in records])
+            canonical = judge_canonical_many(map(_VALUE, records))
             pending = records  # what the loop below still has to judge one by one
-            if records and None not in canonical and not any(raw[4] for raw in records):
+            if records and None not in canonical and not any(map(_HEADERS, records)):
                 # The usual poll: every record canonical, none with headers (no event id to
                 # de-duplicate by). Only the event-time window is left to check, at once.
-                event = np.fromiter([got[1] for got in canonical], np.int64, len(records))
-                refs = np.fromiter([raw[1] for raw in records], np.int64, len(records))
+                event = np.fromiter(map(_TIME, canonical), np.int64, len(records))
+                refs = np.fromiter(map(_TIME, records), np.int64, len(records))
                 refs = np.where(refs >= 0, refs * 1000, now_us)
                 if ((refs + low <= event) & (event <= refs + high)).all():
                     judged, sources, pending = canonical, records, []

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import takewhile
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,6 +40,7 @@ MIN_RUN = 24
 #: An outlier score this close (relative) to its limit is decided one by one.
 _AMBIGUOUS = 1e-9
 _US_PER_MINUTE = 60_000_000
+_TEMPERATURE, _HUMIDITY = attrgetter("temperature"), attrgetter("humidity")
 
 
 def _prefix(values: np.ndarray) -> np.ndarray:
@@ -65,8 +67,8 @@ def process_run(pipeline: Pipeline, sensor_id: str, readings: list[Any], ts: np.
     wm_old = window._watermark
     if ts[0] <= wm_old or ts[0] <= state.last_us or (np.diff(ts) <= 0).any():
         return None
-    temp = np.fromiter([r.temperature for r in readings], np.float64, k)
-    hum = np.fromiter([r.humidity for r in readings], np.float64, k)
+    temp = np.fromiter(map(_TEMPERATURE, readings), np.float64, k)
+    hum = np.fromiter(map(_HUMIDITY, readings), np.float64, k)
     cfg = det.config
     length = window._length_us
     items = window._items
