@@ -228,11 +228,35 @@ class Pipeline:
         live = self.stats
         self.stats = PipelineStats()
         try:
-            for _ in self.replay(readings, tick_every=tick_every):
-                pass
+            if self.detector.clock == self._event_time:
+                for _ in self.replay(readings, tick_every=tick_every):
+                    pass
+            else:  # alerts are dropped: runs at once between tick boundaries
+                self._warm_in_runs(readings, tick_every)
         finally:
             live.warmed += self.stats.processed
             self.stats = live
+
+    def _warm_in_runs(self, readings: Iterable[Reading], tick_every: timedelta | None) -> None:
+        """:meth:`replay` without the alerts: the readings between two tick boundaries go
+        through :meth:`process_batch_us` together (no tick falls inside them), and the
+        ticks in between as :meth:`replay` makes them."""
+        step = None if tick_every is None else tick_every // _US
+        pending: list[tuple[Reading, int]] = []
+        wm = self._watermark  # the watermark as replay would have it, pending included
+        for reading in readings:
+            ts = to_us(reading.timestamp)
+            if step is not None and wm is not None and ts // step > wm // step:
+                if pending:
+                    self.process_batch_us(pending)
+                    pending = []
+                for _ in self._tick_through(ts, step):
+                    pass
+            pending.append((reading, ts))
+            if wm is None or ts > wm:
+                wm = ts
+        if pending:
+            self.process_batch_us(pending)
 
     def _tick_through(self, ts: int, step: int) -> Iterator[Alert]:
         """Tick at each boundary in (watermark, ts] where a silence falls due.

@@ -158,3 +158,20 @@ def test_event_clock_pipelines_keep_arrival_order() -> None:
     expected = [a for reading, ts in readings for a in one.process_us(reading, ts)]
     got = [a for _, found in batched.process_batch_us(readings) for a in found]
     assert [a.to_dict() for a in got] == [a.to_dict() for a in expected]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32), st.sampled_from([timedelta(seconds=10), timedelta(seconds=1), None]))
+def test_warming_in_runs_leaves_the_state_replay_leaves(seed: int, tick: timedelta | None) -> None:
+    # A processor rebuilds its state from history with warm(); one by one it is replay().
+    rules = RuleConfig(outlier_min_samples=10, silent_after=timedelta(seconds=3))
+    readings = [r for r, _ in stream(seed, random.Random(seed).randint(200, 4000))]
+    one, warmed = pipelines(rules)
+    for _ in one.replay(readings, tick_every=tick):
+        pass
+    warmed.warm(readings, tick_every=tick)
+    assert warmed.stats.warmed == one.stats.processed and warmed.stats.processed == 0
+    warmed.stats.processed, warmed.stats.late, warmed.stats.alerts = (
+        one.stats.processed, one.stats.late, one.stats.alerts)
+    same_state(one, warmed)
+    assert one.detector.next_silence() == warmed.detector.next_silence()
