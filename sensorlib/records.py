@@ -63,6 +63,8 @@ def unpack_batch(buf: bytes, pos: int, count: int, base_offset: int, first_ts: i
         for _ in range(count):
             # Record => Length Attributes TimestampDelta OffsetDelta Key Value Headers,
             # all but Attributes (int8) zig-zag varints; one or two bytes in the common case.
+            # Each varint is decoded inline, not by a helper: a call per field would cost
+            # more than the decoding (five fields, every record).
             b = buf[pos]
             if b < 128:
                 length = (b >> 1) ^ -(b & 1)
@@ -89,6 +91,10 @@ def unpack_batch(buf: bytes, pos: int, count: int, base_offset: int, first_ts: i
             if b < 128:
                 offset_delta = (b >> 1) ^ -(b & 1)
                 pos += 1
+            elif buf[pos + 1] < 128:  # two bytes: from the 64th record of a batch on
+                b = (b & 0x7F) | (buf[pos + 1] << 7)
+                offset_delta = (b >> 1) ^ -(b & 1)
+                pos += 2
             else:
                 offset_delta, pos = dv(buf, pos)
             b = buf[pos]

@@ -166,12 +166,9 @@ class SensorWindow:
             self._late += 1
             return False
         temp, hum = reading.temperature, reading.humidity
-        if ts >= wm:  # in order: the common case
+        if ts >= wm:  # in order: the common case, _push_max's in-order case inline
             self._items.append((ts, temp, hum))
             self._location = reading.location
-        else:  # out of order but inside the window
-            insort(self._items, (ts, temp, hum), key=_first)
-        if ts >= wm:  # _push_max's in-order case, inline: this runs for every reading
             q = self._tmax
             while q and q[-1][0] <= temp:
                 q.pop()
@@ -188,7 +185,8 @@ class SensorWindow:
             while q and q[-1][0] <= v:
                 q.pop()
             q.append((v, ts))
-        else:
+        else:  # out of order but inside the window
+            insort(self._items, (ts, temp, hum), key=_first)
             _push_max(self._tmax, temp, ts)
             _push_max(self._tmin, -temp, ts)
             _push_max(self._hmax, hum, ts)
