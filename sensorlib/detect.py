@@ -25,6 +25,8 @@ __all__ = ["ALL_RULES", "Detector", "RuleConfig", "utcnow"]
 ALL_RULES = frozenset({"threshold", "rate_of_change", "stuck", "silent", "outlier"})
 
 _US_PER_MINUTE = 60_000_000
+#: Relative margin on the outlier limit and between the two scores (see Detector.__init__).
+Z_MARGIN = 1e-9
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,12 @@ class Detector:
         self._cooldown_us = config.cooldown // timedelta(microseconds=1)
         self._span_us = config.rate_min_span // timedelta(microseconds=1)
         self._silent_us = config.silent_after // timedelta(microseconds=1)
-        self._z2 = config.outlier_z ** 2
+        # Squared z-scores come from running window sums whose last bits depend on the order
+        # they were added in. With readings of two decimals a score can land exactly on the
+        # limit (4.00 °C from the mean, σ at its floor), so the limit, and the choice between
+        # the two scores, carry a margin far above that noise: the decision is the same
+        # whichever way the sums went (see sensorlib.runs).
+        self._z2 = config.outlier_z ** 2 * (1 + Z_MARGIN)
         self._hot, self._wet = config.temperature_threshold, config.humidity_threshold
         self._min_t_var = config.outlier_min_std_temperature ** 2
         self._min_h_var = config.outlier_min_std_humidity ** 2
@@ -244,7 +251,7 @@ class Detector:
     def _emit_outlier(self, r: Reading, ts: int, zt2: float, zh2: float, t_mean: float,
                       h_mean: float, alerts: list[Alert]) -> None:
         """The outlier alert, once :meth:`observe_us` found a squared z-score above the limit."""
-        if zt2 >= zh2:
+        if zt2 >= zh2 * (1 - Z_MARGIN):  # a tie names the temperature
             name, value, mean, z, unit = "temperature", r.temperature, t_mean, zt2, "°C"
         else:
             name, value, mean, z, unit = "humidity", r.humidity, h_mean, zh2, "%"

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sensorlib.detect import Z_MARGIN
+
 if TYPE_CHECKING:
     from sensorlib.events import Alert
     from sensorlib.pipeline import Pipeline
@@ -37,8 +39,9 @@ __all__ = ["MIN_RUN", "process_run"]
 #: Shorter runs take the one-by-one path: the array set-up costs about as much as ~20
 #: readings' worth of it.
 MIN_RUN = 24
-#: An outlier score this close (relative) to its limit is decided one by one.
-_AMBIGUOUS = 1e-9
+#: An outlier score this close (relative) to its limit is decided one by one: far below the
+#: limit's own margin (detect.Z_MARGIN), far above the sums' rounding noise (~1e-15).
+_AMBIGUOUS = 1e-12
 _US_PER_MINUTE = 60_000_000
 _TEMPERATURE, _HUMIDITY = attrgetter("temperature"), attrgetter("humidity")
 
@@ -110,10 +113,11 @@ def process_run(pipeline: Pipeline, sensor_id: str, readings: list[Any], ts: np.
         dt, dh = temp - t_mean, hum - h_mean
         zt2 = dt * dt / np.maximum(t_var, det._min_t_var)
         zh2 = dh * dh / np.maximum(h_var, det._min_h_var)
-        z2 = det._z2
+        z2 = det._z2  # the limit with its margin (Detector.__init__)
         near = (np.abs(zt2 - z2) <= _AMBIGUOUS * z2) | (np.abs(zh2 - z2) <= _AMBIGUOUS * z2)
         outlier = has_moments & ((zt2 > z2) | (zh2 > z2))
-        tie = outlier & (np.abs(zt2 - zh2) <= _AMBIGUOUS * np.maximum(zt2, zh2))
+        pick = zh2 * (1 - Z_MARGIN)  # _emit_outlier names the temperature from here
+        tie = outlier & (np.abs(zt2 - pick) <= _AMBIGUOUS * np.maximum(zt2, pick))
         if (has_moments & near).any() or tie.any():
             return None
 
@@ -175,10 +179,11 @@ def process_run(pipeline: Pipeline, sensor_id: str, readings: list[Any], ts: np.
     ts_list = ts.tolist()
     items.extend(zip(ts_list[first:], temp[first:].tolist(), hum[first:].tolist(),
                      strict=True))
-    window._st += p_t[-1] - p_t[n_ev] - p_t[end]
-    window._st2 += p_t2[-1] - p_t2[n_ev] - p_t2[end]
-    window._sh += p_h[-1] - p_h[n_ev] - p_h[end]
-    window._sh2 += p_h2[-1] - p_h2[n_ev] - p_h2[end]
+    # Python floats, as the one-by-one path keeps (not numpy scalars).
+    window._st += float(p_t[-1] - p_t[n_ev] - p_t[end])
+    window._st2 += float(p_t2[-1] - p_t2[n_ev] - p_t2[end])
+    window._sh += float(p_h[-1] - p_h[n_ev] - p_h[end])
+    window._sh2 += float(p_h2[-1] - p_h2[n_ev] - p_h2[end])
     window._removed += end
     window._watermark = ts_list[-1]
     window._location = last.location

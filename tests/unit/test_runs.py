@@ -14,7 +14,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sensorlib import pipeline as pipeline_module
@@ -91,6 +91,9 @@ def same_state(one: Pipeline, batched: Pipeline) -> None:
     assert one.stats.late == batched.stats.late
     assert one.stats.alerts == batched.stats.alerts
     assert one.watermark == batched.watermark
+    for sensor_id in batched.windows.sensors():  # Python floats, never numpy scalars
+        window = batched.windows.get(sensor_id)
+        assert {type(v) for v in (window._st, window._st2, window._sh, window._sh2)} == {float}
     for sensor_id, state in one.detector._sensors.items():
         other = batched.detector._sensors[sensor_id]
         assert (state.last_us, state.run, state.silenced, list(state.recent)) == (
@@ -115,6 +118,9 @@ def run_both(readings: list, rules: RuleConfig, rnd: random.Random
 
 
 @settings(max_examples=60, deadline=None)
+# An outlier score exactly on its limit (4.00 °C from a mean of 20.68, σ at its floor): the
+# two paths' sums differ in the last bit, and the decision must not.
+@example(seed=1633, rules=RuleConfig())
 @given(st.integers(0, 2**32), st.sampled_from([
     RuleConfig(), RuleConfig(cooldown=timedelta(seconds=1)),
     RuleConfig(outlier_z=2.0, outlier_min_samples=5, cooldown=timedelta(0)),
