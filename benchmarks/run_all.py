@@ -215,6 +215,15 @@ def ingest_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def exhaustion_rows(r: dict[str, Any]) -> list[Row]:
+    return [Row(f"POST /api/events, {r['clients']} clients, with {r['idle']:,} idle sockets open vs "
+                f"none (/health {r['health_idle_ms']:.0f} ms with them, {r['health_clear_ms']:.0f} "
+                "ms without)",
+                f"{_rate(r['rate_idle'])}, p99 {_ms(r['p99_idle_ms'])}",
+                f"{_rate(r['rate_clear'])}, p99 {_ms(r['p99_clear_ms'])}",
+                f"{r['ratio']:.2f}×", "≥ 0.9×", r["ratio"] >= 0.9)]
+
+
 @dataclass(frozen=True)
 class Bench:
     """A benchmark module, how to call its ``run`` and how to tabulate the answer."""
@@ -237,6 +246,8 @@ BENCHES = [
     Bench("observe", "bench_observe",
           lambda m, b, s: m.run(b, s.observe, s.observe_rounds, None), observe_rows),
     Bench("ingest", "bench_ingest", lambda m, b, s: m.run(b, s.ingest_seconds), ingest_rows),
+    Bench("exhaustion", "bench_exhaustion", lambda m, b, s: m.run(b, s.ingest_seconds),
+          exhaustion_rows),
     Bench("dashboard", "bench_dashboard",
           lambda m, b, s: m.run(b, readings=s.dashboard_readings, minutes=s.dashboard_minutes),
           dashboard_rows),

@@ -729,6 +729,8 @@ def serve_health(archiver: Archiver, host: str, port: int) -> ThreadingHTTPServe
     allowed = set(archiver.settings.hosts())
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = archiver.settings.header_timeout  # idle or slow clients: their thread ends
+
         def do_GET(self) -> None:
             name = _host_name(self.headers.get("Host") or "")
             if name not in allowed:

@@ -150,6 +150,27 @@ def _metrics_urls(env: Mapping[str, str], name: str) -> tuple[tuple[str, str], .
     return tuple(out)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps a server reachable from this machine only: a
+    ``localhost`` name or an address in 127.0.0.0/8 or ``::1``. ``0.0.0.0``, ``::``, an
+    empty host and any other name or address are "beyond loopback".
+
+    >>> is_loopback("127.0.0.1"), is_loopback("127.0.0.2"), is_loopback("[::1]")
+    (True, True, True)
+    >>> is_loopback("0.0.0.0"), is_loopback(""), is_loopback("192.168.1.5"), is_loopback("::")
+    (False, False, False, False)
+    """
+    import ipaddress
+
+    name = host.strip().lower().strip("[]").rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _home(env: Mapping[str, str]) -> Path:
     return Path(env.get("HOME") or Path.home())
 
@@ -191,6 +212,15 @@ class Settings:
                                               default: none but the service's own)
     ``SENSORLIB_WAREHOUSE``                   the history archive (``<data>/warehouse``)
     ``SENSORLIB_BODY_TIMEOUT``                seconds a client may take to send a body (10)
+    ``SENSORLIB_HEADER_TIMEOUT``              seconds a client may take to send a request
+                                              head: idle connections are closed after it (5)
+    ``SENSORLIB_MAX_HEADER_BYTES``            largest request head (line and headers) the
+                                              APIs read; larger gets 431 (16384)
+    ``SENSORLIB_API_TOKEN``                   bearer token every API write must carry
+                                              (required when bound beyond loopback; also
+                                              the dashboard's login password; never shown)
+    ``SENSORLIB_INSECURE``                    ``1``: bound beyond loopback without a token,
+                                              anyone may write (``sensorlib up --insecure``)
     ``SENSORLIB_STALE_AFTER``                 no reading for this long: STALE on the dashboard
                                               (default 3 × SENSORLIB_INTERVAL, at least 10 s)
     ``SENSORLIB_METRICS_URLS``                where the dashboard's Ops tab scrapes the
@@ -247,6 +277,10 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     warehouse_dir: Path | None = None
     body_timeout: float = 10.0
+    header_timeout: float = 5.0
+    max_header_bytes: int = 16384
+    api_token: str | None = field(default=None, repr=False)
+    insecure: bool = False
     stale_after: timedelta | None = None
     metrics_urls: tuple[tuple[str, str], ...] = ()
 
@@ -305,6 +339,10 @@ class Settings:
             warehouse_dir=(_path(env, "SENSORLIB_WAREHOUSE", Path())
                            if env.get("SENSORLIB_WAREHOUSE") else None),
             body_timeout=_float(env, "SENSORLIB_BODY_TIMEOUT", 10.0),
+            header_timeout=_float(env, "SENSORLIB_HEADER_TIMEOUT", 5.0),
+            max_header_bytes=env_int(env, "SENSORLIB_MAX_HEADER_BYTES", 16384),
+            api_token=(env.get("SENSORLIB_API_TOKEN") or "").strip() or None,
+            insecure=_str(env, "SENSORLIB_INSECURE", "0").lower() in ("1", "true", "yes"),
             stale_after=(env_duration(env, "SENSORLIB_STALE_AFTER", timedelta(0))
                          if (env.get("SENSORLIB_STALE_AFTER") or "").strip() else None),
         )
@@ -328,6 +366,10 @@ class Settings:
             raise ConfigError("SENSORLIB_STALE_AFTER must be positive")
         if self.body_timeout <= 0:
             raise ConfigError("SENSORLIB_BODY_TIMEOUT must be positive")
+        if self.header_timeout <= 0:
+            raise ConfigError("SENSORLIB_HEADER_TIMEOUT must be positive")
+        if not 1024 <= self.max_header_bytes <= 1 << 20:
+            raise ConfigError("SENSORLIB_MAX_HEADER_BYTES must be between 1024 and 1048576")
         if self.max_past <= timedelta(0) or self.max_future < timedelta(0):
             raise ConfigError("SENSORLIB_MAX_PAST must be positive and SENSORLIB_MAX_FUTURE not negative")
         if self.sasl_mechanism and not self.sasl_username:
@@ -350,6 +392,11 @@ class Settings:
         if self.host not in ("0.0.0.0", "::", ""):
             own.add(self.host)
         return tuple(sorted(own))
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether the services are bound to loopback only (:func:`is_loopback`)."""
+        return is_loopback(self.host)
 
     @property
     def topics(self) -> tuple[str, str, str]:
@@ -392,7 +439,11 @@ class Settings:
             "SENSORLIB_MAX_PAST": f"{self.max_past.total_seconds()!r}s",
             "SENSORLIB_MAX_FUTURE": f"{self.max_future.total_seconds()!r}s",
             "SENSORLIB_BODY_TIMEOUT": repr(self.body_timeout),
+            "SENSORLIB_HEADER_TIMEOUT": repr(self.header_timeout),
+            "SENSORLIB_MAX_HEADER_BYTES": str(self.max_header_bytes),
         }
+        if self.insecure:
+            env["SENSORLIB_INSECURE"] = "1"
         if self.stale_after is not None:
             env["SENSORLIB_STALE_AFTER"] = f"{self.stale_after.total_seconds()!r}s"
         if self.allowed_hosts:
@@ -412,14 +463,16 @@ class Settings:
         for name, value in (("KAFKA_SASL_MECHANISM", self.sasl_mechanism),
                             ("KAFKA_SASL_USERNAME", self.sasl_username),
                             ("KAFKA_SASL_PASSWORD", self.sasl_password),
+                            ("SENSORLIB_API_TOKEN", self.api_token),
                             ("KAFKA_SSL_CAFILE", self.ssl_cafile)):
             if value:
                 env[name] = value
         return env
 
     def describe(self) -> dict[str, object]:
-        """A loggable summary: never contains the SASL password."""
+        """A loggable summary: never contains the SASL password or the API token."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if out.get("sasl_password"):
-            out["sasl_password"] = "***"
+        for secret in ("sasl_password", "api_token"):
+            if out.get(secret):
+                out[secret] = "***"
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}

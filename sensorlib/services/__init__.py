@@ -15,7 +15,8 @@ from typing import Any
 
 import uvicorn
 
-from sensorlib.services.common import KEEP_ALIVE_TIMEOUT, SERVICE_LOG_FORMAT
+from sensorlib.config import Settings
+from sensorlib.services.common import SERVICE_LOG_FORMAT, server_options
 from sensorlib.telemetry import configure_logging, shutdown_tracing
 
 __all__ = ["serve"]
@@ -28,17 +29,26 @@ def serve(app: Any, host: str, port: int, *, log_level: str = "info") -> None:
     too); buffered spans are exported before the process ends.
     """
     settings = getattr(app.state, "settings", None)
-    secrets = [] if settings is None else [settings.sasl_password]
+    secrets = [] if settings is None else [settings.sasl_password, settings.api_token]
     service = getattr(app.state, "service_name", "sensorlib")
     configure_logging(service, text_format=SERVICE_LOG_FORMAT, secrets=secrets)
     json_logs = os.environ.get("SENSORLIB_LOG_FORMAT", "").strip().lower() == "json"
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per-connection chatter
-    # Idle keep-alive connections close after KEEP_ALIVE_TIMEOUT; a body must arrive within
-    # common.BODY_TIMEOUT; past limit_concurrency connections, new requests get 503.
+    gate = getattr(app.state, "write_gate", None)
+    if gate is not None:  # writes need the token beyond loopback: decided by the real address
+        gate.bind(host)
+        if not gate.loopback:
+            logging.getLogger("sensorlib.services").warning(
+                "bound beyond loopback (%s): writes %s", host,
+                "need the bearer token (SENSORLIB_API_TOKEN)" if gate.required
+                else "are open to anyone who can reach this address (SENSORLIB_INSECURE)")
+    # A request head must arrive within SENSORLIB_HEADER_TIMEOUT and fit in
+    # SENSORLIB_MAX_HEADER_BYTES; idle keep-alive connections close after KEEP_ALIVE_TIMEOUT;
+    # a body must arrive within SENSORLIB_BODY_TIMEOUT (common.server_options).
+    options = server_options(settings or Settings.from_env())
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             lifespan="on", timeout_graceful_shutdown=5,
-                            timeout_keep_alive=KEEP_ALIVE_TIMEOUT, limit_concurrency=1000,
-                            server_header=False,
+                            server_header=False, **options,
                             # JSON logs: uvicorn's loggers go through the root handler.
                             **({"log_config": None} if json_logs else {}))
     server = uvicorn.Server(config)

@@ -1,8 +1,13 @@
-"""What both services share: error bodies, health answers, body limits, request guards."""
+"""What both services share: error bodies, health answers, body limits, request guards,
+the write token and the connection guard of the HTTP server."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
+import logging
+import resource
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from sensorlib.config import Settings
+from sensorlib.config import Settings, is_loopback
 from sensorlib.events import MAX_BODY_BYTES
 from sensorlib.kafka_io import kafka_reachable
 from sensorlib.telemetry import setup_tracing
@@ -21,6 +26,15 @@ from sensorlib.telemetry import setup_tracing
 BODY_TIMEOUT = 10.0
 #: Idle keep-alive connections are closed after this (uvicorn's ``timeout_keep_alive``).
 KEEP_ALIVE_TIMEOUT = 5
+#: Requests being answered at once beyond which new ones get 503 (``/health`` and
+#: ``/metrics`` excepted). Counts requests, never idle connections.
+MAX_ACTIVE_REQUESTS = 1000
+#: Open connections at most; past it the oldest one that never sent a request is closed.
+MAX_CONNECTIONS = 10_000
+#: Methods that write: they need the bearer token when one is required (:class:`WriteAuth`).
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+log = logging.getLogger("sensorlib.services")
 
 SERVICE_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -67,11 +81,113 @@ def guard(app: FastAPI, settings: Settings) -> None:
     request: it was a third of the producer's time per POST).
     """
     allowed = frozenset(settings.cors_origins)
+    gate = WriteGate(settings)
+    app.state.write_gate = gate
+    app.add_middleware(WriteAuth, gate=gate)  # innermost: CORS headers on its 401s too
     app.add_middleware(SameOriginGuard, allowed=allowed)
     if allowed:
         app.add_middleware(CORSMiddleware, allow_origins=sorted(allowed),
-                           allow_methods=["GET", "POST"], allow_headers=["Content-Type"])
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type", "Authorization", "Idempotency-Key"])
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.hosts()))
+    app.add_middleware(ActiveRequestLimit, limit=MAX_ACTIVE_REQUESTS)
+
+
+class WriteGate:
+    """Who may write (README "Security: binding beyond loopback").
+
+    With ``SENSORLIB_API_TOKEN`` set, every write (POST, PUT, PATCH, DELETE) must carry
+    ``Authorization: Bearer <token>``, wherever the service is bound. Without one, a
+    service bound to loopback accepts writes as before; one bound beyond loopback refuses
+    them all (401 naming the fix) unless ``SENSORLIB_INSECURE=1`` (``sensorlib up
+    --insecure``) says anyone on the network may write. Reads stay open.
+    :func:`sensorlib.services.serve` calls :meth:`bind` with the address it really binds.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        token = settings.api_token
+        self._token = token.encode() if token else None
+        self._insecure = settings.insecure
+        self.bind(settings.host)
+
+    def bind(self, host: str) -> None:
+        """The server listens on ``host``: decide whether writes need the token."""
+        self.host = host
+        self.loopback = is_loopback(host)
+        self.required = self._token is not None or not (self.loopback or self._insecure)
+
+    def refusal(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:
+        """None when a write with these headers may go ahead; else (reason, error code)."""
+        if self._token is None:
+            reason = (f"this server is bound beyond loopback ({self.host}) and has no "
+                      "SENSORLIB_API_TOKEN: set one (clients send it as a bearer token), or "
+                      "SENSORLIB_INSECURE=1 to let anyone on the network write")
+            return reason, "invalid_token"
+        given = None
+        for name, value in headers:
+            if name == b"authorization":
+                given = value
+                break
+        if given is None:
+            return "a bearer token is required to write (Authorization: Bearer …)", ""
+        scheme, _, token = given.strip().partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._token):
+            return "the bearer token is not valid", "invalid_token"
+        return None
+
+
+class WriteAuth:
+    """ASGI middleware: a write that :class:`WriteGate` refuses gets 401 with
+    ``WWW-Authenticate: Bearer`` and a problem body; everything else passes."""
+
+    def __init__(self, app: Any, gate: WriteGate) -> None:
+        self.app = app
+        self.gate = gate
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        gate = self.gate
+        if scope["type"] == "http" and gate.required and scope["method"] in WRITE_METHODS:
+            refused = gate.refusal(scope["headers"])
+            if refused is not None:
+                reason, code = refused
+                challenge = 'Bearer realm="sensorlib"' + (f', error="{code}"' if code else "")
+                answer = problem(401, [{"field": "Authorization", "reason": reason}],
+                                 "unauthorized")
+                answer.headers["WWW-Authenticate"] = challenge
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+#: Paths answered even when :data:`MAX_ACTIVE_REQUESTS` are being served.
+_ALWAYS = frozenset({"/health", "/metrics"})
+
+
+class ActiveRequestLimit:
+    """ASGI middleware: past ``limit`` requests being answered at once, a new one gets 503
+    with ``Retry-After`` (``/health`` and ``/metrics`` always pass). This replaces uvicorn's
+    ``limit_concurrency``, which also counts open connections: 1,000 sockets that never
+    sent a byte made it answer 503 to everyone."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.active = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limit and scope["path"] not in _ALWAYS:
+            answer = problem(503, [], f"more than {self.limit} requests at once; retry",
+                             retry_after=1)
+            await answer(scope, receive, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
 
 
 class SameOriginGuard:
@@ -171,3 +287,143 @@ def trace_app(app: FastAPI, service: str, settings: Settings) -> None:
 
     FastAPIInstrumentor.instrument_app(app, excluded_urls="health,metrics",
                                        exclude_spans=["receive", "send"])
+
+
+# --------------------------------------------------------------------------- the HTTP server
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (as Go's runtime
+    does): idle sockets must not run a service out of descriptors. Returns the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn options of both services: the guarded protocol (:func:`guarded_protocol`),
+    keep-alive timeout, no ``limit_concurrency`` (see :class:`ActiveRequestLimit`)."""
+    files = raise_fd_limit()
+    protocol = guarded_protocol(header_timeout=settings.header_timeout,
+                                max_head_bytes=settings.max_header_bytes,
+                                max_connections=max(64, min(MAX_CONNECTIONS, files - 256)))
+    return {"http": protocol, "timeout_keep_alive": KEEP_ALIVE_TIMEOUT,
+            "limit_concurrency": None}
+
+
+def _raw_problem(status: int, phrase: str, reason: str, field: str) -> bytes:
+    body = json.dumps({"error": phrase.lower(), "detail": [{"field": field, "reason": reason}]},
+                      ensure_ascii=True).encode()
+    return (f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+
+
+def guarded_protocol(*, header_timeout: float, max_head_bytes: int,
+                     max_connections: int) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with what it lacks against idle and slow clients:
+
+    - a **header timeout**: a connection must deliver a complete request head within
+      ``header_timeout`` seconds of opening (and each later head within as long of its
+      first byte); otherwise it is closed (408 first when part of a head came). uvicorn
+      arms its keep-alive timer only after a first response, so a socket that never
+      sent a byte stayed open for ever;
+    - a **head size cap**: a request line and headers over ``max_head_bytes`` get 431
+      and the connection is closed, before the parser buffers more (httptools keeps a
+      header value whole in memory however long it is: a 128 MiB header took 230 MB);
+    - **fairness under a connection flood**: past ``max_connections`` open connections
+      the oldest one that has not completed a request head yet is closed, so sockets
+      that send nothing can never crowd out a client that sends requests.
+
+    Everything else is uvicorn's (the subclass only wraps its callbacks).
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    waiting: dict[Any, None] = {}  # connections with no complete request head yet, oldest first
+    timed_out = _raw_problem(408, "Request Timeout",
+                             f"request head not received within {header_timeout:g}s",
+                             "headers")
+    too_large = _raw_problem(431, "Request Header Fields Too Large",
+                             f"request line and headers over {max_head_bytes} bytes "
+                             "(SENSORLIB_MAX_HEADER_BYTES)", "headers")
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        _head_open = False
+        _head_bytes = 0
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._head_open = True
+            self._head_timer = self.loop.call_later(header_timeout, self._head_timeout)
+            waiting[self] = None
+            while len(self.connections) > max_connections and waiting:
+                oldest = next(iter(waiting))
+                if oldest is self:
+                    break
+                oldest._drop(None)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            waiting.pop(self, None)
+            self._cancel_head_timer()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            was_open = self._head_open
+            super().data_received(data)
+            if self._head_open and not self.transport.is_closing():
+                # Bytes of a head still incomplete (an upper bound when it began mid-chunk).
+                self._head_bytes = self._head_bytes + len(data) if was_open else len(data)
+                if self._head_bytes > max_head_bytes:
+                    self._drop(too_large)
+                elif self._head_timer is None:
+                    self._head_timer = self.loop.call_later(header_timeout, self._head_timeout)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._head_open = True
+
+        def on_headers_complete(self) -> None:
+            self._head_open = False
+            self._head_bytes = 0
+            self._cancel_head_timer()
+            waiting.pop(self, None)
+            # A whole head that came in one read was never counted as incomplete.
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > max_head_bytes:
+                self._drop(too_large)
+                return
+            super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            if self.cycle is not None:  # None: the first head was refused (431)
+                super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            if self.cycle is not None:
+                super().on_message_complete()
+
+        def _cancel_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timeout(self) -> None:
+            self._head_timer = None
+            if self._head_open and not self.transport.is_closing():
+                self._drop(timed_out if self._head_bytes else None)
+
+        def _drop(self, answer: bytes | None) -> None:
+            waiting.pop(self, None)
+            self._cancel_head_timer()
+            self._head_open = False
+            if answer is not None:
+                self.transport.write(answer)
+            self.transport.close()
+
+    return GuardedHttpToolsProtocol
