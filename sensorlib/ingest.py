@@ -285,6 +285,15 @@ class Ingest:
         now = time.monotonic() if now is None else now
         return self.in_flight > 0 and now - self._progress > self.limits.ack_timeout
 
+    def stall_reason(self, now: float | None = None) -> str | None:
+        """While :meth:`stalled`, why in words (``/health``); else None."""
+        now = time.monotonic() if now is None else now
+        if not self.stalled(now):
+            return None
+        return (f"sends are stalled: {self.in_flight} reading(s) in flight and no "
+                f"acknowledgement from Kafka for {now - self._progress:.0f}s "
+                f"(SENSORLIB_ACK_TIMEOUT {self.limits.ack_timeout:g}s); POSTs get 503")
+
     def admit(self, n: int) -> None:
         """Raise :class:`Refused` unless ``n`` more readings may be sent now."""
         limits = self.limits

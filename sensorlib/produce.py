@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -18,6 +19,8 @@ from sensorlib.errors import KafkaUnavailable, PublishError, SensorlibError
 from sensorlib.events import Reading
 from sensorlib.kafka_io import make_producer
 from sensorlib.telemetry import headers_for, tracer, tracing_enabled
+
+log = logging.getLogger("sensorlib.simulator")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ class ReadingProducer:
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
         self.sent = 0
+        #: Readings of :meth:`send` not yet settled, and the last acknowledgement (or when
+        #: the first of them was sent): :meth:`stalled_for` (``/health``).
+        self._unsettled = 0
+        self._progress = time.monotonic()
 
     @property
     def client(self) -> Any:
@@ -63,6 +70,24 @@ class ReadingProducer:
     def _failed(self, exc: BaseException) -> None:
         with self._lock:
             self._errors.append(exc)
+            self._unsettled -= 1
+
+    def _acked(self, _meta: Any) -> None:
+        with self._lock:
+            self._unsettled -= 1
+            self._progress = time.monotonic()
+
+    @property
+    def unacknowledged(self) -> int:
+        """Readings queued by :meth:`send` that Kafka has neither acknowledged nor refused."""
+        return self._unsettled
+
+    def stalled_for(self, now: float | None = None) -> float:
+        """Seconds readings of :meth:`send` have been waiting with no acknowledgement from
+        Kafka (0 while none waits)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            return max(0.0, now - self._progress) if self._unsettled > 0 else 0.0
 
     def send(self, reading: Reading) -> None:
         """Queue one reading (asynchronous); failures surface at the next flush.
@@ -77,6 +102,11 @@ class ReadingProducer:
         else:
             future = self._producer.send(self.topic, key=reading.sensor_id,
                                          value=reading.to_json())
+        with self._lock:
+            if self._unsettled == 0:
+                self._progress = time.monotonic()
+            self._unsettled += 1
+        future.add_callback(self._acked)
         future.add_errback(self._failed)
         self.sent += 1
 
@@ -158,6 +188,8 @@ def run_simulation(
     producer: ReadingProducer | None = None,
     start: datetime | str | None = None,
     end: datetime | str | None = None,
+    simulator: Any = None,
+    flush_timeout: float = 30.0,
 ) -> int:
     """Publish the simulated fleet until ``duration`` seconds, ``count`` readings or ``stop``.
 
@@ -167,6 +199,10 @@ def run_simulation(
     ``end`` (default: now) — never in the future — so the history is queryable at once:
     the first one is at ``start`` when given, else as far back as ``count`` readings or
     ``duration`` seconds need. Returns how many readings were published.
+
+    ``simulator`` (real time only) carries the fleet's state on from an earlier call
+    (:class:`SimulatorLoop` after a failure); ``flush_timeout`` bounds each tick's wait
+    for Kafka (kafka-python's ``KafkaTimeoutError`` past it).
     """
     from sensorlib.simulate import Simulator
 
@@ -177,7 +213,7 @@ def run_simulation(
         sim, duration = backfill_simulator(seed=seed, interval=interval, count=count,
                                            duration=duration, start=start, end=end)
     else:
-        sim = Simulator(seed=seed, interval=interval)
+        sim = simulator or Simulator(seed=seed, interval=interval)
     own = producer is None
     producer = producer or ReadingProducer(settings)
     published = 0
@@ -199,7 +235,7 @@ def run_simulation(
             for reading in batch:
                 producer.send(reading)
             published += len(batch)
-            producer.flush(timeout=30)
+            producer.flush(timeout=flush_timeout)
             if on_batch:
                 on_batch(batch)
             if count is not None and published >= count:
@@ -210,6 +246,101 @@ def run_simulation(
     finally:
         if own:
             producer.close()
+
+
+class SimulatorLoop:
+    """The producer service's simulator: :func:`run_simulation` in real time until
+    ``stop``, surviving any error (Kafka down or frozen, a flush timing out, a refused
+    reading). A failure is logged once per outage, the loop backs off (1 s doubling to
+    :attr:`MAX_BACKOFF`) and carries on with the same fleet; ``state`` and :meth:`problems`
+    feed ``/health``. The readings of a failed tick stay queued in the producer: Kafka
+    stores them once it answers again (or the next flush reports why not).
+    """
+
+    MAX_BACKOFF = 30.0
+
+    def __init__(self, settings: Settings, producer: ReadingProducer, *,
+                 interval: float | None = None,
+                 on_batch: Callable[[list[Reading]], None] | None = None,
+                 flush_timeout: float = 30.0) -> None:
+        from sensorlib.simulate import Simulator
+
+        self.settings = settings
+        self.producer = producer
+        self.interval = settings.interval if interval is None else interval
+        self.on_batch = on_batch
+        self.flush_timeout = flush_timeout
+        self.simulator = Simulator(seed=settings.seed, interval=self.interval)
+        #: "starting", "running", "retrying" (after a failure), "stopped" or "died".
+        self.state = "starting"
+        self.failures = 0  # failed ticks in all
+        self.last_error: str | None = None
+        self.last_tick: datetime | None = None  # wall time of the last acknowledged tick
+        self.retry_at: float | None = None
+        self._thread: threading.Thread | None = None
+
+    def _tick(self, batch: list[Reading]) -> None:
+        self.last_tick = datetime.now(UTC)
+        if self.state != "running":
+            log.info("simulator running again (Kafka acknowledged its readings)")
+            self.state, self.retry_at = "running", None
+        if self.on_batch:
+            self.on_batch(batch)
+
+    def run(self, stop: threading.Event) -> None:
+        """Simulate until ``stop``; never raises for an :class:`Exception`."""
+        self._thread = threading.current_thread()
+        backoff = 1.0
+        try:
+            while not stop.is_set():
+                self.state = "running" if self.state == "starting" else self.state
+                try:
+                    run_simulation(self.settings, interval=self.interval, stop=stop,
+                                   producer=self.producer, on_batch=self._tick,
+                                   simulator=self.simulator, flush_timeout=self.flush_timeout)
+                    continue  # returns only once stopped
+                except Exception as exc:  # noqa: BLE001 - any failure: back off, retry
+                    error = f"{type(exc).__name__}: {exc}"
+                if self.state != "retrying":  # once per outage (and per new kind of error)
+                    log.warning("simulator paused: %s; retrying with back-off", error)
+                    backoff = 1.0
+                elif error.split(":")[0] != (self.last_error or "").split(":")[0]:
+                    log.warning("simulator still paused: %s", error)
+                self.failures += 1
+                self.last_error = error
+                self.state, self.retry_at = "retrying", time.monotonic() + backoff
+                stop.wait(backoff)
+                backoff = min(backoff * 2, self.MAX_BACKOFF)
+        except BaseException as exc:
+            self.state, self.last_error = "died", f"{type(exc).__name__}: {exc}"
+            log.error("the simulator stopped: %s", self.last_error)
+            raise
+        self.state = "stopped"
+
+    def problems(self, ack_timeout: float, now: float | None = None) -> list[str]:
+        """Why the simulator is not publishing, one sentence each (empty when it is)."""
+        now = time.monotonic() if now is None else now
+        out: list[str] = []
+        thread = self._thread
+        if self.state == "died" or (thread is not None and not thread.is_alive()
+                                    and self.state != "stopped"):
+            out.append(f"the simulator is not running: its thread ended ({self.last_error})")
+        elif self.state == "retrying":
+            wait = max(0.0, (self.retry_at or now) - now)
+            out.append(f"the simulator is paused after {self.failures} failed tick(s), "
+                       f"retrying in {wait:.0f}s: {self.last_error}")
+        stalled = self.producer.stalled_for(now)
+        if stalled > ack_timeout:
+            out.append(f"the simulator's sends are stalled: {self.producer.unacknowledged} "
+                       f"reading(s) in flight and no acknowledgement from Kafka for "
+                       f"{stalled:.0f}s")
+        return out
+
+    def details(self) -> dict[str, Any]:
+        """What ``/health`` shows of the simulator."""
+        return {"state": self.state, "failures": self.failures, "lastError": self.last_error,
+                "lastTick": self.last_tick.isoformat() if self.last_tick else None,
+                "inFlight": self.producer.unacknowledged}
 
 
 def _time(value: datetime | str | None, name: str) -> datetime | None:

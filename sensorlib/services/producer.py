@@ -33,7 +33,6 @@ from opentelemetry import trace
 from opentelemetry.propagate import extract
 
 from sensorlib.config import Settings
-from sensorlib.errors import SensorlibError
 from sensorlib.events import EventTimeWindow, InvalidReading, Reading
 from sensorlib.ingest import (
     NDJSON_TYPES,
@@ -46,7 +45,7 @@ from sensorlib.ingest import (
     split_batch,
 )
 from sensorlib.kafka_io import ensure_topics, kafka_reachable
-from sensorlib.produce import ReadingProducer, run_simulation
+from sensorlib.produce import ReadingProducer, SimulatorLoop
 from sensorlib.services.common import (
     BodyTooLarge,
     BodyTooSlow,
@@ -85,6 +84,7 @@ class ProducerService:
         self.posted = 0
         self.last_error: str | None = None
         self.metrics = ProducerMetrics()
+        self.simulator: SimulatorLoop | None = None
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -112,14 +112,11 @@ class ProducerService:
 
     def _work(self) -> None:
         self._connect()
-        while self.simulate and not self.stop.is_set() and self.producer is not None:
-            try:
-                run_simulation(self.settings, interval=self.interval, stop=self.stop,
-                               producer=self.producer, on_batch=self._count)
-            except SensorlibError as exc:
-                self.last_error = str(exc)
-                log.warning("simulator paused: %s", exc)
-                self.stop.wait(1.0)
+        if self.simulate and not self.stop.is_set() and self.producer is not None:
+            # Survives any Kafka error (backs off, retries); /health shows its state.
+            self.simulator = SimulatorLoop(self.settings, self.producer, interval=self.interval,
+                                           on_batch=self._count)
+            self.simulator.run(self.stop)
 
     def _count(self, batch: list[Reading]) -> None:
         # Counted per acknowledged tick: the simulation itself runs until stopped.
@@ -137,15 +134,29 @@ class ProducerService:
                 log.warning("producer close: %s", exc)
 
     def health(self) -> dict[str, Any]:
-        """The ``/health`` answer: unhealthy until the Kafka producer is connected."""
+        """The ``/health`` answer: unhealthy until the Kafka producer is connected, while
+        sends are stalled (readings in flight, no acknowledgement for the ack timeout) and
+        while the simulator (when on) is not publishing."""
         problems = [] if self.producer is not None else [
             f"not connected to Kafka yet: {self.last_error or 'connecting'}"]
         ingest = self.ingest
+        stalled = ingest.stall_reason() if ingest is not None else None
+        if stalled:
+            problems.append(stalled)
+        simulator = self.simulator
+        worker_alive = any(t.is_alive() for t in self._threads)
+        if simulator is not None:
+            problems += simulator.problems(self.limits.ack_timeout)
+        elif self.simulate and self._threads and not worker_alive and not self.stop.is_set():
+            problems.append("the simulator is not running: its thread ended before it started")
         body = health_body(self.settings, problems, topic=self.settings.topic_readings,
                            simulating=self.simulate, simulated=self.simulated,
                            posted=self.posted, inFlight=ingest.in_flight if ingest else 0,
                            maxInFlight=self.limits.max_in_flight)
-        body["lastError"] = None if body["ok"] else self.last_error
+        body["simulator"] = (simulator.details() if simulator is not None else
+                             {"state": "off" if not self.simulate else "starting"})
+        last = simulator.last_error if simulator is not None and simulator.last_error else None
+        body["lastError"] = None if body["ok"] else (self.last_error or last)
         return body
 
 
