@@ -84,6 +84,24 @@ MAX_IN_FLIGHT = 2
 #: How long a new archiver waits for the writer of a SIGKILLed one to die (it is killed
 #: by the kernel with its parent, but holds the lock until then).
 LOCK_WAIT_SECONDS = 10.0
+#: ``/health`` (the processor's shape): a problem counts once it has lasted this long —
+#: group offset commits failing (a coordinator move or a broker restart is normal for
+#: a few seconds).
+HEALTH_GRACE = 30.0
+#: Kafka not answering the archiver's end-offset probe for this long (a frozen or
+#: partitioned broker: TCP still connects) makes it unhealthy.
+SILENT_AFTER = 10.0
+#: Records waiting with none read for this long (lag with no progress) make it unhealthy.
+STALL_AFTER = 60.0
+#: The probe (end offsets, for lag and liveness): how often, and how long it may take.
+PROBE_EVERY = 5.0
+PROBE_TIMEOUT_MS = 2000
+#: After a failure (the broker, a full disk, a failed commit) the service restarts the
+#: writer and the consumer from the tables' snapshot offsets after this back-off
+#: (doubling up to ``RETRY_MAX``; back to ``RETRY_FIRST`` after ``RETRY_RESET`` s of work).
+RETRY_FIRST = 1.0
+RETRY_MAX = 30.0
+RETRY_RESET = 60.0
 
 _CONSUMER = {
     "isolation_level": "read_committed",
@@ -471,18 +489,71 @@ class Archiver:
         #: (topic, partition) -> high watermark minus position, for ``/metrics``.
         self.partition_lag: dict[tuple[str, int], int] = {}
         self.topics: dict[str, _Topic] = {}
+        #: Health signals (time.monotonic()): the probe's last answer and error, group
+        #: commits failing since, the last progress (records read, or nothing waiting).
+        self.answered: float | None = None
+        self.probe_error: str | None = None
+        self.commit_failed_since: float | None = None
+        self.commit_error: str | None = None
+        self.progress_at = time.monotonic()
+        #: Restarts after failures, and when the next one is due (state "retrying").
+        self.restarts = 0
+        self.retry_at: float | None = None
+        self._next_probe = 0.0
         self._lock_file: IO[str] | None = None
         #: ``GET /metrics`` (rows appended, commits, lag): read at scrape time.
         self.metrics = ArchiverMetrics(self)
 
     # -- health --------------------------------------------------------------------------
 
+    def problems(self, now: float | None = None) -> list[str]:
+        """Why the archiver is not doing its job, one sentence each (empty when healthy).
+
+        ``now`` is :func:`time.monotonic` (for tests). Kafka's TCP reachability is checked
+        by :meth:`health`; group commit failures count after :data:`HEALTH_GRACE`, Kafka not
+        answering after :data:`SILENT_AFTER`, lag without progress after :data:`STALL_AFTER`.
+        """
+        now = time.monotonic() if now is None else now
+        out: list[str] = []
+        if self.state == "retrying":
+            wait = max(0.0, (self.retry_at or now) - now)
+            out.append(f"archiving stopped and restarts from the tables' snapshots in "
+                       f"{wait:.0f}s (restart {self.restarts}): {self.error}")
+            return out
+        if self.state not in ("running", "caught up"):
+            return [f"not archiving ({self.state})" + (f": {self.error}" if self.error else "")]
+        if now - self.last_poll >= 60:
+            out.append(f"the consumer loop has not polled Kafka for {now - self.last_poll:.0f}s")
+        if self.state != "running":
+            return out
+        if self.probe_error is not None and self.answered is not None \
+                and now - self.answered > SILENT_AFTER:
+            out.append(f"Kafka at {self.settings.bootstrap_servers} has not answered for "
+                       f"{now - self.answered:.0f}s ({self.probe_error})")
+        if self.commit_failed_since is not None and now - self.commit_failed_since > HEALTH_GRACE:
+            out.append(f"group offsets not committed for {now - self.commit_failed_since:.0f}s: "
+                       f"{self.commit_error}")
+        waiting = sum(self.lag.values())
+        if waiting and now - self.progress_at > STALL_AFTER:
+            out.append(f"{waiting} record(s) wait and none was read for "
+                       f"{now - self.progress_at:.0f}s")
+        return out
+
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """(healthy, the JSON of ``/health``)."""
-        fresh = time.monotonic() - self.last_poll < 60
-        healthy = self.state in ("running", "caught up") and fresh
+        """(healthy, the JSON of ``/health``): healthy while archiving with no problem."""
+        from sensorlib.kafka_io import kafka_reachable
+
+        problems = self.problems()
+        reachable = kafka_reachable(self.settings)
+        if not reachable:
+            problems.insert(0, f"Kafka is not reachable at {self.settings.bootstrap_servers}")
+        healthy = not problems
         body = {
-            "status": "ok" if healthy else self.state,
+            "status": "ok" if healthy else (
+                "unhealthy" if self.state in ("running", "caught up") else self.state),
+            "problems": problems,
+            "kafka": "reachable" if reachable else "unreachable",
+            "restarts": self.restarts,
             "error": self.error,
             "group": self.group,
             "warehouse": str(self.settings.warehouse),
@@ -535,13 +606,47 @@ class Archiver:
             timeout: float = 120.0) -> dict[str, int]:
         """Archive until ``stop`` is set (or, with ``until_caught_up``, until the end
         offsets of the moment it started are in the tables). Returns rows archived per topic.
-        """
-        from sensorlib.kafka_io import make_consumer
 
+        Until ``stop`` any failure — Kafka, a full disk, a failed commit — restarts the
+        writer and the consumer from the tables' snapshot offsets after a back-off
+        (:data:`RETRY_FIRST` doubling to :data:`RETRY_MAX`; state ``"retrying"``, unhealthy
+        meanwhile): the writer commits nothing after a failed commit, so the snapshots hold
+        exactly what is archived and nothing is lost or archived twice. With
+        ``until_caught_up`` a failure is raised instead.
+        """
         stop = stop or threading.Event()
         self._acquire()
+        try:
+            delay = RETRY_FIRST
+            while True:
+                started = time.monotonic()
+                try:
+                    return self._session(stop, until_caught_up=until_caught_up, timeout=timeout)
+                except Exception:  # crash-only: restart the session
+                    if until_caught_up or stop.is_set():
+                        raise
+                    if time.monotonic() - started > RETRY_RESET:
+                        delay = RETRY_FIRST  # it worked for a while: a fresh failure
+                    self.restarts += 1
+                    self.state, self.retry_at = "retrying", time.monotonic() + delay
+                    log.warning("archiving stopped (%s); restarting from the tables' snapshot "
+                                "offsets in %gs", self.error, delay)
+                    if stop.wait(delay):
+                        self.state = "stopped"
+                        return {t.topic: t.archived for t in self.topics.values()}
+                    delay = min(delay * 2, RETRY_MAX)
+        finally:
+            self._release()
+
+    def _session(self, stop: threading.Event, *, until_caught_up: bool,
+                 timeout: float) -> dict[str, int]:
+        """One writer and one consumer, from the tables' snapshot offsets until ``stop``
+        (or caught up) or the first failure (raised)."""
+        from sensorlib.kafka_io import make_consumer
+
         consumer = None
         writer: _Writer | None = None
+        self.state = "starting"
         try:
             # The writer first: forked before the consumer starts its threads.
             writer = _Writer(self.settings, process=self.writer == "process")
@@ -549,15 +654,20 @@ class Archiver:
                                      client_id="sensorlib-archiver", **_CONSUMER)
             parts = self._assign(consumer, writer)
             targets = consumer.end_offsets(parts) if until_caught_up else {}
-            self.state = "running"
-            self.last_poll = time.monotonic()
+            self.state, self.retry_at = "running", None
+            self.last_poll = self.answered = self.progress_at = time.monotonic()
+            self.probe_error = None
+            self.commit_failed_since = self.commit_error = None
+            if self.restarts:
+                log.info("archiving again (restart %d)", self.restarts)
             idle_since = time.monotonic()
             while not stop.is_set():
                 got = self._poll(consumer)
                 now = time.monotonic()
                 self.last_poll = now
                 if got:
-                    idle_since = now
+                    idle_since = self.progress_at = now
+                self._probe(consumer, now)
                 for state in self.topics.values():
                     while len(state.batch) >= self.batch_rows or (
                             len(state.batch) and now - state.batch.started >= self.batch_seconds):
@@ -590,8 +700,10 @@ class Archiver:
             if writer is not None:
                 writer.close()
             if consumer is not None:
-                consumer.close(autocommit=False)
-            self._release()
+                try:  # bounded: the broker may be the reason we stop
+                    consumer.close(autocommit=False, timeout_ms=5000)
+                except Exception as exc:  # noqa: BLE001 - closing after a failure
+                    log.info("consumer close: %s", exc)
 
     def _assign(self, consumer: Any, writer: _Writer) -> list[TopicPartition]:
         """Assign every partition and seek to the offsets the tables cover (the writer
@@ -613,6 +725,10 @@ class Archiver:
             topic = kind.topic(self.settings)
             covered = opened[topic]
             state = _Topic(kind, topic, dict(covered))
+            old = self.topics.get(topic)
+            if old is not None:  # a restart: the counters go on
+                state.archived, state.invalid = old.archived, old.invalid
+                state.commits, state.last_commit = old.commits, old.last_commit
             self.topics[topic] = state
             tps = [TopicPartition(topic, p) for p in sorted(known[topic])]
             firsts = consumer.beginning_offsets(tps)
@@ -651,6 +767,47 @@ class Archiver:
         except KafkaError as exc:  # harmless: the tables hold the real position
             log.info("group offsets not committed (%s); the tables are up to date", exc)
 
+    def _probe(self, consumer: Any, now: float) -> None:
+        """Every :data:`PROBE_EVERY` s ask Kafka for the end offsets (bounded): the lag
+        and whether the broker answers at all (a frozen broker still accepts TCP)."""
+        if now < self._next_probe:
+            return
+        self._next_probe = now + PROBE_EVERY
+        parts = list(consumer.assignment())
+        try:
+            ends = consumer.end_offsets(parts, timeout_ms=PROBE_TIMEOUT_MS)
+        except KafkaError as exc:
+            if self.probe_error is None:
+                log.warning("Kafka did not answer within %gs (%s: %s)", PROBE_TIMEOUT_MS / 1000,
+                            type(exc).__name__, exc)
+            self.probe_error = f"{type(exc).__name__}: {exc}"
+            return
+        if self.probe_error is not None:
+            log.info("Kafka answers again")
+        self.answered, self.probe_error = time.monotonic(), None
+        lag: dict[str, int] = {}
+        per_partition: dict[tuple[str, int], int] = {}
+        for tp, end in ends.items():
+            behind = max(0, end - consumer.position(tp))
+            lag[tp.topic] = lag.get(tp.topic, 0) + behind
+            per_partition[(tp.topic, tp.partition)] = behind
+        self.lag, self.partition_lag = lag, per_partition
+        if not any(lag.values()):
+            self.progress_at = self.answered  # nothing waits: no stall
+
+    def _group_committed(self, offsets: Any, result: Any) -> None:
+        """Group commit callback (lag display only): failing for long is a problem."""
+        if isinstance(result, Exception):
+            self._commit_failed(result)
+        else:
+            self.commit_failed_since = self.commit_error = None
+
+    def _commit_failed(self, exc: BaseException) -> None:
+        if self.commit_failed_since is None:
+            self.commit_failed_since = time.monotonic()
+            log.info("group offsets not committed (%s); the tables are up to date", exc)
+        self.commit_error = f"{type(exc).__name__}: {exc}"
+
     def _update_lag(self, consumer: Any) -> None:
         lag: dict[str, int] = {}
         per_partition: dict[tuple[str, int], int] = {}
@@ -684,16 +841,11 @@ class Archiver:
             offsets = {TopicPartition(state.topic, p): OffsetAndMetadata(o, "", -1)
                        for p, o in covered.items()}
             try:  # asynchronous: the next polls complete it; a failure only delays the lag
-                consumer.commit_async(offsets, callback=_group_committed)
+                consumer.commit_async(offsets, callback=self._group_committed)
             except KafkaError as exc:  # harmless: the tables hold the real position
-                log.info("group offsets not committed (%s); the tables are up to date", exc)
+                self._commit_failed(exc)
             if timeout is None:
                 return
-
-
-def _group_committed(offsets: Any, result: Any) -> None:
-    if isinstance(result, Exception):
-        log.info("group offsets not committed (%s); the tables are up to date", result)
 
 
 _VALUE = operator.attrgetter("value")
