@@ -273,69 +273,169 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from sensorlib.supervise import run_system
 
+    if not settings.loopback_only and not settings.api_token:
+        if not args.insecure:
+            _say(f"error: SENSORLIB_HOST={settings.host} makes every service reachable from "
+                 "the network, and anyone who can reach them could post readings and read "
+                 "the dashboard. Set SENSORLIB_API_TOKEN to a long random secret (e.g. "
+                 "`export SENSORLIB_API_TOKEN=$(python3 -c 'import secrets; "
+                 "print(secrets.token_urlsafe(32))')`): writes then need it as a bearer token "
+                 "and the dashboard asks for it as its password. Or bind to 127.0.0.1, or "
+                 "pass --insecure to run open anyway.")
+            return 2
+        _say(f"warning: --insecure: bound to {settings.host} without SENSORLIB_API_TOKEN, "
+             "anyone who can reach this machine may write readings and see the dashboard")
+        import os
+
+        os.environ["SENSORLIB_INSECURE"] = "1"  # the children (services, dashboard) agree
     return run_system(settings, dashboard=not args.no_dashboard, observe=args.observe)
+
+
+#: ``sensorlib status`` answers within this many seconds whatever is down: every check runs
+#: at once, each bounded; what has not answered by then is reported as such.
+STATUS_DEADLINE = 3.5
+
+
+class _NoAnswer:
+    """A check of ``sensorlib status`` still running at the deadline."""
+
+
+def _all_bounded(checks: dict[str, Callable[[], object]], deadline: float) -> dict[str, object]:
+    """Run ``checks`` at once in daemon threads; each one's result, its exception, or a
+    :class:`_NoAnswer` when it had not finished by ``deadline`` (``time.monotonic()``).
+    A hung call (a frozen broker, a service that accepts and never answers) is left behind
+    in its daemon thread: it cannot keep the command from ending."""
+    results: dict[str, object] = {}
+
+    def run(name: str, check: Callable[[], object]) -> None:
+        try:
+            results[name] = check()
+        except Exception as exc:  # noqa: BLE001 - reported as the check's answer
+            results[name] = exc
+
+    threads = [threading.Thread(target=run, args=item, daemon=True, name=f"status-{item[0]}")
+               for item in checks.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return {name: results.get(name, _NoAnswer()) for name in checks}
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     import httpx
 
-    from sensorlib.kafka_io import group_lag, kafka_reachable
-
+    started = time.monotonic()
+    deadline = started + STATUS_DEADLINE
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    code = 0
-    reachable = kafka_reachable(settings)
-    print(f"kafka      {settings.bootstrap_servers}: {'reachable' if reachable else 'UNREACHABLE'}")
-    code |= 0 if reachable else 1
+    services = [("producer", f"http://{host}:{settings.producer_port}/health"),
+                ("processor", f"http://{host}:{settings.processor_port}/health"),
+                ("archiver", f"http://{host}:{settings.archiver_port}/health"),
+                ("dashboard", f"http://{host}:{settings.dashboard_port}/live")]
+    # The dashboard's page can take seconds to render under load: ask Panel's liveness.
+    probes = {name: url.replace("/live", "/liveness") if name == "dashboard" else url
+              for name, url in services}
+    groups = [(settings.processor_group, settings.topic_readings),
+              (settings.dashboard_readings_group, settings.topic_readings),
+              (settings.dashboard_alerts_group, settings.topic_alerts),
+              (settings.archiver_group, settings.topic_readings),
+              (settings.archiver_group, settings.topic_alerts)]
+    http_timeout = httpx.Timeout(STATUS_DEADLINE - 0.5)
 
-    checks = [("producer", f"http://{host}:{settings.producer_port}/health"),
-              ("processor", f"http://{host}:{settings.processor_port}/health"),
-              ("archiver", f"http://{host}:{settings.archiver_port}/health"),
-              ("dashboard", f"http://{host}:{settings.dashboard_port}/live")]
-    for name, url in checks:
-        try:
-            answer = httpx.get(url, timeout=3.0)
-            state = "healthy" if answer.status_code == 200 else f"unhealthy ({answer.status_code})"
-            why = _health_reasons(answer) if answer.status_code != 200 else []
-        except httpx.HTTPError:
-            state, why = "not running", []
-        code |= 0 if state == "healthy" else 1
-        print(f"{name:<10} {url}: {state}")
+    def reachable() -> bool:
+        from sensorlib.kafka_io import kafka_reachable
+
+        return kafka_reachable(settings)
+
+    def lag(group: str, topic: str) -> Callable[[], object]:
+        def check() -> object:
+            from sensorlib.kafka_io import group_lag
+
+            return group_lag(settings, group, topic)
+        return check
+
+    def get(url: str) -> Callable[[], object]:
+        return lambda: httpx.get(url, timeout=http_timeout)
+
+    checks: dict[str, Callable[[], object]] = {"kafka": reachable}
+    checks.update({name: get(probes[name]) for name, _ in services})
+    checks.update({f"lag {group} {topic}": lag(group, topic) for group, topic in groups})
+    checks.update({f"viewer {name}": get(health) for name, (_, health) in _viewers().items()})
+    checks["archive"] = lambda: _archive_status(settings)
+    results = _all_bounded(checks, deadline)
+    waited = f"no answer within {STATUS_DEADLINE:g}s"
+
+    code = 0
+    lags = [results[f"lag {group} {topic}"] for group, topic in groups]
+    kafka = results["kafka"]
+    if kafka is True and all(isinstance(r, _NoAnswer) for r in lags):
+        state = f"NOT ANSWERING (TCP connects; {waited}: frozen or overloaded?)"
+    elif kafka is True:
+        state = "reachable"
+    elif isinstance(kafka, _NoAnswer):
+        state = f"UNREACHABLE ({waited})"
+    else:
+        state = "UNREACHABLE"
+    print(f"kafka      {settings.bootstrap_servers}: {state}")
+    code |= 0 if state == "reachable" else 1
+
+    for name, url in services:
+        answer = results[name]
+        why: list[str] = []
+        if isinstance(answer, httpx.Response):
+            ok = answer.status_code == 200
+            status = "healthy" if ok else f"unhealthy ({answer.status_code})"
+            why = [] if ok else _health_reasons(answer)
+        elif isinstance(answer, httpx.ConnectError):
+            status = "not running"
+        elif isinstance(answer, _NoAnswer | httpx.TimeoutException):
+            status = f"NOT ANSWERING ({waited})"
+        else:
+            status = f"not running ({type(answer).__name__})"
+        code |= 0 if status == "healthy" else 1
+        print(f"{name:<10} {url}: {status}")
         for reason in why:
             print(f"{'':<10} - {reason}")
-    _viewer_status()
-    if reachable:
-
-        groups = [(settings.processor_group, settings.topic_readings),
-                  (settings.dashboard_readings_group, settings.topic_readings),
-                  (settings.dashboard_alerts_group, settings.topic_alerts),
-                  (settings.archiver_group, settings.topic_readings),
-                  (settings.archiver_group, settings.topic_alerts)]
+    for name, (url, _) in _viewers().items():  # optional: never a failure
+        answer = results[f"viewer {name}"]
+        if isinstance(answer, httpx.Response):
+            status = "running" if answer.status_code == 200 else "starting"
+        elif isinstance(answer, _NoAnswer | httpx.TimeoutException):
+            status = f"not answering ({waited})"
+        else:
+            status = "not running (sensorlib up --observe starts it)"
+        print(f"{name:<10} {url}: {status}")
+    if kafka is True:
         print("consumer group lag:")
-        for group, topic in groups:
-            try:
-                lag = group_lag(settings, group, topic)
-            except SensorlibError as exc:
-                print(f"  {group}: {exc}")
+        for (group, topic), answer in zip(groups, lags, strict=True):
+            if isinstance(answer, _NoAnswer):
+                print(f"  {group:<28} {topic:<20} Kafka gave {waited}")
                 continue
-            total = sum(int(p["lag"] or 0) for p in lag.values())
-            parts = " ".join(f"p{p}={v['lag']}" for p, v in lag.items())
+            if isinstance(answer, Exception):
+                print(f"  {group}: {answer}")
+                continue
+            assert isinstance(answer, dict)
+            total = sum(int(p["lag"] or 0) for p in answer.values())
+            parts = " ".join(f"p{p}={v['lag']}" for p, v in answer.items())
             print(f"  {group:<28} {topic:<20} lag {total:>8}  ({parts})")
-    code |= _archive_status(settings)
+    archive = results["archive"]
+    if isinstance(archive, list):
+        for line in archive:
+            print(line)
+    elif isinstance(archive, _NoAnswer):
+        print(f"archive    {settings.warehouse}: {waited} (the catalog may be locked)")
+        code |= 1
+    else:
+        print(f"archive    {settings.warehouse}: cannot be read ({archive})")
+        code |= 1
     return code
 
 
-def _viewer_status() -> None:
-    """The trace and metrics viewers of ``sensorlib up --observe`` (optional: never a failure)."""
-    import httpx
-
+def _viewers() -> dict[str, tuple[str, str]]:
+    """The trace and metrics viewers of ``sensorlib up --observe``: name -> (url, health)."""
     from sensorlib.viewers import viewer_urls
 
-    for name, (url, health) in viewer_urls().items():
-        try:
-            state = "running" if httpx.get(health, timeout=3.0).status_code == 200 else "starting"
-        except httpx.HTTPError:
-            state = "not running (sensorlib up --observe starts it)"
-        print(f"{name:<10} {url}: {state}")
+    return viewer_urls()
 
 
 def _health_reasons(answer: object) -> list[str]:
@@ -352,25 +452,24 @@ def _health_reasons(answer: object) -> list[str]:
     return reasons
 
 
-def _archive_status(settings: Settings) -> int:
-    """Rows and last commit of each archive table (``sensorlib status``)."""
+def _archive_status(settings: Settings) -> list[str]:
+    """Rows and last commit of each archive table (``sensorlib status``), as lines."""
     from sensorlib.history import catalog_path
 
     if not catalog_path(settings).exists():
-        print(f"archive    {settings.warehouse}: none yet (start `sensorlib archive`)")
-        return 0
+        return [f"archive    {settings.warehouse}: none yet (start `sensorlib archive`)"]
     from sensorlib.history import table_status
 
-    print(f"archive    {settings.warehouse}:")
+    lines = [f"archive    {settings.warehouse}:"]
     for row in table_status(settings):
         if not row["exists"]:
-            print(f"  {row['table']:<36} not created yet")
+            lines.append(f"  {row['table']:<36} not created yet")
             continue
         when = row["last_snapshot"].strftime("%Y-%m-%d %H:%M:%S UTC") if row["last_snapshot"] \
             else "never"
-        print(f"  {row['table']:<36} {row['rows']:>12,} rows  {row['files']:>5} files  "
-              f"{row['bytes'] / 1e6:8.1f} MB  last commit {when}")
-    return 0
+        lines.append(f"  {row['table']:<36} {row['rows']:>12,} rows  {row['files']:>5} files  "
+                     f"{row['bytes'] / 1e6:8.1f} MB  last commit {when}")
+    return lines
 
 
 # --------------------------------------------------------------------------- parser
@@ -515,6 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the whole system: broker, topics, producer, processor, "
                                    "archiver, dashboard")
     up.add_argument("--no-dashboard", action="store_true")
+    up.add_argument("--insecure", action="store_true",
+                    help="allow SENSORLIB_HOST beyond loopback without SENSORLIB_API_TOKEN "
+                         "(anyone on the network may then write and see the dashboard)")
     up.add_argument("--observe", action="store_true",
                     help="also start the local viewers: Zipkin (traces, on 127.0.0.1:9411) and "
                          "Prometheus when installed (metrics, on 127.0.0.1:9090)")
