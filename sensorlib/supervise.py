@@ -2,7 +2,9 @@
 
 :class:`System` starts each part as a child process (its log lines prefixed with its
 name), waits until each one's health check answers, prints the URLs, and on Ctrl-C or
-SIGTERM stops them all — children die with their parent, so no orphan is left.
+SIGTERM stops them all — children die with their parent, so no orphan is left. A child
+that exits while the system is up is restarted after a back-off (1 s, 2 s, 4 s … at most
+30 s; back to 1 s once it has run for a minute), saying so; the others keep running.
 
 With ``observe`` (``sensorlib up --observe``) the local viewers start first: Zipkin
 (traces; the services export to it) and, when installed, Prometheus (scraping every
@@ -29,6 +31,23 @@ from sensorlib.config import Settings
 from sensorlib.errors import SensorlibError
 
 _PR_SET_PDEATHSIG = 1
+#: Restart back-off of a crashed child: first, at most, and reset once it ran this long.
+RESTART_FIRST = 1.0
+RESTART_MAX = 30.0
+RESTART_RESET = 60.0
+
+#: Starts a restarted child once threads exist (preexec_fn is unsafe then): tie it to
+#: its parent (SIGTERM when the parent dies; kept across exec), then exec the command.
+_LAUNCHER = """\
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -52,6 +71,13 @@ class Service:
     process: subprocess.Popen[bytes] | None = None
     #: Where a viewer's output goes (services' output is prefixed onto ours instead).
     log: Path | None = None
+    #: Supervision: restarts so far, the next back-off, when it (re)started, when a
+    #: restart is due, and whether a restarted child has yet to answer its health check.
+    restarts: int = 0
+    backoff: float = RESTART_FIRST
+    started_at: float = 0.0
+    restart_at: float | None = None
+    recovering: bool = False
 
 
 def _pump(name: str, stream: IO[bytes], out: Callable[[str], None]) -> None:
@@ -144,6 +170,7 @@ class System:
         self.kafka: Any = None
         self._started_broker = False
         self._pumps: list[threading.Thread] = []
+        self._env: dict[str, str] = dict(os.environ)
 
     def start(self, timeout: float = 180.0) -> None:
         """Start everything and wait until each part is healthy (or raise, stopping all)."""
@@ -158,6 +185,7 @@ class System:
                        PYTHONUNBUFFERED="1")
             if self.observe:
                 env = {**self._start_viewers(timeout), **env}  # a user's own endpoint wins
+            self._env = env
             # All children are forked before any pump thread exists: preexec_fn is only
             # safe in a process without other threads.
             for service in self.services:
@@ -230,6 +258,63 @@ class System:
         rows += [(s.name, s.url) for s in self.services + self.viewers]
         return rows
 
+    def supervise(self, now: float | None = None) -> None:
+        """Restart children that exited (call it every half second or so, from the thread
+        that started the system): each after its back-off, saying so; a restarted one is
+        reported healthy again once its health check answers."""
+        now = time.monotonic() if now is None else now
+        for service in self.services + self.viewers:
+            process = service.process
+            if process is None:
+                continue
+            if service.restart_at is None and process.poll() is not None:
+                if now - service.started_at >= RESTART_RESET:
+                    service.backoff = RESTART_FIRST  # it ran fine for a while
+                delay = service.backoff
+                service.backoff = min(delay * 2, RESTART_MAX)
+                service.restart_at = now + delay
+                service.recovering = False
+                self.out(f"{'up':<10}| {service.name} {_ended(process.returncode)}; "
+                         f"restarting in {delay:g} s")
+            elif service.restart_at is not None and now >= service.restart_at:
+                service.restart_at = None
+                service.restarts += 1
+                try:
+                    self._respawn(service)
+                except OSError as exc:  # e.g. out of processes: try again later
+                    self.out(f"{'up':<10}| cannot restart {service.name}: {exc}")
+                    service.restart_at = now + service.backoff
+                    continue
+                service.recovering = True
+                self.out(f"{'up':<10}| {service.name} restarted (pid {service.process.pid}, "
+                         f"restart {service.restarts})")
+            elif service.recovering and process.poll() is None:
+                try:
+                    code = httpx.get(service.health_url, timeout=0.5).status_code
+                except httpx.HTTPError:
+                    continue
+                if code in service.healthy_codes:
+                    service.recovering = False
+                    self.out(f"{service.name:<10}| healthy again")
+
+    def _respawn(self, service: Service) -> None:
+        """Start ``service`` again (threads exist now: no preexec_fn, see _LAUNCHER)."""
+        argv = [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *service.argv]
+        if service.log is not None:
+            with open(service.log, "ab") as log:
+                service.process = subprocess.Popen(
+                    argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True)
+        else:
+            service.process = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=self._env, start_new_session=True)
+            pump = threading.Thread(target=_pump, args=(service.name, service.process.stdout,
+                                                        self.out), daemon=True)
+            pump.start()
+            self._pumps.append(pump)
+        service.started_at = time.monotonic()
+
     def alive(self) -> bool:
         return all(s.process is not None and s.process.poll() is None
                    for s in self.services + self.viewers)
@@ -254,6 +339,16 @@ class System:
         if self.kafka is not None and self._started_broker:
             self.out(f"{'kafka':<10}| stopping")
             self.kafka.stop()
+
+
+def _ended(code: int | None) -> str:
+    """How a child ended, in words."""
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def run_system(settings: Settings, *, dashboard: bool = True, observe: bool = False) -> int:
@@ -283,16 +378,10 @@ def run_system(settings: Settings, *, dashboard: bool = True, observe: bool = Fa
         print(f"  {name:<10} {url}", flush=True)
     print(f"  notebooks  make lab  (JupyterLab on http://127.0.0.1:{settings.jupyter_port})")
     print("Press Ctrl-C to stop everything.\n", flush=True)
-    code = 0
     while not stop.is_set():
-        if not system.alive():
-            dead = [s.name for s in system.services + system.viewers
-                    if s.process and s.process.poll() is not None]
-            print(f"error: {', '.join(dead)} stopped unexpectedly; stopping everything", flush=True)
-            code = 1
-            break
+        system.supervise()  # a crashed child is restarted with back-off; the rest run on
         stop.wait(0.5)
     print("Stopping …", flush=True)
     system.stop()
     print("Stopped.", flush=True)
-    return code
+    return 0
