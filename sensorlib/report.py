@@ -443,12 +443,27 @@ def _stamp(t: pd.Timestamp | None) -> str:
     return "beginning" if t is None else t.strftime("%Y%m%dT%H%M%SZ")
 
 
+#: nbconvert's lab template without what it loads from a CDN (require.js, MathJax,
+#: Mermaid, the widget manager): a report opens offline. Its figures need none of them
+#: (BokehJS is embedded inline by ``plots.load()``; tables are plain HTML).
+OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+"""
+
+
 def _export_html(notebook: Path, html_path: Path, title: str) -> None:
     import nbformat
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+                            exclude_output_prompt=True,
+                            extra_loaders=[DictLoader({"sensorlib_offline.html.j2":
+                                                       OFFLINE_TEMPLATE})],
+                            template_file="sensorlib_offline.html.j2")
     nb = nbformat.read(notebook, as_version=4)
     nb.metadata["title"] = title
     for cell in nb.cells:  # outputs with nothing to show (e.g. JS-only loaders) are noise

@@ -7,21 +7,30 @@ application, and before the server answers anything, every route is put behind
 :func:`guard_application` with the names of ``Settings.hosts()``
 (``SENSORLIB_ALLOWED_HOSTS``) at the port actually bound: a request for any other
 Host gets 400, a websocket upgrade for one is never performed.
+
+Who may look (README "Security: binding beyond loopback"): bound beyond loopback, or
+with ``SENSORLIB_API_TOKEN`` set, the dashboard asks for a login first (Panel's basic
+auth: any user name, the token as password; its own login page, nothing from a CDN).
+Bound beyond loopback with neither a token nor ``SENSORLIB_INSECURE=1`` it refuses to
+start. ``/liveness`` and ``/metrics`` stay open, as the APIs' ``/health`` and ``/metrics``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import secrets
 import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from panel.command.serve import Serve
 from tornado.web import Application, RequestHandler
 
-from sensorlib.config import Settings
+from sensorlib.config import Settings, is_loopback
 from sensorlib.dashboard.hosts import host_allowed
 
 __all__ = ["GuardedServe", "RefusedHost", "guard_application", "main"]
@@ -84,10 +93,49 @@ def _note_refusal(logged: dict[str, float], host: str, request: Any, names: tupl
                 request.method, request.path[:100], host, ", ".join(names))
 
 
+#: The login page (no CDN: everything served works offline).
+LOGIN_TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "dashboard_login.html"
+#: Paths answered without a login: what supervisors and Prometheus poll.
+GUEST_ENDPOINTS = ["/liveness", "/metrics"]
+
+
+def login_password(settings: Settings, addresses: list[str]) -> str | None:
+    """The password the dashboard asks for (the API token), None when it asks for none.
+
+    Raises:
+        ValueError: bound beyond loopback with no token and without ``SENSORLIB_INSECURE``.
+    """
+    beyond = [a for a in addresses if not is_loopback(a)]
+    if settings.api_token:
+        return settings.api_token
+    if beyond and not settings.insecure:
+        raise ValueError(f"bound beyond loopback ({', '.join(beyond)}) without a login: set "
+                         "SENSORLIB_API_TOKEN (the dashboard's password), or "
+                         "SENSORLIB_INSECURE=1 to let anyone on the network look")
+    return None
+
+
 class GuardedServe(Serve):
-    """Panel's ``serve`` command, refusing requests whose Host is not an allowed name."""
+    """Panel's ``serve`` command, refusing requests whose Host is not an allowed name, and
+    asking for a login when bound beyond loopback (:func:`login_password`)."""
 
     name = "serve"
+
+    def invoke(self, args: argparse.Namespace) -> Any:
+        """Turn on the login when needed (set here, not on the command line: the password
+        never appears in ``ps``), then serve."""
+        settings = Settings.from_env()
+        password = login_password(settings, [args.address or "localhost"])
+        if password is not None and not args.basic_auth:
+            if os.path.exists(password):  # Panel would read such a password as a user file
+                raise ValueError("SENSORLIB_API_TOKEN names a file; use a random token")
+            args.basic_auth = password
+            args.cookie_secret = args.cookie_secret or secrets.token_urlsafe(32)
+            args.basic_login_template = args.basic_login_template or str(LOGIN_TEMPLATE)
+            args.oauth_guest_endpoints = [*(args.oauth_guest_endpoints or []), *GUEST_ENDPOINTS]
+            log.info("Dashboard login required (any user name; the password is "
+                     "SENSORLIB_API_TOKEN)")
+        return super().invoke(args)
 
     def customize_server(self, server: Any) -> Any:
         """Install the Host guard on the server's Tornado application (before it serves)."""

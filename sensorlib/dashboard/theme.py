@@ -1,4 +1,10 @@
-"""The dashboard's look: dark-theme stylesheets, each pane carrying only the rules it needs."""
+"""The dashboard's look: dark-theme stylesheets, each pane carrying only the rules it needs.
+
+Nothing is loaded from the internet: Panel's Fast design links Open Sans from Google
+Fonts on every page, so :func:`no_web_fonts` drops that link (the system font stack of
+:data:`BASE_CSS` is used) when this module is imported; every script and stylesheet
+else is served by the dashboard itself (``tests/dashboard/test_offline.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,18 @@ import panel as pn
 from sensorlib.colours import STATUS_COLOURS as COLOURS
 
 __all__ = ["CARD_CSS", "CARD_TEXT_CSS", "CSS", "OPS_CSS", "SPARK_CSS", "TABS_CSS", "WIDGET_CSS",
-           "html_pane"]
+           "html_pane", "no_web_fonts"]
+
+def no_web_fonts() -> None:
+    """Make Panel's Fast design link no web font (it adds Google Fonts' Open Sans to every
+    page it styles, which an offline browser waits for). Idempotent."""
+    from panel.theme.fast import Fast  # the design of pn.extension(design="fast")
+
+    if Fast._resources.get("font"):
+        Fast._resources = {k: v for k, v in Fast._resources.items() if k != "font"}
+
+
+no_web_fonts()
 
 #: Each pane carries only the rules it needs: a stylesheet string is sent once per pane,
 #: so one sheet for everything was most of the page (55 copies of 5 kB).
