@@ -6,11 +6,13 @@ raises exactly the alerts a live run raised, with the same ids.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import count
 from typing import TYPE_CHECKING
 
 from sensorlib.events import Alert, Reading, Severity, alert_id
@@ -19,10 +21,16 @@ from sensorlib.times import from_us, to_us, utcnow
 if TYPE_CHECKING:
     from sensorlib.windows import SensorWindow
 
-__all__ = ["ALL_RULES", "Detector", "RuleConfig", "utcnow"]
+__all__ = ["ALL_RULES", "FLEET", "Detector", "RuleConfig", "utcnow"]
 
 #: Every rule name, as it appears in ``Alert.rule``.
 ALL_RULES = frozenset({"threshold", "rate_of_change", "stuck", "silent", "outlier"})
+#: The ``sensorId`` of a fleet alert (a storm of silences folded into one alert). Its
+#: ``alertId`` also names the slot and the first sensor folded (see Detector.tick), so it
+#: never equals the id of an alert of a sensor that happens to be called that.
+FLEET = "*fleet*"
+#: How many sensor ids a fleet alert's reason names.
+FLEET_NAMED = 5
 
 _US_PER_MINUTE = 60_000_000
 #: Relative margin on the outlier limit and between the two scores (see Detector.__init__).
@@ -56,6 +64,12 @@ class RuleConfig:
             than 4 °C or 8 % from the window mean.
         cooldown: after an alert, the same rule stays quiet for that sensor for this
             long (event time, either side of the alert).
+        silent_storm: at most this many sensors get a silent alert of their own per
+            ``silent_storm_slot`` of event time (counted by when their silence fell due,
+            first due first, then by sensor id); the others of that slot are folded into
+            one ``silent`` alert for :data:`FLEET`, raised at the slot's end, saying how
+            many and naming a few. ``None``: never fold.
+        silent_storm_slot: the slots of ``silent_storm``, counted from the Unix epoch.
         rules: which rules are on.
     """
 
@@ -73,11 +87,17 @@ class RuleConfig:
     outlier_min_std_temperature: float = 1.0
     outlier_min_std_humidity: float = 2.0
     cooldown: timedelta = timedelta(minutes=1)
+    silent_storm: int | None = 20
+    silent_storm_slot: timedelta = timedelta(seconds=10)
     rules: frozenset[str] = field(default=ALL_RULES)
 
     def __post_init__(self) -> None:
         if self.rate_min_span <= timedelta(0):
             raise ValueError(f"rate_min_span must be positive (got {self.rate_min_span})")
+        if self.silent_storm_slot < timedelta(microseconds=1):
+            raise ValueError(f"silent_storm_slot must be positive (got {self.silent_storm_slot})")
+        if self.silent_storm is not None and self.silent_storm < 0:
+            raise ValueError(f"silent_storm must be >= 0 or None (got {self.silent_storm})")
         unknown = set(self.rules) - ALL_RULES
         if unknown:
             raise ValueError(f"unknown rules {sorted(unknown)}; known: {sorted(ALL_RULES)}")
@@ -93,7 +113,7 @@ def _span_text(us: int) -> str:
 class _SensorState:
     """What the rules remember about one sensor between readings."""
 
-    __slots__ = ("last", "last_us", "recent", "run", "silenced")
+    __slots__ = ("evict_key", "last", "last_us", "recent", "run", "silence_key", "silenced")
 
     def __init__(self, reading: Reading, ts: int) -> None:
         self.last = reading  # the newest reading (by event time)
@@ -106,6 +126,8 @@ class _SensorState:
         # and before the sensor's second reading. A sensor is watched for silence once it
         # streams, so a one-off reading (a test POST, a back-dated import) never raises one.
         self.silenced = True
+        # The key of this state's live entry in the Detector's silence / eviction heap.
+        self.silence_key = self.evict_key = -1
 
 
 class Detector:
@@ -121,6 +143,11 @@ class Detector:
 
     ``clock`` gives ``detected_at``; alert ids never depend on it.
 
+    ``evict_after``: :meth:`expire` forgets a sensor (its state and cooldowns) once it has
+    sent nothing newer for longer than this (event time); it must be longer than
+    ``silent_after``, so the silent alert comes first. None (the default here): never;
+    :class:`sensorlib.pipeline.Pipeline` passes its own.
+
     >>> from datetime import UTC
     >>> d = Detector()
     >>> r = Reading(sensor_id="s1", temperature=42.5, humidity=95.0,
@@ -131,7 +158,8 @@ class Detector:
     """
 
     def __init__(self, config: RuleConfig = RuleConfig(), *,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 evict_after: timedelta | None = None) -> None:
         self.config = config
         self.clock = clock
         on = config.rules
@@ -154,6 +182,25 @@ class Detector:
         self._min_h_var = config.outlier_min_std_humidity ** 2
         self._sensors: dict[str, _SensorState] = {}
         self._last_alert: dict[tuple[str, str], int] = {}  # (sensor, rule) -> event time
+        # Deadlines, so that a tick costs what falls due, not how many sensors there are:
+        # min-heaps of (key µs, seq, state). A state has at most one live entry in each, the
+        # one whose key it remembers (silence_key, evict_key); its key is never later than
+        # the true deadline (last_us only grows), and an entry that comes up early is pushed
+        # again with the true one. Entries of states dropped since are skipped.
+        self._silences: list[tuple[int, int, _SensorState]] = []  # key: last_us + silent_after
+        self._evictions: list[tuple[int, int, _SensorState]] = []  # key: last_us + evict_after
+        self._seq = count()
+        if evict_after is not None and evict_after <= config.silent_after:
+            raise ValueError(f"evict_after ({evict_after}) must be longer than silent_after "
+                             f"({config.silent_after}): a sensor is evicted after its silent alert")
+        self._evict_us = None if evict_after is None else evict_after // timedelta(microseconds=1)
+        # Silent-alert storms (RuleConfig.silent_storm): silences counted per slot of event
+        # time, and the ones folded, held until their slot ends.
+        self._storm = config.silent_storm
+        self._slot_us = config.silent_storm_slot // timedelta(microseconds=1)
+        self._slot_counts: dict[int, int] = {}
+        self._folded: dict[int, list[tuple[int, str, Reading]]] = {}
+        self.evicted = 0  # sensors evicted so far (expire)
 
     # -- readings ---------------------------------------------------------------------
 
@@ -184,7 +231,10 @@ class Detector:
             return alerts
         state = self._sensors.get(reading.sensor_id)
         if state is None:
-            self._sensors[reading.sensor_id] = _SensorState(reading, ts)
+            state = self._sensors[reading.sensor_id] = _SensorState(reading, ts)
+            if self._evict_us is not None:
+                state.evict_key = key = ts + self._evict_us
+                heapq.heappush(self._evictions, (key, next(self._seq), state))
         elif ts > state.last_us:
             self._check_sequence(state, reading, ts, alerts)
         if moments is not None:
@@ -236,7 +286,9 @@ class Detector:
                 self._emit_stuck(r, ts, state.run, alerts)
         else:
             state.run = 1
-        state.last, state.last_us, state.silenced = r, ts, False
+        state.last, state.last_us = r, ts
+        if state.silenced:
+            self._arm(state)
 
     def _emit_rate(self, r: Reading, ts: int, since: int, delta: float, per_minute: float,
                    alerts: list[Alert]) -> None:
@@ -264,6 +316,16 @@ class Detector:
 
     # -- time passing -----------------------------------------------------------------
 
+    def _arm(self, state: _SensorState) -> None:
+        """Watch a sensor for silence again (its reading ended a silence, or it streams now)."""
+        state.silenced = False
+        if self._silent:
+            state.silence_key = key = state.last_us + self._silent_us
+            heapq.heappush(self._silences, (key, next(self._seq), state))
+
+    def _live(self, state: _SensorState) -> bool:
+        return self._sensors.get(state.last.sensor_id) is state
+
     def tick(self, now: datetime) -> list[Alert]:
         """Silent alerts for sensors with no reading for over ``silent_after`` at ``now``.
 
@@ -271,37 +333,174 @@ class Detector:
         watched from its second reading on, so a one-off reading raises none. ``now`` is event
         time: the live processor passes its watermark plus the time since it advanced;
         a replay passes the replayed event time.
+
+        Storms (``RuleConfig.silent_storm``): within one slot of event time, the first
+        ``silent_storm`` silences (by when they fell due, then sensor id) are alerted one by
+        one; the rest are held and folded into one fleet alert at the slot's end. Which
+        sensors are folded does not depend on how often ticks come, so a replay folds as the
+        live processor did. Cost: what falls due, never the number of sensors (a heap).
         """
         if not self._silent:
             return []
         now_us = to_us(now)
-        alerts: list[Alert] = []
-        for sensor_id in sorted(self._sensors):
-            state = self._sensors[sensor_id]
-            quiet = now_us - state.last_us
-            if state.silenced or quiet <= self._silent_us:
-                continue
+        silent_us = self._silent_us
+        heap = self._silences
+        due: list[tuple[int, str, _SensorState]] = []
+        while heap and heap[0][0] < now_us:
+            key, _, state = heapq.heappop(heap)
+            if state.silenced or state.silence_key != key or not self._live(state):
+                continue  # superseded, or the sensor was dropped
+            true = state.last_us + silent_us
+            if true < now_us:
+                due.append((true, state.last.sensor_id, state))
+            else:  # it spoke since: watch its new deadline
+                state.silence_key = true
+                heapq.heappush(heap, (true, next(self._seq), state))
+        single: list[_SensorState] = []
+        storm, slot_us = self._storm, self._slot_us
+        due.sort(key=_DUE_ORDER)
+        for true, sensor_id, state in due:
             state.silenced = True
+            if storm is None:
+                single.append(state)
+                continue
+            slot = true // slot_us
+            seen = self._slot_counts[slot] = self._slot_counts.get(slot, 0) + 1
+            if seen <= storm:
+                single.append(state)
+            else:
+                self._folded.setdefault(slot, []).append((true, sensor_id, state.last))
+        alerts: list[Alert] = []
+        single.sort(key=_STATE_SENSOR)
+        for state in single:
             self._emit(alerts, state.last, now_us, "silent", "warning",
-                       f"Silent: no reading for {quiet / 1e6:.0f}s")
+                       f"Silent: no reading for {(now_us - state.last_us) / 1e6:.0f}s")
+        if self._slot_counts:
+            # Slots that ended: their fleet alert (if any) goes out now, their count is done.
+            ended = [slot for slot in self._slot_counts if (slot + 1) * slot_us <= now_us]
+            for slot in sorted(ended):
+                del self._slot_counts[slot]
+                folded = self._folded.pop(slot, None)
+                if folded:
+                    alerts.append(self._fleet_alert(slot, folded))
         return alerts
+
+    def _fleet_alert(self, slot: int, folded: list[tuple[int, str, Reading]]) -> Alert:
+        """One alert for the silences of ``slot`` beyond ``silent_storm``."""
+        slot_us = self._slot_us
+        start = from_us(slot * slot_us)
+        folded.sort(key=_FOLDED_TIME)  # by when each fell due, then sensor id
+        names = [sensor_id for _, sensor_id, _ in folded[:FLEET_NAMED]]
+        more = len(folded) - len(names)
+        shown = ", ".join(names) + (f" and {more:,} more" if more else "")
+        newest = folded[-1][2]
+        return Alert(
+            # The slot and its first sensor folded: the same in a replay, and two partitions'
+            # pipelines folding in the same slot never share an id.
+            alert_id=alert_id(f"{FLEET}|{names[0]}", "silent", start),
+            sensor_id=FLEET,
+            location="",
+            temperature=newest.temperature,
+            humidity=newest.humidity,
+            timestamp=newest.timestamp,
+            detected_at=self.clock(),
+            rule="silent",
+            severity="critical",
+            # Nothing in it depends on when the tick came (the same text in a replay).
+            reason=f"Silent fleet: {len(folded):,} more sensors fell silent (no reading for "
+                   f"over {_span_text(self._silent_us)}) in the {_span_text(slot_us)} from "
+                   f"{start:%Y-%m-%d %H:%M:%S} UTC, after {self._storm} alerted one by one: "
+                   f"{shown}",
+        )
 
     def next_silence(self) -> datetime | None:
         """The earliest time after which :meth:`tick` would raise a silent alert.
 
         A tick strictly later than this is needed; None when no sensor can fall silent.
         """
-        due = [s.last_us for s in self._sensors.values() if not s.silenced]
-        if not due or not self._silent:
+        if not self._silent:
             return None
-        return from_us(min(due) + self._silent_us)
+        heap = self._silences
+        while heap:
+            key, _, state = heap[0]
+            if state.silenced or state.silence_key != key or not self._live(state):
+                heapq.heappop(heap)
+                continue
+            true = state.last_us + self._silent_us
+            if true == key:
+                return from_us(key)
+            state.silence_key = true
+            heapq.heapreplace(heap, (true, next(self._seq), state))
+        return None
+
+    def next_due(self) -> datetime | None:
+        """The earliest time after which :meth:`tick` or :meth:`expire` would do something:
+        a silence, the end of a slot holding folded silences, or an eviction. None: nothing."""
+        times = []
+        silence = self.next_silence()
+        if silence is not None:
+            times.append(to_us(silence))
+        if self._folded:
+            times.append((min(self._folded) + 1) * self._slot_us - 1)
+        heap = self._evictions
+        while heap:
+            key, _, state = heap[0]
+            if state.evict_key != key or not self._live(state):
+                heapq.heappop(heap)
+                continue
+            true = state.last_us + self._evict_us  # type: ignore[operator]
+            if true == key:
+                times.append(key)
+                break
+            state.evict_key = true
+            heapq.heapreplace(heap, (true, next(self._seq), state))
+        return from_us(min(times)) if times else None
+
+    def expire(self, now: datetime) -> list[str]:
+        """Forget the sensors silent for longer than ``evict_after`` at ``now`` (event time)
+        and return their ids; call after :meth:`tick`, so their silent alerts come first.
+        A sensor that speaks again later starts afresh, as a new one. Cost: what expires."""
+        if self._evict_us is None:
+            return []
+        now_us = to_us(now)
+        heap = self._evictions
+        gone: list[str] = []
+        while heap and heap[0][0] < now_us:
+            key, _, state = heapq.heappop(heap)
+            if state.evict_key != key or not self._live(state):
+                continue
+            true = state.last_us + self._evict_us
+            if true < now_us:
+                sensor_id = state.last.sensor_id
+                self.drop(sensor_id)
+                gone.append(sensor_id)
+            else:
+                state.evict_key = true
+                heapq.heappush(heap, (true, next(self._seq), state))
+        self.evicted += len(gone)
+        return gone
+
+    def expired(self, sensor_id: str, ts: int) -> bool:
+        """Whether a reading of ``sensor_id`` at ``ts`` (µs) finds it expired (see expire)."""
+        state = self._sensors.get(sensor_id)
+        return (state is not None and self._evict_us is not None
+                and ts > state.last_us + self._evict_us)
+
+    def drop(self, sensor_id: str) -> None:
+        """Forget one sensor: its state and its cooldowns (O(1))."""
+        self._sensors.pop(sensor_id, None)
+        last_alert = self._last_alert
+        for rule in ALL_RULES:
+            last_alert.pop((sensor_id, rule), None)
+
+    def __len__(self) -> int:
+        """How many sensors the rules remember."""
+        return len(self._sensors)
 
     def forget(self, sensor_ids: Iterable[str]) -> None:
         """Drop what is remembered about these sensors (e.g. decommissioned ones)."""
-        gone = set(sensor_ids)
-        for sensor_id in gone:
-            self._sensors.pop(sensor_id, None)
-        self._last_alert = {k: v for k, v in self._last_alert.items() if k[0] not in gone}
+        for sensor_id in set(sensor_ids):
+            self.drop(sensor_id)
 
     # -- emitting ---------------------------------------------------------------------
 
@@ -330,3 +529,18 @@ class Detector:
             severity=severity,
             reason=reason,
         ))
+
+
+def _due_order(entry: tuple[int, str, _SensorState]) -> tuple[int, str]:
+    return entry[0], entry[1]
+
+
+def _state_sensor(state: _SensorState) -> str:
+    return state.last.sensor_id
+
+
+def _folded_time(entry: tuple[int, str, Reading]) -> tuple[int, str]:
+    return entry[0], entry[1]
+
+
+_DUE_ORDER, _STATE_SENSOR, _FOLDED_TIME = _due_order, _state_sensor, _folded_time

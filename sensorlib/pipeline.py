@@ -7,6 +7,26 @@ that the event-time watermark — the largest timestamp seen so far, across sens
 passes, just before the reading that passes it. A live processor that ticks with its
 event-time watermark raises the same silent alerts with the same ids (a silent alert's id
 comes from the sensor's last reading, not from the tick).
+
+Per-sensor state is bounded (an attacker may send any number of sensor ids):
+
+- at most ``max_sensors`` distinct sensors are held (``SENSORLIB_MAX_SENSORS``); a reading of
+  one more is refused with :class:`TooManySensors` (an ``InvalidReading`` on ``sensorId``,
+  which the processor dead-letters) until silent ones are evicted;
+- a sensor that has sent nothing newer for ``evict_after`` of event time (default: the
+  window plus ``silent_after``, at least the cooldown plus ``silent_after``) is evicted at
+  the next tick, after its silent alert: its window, rule state and cooldowns are freed
+  and it leaves :meth:`Pipeline.aggregates`. A reading that comes later (or any reading
+  more than ``evict_after`` newer than the sensor's last one, whether a tick evicted it or
+  not) starts it afresh, as a new sensor: empty window, no late count, stuck and rate
+  rules from scratch, watched for silence from its second reading;
+- a storm of silences is folded into one fleet alert (``RuleConfig.silent_storm``);
+- a tick costs what falls due (deadline heaps), never the number of sensors seen.
+
+Live and offline agree on all of it, since every deadline is in event time; the one
+difference left is the processor's own: live ticks follow the wall clock, so a sensor
+whose readings arrive more than ``evict_after`` behind the others may be evicted live at a
+different moment than in a replay, and near the cap that can decide a refusal differently.
 """
 
 from __future__ import annotations
@@ -22,17 +42,26 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from sensorlib.detect import Detector, RuleConfig, utcnow
-from sensorlib.events import Alert, InvalidReading, Reading, parse_reading
+from sensorlib.events import Alert, FieldError, InvalidReading, Reading, parse_reading
 from sensorlib.runs import MIN_RUN, process_run
-from sensorlib.windows import DEFAULT_WINDOW, Aggregate, WindowStore, from_us, to_us
+from sensorlib.windows import (
+    DEFAULT_WINDOW,
+    Aggregate,
+    SensorWindow,
+    WindowStore,
+    from_us,
+    to_us,
+)
 
 if TYPE_CHECKING:  # pandas is imported by the DataFrame functions: the processor needs none
     import pandas as pd
 
 __all__ = [
+    "DEFAULT_MAX_SENSORS",
     "DEFAULT_TICK",
     "Pipeline",
     "PipelineStats",
+    "TooManySensors",
     "aggregates_to_frame",
     "alerts_to_frame",
     "readings_frame_to_records",
@@ -41,17 +70,35 @@ __all__ = [
 
 #: How often replays tick the silence rule, in event time.
 DEFAULT_TICK = timedelta(seconds=10)
+#: Distinct sensors a pipeline holds at most (``SENSORLIB_MAX_SENSORS``'s default).
+DEFAULT_MAX_SENSORS = 10_000
 _US = timedelta(microseconds=1)
+
+
+class TooManySensors(InvalidReading):
+    """A reading of a new sensor while the pipeline already holds ``max_sensors``.
+
+    An :class:`~sensorlib.events.InvalidReading` on ``sensorId``: dead-lettered with the reason
+    ``sensorId: more than N distinct sensors (SENSORLIB_MAX_SENSORS)``.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__([FieldError(
+            "sensorId", f"more than {limit:,} distinct sensors (SENSORLIB_MAX_SENSORS)")])
+        self.limit = limit
 
 
 @dataclass
 class PipelineStats:
-    """Counters: readings processed (and how many were late), alerts raised by rule."""
+    """Counters: readings processed (and how many were late), alerts raised by rule,
+    readings refused (a new sensor beyond ``max_sensors``), sensors evicted (silent)."""
 
     processed: int = 0
     late: int = 0
     warmed: int = 0
     alerts: Counter[str] = field(default_factory=Counter)
+    refused: int = 0
+    evicted: int = 0
 
 
 class Pipeline:
@@ -62,6 +109,14 @@ class Pipeline:
         rules: the rule configuration.
         clock: gives each alert's ``detected_at``: the wall clock by default, or
             ``"event"`` for the event time being processed (deterministic replays).
+        max_sensors: distinct sensors held at most; a reading of one more is refused
+            (:class:`TooManySensors`). None: no limit.
+        evict_after: a sensor silent this long (event time) is evicted at the next tick;
+            default ``max(window, rules.cooldown) + rules.silent_after``. None: never.
+
+    Refusals: :meth:`process` and :meth:`process_us` raise :class:`TooManySensors`;
+    :meth:`process_batch_us` leaves the reading out and lists it in :attr:`refused`;
+    :meth:`replay` and :meth:`warm` skip it. All count it in ``stats.refused``.
 
     >>> from datetime import UTC
     >>> p = Pipeline()
@@ -76,10 +131,26 @@ class Pipeline:
         window: timedelta = DEFAULT_WINDOW,
         rules: RuleConfig = RuleConfig(),  # noqa: B008 - frozen, safe as a default
         clock: Callable[[], datetime] | Literal["event"] = utcnow,
+        *,
+        max_sensors: int | None = DEFAULT_MAX_SENSORS,
+        evict_after: timedelta | None | Literal["default"] = "default",
     ) -> None:
+        if max_sensors is not None and max_sensors < 1:
+            raise ValueError(f"max_sensors must be at least 1 or None (got {max_sensors})")
+        if evict_after == "default":
+            evict_after = max(window, rules.cooldown) + rules.silent_after
         self.windows = WindowStore(window)
-        self.detector = Detector(rules, clock=self._event_time if clock == "event" else clock)
+        self._windows = self.windows._windows  # hot path: the dict itself
+        self.detector = Detector(rules, clock=self._event_time if clock == "event" else clock,
+                                 evict_after=evict_after)
         self.stats = PipelineStats()
+        self.max_sensors = max_sensors
+        self.evict_after = evict_after
+        # A reading this much newer than its sensor's last one starts it afresh (see expire).
+        self._evict_us = sys.maxsize if evict_after is None else evict_after // _US
+        #: ``(index in batch, TooManySensors)`` of each reading the last
+        #: :meth:`process_batch_us` refused, in batch order.
+        self.refused: list[tuple[int, TooManySensors]] = []
         # Window size from which the outlier rule needs the window's moments.
         self._moments_from = rules.outlier_min_samples if "outlier" in rules.rules \
             else sys.maxsize
@@ -102,11 +173,16 @@ class Pipeline:
 
     def process_us(self, reading: Reading, ts: int) -> list[Alert]:
         """:meth:`process` with the event time already in epoch microseconds (hot path)."""
+        window = self._windows.get(reading.sensor_id)
+        if window is None:
+            window = self._admit(reading.sensor_id)  # or raise TooManySensors
+        elif window._watermark is not None and ts > window._watermark + self._evict_us:
+            self._drop(reading.sensor_id)  # silent long enough to be evicted: a new sensor
+            window = self.windows.window(reading.sensor_id)
         wm = self._watermark
         if wm is None or ts > wm:
             self._watermark = wm = ts
         self._event_us = wm
-        window = self.windows.window(reading.sensor_id)
         # The rules see the window as it was before this reading (see Detector).
         alerts = self.detector.observe_us(reading, ts, *window.before_us(ts, self._moments_from))
         stats = self.stats
@@ -117,6 +193,23 @@ class Pipeline:
             stats.alerts[alert.rule] += 1
         return alerts
 
+    def _admit(self, sensor_id: str) -> SensorWindow:
+        """A new sensor's (empty) window, unless the pipeline is full."""
+        limit = self.max_sensors
+        if limit is not None and len(self._windows) >= limit:
+            self.stats.refused += 1
+            raise TooManySensors(limit)
+        return self.windows.window(sensor_id)
+
+    def _drop(self, sensor_id: str) -> None:
+        self.windows.reset(sensor_id)
+        self.detector.drop(sensor_id)
+        self.stats.evicted += 1
+
+    def __len__(self) -> int:
+        """How many sensors the pipeline holds."""
+        return len(self._windows)
+
     def process_batch_us(self, batch: Sequence[tuple[Reading, int]]
                          ) -> list[tuple[int, list[Alert]]]:
         """:meth:`process_us` for many ``(reading, event time µs)`` in arrival order.
@@ -126,11 +219,16 @@ class Pipeline:
         :data:`~sensorlib.runs.MIN_RUN` goes through :func:`sensorlib.runs.process_run`
         (array operations), anything else one by one. Same alerts and state as one by one
         (see :mod:`sensorlib.runs`), except the order of alerts between sensors.
+
+        A reading of a new sensor beyond ``max_sensors`` is left out and listed in
+        :attr:`refused` (``(index in batch, TooManySensors)``, reset by every call).
         """
+        self.refused = []
+        raised: list[tuple[int, list[Alert]]] = []
         if self.detector.clock == self._event_time:
             # detectedAt is the event time of the moment: keep the arrival order exactly.
-            return [(i, found) for i, (reading, ts) in enumerate(batch)
-                    if (found := self.process_us(reading, ts))]
+            self._one_by_one(batch, range(len(batch)), raised)
+            return raised
         groups: dict[str, list[int]] = {}
         for i, sensor_id in enumerate(map(_SENSOR_ID, map(_FIRST, batch))):
             group = groups.get(sensor_id)
@@ -138,7 +236,13 @@ class Pipeline:
                 groups[sensor_id] = [i]
             else:
                 group.append(i)
-        raised: list[tuple[int, list[Alert]]] = []
+        limit = self.max_sensors
+        if limit is not None and len(self._windows) + len(groups) > limit and (
+                len(self._windows) + sum(s not in self._windows for s in groups) > limit):
+            # Some new sensors will be refused: which ones depends on the arrival order.
+            self._one_by_one(batch, range(len(batch)), raised)
+            return raised
+        evict_us = self._evict_us
         for sensor_id, where in groups.items():
             if len(where) < MIN_RUN:
                 self._one_by_one(batch, where, raised)
@@ -148,8 +252,14 @@ class Pipeline:
             # piece is in order; what a piece holds at or before the window's end so far
             # goes one by one, the rest as a run.
             start = 0
-            for stop in [*(np.flatnonzero(np.diff(ts) <= 0) + 1).tolist(), len(where)]:
-                window = self.windows.get(sensor_id)
+            steps = np.diff(ts)
+            # ... and where a reading comes after a silence long enough to evict the sensor.
+            for stop in [*(np.flatnonzero((steps <= 0) | (steps > evict_us)) + 1).tolist(),
+                         len(where)]:
+                window = self._windows.get(sensor_id)
+                if (window is not None and window._watermark is not None
+                        and start < stop and ts[start] > window._watermark + evict_us):
+                    window = None  # process_us starts it afresh
                 if window is None and start < stop:  # a new sensor: its first reading alone
                     self._one_by_one(batch, where[start:start + 1], raised)
                     start += 1
@@ -168,10 +278,14 @@ class Pipeline:
         raised.sort(key=_FIRST)
         return raised
 
-    def _one_by_one(self, batch: Sequence[tuple[Reading, int]], where: list[int],
+    def _one_by_one(self, batch: Sequence[tuple[Reading, int]], where: Iterable[int],
                     raised: list[tuple[int, list[Alert]]]) -> None:
         for i in where:
-            found = self.process_us(*batch[i])
+            try:
+                found = self.process_us(*batch[i])
+            except TooManySensors as refused:
+                self.refused.append((i, refused))
+                continue
             if found:
                 raised.append((i, found))
 
@@ -192,15 +306,22 @@ class Pipeline:
                 stats.alerts[alert.rule] += 1
 
     def tick(self, now: datetime) -> list[Alert]:
-        """Let event time pass to ``now``: raises silent alerts that are due."""
+        """Let event time pass to ``now``: raises silent alerts that are due, then evicts
+        the sensors silent for longer than ``evict_after`` (module docstring)."""
         self._event_us = to_us(now)
         alerts = self.detector.tick(now)
         for alert in alerts:
             self.stats.alerts[alert.rule] += 1
+        gone = self.detector.expire(now)
+        if gone:
+            reset = self.windows.reset
+            for sensor_id in gone:
+                reset(sensor_id)
+            self.stats.evicted += len(gone)
         return alerts
 
     def aggregates(self) -> list[Aggregate]:
-        """Every sensor's window statistics, sorted by sensor id."""
+        """Every sensor's window statistics, sorted by sensor id (evicted ones are gone)."""
         return self.windows.aggregates()
 
     def replay(self, readings: Iterable[Reading], *,
@@ -216,7 +337,10 @@ class Pipeline:
                 ts = to_us(reading.timestamp)
                 if ts // step > wm // step:  # a tick boundary lies in (wm, ts]
                     yield from self._tick_through(ts, step)
-            yield from self.process(reading)
+            try:
+                yield from self.process(reading)
+            except TooManySensors:
+                continue  # counted in stats.refused
 
     def warm(self, readings: Iterable[Reading], *,
              tick_every: timedelta | None = DEFAULT_TICK) -> None:
@@ -259,15 +383,16 @@ class Pipeline:
             self.process_batch_us(pending)
 
     def _tick_through(self, ts: int, step: int) -> Iterator[Alert]:
-        """Tick at each boundary in (watermark, ts] where a silence falls due.
+        """Tick at each boundary in (watermark, ts] where a silence, a storm's slot end or an
+        eviction falls due.
 
-        Boundaries where nothing is due would raise nothing, so they are skipped:
+        Boundaries where nothing is due would do nothing, so they are skipped:
         a gap of days in the data costs a few ticks, not thousands.
         """
         assert self._watermark is not None
         after = self._watermark
         while True:
-            due = self.detector.next_silence()
+            due = self.detector.next_due()
             if due is None:
                 return
             boundary = (max(to_us(due), after) // step + 1) * step
@@ -378,8 +503,13 @@ def run_frame(
     window: timedelta = DEFAULT_WINDOW,
     rules: RuleConfig = RuleConfig(),  # noqa: B008 - frozen, safe as a default
     tick_every: timedelta | None = DEFAULT_TICK,
+    max_sensors: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the pipeline over a DataFrame of readings: ``(aggregates, alerts)`` frames.
+
+    Sensors silent for long are evicted and storms of silences folded as live (module
+    docstring); ``max_sensors`` (default: no limit, the frame is in memory already) skips
+    the readings of sensors beyond it, as the processor refuses them.
 
     Rows are processed in timestamp order (stable for ties) with ticks on event time
     (module docstring); ``detectedAt`` is the event time at detection, so the result
@@ -401,6 +531,6 @@ def run_frame(
 
     order = pd.to_datetime(df["timestamp"], utc=True).argsort(kind="stable")
     ordered = df.iloc[order.to_numpy()]
-    pipeline = Pipeline(window, rules, clock="event")
+    pipeline = Pipeline(window, rules, clock="event", max_sensors=max_sensors)
     alerts = list(pipeline.replay(readings_frame_to_records(ordered), tick_every=tick_every))
     return aggregates_to_frame(pipeline.aggregates()), alerts_to_frame(alerts)

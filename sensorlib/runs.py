@@ -8,8 +8,9 @@ count, mean and variance before each reading, the threshold, rate-of-change, stu
 outlier tests — as array operations, emits the alerts of the few readings that raise one in
 order through the detector's own methods (cooldowns, reasons, ids), and leaves the window
 and the rule state as the one-by-one path would. A run that is not in order, a sensor seen
-for the first time, or a window statistic within 1e-9 of an outlier limit declines (returns
-False) and takes the one-by-one path instead.
+for the first time, one with a gap long enough to evict the sensor (``Pipeline.evict_after``),
+or a window statistic within 1e-9 of an outlier limit declines (returns None) and takes the
+one-by-one path instead.
 
 Equality with the one-by-one path: the threshold, rate-of-change and stuck tests use the
 same IEEE operations on the same values, so they decide identically; the window's sums are
@@ -68,7 +69,11 @@ def process_run(pipeline: Pipeline, sensor_id: str, readings: list[Any], ts: np.
         return None
     k = len(readings)
     wm_old = window._watermark
-    if ts[0] <= wm_old or ts[0] <= state.last_us or (np.diff(ts) <= 0).any():
+    steps = np.diff(ts)
+    # A step longer than evict_after would start the sensor afresh (Pipeline.process_us).
+    evict_us = pipeline._evict_us
+    if (ts[0] <= wm_old or ts[0] <= state.last_us or ts[0] > wm_old + evict_us
+            or (steps <= 0).any() or (steps > evict_us).any()):
         return None
     temp = np.fromiter(map(_TEMPERATURE, readings), np.float64, k)
     hum = np.fromiter(map(_HUMIDITY, readings), np.float64, k)
@@ -167,7 +172,9 @@ def process_run(pipeline: Pipeline, sensor_id: str, readings: list[Any], ts: np.
 
     # -- the state the one-by-one path would leave ----------------------------------------
     last = readings[-1]
-    state.last, state.last_us, state.silenced = last, int(ts[-1]), False
+    state.last, state.last_us = last, int(ts[-1])
+    if state.silenced:
+        det._arm(state)
     state.run = int(run[-1])
     if det._rate:
         keep = int(head[-1])
