@@ -221,6 +221,11 @@ class Settings:
                                               the dashboard's login password; never shown)
     ``SENSORLIB_INSECURE``                    ``1``: bound beyond loopback without a token,
                                               anyone may write (``sensorlib up --insecure``)
+    ``SENSORLIB_MAX_SENSORS``                 distinct sensors the processor keeps state for
+                                              (per partition); a reading of one more is
+                                              dead-lettered (10000)
+    ``SENSORLIB_MAX_SESSIONS``                dashboard browser sessions open at once; one
+                                              more gets a "try again later" page (50)
     ``SENSORLIB_STALE_AFTER``                 no reading for this long: STALE on the dashboard
                                               (default 3 × SENSORLIB_INTERVAL, at least 10 s)
     ``SENSORLIB_METRICS_URLS``                where the dashboard's Ops tab scrapes the
@@ -282,6 +287,8 @@ class Settings:
     api_token: str | None = field(default=None, repr=False)
     insecure: bool = False
     stale_after: timedelta | None = None
+    max_sensors: int = 10_000
+    max_sessions: int = 50
     metrics_urls: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -345,6 +352,8 @@ class Settings:
             insecure=_str(env, "SENSORLIB_INSECURE", "0").lower() in ("1", "true", "yes"),
             stale_after=(env_duration(env, "SENSORLIB_STALE_AFTER", timedelta(0))
                          if (env.get("SENSORLIB_STALE_AFTER") or "").strip() else None),
+            max_sensors=env_int(env, "SENSORLIB_MAX_SENSORS", 10_000),
+            max_sessions=env_int(env, "SENSORLIB_MAX_SESSIONS", 50),
         )
         settings.validate()
         return settings
@@ -364,6 +373,10 @@ class Settings:
                 raise ConfigError(f"SENSORLIB_{name.upper()} must be a TCP port, got {port}")
         if self.stale_after is not None and self.stale_after <= timedelta(0):
             raise ConfigError("SENSORLIB_STALE_AFTER must be positive")
+        if self.max_sensors < 1:
+            raise ConfigError("SENSORLIB_MAX_SENSORS must be at least 1")
+        if self.max_sessions < 1:
+            raise ConfigError("SENSORLIB_MAX_SESSIONS must be at least 1")
         if self.body_timeout <= 0:
             raise ConfigError("SENSORLIB_BODY_TIMEOUT must be positive")
         if self.header_timeout <= 0:
@@ -446,6 +459,8 @@ class Settings:
             env["SENSORLIB_INSECURE"] = "1"
         if self.stale_after is not None:
             env["SENSORLIB_STALE_AFTER"] = f"{self.stale_after.total_seconds()!r}s"
+        env["SENSORLIB_MAX_SENSORS"] = str(self.max_sensors)
+        env["SENSORLIB_MAX_SESSIONS"] = str(self.max_sessions)
         if self.allowed_hosts:
             env["SENSORLIB_ALLOWED_HOSTS"] = ",".join(self.allowed_hosts)
         if self.cors_origins:
