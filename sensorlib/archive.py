@@ -53,6 +53,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sensorlib.config import Settings
 from sensorlib.errors import ArchiveError, KafkaUnavailable
+from sensorlib.events import EventTimeWindow
+from sensorlib.fetch import accept_of
 from sensorlib.history import (
     ALERTS,
     KINDS,
@@ -235,12 +237,16 @@ class _Topic:
     last_commit: datetime | None = None
 
 
-def _decode(kind: TableKind, batch: _Batch) -> tuple[pa.Table, int]:
+def _decode(kind: TableKind, batch: _Batch, accept: EventTimeWindow | None = None
+            ) -> tuple[pa.Table, int]:
     """The valid records of a batch as an Arrow table of the kind's schema, and how many not."""
     from sensorlib.replay import decode_alerts, decode_readings
 
-    frame = (decode_readings if kind is READINGS else decode_alerts)(batch.values)
     partitions, offsets, times = batch.partitions, batch.offsets, batch.times
+    if kind is READINGS:  # the gate's verdicts: the processor's window around record time
+        frame = decode_readings(batch.values, record_ms=times, accept=accept)
+    else:
+        frame = decode_alerts(batch.values)
     valid = frame["_reason"].isna().to_numpy()
     everything = bool(valid.all())
     if not everything:
@@ -333,7 +339,7 @@ def _writer_loop(requests: Any, replies: Any, settings: Settings, parent: int | 
 
             topic, kind_name, covered, batch = message
             kind = READINGS if kind_name == READINGS.name else ALERTS
-            table, invalid = _decode(kind, batch)
+            table, invalid = _decode(kind, batch, accept_of(settings))
             props = offsets_property(topic, covered)
             target = tables[topic]
             for attempt in range(5):

@@ -12,6 +12,7 @@ records a topic holds from a point in time on.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,8 @@ if TYPE_CHECKING:  # the readers import these: the processor writes dead letters
 
     from sensorlib.replay import ReplayError, TimeLike
 
-__all__ = ["DEAD_LETTER_COLUMNS", "dead_letter", "dead_letter_headers", "read_dead_letters",
+__all__ = ["DEAD_LETTER_COLUMNS", "MAX_LETTER_VALUE", "dead_letter", "dead_letter_headers",
+           "dead_letter_key", "read_dead_letters",
            "topic_size"]
 
 #: Columns of :func:`read_dead_letters`.
@@ -64,29 +66,61 @@ def topic_size(settings: Settings, topic: str, since: TimeLike | None = None) ->
         return reader.total
 
 
+#: Bytes of a rejected value kept in its dead letter; a longer value is cut there (its
+#: length and SHA-256 are kept), so a letter always fits in a Kafka record whatever the
+#: rejected value held (600 KB of quotes escape to 1.2 MB of JSON).
+MAX_LETTER_VALUE = 16 * 1024
+#: Characters of a rejected record's key kept in its letter and as the letter's key.
+MAX_LETTER_KEY = 1024
+
+
 def dead_letter(record: Any, error: Exception) -> bytes:
-    """The DLQ value for a consumed ``record`` that failed with ``error``."""
+    """The DLQ value for a consumed ``record`` that failed with ``error``.
+
+    Bounded whatever the record held: the value is kept up to :data:`MAX_LETTER_VALUE`
+    bytes (as text when it is UTF-8, else base64), with ``valueBytes`` (the full length),
+    ``valueSha256`` and ``truncated`` saying what was cut.
+    """
     raw: bytes = record.value if isinstance(record.value, bytes) else b""
-    try:
-        text: str | None = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
+    kept = raw[:MAX_LETTER_VALUE]
+    text = _utf8_prefix(kept, cut=len(raw) > MAX_LETTER_VALUE)
     errors = (
-        [{"field": e.field, "reason": e.reason} for e in error.errors]
+        [{"field": e.field, "reason": e.reason[:1000]} for e in error.errors[:20]]
         if isinstance(error, InvalidReading)
-        else [{"field": "body", "reason": str(error)}]
+        else [{"field": "body", "reason": f"{type(error).__name__}: {error}"[:1000]}]
     )
+    key = record.key
     return json.dumps(
         {
             "errors": errors,
             "source": {"topic": record.topic, "partition": record.partition,
                        "offset": record.offset, "timestamp": record.timestamp},
-            "key": record.key,
+            "key": key[:MAX_LETTER_KEY] if isinstance(key, str) else None,
             "value": text,
-            "valueBase64": base64.b64encode(raw).decode() if text is None else None,
+            "valueBase64": base64.b64encode(kept).decode() if text is None else None,
+            "valueBytes": None if record.value is None else len(raw),
+            "valueSha256": hashlib.sha256(raw).hexdigest(),
+            "truncated": len(raw) > MAX_LETTER_VALUE,
             "rejectedAt": format_timestamp(utcnow()),
         }
     ).encode()
+
+
+def dead_letter_key(record: Any) -> str | None:
+    """The key of the DLQ record: the rejected record's key (bounded)."""
+    key = record.key
+    return key[:MAX_LETTER_KEY] if isinstance(key, str) else None
+
+
+def _utf8_prefix(data: bytes, *, cut: bool) -> str | None:
+    """``data`` as text, or None when it is not UTF-8 (a cut value may end inside a
+    character: up to three bytes are dropped then)."""
+    for drop in range(4 if cut else 1):
+        try:
+            return data[:len(data) - drop].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return None
 
 
 def dead_letter_headers(record: Any) -> list[tuple[str, bytes]]:

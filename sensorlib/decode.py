@@ -14,6 +14,7 @@ import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -29,9 +30,11 @@ from sensorlib.events import (
     MAX_SENSOR_ID,
     TEMPERATURE_RANGE,
     TIMESTAMP_RANGE,
+    EventTimeWindow,
     text_problem,
 )
 from sensorlib.pipeline import ALERT_DTYPES as _FRAME_ALERT_DTYPES
+from sensorlib.times import EPOCH, ONE_US
 
 __all__ = [
     "ALERT_DTYPES",
@@ -280,8 +283,17 @@ def _reasons(n: int, checks: list[tuple[np.ndarray, str]], first: dict[int, str]
     return out
 
 
-def decode(values: list[bytes | None], kind: RecordKind) -> pd.DataFrame:
-    """Decode and validate raw record values: the typed fields plus a ``_reason`` column."""
+def decode(values: list[bytes | None], kind: RecordKind, *,
+           record_ms: Sequence[int] | np.ndarray | None = None,
+           accept: EventTimeWindow | None = None, now_us: int | None = None) -> pd.DataFrame:
+    """Decode and validate raw record values: the typed fields plus a ``_reason`` column.
+
+    Readings are held to the one gate (:func:`sensorlib.gate.judge`): the columns decide
+    only the records they are sure of (well-formed, every key once, a usual timestamp,
+    valid); every other record is judged by the gate, which gives its reason — so the
+    verdicts and values are the gate's. With ``accept``, the event time must lie in that
+    window around each record's Kafka time (``record_ms``; negative or None: ``now_us``).
+    """
     n = len(values)
     if n == 0:
         frame = empty_frame(kind).drop(columns=["partition", "offset"])
@@ -301,6 +313,7 @@ def decode(values: list[bytes | None], kind: RecordKind) -> pd.DataFrame:
             first[i] = ("body: not a JSON object (tombstone)" if size < 0 else "body: empty"
                         if size == 0 else f"body: larger than 64 KiB ({MAX_BODY_BYTES} bytes)")
             clean[i] = b"{}"
+    clean = _utf8_only(clean, first)
     failures: dict[int, str] = {}
     spelling = kind.usual
     table = _parse_tolerant(clean, kind, spelling, failures)
@@ -317,6 +330,8 @@ def decode(values: list[bytes | None], kind: RecordKind) -> pd.DataFrame:
         columns[name] = (pc.coalesce(table[name], table[_pascal(name)]) if spelling == "both"
                          else table[name if spelling == "camel" else _pascal(name)])
     data: dict[str, Any] = {}
+    if kind is READING_RECORDS:
+        data["_stamp_text"] = columns["timestamp"].to_pandas()
     for name, column in columns.items():
         if name in kind.times:
             data[name] = _times(column)
@@ -328,11 +343,113 @@ def decode(values: list[bytes | None], kind: RecordKind) -> pd.DataFrame:
     checks = _validate(columns, frame, kind)
     if "location" in frame:
         frame["location"] = frame["location"].fillna("")
-    frame["_reason"] = pd.Series(_reasons(n, checks, failures | first), dtype=object)
+    reasons = _reasons(n, checks, failures | first)
+    if kind is READING_RECORDS:
+        _hold_to_gate(values, table, frame, reasons, record_ms, accept, now_us)
+    frame["_reason"] = pd.Series(reasons, dtype=object)
     return frame
 
 
-def decode_readings(values: Sequence[bytes | None]) -> pd.DataFrame:
+# The timestamps the columns decide themselves (Arrow's ISO parser agrees with the gate's
+# grammar on these); any other form is the gate's to judge.
+_USUAL_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})?$"
+_SPACED = re.compile(rb'"\s+:')
+_EPOCH_1970 = pd.Timestamp("1970-01-01", tz="UTC")
+
+
+def _hold_to_gate(values: list[bytes | None], table: pa.Table, frame: pd.DataFrame,
+                  reasons: np.ndarray, record_ms: Sequence[int] | np.ndarray | None,
+                  accept: EventTimeWindow | None, now_us: int | None) -> None:
+    """Let the gate judge every record the columns are not sure of (in place)."""
+    from sensorlib.gate import judge
+
+    n = len(values)
+    unsure = np.fromiter((r is not None for r in reasons), dtype=bool, count=n)
+    # Every key once, and no other key: as many '":' as fields the columns found (a key
+    # given twice, a spaced colon, an escaped quote or an extra key all differ).
+    present = np.zeros(n, dtype=np.int64)
+    for name in table.column_names:
+        valid = table[name].is_valid().to_numpy(zero_copy_only=False)
+        present += valid
+        other = _pascal(name)
+        if other != name and other in table.column_names:  # both spellings of one field
+            unsure |= valid & table[other].is_valid().to_numpy(zero_copy_only=False)
+    colons = np.fromiter((v.count(b'":') if type(v) is bytes else -1 for v in values),
+                         dtype=np.int64, count=n)
+    unsure |= colons != present
+    try:
+        joined = b"".join(values)  # type: ignore[arg-type]
+    except TypeError:
+        joined = b""
+        unsure |= np.fromiter((type(v) is not bytes for v in values), dtype=bool, count=n)
+    if _SPACED.search(joined) or b"\\u" in joined or not joined.isascii():
+        for i, v in enumerate(values):
+            if type(v) is bytes and (_SPACED.search(v) or b"\\u" in v or not v.isascii()):
+                unsure[i] = True  # escapes and non-ASCII text: rare enough for the gate
+    stamp = frame["timestamp"]
+    text = pa.array(frame.get("_stamp_text", pd.Series([None] * n)), type=pa.string())
+    usual = pc.fill_null(pc.match_substring_regex(text, _USUAL_TIME), False)
+    unsure |= ~usual.to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        unsure |= (stamp < _EPOCH_1970).to_numpy(dtype=bool)  # Arrow truncates toward 0
+    if now_us is None:
+        now_us = (datetime.now(UTC) - EPOCH) // ONE_US
+    if accept is not None:
+        low, high = accept.bounds_us(0)
+        refs = (np.full(n, -1, dtype=np.int64) if record_ms is None
+                else np.asarray(record_ms, dtype=np.int64))
+        refs = np.where(refs >= 0, refs * 1000, now_us)
+        us = stamp.array.asi8 if hasattr(stamp.array, "asi8") else stamp.to_numpy("int64")
+        unsure |= ~((refs + low <= us) & (us <= refs + high))
+    if "_stamp_text" in frame:
+        del frame["_stamp_text"]
+    rows = np.flatnonzero(unsure)
+    if not len(rows):
+        return
+    times = [-1] * n if record_ms is None else list(map(int, record_ms))
+    fill: dict[str, list[Any]] = {"sensorId": [], "temperature": [], "humidity": [],
+                                  "location": [], "timestamp": []}
+    valid_rows: list[int] = []
+    for i in rows.tolist():
+        got = judge(values[i], times[i], now_us=now_us, accept=accept)
+        if isinstance(got, tuple):
+            reading = got[0]
+            reasons[i] = None
+            valid_rows.append(i)
+            fill["sensorId"].append(reading.sensor_id)
+            fill["temperature"].append(reading.temperature)
+            fill["humidity"].append(reading.humidity)
+            fill["location"].append(reading.location)
+            fill["timestamp"].append(pd.Timestamp(got[1], unit="us", tz="UTC"))
+        else:
+            reasons[i] = str(got)
+    if valid_rows:
+        for name, column in fill.items():
+            position = frame.columns.get_loc(name)
+            frame.iloc[valid_rows, position] = pd.Series(
+                column, dtype=frame.dtypes.iloc[position]).to_numpy()
+
+
+def _utf8_only(values: list[bytes], first: dict[int, str]) -> list[bytes]:
+    """``values`` with each value that is not UTF-8 replaced by ``{}`` (its reason in
+    ``first``): Arrow would carry the bytes into a string column that cannot be read."""
+    if b"".join(values).isascii():
+        return values
+    out = list(values)
+    for i, value in enumerate(values):
+        if not value.isascii():
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                first[i] = "body: not valid UTF-8"
+                out[i] = b"{}"
+    return out
+
+
+def decode_readings(values: Sequence[bytes | None], *,
+                    record_ms: Sequence[int] | np.ndarray | None = None,
+                    accept: EventTimeWindow | None = None,
+                    now_us: int | None = None) -> pd.DataFrame:
     """Decode reading records in bulk: typed columns plus ``_reason`` (None when valid).
 
     Accepts camelCase and PascalCase keys; applies the rules of
@@ -345,7 +462,8 @@ def decode_readings(values: Sequence[bytes | None]) -> pd.DataFrame:
     >>> df["sensorId"].tolist(), df["_reason"].tolist()
     (['s1', nan], [None, 'body: not valid JSON'])
     """
-    return decode(list(values), READING_RECORDS)
+    return decode(list(values), READING_RECORDS, record_ms=record_ms, accept=accept,
+                  now_us=now_us)
 
 
 def decode_alerts(values: Sequence[bytes | None]) -> pd.DataFrame:

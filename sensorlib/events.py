@@ -22,7 +22,7 @@ import math
 import re
 import unicodedata
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -53,11 +53,8 @@ __all__ = [
     "Status",
     "alert_id",
     "format_timestamp",
-    "judge_canonical",
-    "judge_canonical_many",
     "new_reading",
     "parse_alert",
-    "parse_canonical",
     "parse_reading",
     "status_of",
     "text_problem",
@@ -352,89 +349,19 @@ def _errors_of(exc: ValidationError) -> list[FieldError]:
     return out
 
 
-def _invalid(exc: ValidationError, raw: bytes | str) -> InvalidReading:
-    _check_keys(raw)  # a field given twice explains the rest
-    errors = _errors_of(exc)
-    if errors and errors[0].field == "body" and "escape" in errors[0].reason:
-        errors = _surrogate_errors(raw) or errors
-    return InvalidReading(errors)
-
-
-def _missing_timestamp(exc: ValidationError) -> bool:
-    return any(e["type"] == "missing" and e["loc"][0] in ("timestamp", "Timestamp")
-               for e in exc.errors(include_url=False))
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, str] = {}
-    for key, _ in pairs:
-        folded = key.casefold()
-        if folded in seen:
-            first = seen[folded]
-            what = "twice" if first == key else f"twice, as {first!r} and {key!r}"
-            raise _Duplicate(_WIRE_NAMES.get(key, key), f"given {what}: send each field once")
-        seen[folded] = key
-    return dict(pairs)
-
-
-class _Duplicate(ValueError):
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(reason)
-        self.field, self.reason = field, reason
-
-
-_SPACED_COLON = re.compile(rb'"[ \t\r\n]+:')
-
-
-def _check_keys(raw: bytes | str, fields: int | None = None) -> None:
-    """Refuse a field given twice (``temperature`` and ``Temperature`` included).
-
-    JSON parsers keep one of the two silently. ``fields`` is how many fields the parsed
-    reading has: a body with exactly that many ``":`` and no space before a colon has no
-    key twice (a duplicate always adds a key). Anything else — a duplicate, an unknown
-    key, a value holding ``\":`` — takes the exact check, which decides.
-    """
-    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
-    if fields is not None and data.count(b'":') == fields and not _SPACED_COLON.search(data):
-        return
-    try:
-        json.loads(raw, object_pairs_hook=_no_duplicates)
-    except _Duplicate as exc:
-        raise InvalidReading([FieldError(exc.field, exc.reason)]) from None
-    except ValueError:
-        return
-
-
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-def _surrogate_errors(raw: bytes | str) -> list[FieldError] | None:
-    """Fields holding a lone UTF-16 surrogate escape (``"\\ud800"``), which is no character.
-
-    pydantic-core refuses such a body as invalid JSON with a message about hex escapes;
-    Python's json module reads it, so we can name the field.
-    """
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    bad = [FieldError(_WIRE_NAMES.get(k, k), "contains a lone UTF-16 surrogate escape "
-                      f"(\\u{ord(m.group()):04x}), which is not a Unicode character")
-           for k, v in data.items() if isinstance(v, str) and (m := _SURROGATE.search(v))]
-    return bad or None
+def surrogate_errors(data: Mapping[str, Any]) -> list[FieldError]:
+    """Fields holding a lone UTF-16 surrogate escape (``"\\ud800"``), which is no character
+    (Python's json module reads it into a string that cannot be written as UTF-8)."""
+    return [FieldError(_WIRE_NAMES.get(k, k), "contains a lone UTF-16 surrogate escape "
+                       f"(\\u{ord(m.group()):04x}), which is not a Unicode character")
+            for k, v in data.items()
+            if isinstance(k, str) and isinstance(v, str) and (m := _SURROGATE.search(v))]
 
 
-def _body_too_large(size: int) -> InvalidReading:
-    return InvalidReading([FieldError(
-        "body", f"larger than 64 KiB ({MAX_BODY_BYTES} bytes): got {size} bytes")])
-
-
-def _validate_mapping(data: Mapping[str, Any], now: datetime | None) -> Reading:
-    if now is not None and not any(k in data for k in ("timestamp", "Timestamp")):
-        data = {**data, "timestamp": now}
-    return Reading.model_validate(data)
+errors_of = _errors_of
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -444,13 +371,13 @@ def parse_reading(raw: bytes | str | Mapping[str, Any], *, now: datetime | None 
                   accept: EventTimeWindow | None = None) -> Reading:
     """Validate one reading from its wire bytes (or text, or an already decoded mapping).
 
-    Accepts camelCase and PascalCase keys (each field once: ``temperature`` together with
-    ``Temperature`` is refused) and fractional seconds of any length (the .NET producer
-    writes 7 digits; we keep microseconds). Numbers must be JSON numbers (``"42"`` and
-    ``true`` are rejected) and finite; the timestamp must be an ISO-8601 date-time (epoch
-    numbers are refused). A missing timestamp means ``now`` when given (the HTTP API passes
-    the current time), else it is an error. With ``accept``, the event time must also lie
-    in that window around ``now`` (the wall clock when ``now`` is None).
+    The raising form of the one gate, :func:`sensorlib.gate.judge` (see there for the
+    rules): camelCase and PascalCase keys (each field once: ``temperature`` together with
+    ``Temperature`` is refused), fractional seconds of any length (the .NET producer writes
+    7 digits; we keep microseconds), JSON numbers that are finite, an ISO-8601 date-time
+    (epoch numbers are refused). A missing timestamp means ``now`` when given (the HTTP API
+    passes the current time), else it is an error. With ``accept``, the event time must
+    also lie in that window around ``now`` (the wall clock when ``now`` is None).
 
     Raises:
         InvalidReading: naming every bad field (``body`` when it is not a JSON object).
@@ -459,10 +386,13 @@ def parse_reading(raw: bytes | str | Mapping[str, Any], *, now: datetime | None 
     ...               ' "Timestamp": "2026-01-01T12:00:00.1234567Z"}').timestamp.microsecond
     123456
     """
-    reading = _parse(raw, now)
-    if accept is not None:
-        accept.check(reading.timestamp, now or datetime.now(UTC))
-    return reading
+    from sensorlib.gate import judge, to_reading
+
+    got = judge(raw, -1, now_us=None if now is None else (now - EPOCH) // ONE_US,
+                accept=accept, now=now)
+    if isinstance(got, InvalidReading):
+        raise got
+    return to_reading(got[0])
 
 
 class LiveReading(msgspec.Struct, rename="pascal", forbid_unknown_fields=True, gc=False):
@@ -481,116 +411,6 @@ class LiveReading(msgspec.Struct, rename="pascal", forbid_unknown_fields=True, g
     #: The wire text when decoded; the UTC datetime once :func:`judge_canonical` accepts it.
     timestamp: Any
 
-
-_decode_live = msgspec.json.Decoder(LiveReading).decode
-# 5 keys and 3 string values: a key given twice would add quotes (values hold no escapes).
-_CANONICAL_QUOTES = 16
-_YEARS = (TIMESTAMP_RANGE[0].year, TIMESTAMP_RANGE[1].year)
-
-
-def judge_canonical(raw: bytes) -> tuple[LiveReading, int] | None:
-    """A canonical record's reading and event time (epoch µs), or None when only the full
-    parser can decide.
-
-    Canonical: PascalCase, all five fields once, printable ASCII without escapes, a
-    ``...THH:MM:SS[.fraction]Z`` timestamp — what sensorlib and the .NET producer write.
-    For such a record the values equal :func:`parse_reading`'s (a differential property
-    test holds the two together); every other record, valid or not, returns None and takes
-    the full parser, which explains any error.
-    """
-    return judge_canonical_many((raw,))[0]
-
-
-def judge_canonical_many(values: Iterable[Any]) -> list[tuple[LiveReading, int] | None]:
-    """:func:`judge_canonical` of each value (None also for a value that is not bytes), in
-    one call: the processor's hot loop, with every name it uses bound locally."""
-    out: list[tuple[LiveReading, int] | None] = []
-    append = out.append
-    decode, decode_error, from_iso = _decode_live, msgspec.DecodeError, datetime.fromisoformat
-    max_bytes, quotes, (first_year, end_year) = MAX_BODY_BYTES, _CANONICAL_QUOTES, _YEARS
-    epoch, one_us = EPOCH, ONE_US
-    values = list(values)
-    # Printable ASCII only (JSON refuses raw control characters in strings; DEL is tested),
-    # no escapes: no invisible, bidi or separator character can hide in a field. Checked
-    # over all the values at once when they pass together (the usual case).
-    every = all(type(raw) is bytes for raw in values) and b"".join(values)
-    clean = bool(every) and every.isascii() and b"\\" not in every and b"\x7f" not in every
-    for raw in values:
-        if not clean and (type(raw) is not bytes or not raw.isascii() or b"\\" in raw
-                          or b"\x7f" in raw):
-            append(None)
-            continue
-        if len(raw) > max_bytes or raw.count(b'"') != quotes:
-            append(None)
-            continue
-        try:
-            live = decode(raw)
-        except decode_error:
-            append(None)
-            continue
-        ts = live.timestamp
-        if type(ts) is not str:
-            append(None)
-            continue
-        size = len(ts)
-        # ts[4:17:3]: the characters at 4, 7, 10, 13 and 16 (YYYY-MM-DDTHH:MM:SS).
-        if not (size >= 20 and ts[4:17:3] == "--T::" and ts[-1] == "Z"
-                and (size == 20 or ts[19] == ".") and not live.sensor_id.isspace()):
-            append(None)
-            continue
-        if size > 27:  # more than 6 fractional digits (.NET writes 7): keep microseconds
-            ts = ts[:26] + "Z"
-        try:
-            when = from_iso(ts)
-        except ValueError:
-            append(None)
-            continue
-        if not first_year <= when.year < end_year:
-            append(None)
-            continue
-        live.timestamp = when
-        append((live, (when - epoch) // one_us))
-    return out
-
-
-def parse_canonical(raw: bytes) -> Reading | None:
-    """The :class:`Reading` of a canonical record (see :func:`judge_canonical`), or None
-    when only the full parser can decide; about a fifth of the full parser's cost."""
-    judged = judge_canonical(raw)
-    if judged is None:
-        return None
-    live = judged[0]
-    return new_reading(live.sensor_id, live.temperature, live.humidity, live.location,
-                       live.timestamp)
-
-
-def _parse(raw: bytes | str | Mapping[str, Any], now: datetime | None) -> Reading:
-    if isinstance(raw, bytes):
-        fast = parse_canonical(raw)
-        if fast is not None:
-            return fast
-    if isinstance(raw, Mapping):
-        try:
-            return _validate_mapping(raw, now)
-        except ValidationError as exc:
-            raise InvalidReading(_errors_of(exc)) from None
-    size = len(raw) if isinstance(raw, (bytes, bytearray)) else len(raw.encode("utf-8", "replace"))
-    if size > MAX_BODY_BYTES:
-        raise _body_too_large(size)
-    try:
-        # One pass in pydantic-core: JSON decoding and validation together.
-        reading = Reading.model_validate_json(raw)
-    except ValidationError as exc:
-        if now is None or not _missing_timestamp(exc):
-            raise _invalid(exc, raw) from None
-    else:
-        _check_keys(raw, len(reading.__pydantic_fields_set__))
-        return reading
-    _check_keys(raw)
-    try:  # rare path (HTTP without a timestamp): decode once more and fill in "now"
-        return _validate_mapping(json.loads(raw), now)
-    except ValidationError as exc:
-        raise InvalidReading(_errors_of(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)

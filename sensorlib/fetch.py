@@ -24,6 +24,7 @@ from kafka.record.util import crc32c_c as _crc32c_c
 from sensorlib.config import Settings
 from sensorlib.decode import RecordKind, decode
 from sensorlib.errors import ReplayError
+from sensorlib.events import EventTimeWindow
 from sensorlib.kafka_io import TopicReader
 
 __all__ = ["CONSUMER_OPTIONS", "Chunk", "decode_chunk", "fetch", "tail"]
@@ -57,20 +58,29 @@ class Chunk:
     values: list[bytes | None] = field(default_factory=list)
     partitions: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)  # Kafka record times (ms)
 
     def add(self, partition: int, records: Sequence[Any]) -> None:
         """Append one poll's records of ``partition`` (kafka-python consumer records)."""
         self.values.extend([r.value for r in records])
         self.offsets.extend([r.offset for r in records])
+        self.times.extend([r.timestamp for r in records])
         self.partitions.extend([partition] * len(records))
 
 
-def decode_chunk(chunk: Chunk, kind: RecordKind) -> pd.DataFrame:
-    """:func:`sensorlib.decode.decode` of the chunk plus its ``partition`` and ``offset``."""
-    frame = decode(chunk.values, kind)
+def decode_chunk(chunk: Chunk, kind: RecordKind, accept: EventTimeWindow | None = None
+                 ) -> pd.DataFrame:
+    """:func:`sensorlib.decode.decode` of the chunk plus its ``partition`` and ``offset``
+    (readings judged as the processor does: ``accept`` around each record's time)."""
+    frame = decode(chunk.values, kind, record_ms=chunk.times, accept=accept)
     frame["partition"] = np.asarray(chunk.partitions, dtype=np.int32)
     frame["offset"] = np.asarray(chunk.offsets, dtype=np.int64)
     return frame
+
+
+def accept_of(settings: Settings) -> EventTimeWindow:
+    """The accepted event-time window of the settings (the processor's)."""
+    return EventTimeWindow(settings.max_past, settings.max_future)
 
 
 def _show_progress(progress: bool | None, total: int) -> bool:
@@ -92,6 +102,7 @@ def fetch(settings: Settings, topic: str, start: pd.Timestamp | None, kind: Reco
         ReplayError: the topic does not exist.
         KafkaUnavailable: Kafka does not answer (or no record arrives for ``timeout`` s).
     """
+    accept = accept_of(settings)
     since_ms = (None if start is None or offsets is not None
                 else int((start - pd.Timedelta(slack)).timestamp() * 1000))
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sensorlib-replay")
@@ -124,13 +135,13 @@ def fetch(settings: Settings, topic: str, start: pd.Timestamp | None, kind: Reco
                     bar.update(len(records))
                 if len(chunk.values) >= chunk_size:
                     if OVERLAP:
-                        futures.append(pool.submit(decode_chunk, chunk, kind))
+                        futures.append(pool.submit(decode_chunk, chunk, kind, accept))
                     else:
                         pending.append(chunk)
                     chunk = Chunk()
             if chunk.values:
                 pending.append(chunk)
-        return [f.result() for f in futures] + [decode_chunk(c, kind) for c in pending]
+        return [f.result() for f in futures] + [decode_chunk(c, kind, accept) for c in pending]
     finally:
         if bar is not None:
             bar.close()
@@ -151,4 +162,4 @@ def tail(settings: Settings, topic: str, kind: RecordKind, *, seconds: float,
             chunk.add(partition, records)
             if len(chunk.values) >= max_records:
                 break
-    return [decode_chunk(chunk, kind)] if chunk.values else []
+    return [decode_chunk(chunk, kind, accept_of(settings))] if chunk.values else []

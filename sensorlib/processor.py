@@ -35,25 +35,32 @@ from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
-import numpy as np
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+from kafka.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
 
 from sensorlib.config import Settings
-from sensorlib.deadletters import dead_letter, dead_letter_headers
+from sensorlib.deadletters import dead_letter, dead_letter_headers, dead_letter_key
 from sensorlib.dedup import SeenEvents, event_id_of
 from sensorlib.detect import RuleConfig
+from sensorlib.errors import SensorlibError
 from sensorlib.events import (
     Alert,
     EventTimeWindow,
+    FieldError,
     InvalidReading,
     LiveReading,
     Reading,
     format_timestamp,
-    judge_canonical,
-    judge_canonical_many,
     parse_alert,
     parse_reading,
 )
+from sensorlib.gate import judge, judge_many
 from sensorlib.kafka_io import (
     TopicReader,
     client_errors,
@@ -113,6 +120,7 @@ class ProcessorStats:
     transactions: int = 0
     sessions: int = 0
     warmed: int = 0
+    isolations: int = 0
     last_commit: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
@@ -169,6 +177,7 @@ class Processor:
         self._pipelines: dict[TopicPartition, Pipeline] = {}
         self._seen: dict[TopicPartition, SeenEvents] = {}
         self._fast_records = False  # per session: see sensorlib.records
+        self._suspects = _Suspects()  # polls that failed on their data
         self._backfilling: threading.Thread | None = None  # see run()
         self._dedup_span_ms = int((self.window + WARM_EXTRA).total_seconds() * 1000)
         self._lock = threading.Lock()
@@ -310,6 +319,7 @@ class Processor:
                 # record of a newly assigned partition is processed.
                 for revoked, assigned in rebalance.drain():
                     self.on_revoked(revoked)
+                    self._suspects.forget(revoked)
                     self.on_assigned(assigned)
                 self._healthy = True
                 self._process_batch(batch)
@@ -364,30 +374,10 @@ class Processor:
     def judge(self, record: Any, now_us: int
               ) -> tuple[Reading | LiveReading, int] | InvalidReading:
         """The record's reading and its event time (epoch µs), or why it is a dead letter:
-        invalid, or outside the accepted event-time window around the record's Kafka
-        timestamp (``now_us`` stands in for a record without one)."""
-        return self._judge(record.value, record.timestamp, now_us)
-
-    def _judge(self, value: Any, timestamp: int, now_us: int, *, fast: bool = True
-               ) -> tuple[Reading | LiveReading, int] | InvalidReading:
-        """:meth:`judge` of a record's value and Kafka timestamp (ms; negative: none);
-        ``fast=False`` when the value is known not to be canonical."""
-        # The canonical shape first (what sensorlib and the .NET producer write), without
-        # parse_reading's layers: it runs for every record. Anything else: the full parser.
-        judged = judge_canonical(value) if fast and type(value) is bytes else None
-        if judged is None:
-            try:
-                reading: Reading | LiveReading = parse_reading(value)
-            except InvalidReading as exc:
-                return exc
-            ts = to_us(reading.timestamp)
-        else:
-            reading, ts = judged
-        ref = timestamp * 1000 if timestamp >= 0 else now_us
-        low, high = self._accept_us
-        if ref + low <= ts <= ref + high:
-            return reading, ts
-        return InvalidReading([self.accept.error_us(ts, ref)])
+        the one gate's verdict (:func:`sensorlib.gate.judge`), with the accepted event-time
+        window around the record's Kafka timestamp (``now_us`` stands in for a record
+        without one). Never raises."""
+        return judge(record.value, record.timestamp, now_us=now_us, accept=self.accept)
 
     def accepted(self, record: Any) -> Reading | LiveReading | InvalidReading:
         """:meth:`judge` by the wall clock, without the event time."""
@@ -395,20 +385,55 @@ class Processor:
         return got if isinstance(got, InvalidReading) else got[0]
 
     def _process_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """One poll: judge, window and detect (:meth:`_prepare`), then one transaction
+        (:meth:`_commit`). A record that makes either fail for a reason of its own (not
+        Kafka's) is isolated by halves and dead-lettered (see :class:`_Suspects`)."""
         if self._backfilling is not None:
             self._backfilling.join()
             self._backfilling = None
-        producer, consumer = self._producer, self._consumer
-        s = self.settings
+        if not self._fast_records:  # kafka-python's own records: the same tuples
+            batch = {tp: [as_raw(r) for r in records] for tp, records in batch.items()}
+        batch = self._suspects.limit(batch, self._consumer)
+        if not any(batch.values()):
+            self._commit(batch, *self._prepare(batch, {}))
+            return
+        failed: BaseException | None = None
+        try:
+            work = self._prepare(batch, self._suspects.poison(batch))
+            self._commit(batch, *work)
+        except Exception as exc:
+            if not _poisoned(exc):
+                raise
+            failed = exc
+        if failed is None:
+            self._suspects.passed(batch)
+            return
+        log.warning("a poll of %d record(s) failed on its data (%s: %s): retrying it in "
+                    "halves to find the record", sum(map(len, batch.values())),
+                    type(failed).__name__, failed)
+        self.stats.isolations += 1
+        self._suspects.failed(batch, failed)
+        # The failed attempt may have changed the windows: rebuild them from the committed
+        # history, and read the poll again from the committed offsets.
+        partitions = [tp for tp in batch if tp in self._pipelines]
+        self.on_revoked(partitions)
+        self.on_assigned(partitions)
+        for tp in partitions:
+            committed = self._consumer.committed(tp)
+            self._consumer.seek(tp, committed if committed is not None else batch[tp][0][0])
+
+    def _prepare(self, batch: dict[TopicPartition, list[Any]],
+                 poison: dict[TopicPartition, tuple[int, str]]) -> tuple[Any, ...]:
+        """Judge every record, run the windows and rules: the transaction's content.
+
+        ``poison``: records isolated as the cause of a failure (offset and why), which are
+        dead-lettered without being processed again."""
         out: list[Alert] = []
         dead: list[tuple[Any, Exception]] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         caused: list[tuple[Any, list[Alert]]] = []  # (record, its alerts): for traces
         processed = duplicates = 0
         now_us = to_us(self.clock())
-        judge = self._judge
-        if not self._fast_records:  # kafka-python's own records: the same tuples
-            batch = {tp: [as_raw(r) for r in records] for tp, records in batch.items()}
         for tp, records in batch.items():
             pipeline = self._pipelines.get(tp)
             if pipeline is None:  # revoked between poll and here
@@ -416,34 +441,28 @@ class Processor:
             seen = self._seen[tp]
             # Records are sensorlib.records.Raw tuples; the rare paths (dead letters,
             # alerts' traces) get kafka-python records.
-            judged: list[tuple[Reading | LiveReading, int]] = []
-            sources: list[Any] = []  # each judged reading's record
-            low, high = self._accept_us
-            canonical = judge_canonical_many(map(_VALUE, records))
-            pending = records  # what the loop below still has to judge one by one
-            if records and None not in canonical and not any(map(_HEADERS, records)):
-                # The usual poll: every record canonical, none with headers (no event id to
-                # de-duplicate by). Only the event-time window is left to check, at once.
-                event = np.fromiter(map(_TIME, canonical), np.int64, len(records))
-                refs = np.fromiter(map(_TIME, records), np.int64, len(records))
-                refs = np.where(refs >= 0, refs * 1000, now_us)
-                if ((refs + low <= event) & (event <= refs + high)).all():
-                    judged, sources, pending = canonical, records, []
-            for raw, got in zip(pending, canonical, strict=False):
-                if got is None:  # not canonical: the full parser decides, and explains
-                    got = judge(raw[3], raw[1], now_us, fast=False)
-                else:  # the accepted event-time window around the record's time
-                    ref = raw[1] * 1000 if raw[1] >= 0 else now_us
-                    if not ref + low <= got[1] <= ref + high:
-                        got = InvalidReading([self.accept.error_us(got[1], ref)])
-                if type(got) is not tuple:
-                    dead.append((consumer_record(tp.topic, tp.partition, raw), got))
-                    continue
-                if raw[4] and not _first_copy(seen, raw[4], raw[1], got[0]):
-                    duplicates += 1
-                    continue
-                judged.append(got)
-                sources.append(raw)
+            verdicts = judge_many(map(_VALUE, records), list(map(_TIME, records)),
+                                  now_us=now_us, accept=self.accept)
+            bad = poison.get(tp)
+            if bad is None and not any(map(_HEADERS, records)) and all(
+                    type(v) is tuple for v in verdicts):
+                # The usual poll: every record a reading, none with headers (no event id
+                # to de-duplicate by).
+                judged: list[Any] = verdicts
+                sources: list[Any] = records
+            else:
+                judged, sources = [], []
+                for raw, got in zip(records, verdicts, strict=True):
+                    if bad is not None and raw[0] == bad[0]:
+                        got = InvalidReading([FieldError("body", bad[1])])
+                    if type(got) is not tuple:
+                        dead.append((consumer_record(tp.topic, tp.partition, raw), got))
+                        continue
+                    if raw[4] and not _first_copy(seen, raw[4], raw[1], got[0]):
+                        duplicates += 1
+                        continue
+                    judged.append(got)
+                    sources.append(raw)
             for i, found in pipeline.process_batch_us(judged):
                 out.extend(found)
                 caused.append((consumer_record(tp.topic, tp.partition, sources[i]), found))
@@ -461,8 +480,17 @@ class Processor:
             kept = {a.alert_id for a in out}
             caused = [(r, new) for r, found in caused
                       if (new := [a for a in found if a.alert_id in kept])]
+        return out, dead, offsets, caused, processed, duplicates
+
+    def _commit(self, batch: dict[TopicPartition, list[Any]], out: list[Alert],
+                dead: list[tuple[Any, Exception]], offsets: dict[TopicPartition, Any],
+                caused: list[tuple[Any, list[Alert]]], processed: int, duplicates: int
+                ) -> None:
+        """Publish the alerts and dead letters and commit the offsets: one transaction."""
         if not offsets and not out:
             return
+        producer, consumer = self._producer, self._consumer
+        s = self.settings
         spans = AlertTracer(s.topic_readings, s.topic_alerts) if tracing_enabled() else None
         headers = self._alert_headers(caused, spans, batch) if caused or spans else {}
         started = time.perf_counter()
@@ -472,7 +500,7 @@ class Processor:
                 producer.send(s.topic_alerts, key=alert.sensor_id, value=alert.to_json(),
                               headers=headers.get(alert.alert_id))
             for record, exc in dead:
-                producer.send(s.topic_dlq, key=record.key, value=dead_letter(record, exc),
+                producer.send(s.topic_dlq, key=dead_letter_key(record), value=dead_letter(record, exc),
                               headers=dead_letter_headers(record))
             if offsets:
                 group = consumer.group_metadata()
@@ -484,8 +512,9 @@ class Processor:
                 spans.end(failure)
             try:
                 _bounded(producer.abort_transaction, "aborting the transaction", timeout=10.0)
-            except Exception as exc:  # noqa: BLE001 - the session is ending anyway
-                log.debug("abort after a failed commit: %s", exc)
+            except Exception as exc:
+                # The session ends (a fresh producer fences the open transaction).
+                raise exc from failure
             raise
         self.stats.transactions += 1
         self.stats.processed += processed
@@ -617,6 +646,95 @@ def _bounded(step: Callable[[], object], what: str, timeout: float = TXN_STEP_TI
         raise TimeoutError(f"{what} did not complete within {timeout:.0f}s")
     if failure:
         raise failure[0]
+
+
+#: Errors that say something about the records, not about Kafka being unavailable: a
+#: record that causes one is isolated and dead-lettered instead of restarting the session.
+_RECORD_ERRORS = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError,
+                  CorruptRecordError)
+
+
+def _poisoned(exc: BaseException) -> bool:
+    """Whether ``exc`` may have been caused by the data of the records being processed."""
+    if isinstance(exc, _RECORD_ERRORS):
+        return True
+    return not isinstance(exc, (KafkaError, TimeoutError, OSError, SensorlibError))
+
+
+@dataclass
+class _Range:
+    end: int  # the last offset of the poll that failed
+    limit: int  # records per poll while inside the range
+    poison: tuple[int, str] | None = None  # (offset, why) of the record found
+
+
+class _Suspects:
+    """Partitions whose poll failed because of its data, re-read in halves.
+
+    After a failure each partition of the poll is re-read from its committed offset, one
+    partition per poll, half as many records per poll; a poll that fails again halves
+    again, one that passes doubles. A single record that fails is the poison: it is
+    dead-lettered with the error as its reason and never processed again. A range passed
+    to its end is forgotten. Live = restarted: every attempt starts from committed state.
+    """
+
+    def __init__(self) -> None:
+        self._ranges: dict[TopicPartition, _Range] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._ranges)
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            self._ranges.pop(tp, None)
+
+    def limit(self, batch: dict[TopicPartition, list[Any]], consumer: Any
+              ) -> dict[TopicPartition, list[Any]]:
+        """The part of a poll to work on now (the rest is read again by the next poll)."""
+        if not self._ranges:
+            return batch
+        chosen = next((tp for tp in self._ranges if batch.get(tp)), None)
+        if chosen is None:
+            return batch
+        out: dict[TopicPartition, list[Any]] = {}
+        for tp, records in batch.items():
+            if not records:
+                continue
+            keep = self._ranges[chosen].limit if tp == chosen else 0
+            if len(records) > keep:
+                consumer.seek(tp, records[keep][0])
+            if keep:
+                out[tp] = records[:keep]
+        return out
+
+    def poison(self, batch: dict[TopicPartition, list[Any]]
+               ) -> dict[TopicPartition, tuple[int, str]]:
+        return {tp: r.poison for tp, r in self._ranges.items()
+                if r.poison is not None and batch.get(tp)}
+
+    def failed(self, batch: dict[TopicPartition, list[Any]], exc: BaseException) -> None:
+        why = f"processing failed: {type(exc).__name__}: {exc}"[:500]
+        parts = {tp: records for tp, records in batch.items() if records}
+        for tp, records in parts.items():
+            r = self._ranges.get(tp)
+            if r is None:
+                r = self._ranges[tp] = _Range(end=records[-1][0], limit=len(records))
+            if len(parts) == 1 and len(records) == 1:
+                r.poison = (records[0][0], why)
+            r.limit = max(1, len(records) // 2) if len(parts) == 1 else len(records)
+
+    def passed(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        for tp, records in batch.items():
+            r = self._ranges.get(tp)
+            if r is None or not records:
+                continue
+            last = records[-1][0]
+            if last >= r.end:
+                del self._ranges[tp]
+                continue
+            if r.poison is not None and r.poison[0] <= last:
+                r.poison = None
+            r.limit *= 2
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -162,20 +162,26 @@ def context_from_headers(headers: Iterable[tuple[str, bytes]] | None) -> otel_co
     """The trace context in a Kafka record's headers (an empty context when there is none)."""
     carrier = {}
     for key, value in headers or ():
-        if key in _CONTEXT_HEADERS and value:
+        if key in _CONTEXT_HEADERS and type(value) is bytes and 0 < len(value) <= MAX_CONTEXT_HEADER:
             carrier[key] = value.decode("ascii", errors="replace")
     return extract(carrier)
 
 
+#: Longest trace-context header forwarded (W3C allows 512 characters of tracestate);
+#: a longer one, or one without a value (a Java producer can send null), is dropped.
+MAX_CONTEXT_HEADER = 1024
+
+
 def context_headers(headers: Iterable[tuple[str, bytes]] | None) -> list[tuple[str, bytes]]:
     """The trace-context headers of a record, as they are (forwarded when not tracing)."""
-    return [(k, v) for k, v in headers or () if k in _CONTEXT_HEADERS]
+    return [(k, v) for k, v in headers or ()
+            if k in _CONTEXT_HEADERS and type(v) is bytes and len(v) <= MAX_CONTEXT_HEADER]
 
 
 def trace_id_of(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
     """The 32-hex-digit trace id of a record's ``traceparent`` header, if it has one."""
     for key, value in headers or ():
-        if key == TRACEPARENT:
+        if key == TRACEPARENT and type(value) is bytes:
             parts = value.decode("ascii", errors="replace").split("-")
             return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
     return None
