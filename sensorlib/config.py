@@ -93,22 +93,39 @@ def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
     return default if not raw else Path(raw).expanduser()
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+#: Seconds per duration unit; a year is 365 days (no calendar: durations are exact).
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+#: The spelled-out names of the units (``2 weeks``, ``3 years``, ``90 sec``).
+_UNIT_NAMES = {
+    **{word: "s" for word in ("sec", "secs", "second", "seconds")},
+    **{word: "m" for word in ("min", "mins", "minute", "minutes")},
+    **{word: "h" for word in ("hr", "hrs", "hour", "hours")},
+    **{word: "d" for word in ("day", "days")},
+    **{word: "w" for word in ("wk", "wks", "week", "weeks")},
+    **{word: "y" for word in ("yr", "yrs", "year", "years")},
+}
+_DURATION_HINT = "like 90s, 5m, 12h, 365d, 2w or 3y"
 
 
 def parse_duration(raw: str, name: str = "duration") -> timedelta:
-    """A duration like ``90s``, ``5m``, ``12h``, ``365d``, ``2w`` (a bare number is seconds).
+    """A duration like ``90s``, ``5m``, ``12h``, ``365d``, ``2w``, ``3y`` or ``2 days``
+    (units s, m, h, d, w = 7 days, y = 365 days, or their names; a bare number is seconds).
 
     >>> parse_duration("5m"), parse_duration("1.5h")
     (datetime.timedelta(seconds=300), datetime.timedelta(seconds=5400))
+    >>> parse_duration("3y") == parse_duration("1095 days")
+    True
     """
     text = raw.strip().lower()
-    unit = text[-1:] if text[-1:] in _UNITS else "s"
-    number = text[:-1] if text[-1:] in _UNITS else text
+    stem = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    word = text[len(stem):]
+    unit = _UNIT_NAMES.get(word, word or "s")
     try:
-        value = float(number)
+        if unit not in _UNITS:
+            raise ValueError(word)
+        value = float(stem.strip())
     except ValueError:
-        raise ConfigError(f"{name} must be a duration like 90s, 5m, 12h or 365d, got {raw!r}") from None
+        raise ConfigError(f"{name} must be a duration {_DURATION_HINT}, got {raw!r}") from None
     if not 0 <= value * _UNITS[unit] <= 100 * 365 * 86400:  # also refuses NaN
         raise ConfigError(f"{name} must be a duration between 0 and 100 years, got {raw!r}")
     return timedelta(seconds=value * _UNITS[unit])

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from sensorlib.errors import ReplayError
+from sensorlib.errors import ConfigError, ReplayError
 
 __all__ = ["TimeLike", "resolve_period", "to_utc"]
 
@@ -46,11 +46,17 @@ def to_utc(value: TimeLike | None, *, now: pd.Timestamp | None = None) -> pd.Tim
             if word in ("today", "yesterday"):
                 return now.normalize() - pd.Timedelta(days=1 if word == "yesterday" else 0)
             duration = text[1:] if text.startswith("-") else text[: -len(" ago")]
-            try:
+            from sensorlib.config import parse_duration  # the units of every other duration
+
+            try:  # 90s, 5m, 12h, 2 days, 2w, 3y (= 3 × 365 days), as in SENSORLIB_MAX_PAST
+                return now - pd.Timedelta(parse_duration(duration))
+            except ConfigError:
+                pass
+            try:  # pandas' forms too: "1h30m", "01:30:00"
                 return now - pd.Timedelta(duration.strip())
             except ValueError:
-                raise ReplayError(f"not a duration: {value!r} (try '-1h', '1h ago' "
-                                  "or '2 days ago')") from None
+                raise ReplayError(f"not a duration: {value!r} (try '-1h', '1h ago', "
+                                  "'2 days ago' or '-3y')") from None
         if _BARE_DURATION.match(text):
             # pandas reads "1h" as 01:00 in year 1: almost surely "an hour ago" was meant.
             raise ReplayError(f"{value!r} is a duration, not a time: write '-{text}' or "
