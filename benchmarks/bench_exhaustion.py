@@ -4,10 +4,11 @@
 
 The producer service (``sensorlib producer --no-simulate``, as a process) answers
 ``POST /api/events`` from 32 keep-alive clients (the closed-loop load client of
-``bench_ingest.py``, in a process of its own) three times: without idle sockets, with
-``--idle`` TCP connections open that never send a byte, and without again. The row is
-the rate with idle sockets against the mean of the two runs without (interleaved, same
-run, same machine), and how fast ``/health`` answers while they are open. The service
+``bench_ingest.py``, in a process of its own) without idle sockets, then with ``--idle``
+TCP connections open that never send a byte, then without again, ``--rounds`` times
+interleaved. The row is the median over rounds of the rate with idle sockets against the
+mean of the runs without on either side (same run, same machine), and how fast
+``/health`` answers while they are open. The service
 runs with a header timeout longer than the measurement (``SENSORLIB_HEADER_TIMEOUT=120``)
 so the idle sockets stay open throughout: what is measured is what they cost while they
 exist, not how fast they are closed (``tests/services/test_exhaustion.py`` tests that).
@@ -99,31 +100,53 @@ def start_producer(settings: Settings, folder: str, header_timeout: float = 120.
     raise RuntimeError("the producer did not become healthy")
 
 
-def measure(port: int, folder: str, *, seconds: float, idle: int,
-            clients: int = CLIENTS) -> dict[str, Any]:
-    """Rate of ``clients`` POSTing without, with ``idle`` idle sockets, and without again."""
+def measure(port: int, folder: str, *, seconds: float, idle: int, clients: int = CLIENTS,
+            rounds: int = 1) -> dict[str, Any]:
+    """Rate of ``clients`` POSTing without idle sockets, with ``idle`` of them open, and
+    without again, ``rounds`` times interleaved; the ratio of each round is its rate with
+    idle sockets over the mean of the runs without on either side (the median is reported).
+    """
     payloads = bodies(5000)
     url = f"http://127.0.0.1:{port}"
-    before = run_client(port, "/api/events", payloads, clients, seconds, folder)
+    clear = [run_client(port, "/api/events", payloads, clients, seconds, folder)]
     health_clear = health_ms(url)
-    sockets = open_idle(port, idle)
-    try:
-        time.sleep(0.5)
-        health_idle = health_ms(url)
-        during = run_client(port, "/api/events", payloads, clients, seconds, folder)
-        still_open = sum(1 for s in sockets if _open(s))
-    finally:
-        for s in sockets:
-            s.close()
-    after = run_client(port, "/api/events", payloads, clients, seconds, folder)
-    clear = (before["rate"] + after["rate"]) / 2
-    return {"idle": idle, "idle_still_open": still_open, "clients": clients,
-            "rate_clear": clear, "rate_idle": during["rate"],
-            "ratio": during["rate"] / max(clear, 1e-9),
-            "p99_clear_ms": max(before["p99_ms"], after["p99_ms"]), "p99_idle_ms": during["p99_ms"],
-            "health_clear_ms": health_clear, "health_idle_ms": health_idle,
-            "statuses": {"before": before["statuses"], "idle": during["statuses"],
-                         "after": after["statuses"]}}
+    busy, health_idle, still_open = [], [], []
+    for _ in range(rounds):
+        sockets = open_idle(port, idle)
+        try:
+            time.sleep(0.5)
+            health_idle.append(health_ms(url))
+            busy.append(run_client(port, "/api/events", payloads, clients, seconds, folder))
+            still_open.append(sum(1 for s in sockets if _open(s)))
+        finally:
+            for s in sockets:
+                s.close()
+        clear.append(run_client(port, "/api/events", payloads, clients, seconds, folder))
+    ratios = sorted(b["rate"] / max((clear[i]["rate"] + clear[i + 1]["rate"]) / 2, 1e-9)
+                    for i, b in enumerate(busy))
+    return {"idle": idle, "idle_still_open": min(still_open), "clients": clients,
+            "rounds": rounds,
+            "rate_clear": _median([c["rate"] for c in clear]),
+            "rate_idle": _median([b["rate"] for b in busy]),
+            "ratio": ratios[len(ratios) // 2], "ratios": ratios,
+            "p99_clear_ms": _median([c["p99_ms"] for c in clear]),
+            "p99_idle_ms": _median([b["p99_ms"] for b in busy]),
+            "health_clear_ms": health_clear, "health_idle_ms": max(health_idle),
+            "statuses": {"clear": _merge(c["statuses"] for c in clear),
+                         "idle": _merge(b["statuses"] for b in busy)}}
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def _merge(statuses: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for one in statuses:
+        for code, n in one.items():
+            out[code] = out.get(code, 0) + n
+    return out
 
 
 def _open(s: socket.socket) -> bool:
@@ -136,7 +159,8 @@ def _open(s: socket.socket) -> bool:
         return False
 
 
-def run(bootstrap: str | None = None, seconds: float = 5.0, idle: int = IDLE) -> dict[str, Any]:
+def run(bootstrap: str | None = None, seconds: float = 5.0, idle: int = IDLE,
+        rounds: int = 3) -> dict[str, Any]:
     """The figures of the module docstring."""
     n = idle_budget(idle)
     out: dict[str, Any] = {"benchmark": "exhaustion", "machine": machine(), "seconds": seconds,
@@ -145,7 +169,7 @@ def run(bootstrap: str | None = None, seconds: float = 5.0, idle: int = IDLE) ->
             broker(bootstrap) as base:
         proc, port = start_producer(private_topics(base, "exhaustion"), folder)
         try:
-            out.update(measure(port, folder, seconds=seconds, idle=n))
+            out.update(measure(port, folder, seconds=seconds, idle=n, rounds=rounds))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -157,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--idle", type=int, default=IDLE)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bootstrap")
     args = parser.parse_args(argv)
-    result = run(args.bootstrap, args.seconds, args.idle)
+    result = run(args.bootstrap, args.seconds, args.idle, args.rounds)
     print(json.dumps(result, indent=2))
     return 0
 
