@@ -14,9 +14,13 @@ Modules, one concept each: ``config``, ``events``, ``simulate``, ``windows``,
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__version__ = "0.1.0"
+try:  # one version, from the package metadata (pyproject.toml), for the CLI and every API
+    __version__ = version("sensorlib")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 _EXPORTS = {
     "Settings": "sensorlib.config",

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse, Response
 
+from sensorlib import __version__
 from sensorlib.config import Settings
 from sensorlib.kafka_io import ensure_topics, wait_for_kafka
 from sensorlib.processor import Processor
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None, *, instance: str = "1") -> Fast
         stop.set()
         thread.join(timeout=15)
 
-    app = FastAPI(title="sensorlib processor", version="0.2.0", lifespan=lifespan)
+    app = FastAPI(title="sensorlib processor", version=__version__, lifespan=lifespan)
     app.state.processor = processor
     guard(app, settings)
     trace_app(app, "processor", settings)

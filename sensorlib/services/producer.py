@@ -32,6 +32,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 
+from sensorlib import __version__
 from sensorlib.config import Settings
 from sensorlib.events import EventTimeWindow, InvalidReading, Reading
 from sensorlib.ingest import (
@@ -178,7 +179,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = True,
         yield
         service.close()
 
-    app = FastAPI(title="sensorlib producer", version="0.2.0", lifespan=lifespan)
+    app = FastAPI(title="sensorlib producer", version=__version__, lifespan=lifespan)
     app.state.service = service
     metrics = service.metrics
 

@@ -36,6 +36,7 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
+from sensorlib import __version__
 from sensorlib.broker import free_port
 from sensorlib.config import Settings
 from sensorlib.services.common import guard, health_response
@@ -159,7 +160,7 @@ def create_front_app(settings: Settings, workers: Workers) -> FastAPI:
             await client.aclose()
             await asyncio.to_thread(workers.stop)
 
-    app = FastAPI(title=f"sensorlib processor ({len(workers.names)} workers)", version="0.2.0",
+    app = FastAPI(title=f"sensorlib processor ({len(workers.names)} workers)", version=__version__,
                   lifespan=lifespan)
     app.state.settings, app.state.service_name = settings, "processor"
     guard(app, settings)
