@@ -188,6 +188,9 @@ def split_batch(body: bytes, media: str) -> list[bytes]:
                                          "NDJSON with Content-Type: application/x-ndjson)")])
     except msgspec.DecodeError as exc:
         raise InvalidReading([FieldError("body", f"not valid JSON: {exc}")]) from None
+    except RecursionError:
+        raise InvalidReading([FieldError("body", "nested too deeply: a batch is a JSON array "
+                                         "of flat reading objects")]) from None
     return [bytes(item) for item in items]
 
 

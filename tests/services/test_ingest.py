@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import httpx
@@ -251,3 +252,49 @@ def test_readings_go_to_the_partition_of_kafka_pythons_default_partitioner(api, 
 def test_health_reports_the_in_flight_bound(api) -> None:
     body = httpx.get(api.url + "/health").json()
     assert body["maxInFlight"] == 20_000 and body["inFlight"] >= 0
+
+
+def test_every_odd_record_gets_the_gates_verdict_over_http(api) -> None:
+    """The API is one more reader of the shared corpus: 201 exactly when the gate accepts,
+    else 422 naming the gate's fields and reasons — never a 500 or a reset connection."""
+    from sensorlib.events import EventTimeWindow, InvalidReading
+    from sensorlib.gate import judge
+    from tests.corpus import CORPUS
+
+    window = EventTimeWindow()
+    for name, value, _ in CORPUS:
+        if not isinstance(value, bytes) or len(value) > 65536:
+            continue
+        now = datetime.now(UTC)
+        expected = judge(value, now_us=int(now.timestamp() * 1_000_000), accept=window, now=now)
+        answer = httpx.post(api.url + "/api/events", content=value,
+                            headers={"content-type": "application/json"})
+        if isinstance(expected, InvalidReading):
+            assert answer.status_code == 422, (name, answer.text)
+            def same(reason: str) -> str:  # the window's bounds move with the clock
+                return re.sub(r"between \S+ and \S+ \(at most", "between … (at most", reason)
+
+            got = [(e["field"], same(e["reason"])) for e in answer.json()["detail"]]
+            assert got == [(e.field, same(e.reason)) for e in expected.errors], name
+        else:
+            assert answer.status_code == 201, (name, answer.text)
+
+
+@pytest.mark.parametrize("media", ["application/json", "application/x-ndjson"])
+def test_nested_and_huge_batch_items_get_422_not_500(api, media) -> None:
+    deep = b'{"sensorId":' + b"[" * 3000 + b"]" * 3000 + b"}"
+    huge = json.dumps(_reading("huge")).replace("21.5", "9" * 400).encode()
+    good = json.dumps(_reading("fine")).encode()
+    body = (b"[" + b",".join([deep, huge, good]) + b"]" if media == "application/json"
+            else b"\n".join([deep, huge, good]))
+    answer = httpx.post(api.url + "/api/events/batch", content=body,
+                        headers={"content-type": media})
+    if media == "application/json":  # the array itself is nested too deeply to split
+        assert answer.status_code == 422, answer.text
+        assert "nested too deeply" in answer.json()["detail"][0]["reason"]
+        return
+    assert answer.status_code == 207, answer.text
+    results = answer.json()["results"]
+    assert [r["status"] for r in results] == [422, 422, 201]
+    assert "nested too deeply" in results[0]["detail"][0]["reason"]
+    assert "400-digit" in results[1]["detail"][0]["reason"]
