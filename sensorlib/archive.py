@@ -53,6 +53,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sensorlib.config import Settings
 from sensorlib.errors import ArchiveError, KafkaUnavailable
+from sensorlib.dedup import SeenEvents, event_id_of
 from sensorlib.events import EventTimeWindow
 from sensorlib.fetch import accept_of
 from sensorlib.history import (
@@ -131,6 +132,8 @@ class _Chunk:
     sizes: np.ndarray  # int32 per record; -1: no value
     offsets: np.ndarray  # int64
     times: np.ndarray  # int64, ms
+    #: each record's ``eventId`` header (None: none); None when no record has one
+    event_ids: list[str | None] | None = None
 
     @classmethod
     def pack(cls, partition: int, records: list[Any]) -> _Chunk:
@@ -142,9 +145,14 @@ class _Chunk:
         except TypeError:  # a tombstone among them
             sizes = np.array([-1 if v is None else len(v) for v in values], dtype=np.int32)
             joined = b"\n".join([v or b"" for v in values])
+        ids: list[str | None] | None = None
+        if any(map(_HEADERS, records)):
+            ids = [event_id_of(r.headers) for r in records]
+            if not any(ids):
+                ids = None
         return cls(partition, joined, sizes,
                    np.fromiter(map(_OFFSET, records), dtype=np.int64, count=n),
-                   np.fromiter(map(_TIMESTAMP, records), dtype=np.int64, count=n))
+                   np.fromiter(map(_TIMESTAMP, records), dtype=np.int64, count=n), ids)
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -152,10 +160,11 @@ class _Chunk:
     def split(self, k: int) -> tuple[_Chunk, _Chunk]:
         """The first ``k`` records and the rest."""
         cut = int(np.maximum(self.sizes[:k], 0).sum()) + k  # just past the k-th separator
+        ids = self.event_ids
         return (_Chunk(self.partition, self.values[:cut - 1], self.sizes[:k], self.offsets[:k],
-                       self.times[:k]),
+                       self.times[:k], None if ids is None else ids[:k]),
                 _Chunk(self.partition, self.values[cut:], self.sizes[k:], self.offsets[k:],
-                       self.times[k:]))
+                       self.times[k:], None if ids is None else ids[k:]))
 
     def unpack(self) -> list[bytes | None]:
         """The record values again."""
@@ -218,6 +227,16 @@ class _Batch:
         return np.concatenate([c.times for c in self.chunks] or [np.empty(0, np.int64)])
 
     @property
+    def event_ids(self) -> list[str | None] | None:
+        """Each record's ``eventId`` header, or None when no record has one."""
+        if all(c.event_ids is None for c in self.chunks):
+            return None
+        out: list[str | None] = []
+        for chunk in self.chunks:
+            out += chunk.event_ids if chunk.event_ids is not None else [None] * len(chunk)
+        return out
+
+    @property
     def values(self) -> list[bytes | None]:
         out: list[bytes | None] = []
         for chunk in self.chunks:
@@ -237,20 +256,84 @@ class _Topic:
     last_commit: datetime | None = None
 
 
-def _decode(kind: TableKind, batch: _Batch, accept: EventTimeWindow | None = None
-            ) -> tuple[pa.Table, int]:
-    """The valid records of a batch as an Arrow table of the kind's schema, and how many not."""
+class _Retries:
+    """The (sensorId, eventId) pairs archived in the last span of record time, per
+    partition: the processor's de-duplication of retried POSTs (:mod:`sensorlib.dedup`,
+    the same span: the window + 2 minutes), so a retry is one row in the archive too.
+    Rebuilt from the table when the writer starts (:meth:`from_table`)."""
+
+    def __init__(self, span_ms: int) -> None:
+        self.span_ms = span_ms
+        self._pairs: dict[int, SeenEvents] = {}
+
+    def first(self, partition: int, sensor_id: str, event_id: str, at_ms: int) -> bool:
+        """Whether this copy is the first within the span (it is remembered)."""
+        pairs = self._pairs.get(partition)
+        if pairs is None:
+            pairs = self._pairs[partition] = SeenEvents(self.span_ms)
+        return pairs.first(sensor_id, event_id, at_ms)
+
+    @classmethod
+    def from_table(cls, table: Any, span_ms: int) -> _Retries:
+        """The pairs of the table's newest ``span_ms`` of record time (a restart forgets
+        nothing the running writer would have remembered)."""
+        from pyiceberg.expressions import And, GreaterThanOrEqual, NotNull
+
+        out = cls(span_ms)
+        if table.current_snapshot() is None or "event_id" not in table.schema().column_names:
+            return out
+        field = table.schema().find_field("record_time").field_id
+        newest = max((int.from_bytes(task.file.upper_bounds[field], "little", signed=True)
+                      for task in table.scan().plan_files()
+                      if task.file.upper_bounds and field in task.file.upper_bounds),
+                     default=None)
+        if newest is None:
+            return out
+        since = datetime.fromtimestamp((newest // 1000 - span_ms) / 1000, UTC)
+        rows = table.scan(row_filter=And(NotNull("event_id"),
+                                         GreaterThanOrEqual("record_time", since.isoformat())),
+                          selected_fields=("kafka_partition", "kafka_offset", "sensor_id",
+                                           "event_id", "record_time")).to_arrow()
+        rows = rows.sort_by([("kafka_partition", "ascending"), ("kafka_offset", "ascending")])
+        for partition, sensor, event_id, at in zip(
+                rows["kafka_partition"].to_pylist(), rows["sensor_id"].to_pylist(),
+                rows["event_id"].to_pylist(), rows["record_time"].cast(pa.int64()).to_pylist(),
+                strict=True):
+            out.first(partition, sensor, event_id, at // 1000)
+        return out
+
+
+def retry_span_ms(settings: Settings) -> int:
+    """How long (record time) a retried reading is recognised: the processor's span."""
+    from sensorlib.processor import WARM_EXTRA
+
+    return int((settings.window_seconds + WARM_EXTRA.total_seconds()) * 1000)
+
+
+def _decode(kind: TableKind, batch: _Batch, accept: EventTimeWindow | None = None,
+            seen: _Retries | None = None) -> tuple[pa.Table, int, int]:
+    """The valid records of a batch as an Arrow table of the kind's schema, how many were
+    invalid, and how many were retried copies (dropped as the processor drops them:
+    a (sensorId, eventId) pair already in ``seen``, per partition, by record time)."""
     from sensorlib.replay import decode_alerts, decode_readings
 
     partitions, offsets, times = batch.partitions, batch.offsets, batch.times
+    event_ids = batch.event_ids if kind is READINGS else None
     if kind is READINGS:  # the gate's verdicts: the processor's window around record time
         frame = decode_readings(batch.values, record_ms=times, accept=accept)
     else:
         frame = decode_alerts(batch.values)
     valid = frame["_reason"].isna().to_numpy()
-    everything = bool(valid.all())
+    invalid = int((~valid).sum())
+    keep = valid.copy()
+    if event_ids is not None and seen is not None:
+        sensors = frame["sensorId"].tolist()
+        for i, event_id in enumerate(event_ids):
+            if event_id is not None and valid[i]:
+                keep[i] = seen.first(int(partitions[i]), sensors[i], event_id, int(times[i]))
+    everything = bool(keep.all())
     if not everything:
-        frame = frame.loc[valid]
+        frame = frame.loc[keep]
     columns: dict[str, Any] = {}
     for name, dtype, frame_name in kind.columns:
         if name == "kafka_partition":
@@ -259,15 +342,18 @@ def _decode(kind: TableKind, batch: _Batch, accept: EventTimeWindow | None = Non
             column = offsets
         elif name == "record_time":
             column = times * 1000  # ms -> µs
+        elif name == "event_id":
+            ids = event_ids if event_ids is not None else [None] * len(keep)
+            column = np.array(ids, dtype=object)
         else:
             assert frame_name is not None
             columns[name] = pa.Array.from_pandas(frame[frame_name]).cast(dtype)
             continue
-        columns[name] = pa.array(column if everything else column[valid]).cast(dtype)
+        columns[name] = pa.array(column if everything else column[keep]).cast(dtype)
     table = pa.table(columns, schema=kind.arrow_schema)
     # Sorted by event time, each file's row-group statistics prune hour reads well.
     table = table.take(pc.sort_indices(table, sort_keys=[("event_time", "ascending")]))
-    return table, int((~valid).sum())
+    return table, invalid, int((valid & ~keep).sum())
 
 
 # -- the writer: decode + Parquet + Iceberg commit, strictly in order --------------------------
@@ -321,6 +407,7 @@ def _writer_loop(requests: Any, replies: Any, settings: Settings, parent: int | 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     tables: dict[str, Any] = {}
+    retries = _Retries(retry_span_ms(settings))
     while True:
         try:
             message = requests.recv()
@@ -333,13 +420,16 @@ def _writer_loop(requests: Any, replies: Any, settings: Settings, parent: int | 
                 kinds = [READINGS if name == READINGS.name else ALERTS for name in message[1]]
                 for kind in kinds:
                     tables[kind.topic(settings)] = open_table(settings, kind)
+                    if kind is READINGS:
+                        retries = _Retries.from_table(tables[kind.topic(settings)],
+                                                      retry_span_ms(settings))
                 replies.send(("opened", {t: snapshot_offsets(table) for t, table in tables.items()}))
                 continue
             from pyiceberg.exceptions import CommitFailedException
 
             topic, kind_name, covered, batch = message
             kind = READINGS if kind_name == READINGS.name else ALERTS
-            table, invalid = _decode(kind, batch, accept_of(settings))
+            table, invalid, duplicates = _decode(kind, batch, accept_of(settings), retries)
             props = offsets_property(topic, covered)
             target = tables[topic]
             for attempt in range(5):
@@ -352,7 +442,7 @@ def _writer_loop(requests: Any, replies: Any, settings: Settings, parent: int | 
                     if attempt == 4:
                         raise
             tables[topic] = target
-            replies.send(("done", table.num_rows, invalid, datetime.now(UTC)))
+            replies.send(("done", table.num_rows, invalid, datetime.now(UTC), duplicates))
         except BaseException as exc:  # noqa: BLE001 - reported to the archiver, then stop
             try:
                 replies.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -434,7 +524,7 @@ class _Writer:
         if reply[0] == "error":
             raise ArchiveError(f"writing the archive failed: {reply[1]}")
         state, covered = self.pending.pop(0)
-        _, rows, invalid, when = reply
+        _, rows, invalid, when, duplicates = reply
         state.archived += rows
         state.invalid += invalid
         state.commits += 1
@@ -768,8 +858,8 @@ class Archiver:
         """Commit the group offsets of everything archived, synchronously (at a clean stop)."""
         offsets = {TopicPartition(t.topic, p): OffsetAndMetadata(o, "", -1)
                    for t in self.topics.values() for p, o in t.covered.items()}
-        try:
-            consumer.commit(offsets)
+        try:  # bounded: a frozen broker must not hold up a stop
+            consumer.commit(offsets, timeout_ms=5000)
         except KafkaError as exc:  # harmless: the tables hold the real position
             log.info("group offsets not committed (%s); the tables are up to date", exc)
 
@@ -855,6 +945,7 @@ class Archiver:
 
 
 _VALUE = operator.attrgetter("value")
+_HEADERS = operator.attrgetter("headers")
 _OFFSET = operator.attrgetter("offset")
 _TIMESTAMP = operator.attrgetter("timestamp")
 
