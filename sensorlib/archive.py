@@ -52,8 +52,8 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sensorlib.config import Settings
-from sensorlib.errors import ArchiveError, KafkaUnavailable
 from sensorlib.dedup import SeenEvents, event_id_of
+from sensorlib.errors import ArchiveError, KafkaUnavailable
 from sensorlib.events import EventTimeWindow
 from sensorlib.fetch import accept_of
 from sensorlib.history import (
@@ -252,6 +252,7 @@ class _Topic:
     batch: _Batch = field(default_factory=_Batch)
     archived: int = 0
     invalid: int = 0
+    duplicates: int = 0  # retried copies (same sensorId and eventId) not archived again
     commits: int = 0
     last_commit: datetime | None = None
 
@@ -527,6 +528,7 @@ class _Writer:
         _, rows, invalid, when, duplicates = reply
         state.archived += rows
         state.invalid += invalid
+        state.duplicates += duplicates
         state.commits += 1
         state.last_commit = when
         if invalid:
@@ -655,6 +657,7 @@ class Archiver:
             "warehouse": str(self.settings.warehouse),
             "tables": {t.topic: {"table": f"{NAMESPACE}.{table_name(t.topic)}",
                                  "archived": t.archived, "invalid": t.invalid,
+                                 "duplicates": t.duplicates,
                                  "commits": t.commits, "pending": len(t.batch),
                                  "lag": self.lag.get(t.topic),
                                  "lastCommit": t.last_commit.isoformat() if t.last_commit else None}
@@ -824,6 +827,7 @@ class Archiver:
             old = self.topics.get(topic)
             if old is not None:  # a restart: the counters go on
                 state.archived, state.invalid = old.archived, old.invalid
+                state.duplicates = old.duplicates
                 state.commits, state.last_commit = old.commits, old.last_commit
             self.topics[topic] = state
             tps = [TopicPartition(topic, p) for p in sorted(known[topic])]

@@ -110,6 +110,9 @@ READINGS = TableKind("readings", (
     ("location", pa.string(), "location"),
     ("event_time", _TS, "timestamp"),
     *_KAFKA,
+    # The record's eventId header (retries of one POST share it; the archiver keeps the
+    # first copy, as the processor does). Added to older tables on open.
+    ("event_id", pa.string(), None),
 ))
 #: ``sensor-alerts``: one row per committed, valid alert (``event_time`` is the reading's).
 ALERTS = TableKind("alerts", (
@@ -177,10 +180,17 @@ def open_table(settings: Settings, kind: TableKind) -> Table:
     spec = PartitionSpec(PartitionField(source_id=event_time, field_id=1000,
                                         transform=DayTransform(), name="event_day"))
     topic = kind.topic(settings)
-    return catalog.create_table_if_not_exists(
+    table = catalog.create_table_if_not_exists(
         (NAMESPACE, table_name(topic)), schema=schema, partition_spec=spec,
         properties={**_TABLE_PROPERTIES, TOPIC_PROPERTY: topic},
     )
+    missing = [name for name, _, _ in kind.columns if name not in table.schema().column_names]
+    if missing:  # a table of an older sensorlib: its new columns are added (null in old rows)
+        with table.update_schema() as update:
+            for name in missing:
+                update.add_column(name, schema.find_field(name).field_type)
+        table = table.refresh()
+    return table
 
 
 def _listed(path: Path, name: str) -> bool | None:
@@ -366,10 +376,11 @@ def connect(settings: Settings | None = None, *, kinds: Iterable[TableKind] = KI
             listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
             if by_folder:  # pyiceberg's layout: <table>/data/event_day=YYYY-MM-DD/…
                 con.execute(f"CREATE VIEW {kind.name} AS SELECT * FROM read_parquet([{listed}], "
-                            f"hive_partitioning = true, hive_types = {{'{EVENT_DAY}': DATE}})")
+                            f"hive_partitioning = true, hive_types = {{'{EVENT_DAY}': DATE}}, "
+                            "union_by_name = true)")
             else:  # written by another tool with another layout
                 con.execute(f"CREATE VIEW {kind.name} AS SELECT *, {day} "
-                            f"FROM read_parquet([{listed}])")
+                            f"FROM read_parquet([{listed}], union_by_name = true)")
         else:
             con.register(f"_{kind.name}_empty", kind.arrow_schema.empty_table())
             con.execute(f"CREATE VIEW {kind.name} AS SELECT *, {day} FROM _{kind.name}_empty")

@@ -173,11 +173,11 @@ def test_a_failed_commit_stops_the_writer_without_a_gap(
     publish(settings, readings)
     real, calls = archive._decode, []
 
-    def failing(kind: history.TableKind, batch: object) -> object:
+    def failing(kind: history.TableKind, batch: object, *rest: object) -> object:
         calls.append(1)
         if len(calls) == 2:  # the second batch cannot be written
             raise OSError("disk full (test)")
-        return real(kind, batch)  # type: ignore[arg-type]
+        return real(kind, batch, *rest)  # type: ignore[arg-type]
 
     # Patched before the writer starts: a forked writer process inherits it.
     monkeypatch.setattr(archive, "_decode", failing)

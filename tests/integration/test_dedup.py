@@ -86,3 +86,41 @@ def test_retried_copies_count_once_live_and_after_a_restart(
         eventually(lambda: processor.stats.duplicates == 1, 60)
         assert processor.stats.processed == 0
         assert _count(processor, "dedup-1") == 4
+
+
+def test_a_retried_post_after_a_producer_sigkill_is_one_row_in_the_archive(
+        spawn, topics: Settings, tmp_path) -> None:
+    """The archive keeps the eventId and drops a retry as the processor does, across
+    archiver restarts (the span is rebuilt from the table)."""
+    import httpx
+
+    from sensorlib.archive import Archiver
+    from sensorlib.history import READINGS, open_table
+
+    archived = topics.replace(warehouse_dir=tmp_path / "warehouse")
+    body = {"sensorId": "retry-me", "temperature": 21.0, "humidity": 40.0,
+            "timestamp": (datetime.now(UTC) - timedelta(seconds=30)).isoformat()}
+    key = {"Idempotency-Key": "order-42/1"}
+    first = spawn("producer", topics, "--no-simulate")
+    assert httpx.post(first.url + "/api/events", json=body, headers=key).status_code == 201
+    first.kill()  # SIGKILL: the producer's memory of the key is gone
+    second = spawn("producer", topics, "--no-simulate")
+    answer = httpx.post(second.url + "/api/events", json=body, headers=key)
+    assert answer.status_code == 201 and "Idempotent-Replayed" not in answer.headers
+
+    def rows() -> list:
+        table = open_table(archived, READINGS).scan().to_arrow()
+        return [r for r in table.to_pylist() if r["sensor_id"] == "retry-me"]
+
+    archiver = Archiver(archived)
+    archiver.run(until_caught_up=True)
+    (row,) = rows()
+    assert row["event_id"] == "order-42/1"
+    assert archiver.health()[1]["tables"][topics.topic_readings]["duplicates"] == 1
+
+    # A third copy after the archiver restarted: still one row.
+    _send(topics, Reading.model_validate(body), "order-42/1")
+    Archiver(archived).run(until_caught_up=True)
+    assert len(rows()) == 1
+    assert sum(1 for r in open_table(archived, READINGS).scan().to_arrow().to_pylist()
+               if r["sensor_id"] == "retry-me") == 1
