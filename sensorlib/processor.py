@@ -466,6 +466,9 @@ class Processor:
             for i, found in pipeline.process_batch_us(judged):
                 out.extend(found)
                 caused.append((consumer_record(tp.topic, tp.partition, sources[i]), found))
+            for i, refusal in pipeline.refused:  # a new sensor beyond SENSORLIB_MAX_SENSORS
+                dead.append((consumer_record(tp.topic, tp.partition, sources[i]), refusal))
+            processed -= len(pipeline.refused)
             processed += len(judged)
             if records:
                 offsets[tp] = OffsetAndMetadata(records[-1][0] + 1, "", -1)
@@ -585,7 +588,8 @@ class Processor:
             committed = consumer.committed(tp)
             if committed is None:
                 committed = begins[tp]
-            pipeline = Pipeline(window=self.window, rules=self.rules, clock=self.clock)
+            pipeline = Pipeline(window=self.window, rules=self.rules, clock=self.clock,
+                                max_sensors=self.settings.max_sensors)
             seen = SeenEvents(self._dedup_span_ms)
             rebuild_started = time.perf_counter()
             # Nothing processed before (a new group, or a topic cut by retention up to

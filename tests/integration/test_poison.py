@@ -136,3 +136,36 @@ def test_batches_of_kafkas_own_console_producer_are_read(spawn, topics: Settings
 
     assert eventually(counted, timeout=60) == 5
     assert read_topic(topics, topics.topic_dlq, committed_only=True) == []
+
+
+def test_sensors_beyond_the_cap_are_dead_lettered_with_the_reason(
+        base_settings: Settings, kafka_cluster: str) -> None:
+    """SENSORLIB_MAX_SENSORS: a reading of one sensor more is refused, not kept."""
+    import threading
+
+    from sensorlib.kafka_io import ensure_topics
+    from sensorlib.processor import Processor
+    from tests.conftest import private_settings
+
+    settings = private_settings(base_settings, kafka_cluster, partitions=1, max_sensors=3)
+    ensure_topics(settings)
+    producer = _produce(settings)
+    for i in range(6):
+        producer.send(settings.topic_readings, key=f"cap-{i}".encode(), value=reading(f"cap-{i}"))
+    producer.send(settings.topic_readings, key=b"cap-0", value=reading("cap-0", 22.0))
+    producer.flush()
+    producer.close()
+    processor = Processor(settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        eventually(lambda: processor.stats.processed + processor.stats.invalid >= 7, 60)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert sorted(a["sensorId"] for a in processor.aggregates()) == ["cap-0", "cap-1", "cap-2"]
+    assert processor.stats.processed == 4 and processor.stats.invalid == 3
+    letters = [json.loads(r.value) for r in read_topic(settings, settings.topic_dlq)]
+    assert [letter["errors"][0] for letter in letters] == [
+        {"field": "sensorId", "reason": "more than 3 distinct sensors (SENSORLIB_MAX_SENSORS)"}] * 3
