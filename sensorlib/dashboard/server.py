@@ -18,6 +18,7 @@ start. ``/liveness`` and ``/metrics`` stay open, as the APIs' ``/health`` and ``
 from __future__ import annotations
 
 import argparse
+import hmac
 import logging
 import os
 import secrets
@@ -99,6 +100,18 @@ LOGIN_TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "dashboard_login
 GUEST_ENDPOINTS = ["/liveness", "/metrics"]
 
 
+def _compare_in_constant_time(password: str) -> None:
+    """Panel checks the login password with ``==``; check it with ``hmac.compare_digest``."""
+    from panel.auth import BasicLoginHandler
+
+    expected = password.encode()
+
+    def validate(self: Any, username: str, given: str) -> bool:
+        return hmac.compare_digest(given.encode(), expected)
+
+    BasicLoginHandler._validate = validate  # type: ignore[method-assign]
+
+
 def login_password(settings: Settings, addresses: list[str]) -> str | None:
     """The password the dashboard asks for (the API token), None when it asks for none.
 
@@ -133,6 +146,7 @@ class GuardedServe(Serve):
             args.cookie_secret = args.cookie_secret or secrets.token_urlsafe(32)
             args.basic_login_template = args.basic_login_template or str(LOGIN_TEMPLATE)
             args.oauth_guest_endpoints = [*(args.oauth_guest_endpoints or []), *GUEST_ENDPOINTS]
+            _compare_in_constant_time(password)
             log.info("Dashboard login required (any user name; the password is "
                      "SENSORLIB_API_TOKEN)")
         return super().invoke(args)
