@@ -169,3 +169,44 @@ def test_sensors_beyond_the_cap_are_dead_lettered_with_the_reason(
     letters = [json.loads(r.value) for r in read_topic(settings, settings.topic_dlq)]
     assert [letter["errors"][0] for letter in letters] == [
         {"field": "sensorId", "reason": "more than 3 distinct sensors (SENSORLIB_MAX_SENSORS)"}] * 3
+
+
+def test_a_record_that_breaks_processing_is_isolated_by_halves(
+        topics: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever fails on one record's data (here a fault injected into the windows for
+    sensor "boom") costs that record a dead letter, never the stream: the poll is retried
+    in halves from committed state until the record is found."""
+    import threading
+
+    from sensorlib.pipeline import Pipeline
+    from sensorlib.processor import Processor
+
+    real = Pipeline.process_batch_us
+
+    def fragile(self: Pipeline, batch: list) -> list:
+        if any(reading.sensor_id == "boom" for reading, _ in batch):
+            raise ValueError("boom reading (fault injected by the test)")
+        return real(self, batch)
+
+    monkeypatch.setattr(Pipeline, "process_batch_us", fragile)
+    producer = _produce(topics)
+    for i in range(300):
+        sensor = "boom" if i == 150 else f"ok-{i % 7}"
+        producer.send(topics.topic_readings, key=b"same-partition", value=reading(sensor))
+    producer.flush()
+    producer.close()
+    processor = Processor(topics)
+    stop = threading.Event()
+    thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        eventually(lambda: processor.stats.processed + processor.stats.invalid >= 300, 120)
+        assert processor.problems() == []
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert processor.stats.processed == 299 and processor.stats.invalid == 1
+    assert processor.stats.isolations >= 1
+    (letter,) = [json.loads(r.value) for r in read_topic(topics, topics.topic_dlq)]
+    assert letter["errors"][0]["reason"].startswith("processing failed: ValueError: boom")
+    assert letter["source"]["offset"] == 150
