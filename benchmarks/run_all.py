@@ -215,6 +215,18 @@ def ingest_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def gate_rows(r: dict[str, Any]) -> list[Row]:
+    rows = []
+    for name, f in r["forms"].items():
+        ratio = min(f["poll_vs_canonical"], f["columns_vs_canonical"])
+        rows.append(Row(f"the gate, {name}: poll path (judge+windows+rules) / columns "
+                        "(archive, replay) vs canonical",
+                        f"{_rate(f['poll_per_s'])} / {_rate(f['columns_per_s'])}",
+                        "canonical form", f"{f['poll_vs_canonical']:.2f}× / "
+                        f"{f['columns_vs_canonical']:.2f}×", "≥ 0.9×", ratio >= 0.9))
+    return rows
+
+
 def exhaustion_rows(r: dict[str, Any]) -> list[Row]:
     return [Row(f"POST /api/events, {r['clients']} clients, with {r['idle']:,} idle sockets open vs "
                 f"none (/health {r['health_idle_ms']:.0f} ms with them, {r['health_clear_ms']:.0f} "
@@ -240,6 +252,7 @@ BENCHES = [
           processor_rows),
     Bench("replay", "bench_replay", lambda m, b, s: m.run(b, s.replay), replay_rows),
     Bench("core", "bench_core", lambda m, b, s: m.run(s.core), core_rows),
+    Bench("gate", "bench_gate", lambda m, b, s: m.run(s.core), gate_rows),
     Bench("archive", "bench_archive", lambda m, b, s: m.run(b, s.archive, s.archive_big),
           archive_rows),
     Bench("peers", "bench_peers", lambda m, b, s: m.run(b, s.peers), peers_rows),

@@ -316,6 +316,8 @@ def decode(values: list[bytes | None], kind: RecordKind, *,
     clean = _utf8_only(clean, first)
     failures: dict[int, str] = {}
     spelling = kind.usual
+    if kind is READING_RECORDS and clean and b'"sensorId"' in clean[0]:
+        spelling = "camel"  # a camelCase topic (a Python producer, the sample's curl)
     table = _parse_tolerant(clean, kind, spelling, failures)
     key = next(iter(kind.text))  # sensorId / alertId: required, so null means look again
     usual_key = key if spelling == "camel" else _pascal(key)
@@ -345,7 +347,7 @@ def decode(values: list[bytes | None], kind: RecordKind, *,
         frame["location"] = frame["location"].fillna("")
     reasons = _reasons(n, checks, failures | first)
     if kind is READING_RECORDS:
-        _hold_to_gate(values, table, frame, reasons, record_ms, accept, now_us)
+        _hold_to_gate(values, clean, table, frame, reasons, record_ms, accept, now_us)
     frame["_reason"] = pd.Series(reasons, dtype=object)
     return frame
 
@@ -353,18 +355,19 @@ def decode(values: list[bytes | None], kind: RecordKind, *,
 # The timestamps the columns decide themselves (Arrow's ISO parser agrees with the gate's
 # grammar on these); any other form is the gate's to judge.
 _USUAL_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})?$"
-_SPACED = re.compile(rb'"\s+:')
+_ODD_TEXT = r'"\s+:|\\u|[^\x00-\x7f]'
 _EPOCH_1970 = pd.Timestamp("1970-01-01", tz="UTC")
 
 
-def _hold_to_gate(values: list[bytes | None], table: pa.Table, frame: pd.DataFrame,
+def _hold_to_gate(values: list[bytes | None], clean: list[bytes], table: pa.Table,
+                  frame: pd.DataFrame,
                   reasons: np.ndarray, record_ms: Sequence[int] | np.ndarray | None,
                   accept: EventTimeWindow | None, now_us: int | None) -> None:
     """Let the gate judge every record the columns are not sure of (in place)."""
     from sensorlib.gate import judge
 
     n = len(values)
-    unsure = np.fromiter((r is not None for r in reasons), dtype=bool, count=n)
+    unsure = np.not_equal(reasons, None)
     # Every key once, and no other key: as many '":' as fields the columns found (a key
     # given twice, a spaced colon, an escaped quote or an extra key all differ).
     present = np.zeros(n, dtype=np.int64)
@@ -374,18 +377,11 @@ def _hold_to_gate(values: list[bytes | None], table: pa.Table, frame: pd.DataFra
         other = _pascal(name)
         if other != name and other in table.column_names:  # both spellings of one field
             unsure |= valid & table[other].is_valid().to_numpy(zero_copy_only=False)
-    colons = np.fromiter((v.count(b'":') if type(v) is bytes else -1 for v in values),
-                         dtype=np.int64, count=n)
-    unsure |= colons != present
-    try:
-        joined = b"".join(values)  # type: ignore[arg-type]
-    except TypeError:
-        joined = b""
-        unsure |= np.fromiter((type(v) is not bytes for v in values), dtype=bool, count=n)
-    if _SPACED.search(joined) or b"\\u" in joined or not joined.isascii():
-        for i, v in enumerate(values):
-            if type(v) is bytes and (_SPACED.search(v) or b"\\u" in v or not v.isascii()):
-                unsure[i] = True  # escapes and non-ASCII text: rare enough for the gate
+    # ``clean``: UTF-8 text (anything else was replaced, and has its reason already).
+    text = pa.array(clean, type=pa.binary()).cast(pa.string())
+    unsure |= pc.count_substring(text, '":').to_numpy(zero_copy_only=False) != present
+    # Escapes and non-ASCII text: rare enough for the gate to judge one by one.
+    unsure |= pc.match_substring_regex(text, _ODD_TEXT).to_numpy(zero_copy_only=False)
     stamp = frame["timestamp"]
     text = pa.array(frame.get("_stamp_text", pd.Series([None] * n)), type=pa.string())
     usual = pc.fill_null(pc.match_substring_regex(text, _USUAL_TIME), False)
