@@ -241,6 +241,7 @@ class Processor:
             "processed": st.processed,
             "invalid": st.invalid,
             "duplicates": st.duplicates,
+            "isolations": st.isolations,
             "alerts": st.alerts,
             "transactions": st.transactions,
             "sessions": st.sessions,
