@@ -101,14 +101,28 @@ def start_producer(settings: Settings, folder: str, header_timeout: float = 120.
 
 
 def measure(port: int, folder: str, *, seconds: float, idle: int, clients: int = CLIENTS,
-            rounds: int = 1) -> dict[str, Any]:
+            rounds: int = 1, pid: int | None = None) -> dict[str, Any]:
     """Rate of ``clients`` POSTing without idle sockets, with ``idle`` of them open, and
     without again, ``rounds`` times interleaved; the ratio of each round is its rate with
     idle sockets over the mean of the runs without on either side (the median is reported).
+    With the server's ``pid``, also its CPU time per answered request in each kind of run
+    (steadier than rates on a shared machine).
     """
+    import psutil
+
     payloads = bodies(5000)
     url = f"http://127.0.0.1:{port}"
-    clear = [run_client(port, "/api/events", payloads, clients, seconds, folder)]
+    server = psutil.Process(pid) if pid else None
+
+    def load() -> dict[str, Any]:
+        before = sum(server.cpu_times()[:2]) if server else 0.0
+        result = run_client(port, "/api/events", payloads, clients, seconds, folder)
+        if server:
+            answered = sum(result["statuses"].values()) or 1
+            result["cpu_us"] = (sum(server.cpu_times()[:2]) - before) * 1e6 / answered
+        return result
+
+    clear = [load()]
     health_clear = health_ms(url)
     busy, health_idle, still_open = [], [], []
     for _ in range(rounds):
@@ -116,15 +130,18 @@ def measure(port: int, folder: str, *, seconds: float, idle: int, clients: int =
         try:
             time.sleep(0.5)
             health_idle.append(health_ms(url))
-            busy.append(run_client(port, "/api/events", payloads, clients, seconds, folder))
+            busy.append(load())
             still_open.append(sum(1 for s in sockets if _open(s)))
         finally:
             for s in sockets:
                 s.close()
-        clear.append(run_client(port, "/api/events", payloads, clients, seconds, folder))
+        clear.append(load())
     ratios = sorted(b["rate"] / max((clear[i]["rate"] + clear[i + 1]["rate"]) / 2, 1e-9)
                     for i, b in enumerate(busy))
-    return {"idle": idle, "idle_still_open": min(still_open), "clients": clients,
+    cpu = {} if server is None else {
+        "server_cpu_us_per_request_clear": _median([c["cpu_us"] for c in clear]),
+        "server_cpu_us_per_request_idle": _median([b["cpu_us"] for b in busy])}
+    return {**cpu, "idle": idle, "idle_still_open": min(still_open), "clients": clients,
             "rounds": rounds,
             "rate_clear": _median([c["rate"] for c in clear]),
             "rate_idle": _median([b["rate"] for b in busy]),
@@ -169,7 +186,8 @@ def run(bootstrap: str | None = None, seconds: float = 5.0, idle: int = IDLE,
             broker(bootstrap) as base:
         proc, port = start_producer(private_topics(base, "exhaustion"), folder)
         try:
-            out.update(measure(port, folder, seconds=seconds, idle=n, rounds=rounds))
+            out.update(measure(port, folder, seconds=seconds, idle=n, rounds=rounds,
+                               pid=proc.pid))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
