@@ -382,6 +382,41 @@ class Pipeline:
         if pending:
             self.process_batch_us(pending)
 
+    def process_ticking(self, batch: Sequence[tuple[Reading, int]],
+                        tick_every: timedelta = DEFAULT_TICK
+                        ) -> tuple[list[tuple[int, list[Alert]]], list[Alert]]:
+        """:meth:`process_batch_us`, ticking on event time inside the batch as :meth:`replay`
+        does: the live processor's path, so that a poll spanning an hour of a backlog raises
+        the silent alerts a replay raises (same ids), not just one tick's worth.
+
+        Returns ``(index in batch, alerts)`` of the readings that raised alerts and the
+        alerts of the ticks. :attr:`refused` lists the refusals of the whole batch.
+        """
+        step = tick_every // _US
+        raised: list[tuple[int, list[Alert]]] = []
+        ticked: list[Alert] = []
+        refused: list[tuple[int, TooManySensors]] = []
+        wm = self._watermark
+        begin = 0
+
+        def flush(end: int) -> None:
+            if end > begin:
+                part = batch[begin:end]
+                raised.extend((begin + i, found) for i, found in self.process_batch_us(part))
+                refused.extend((begin + i, why) for i, why in self.refused)
+
+        for i, (_, ts) in enumerate(batch):
+            if wm is not None and ts // step > wm // step:
+                flush(i)
+                begin = i
+                if self._watermark is not None:
+                    ticked.extend(self._tick_through(ts, step))
+            if wm is None or ts > wm:
+                wm = ts
+        flush(len(batch))
+        self.refused = refused
+        return raised, ticked
+
     def _tick_through(self, ts: int, step: int) -> Iterator[Alert]:
         """Tick at each boundary in (watermark, ts] where a silence, a storm's slot end or an
         eviction falls due.

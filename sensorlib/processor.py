@@ -68,12 +68,13 @@ from sensorlib.kafka_io import (
     make_consumer,
     make_producer,
 )
+from sensorlib.pipeline import DEFAULT_TICK as TICK_EVERY
 from sensorlib.pipeline import Pipeline
 from sensorlib.recent import RecentById
 from sensorlib.records import as_raw, consumer_record
 from sensorlib.records import install as install_fast_records
 from sensorlib.telemetry import AlertTracer, ProcessorMetrics, context_headers, tracing_enabled
-from sensorlib.times import to_us, utcnow
+from sensorlib.times import EPOCH, to_us, utcnow
 
 log = logging.getLogger("sensorlib.processor")
 
@@ -464,7 +465,11 @@ class Processor:
                         continue
                     judged.append(got)
                     sources.append(raw)
-            for i, found in pipeline.process_batch_us(judged):
+            # Ticks on event time inside the poll, as a replay ticks (a backlog's poll can
+            # span an hour: every silence in it is seen, with the replay's alert ids).
+            raised, ticked = pipeline.process_ticking(judged, TICK_EVERY)
+            out.extend(ticked)
+            for i, found in raised:
                 out.extend(found)
                 caused.append((consumer_record(tp.topic, tp.partition, sources[i]), found))
             for i, refusal in pipeline.refused:  # a new sensor beyond SENSORLIB_MAX_SENSORS
@@ -564,8 +569,13 @@ class Processor:
                 continue
             event_time, at = seen
             # Never past the wall clock: a reading a few minutes ahead (inside the accepted
-            # window) must not make every other sensor of its partition look silent.
+            # window) must not make every other sensor of its partition look silent. On a
+            # tick boundary, as a replay ticks: a silence a replay would not see yet (its
+            # sensor back before the next boundary) is not raised live either.
             now = min(event_time + timedelta(seconds=now_mono - at), wall)
+            now = EPOCH + (now - EPOCH) // TICK_EVERY * TICK_EVERY
+            if now <= event_time:
+                continue
             alerts.extend(pipeline.tick(now))
         return alerts
 
