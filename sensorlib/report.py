@@ -120,7 +120,7 @@ def _some(items: list[str], n: int = 8) -> str:
 
 
 def _read_newest(settings: Settings, since: pd.Timestamp, seconds: float, max_records: int
-                 ) -> tuple[list[bytes | None], int]:
+                 ) -> tuple[list[bytes | None], list[int], int]:
     """Values that arrived from ``since`` on (newest ``max_records`` of them), then ``seconds``
     more of tailing; and how many had arrived since ``since`` when the call began."""
     import math
@@ -140,11 +140,13 @@ def _read_newest(settings: Settings, since: pd.Timestamp, seconds: float, max_re
             share = math.ceil(max_records * (end[p] - first) / available)
             begin[p] = max(first, end[p] - share)
     values: list[bytes | None] = []
+    times: list[int] = []
     with TopicReader(settings, topic, offsets=begin, follow=seconds, client_id="sensorlib-live",
                      **CONSUMER_OPTIONS) as reader:
         for _, records in reader:
             values.extend(r.value for r in records)
-    return values, available
+            times.extend(r.timestamp for r in records)
+    return values, times, available
 
 
 def live_period(settings: Settings, *, since: TimeLike = "5min ago", seconds: float = 5.0,
@@ -163,8 +165,10 @@ def live_period(settings: Settings, *, since: TimeLike = "5min ago", seconds: fl
     live_from = to_utc(since)
     if live_from is None:
         raise ReportError("since must be a time, e.g. '5min ago'")
-    values, available = _read_newest(settings, live_from, seconds, max_records)
-    decoded = decode_readings(values)
+    from sensorlib.fetch import accept_of
+
+    values, times, available = _read_newest(settings, live_from, seconds, max_records)
+    decoded = decode_readings(values, record_ms=times, accept=accept_of(settings))
     invalid = int(decoded["_reason"].notna().sum())
     valid = decoded[decoded["_reason"].isna()].drop(columns="_reason")
     recent = (valid[valid["timestamp"] >= live_from].sort_values("timestamp", kind="stable")

@@ -28,7 +28,8 @@ from opentelemetry.trace import SpanKind
 from sensorlib.config import Settings
 from sensorlib.dashboard.state import LiveState, default_stale_after
 from sensorlib.errors import KafkaUnavailable
-from sensorlib.events import parse_alert, parse_reading
+from sensorlib.events import EventTimeWindow, parse_alert
+from sensorlib.gate import judge, to_reading
 from sensorlib.kafka_io import TopicReader, kafka_reachable, make_consumer
 from sensorlib.telemetry import (
     context_from_headers,
@@ -254,6 +255,7 @@ class Feed:
         self.state = state or LiveState(window=backfill, stale_after=stale_after(settings))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._accept = EventTimeWindow(settings.max_past, settings.max_future)
         self.readings = _TopicPump(settings, settings.topic_readings,
                                    settings.dashboard_readings_group, self._on_reading,
                                    backfill=backfill, read_committed=False, stop=self._stop)
@@ -263,12 +265,12 @@ class Feed:
                                  backfill=alerts_backfill, read_committed=True, stop=self._stop)
 
     def _on_reading(self, record: Any, arrived: datetime | None) -> None:
-        try:
-            reading = parse_reading(record.value)
-        except ValueError:
+        # The one gate, as the processor judges (window around the record's time).
+        got = judge(record.value, record.timestamp, accept=self._accept)
+        if not isinstance(got, tuple):
             self.state.note_invalid()  # the processor sends these to the DLQ; we just skip
             return
-        self.state.add_reading(reading, arrived)
+        self.state.add_reading(to_reading(got[0]), arrived)
 
     def _on_alert(self, record: Any, _arrived: datetime | None) -> None:
         try:
