@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from itertools import count
 from typing import TYPE_CHECKING
 
-from sensorlib.events import Alert, Reading, Severity, alert_id
+from sensorlib.events import Alert, Reading, Severity, alert_id, status_of
 from sensorlib.times import from_us, to_us, utcnow
 
 if TYPE_CHECKING:
@@ -44,9 +44,9 @@ class RuleConfig:
     Attributes:
         temperature_threshold, humidity_threshold: the threshold rule fires when a
             reading is strictly above either (the reference: 35 °C, 90 %).
-        temperature_critical_margin, humidity_critical_margin: the threshold alert is
-            ``critical`` when a value exceeds its threshold by more than this
-            (35 + 5 = 40 °C, 90 + 5 = 95 %), else ``warning``.
+            The alert's severity is the dashboard's status of the reading
+            (:func:`~sensorlib.events.status_of`: ``critical`` above 35 °C or 90 %, the
+            sample's rule), else ``warning``: one definition of critical everywhere.
         rate_of_change: °C per minute above which it fires, measured from the sensor's
             newest reading at least ``rate_min_span`` of event time before this one (or its
             oldest, dividing by ``rate_min_span`` then), provided the change is at least
@@ -75,8 +75,6 @@ class RuleConfig:
 
     temperature_threshold: float = 35.0
     humidity_threshold: float = 90.0
-    temperature_critical_margin: float = 5.0
-    humidity_critical_margin: float = 5.0
     rate_of_change: float = 10.0
     rate_min_delta: float = 2.0
     rate_min_span: timedelta = timedelta(seconds=10)
@@ -258,8 +256,7 @@ class Detector:
             parts.append(f"High temperature: {r.temperature:.1f}°C")
         if wet:
             parts.append(f"High humidity: {r.humidity:.1f}%")
-        critical = (r.temperature > c.temperature_threshold + c.temperature_critical_margin
-                    or r.humidity > c.humidity_threshold + c.humidity_critical_margin)
+        critical = status_of(r.temperature, r.humidity) == "critical"  # as the cards show
         self._emit(alerts, r, ts, "threshold", "critical" if critical else "warning",
                    ", ".join(parts))
 

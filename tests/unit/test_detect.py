@@ -9,7 +9,7 @@ import pytest
 
 from sensorlib import detect
 from sensorlib.detect import ALL_RULES, Detector, RuleConfig
-from sensorlib.events import Alert, Reading, alert_id
+from sensorlib.events import Alert, Reading, alert_id, status_of
 from sensorlib.windows import WindowStore
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -55,16 +55,23 @@ def test_threshold_is_strictly_greater(temperature: float, humidity: float, fire
 @pytest.mark.parametrize(("temperature", "humidity", "reason", "severity"), [
     (42.5, 95.0, "High temperature: 42.5°C, High humidity: 95.0%", "critical"),
     (42.5, 50.0, "High temperature: 42.5°C", "critical"),
-    (36.04, 50.0, "High temperature: 36.0°C", "warning"),
-    (40.0, 50.0, "High temperature: 40.0°C", "warning"),
-    (40.01, 50.0, "High temperature: 40.0°C", "critical"),
+    (36.04, 50.0, "High temperature: 36.0°C", "critical"),
+    (40.0, 50.0, "High temperature: 40.0°C", "critical"),
     (20.0, 95.01, "High humidity: 95.0%", "critical"),
-    (20.0, 91.0, "High humidity: 91.0%", "warning"),
+    (20.0, 91.0, "High humidity: 91.0%", "critical"),
 ])
 def test_threshold_reason_and_severity(temperature: float, humidity: float, reason: str,
                                        severity: str) -> None:
     (alert,) = Harness().feed(reading(0, temperature, humidity))
     assert (alert.rule, alert.reason, alert.severity) == ("threshold", reason, severity)
+    # One definition of critical: the alert says what the reading's dashboard card shows.
+    assert alert.severity == status_of(temperature, humidity)
+
+
+def test_a_lower_threshold_alerts_with_the_cards_status() -> None:
+    h = Harness(temperature_threshold=30.0)
+    (alert,) = h.feed(reading(0, 32.0, 50.0))
+    assert alert.severity == "warning" == status_of(32.0, 50.0)
 
 
 def test_alert_carries_the_triggering_reading() -> None:
