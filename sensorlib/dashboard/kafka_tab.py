@@ -11,7 +11,12 @@ import pandas as pd
 import panel as pn
 
 from sensorlib.dashboard import render
-from sensorlib.dashboard.kafka_view import KafkaMonitor, KafkaSnapshot, project_groups
+from sensorlib.dashboard.kafka_view import (
+    ASSIGNING_ROLES,
+    KafkaMonitor,
+    KafkaSnapshot,
+    project_groups,
+)
 from sensorlib.dashboard.theme import WIDGET_CSS
 from sensorlib.dashboard.theme import html_pane as _html
 
@@ -141,7 +146,10 @@ class KafkaView:
         rows = []
         for g in snap.groups:
             for p in sorted(g.end) or [None]:
-                rows.append({"group": g.group, "role": g.role, "state": g.state,
+                state = g.state
+                if g.role in ASSIGNING_ROLES and not g.members:
+                    state = f"{state} (assigns its partitions; commits only)"
+                rows.append({"group": g.group, "role": g.role, "state": state,
                              "members": g.members, "topic": g.topic,
                              "partition": "" if p is None else p,
                              "committed": "" if p is None or g.committed.get(p) is None

@@ -24,6 +24,7 @@ from sensorlib.dashboard.state import LagHistory
 from sensorlib.kafka_io import TopicReader, make_admin, make_consumer
 
 __all__ = [
+    "ASSIGNING_ROLES",
     "GroupLag",
     "KafkaMonitor",
     "KafkaSnapshot",
@@ -68,8 +69,9 @@ class GroupLag:
     end: dict[int, int]
 
     def lag(self, partition: int) -> int:
-        """Records the group has not committed yet (everything, if it never committed)."""
-        return self.end.get(partition, 0) - (self.committed.get(partition) or 0)
+        """Records the group has not committed yet (everything, if it never committed);
+        never negative (a commit newer than the end offsets read is no lag)."""
+        return max(0, self.end.get(partition, 0) - (self.committed.get(partition) or 0))
 
     @property
     def total_lag(self) -> int:
@@ -106,9 +108,18 @@ def project_groups(settings: Settings) -> list[tuple[str, str, str]]:
     """``(group, role, topic)`` of the consumer groups this project runs."""
     return [
         (settings.processor_group, "processor", settings.topic_readings),
+        (settings.archiver_group, "archiver readings", settings.topic_readings),
+        (settings.archiver_group, "archiver alerts", settings.topic_alerts),
         (settings.dashboard_readings_group, "dashboard readings", settings.topic_readings),
         (settings.dashboard_alerts_group, "dashboard alerts", settings.topic_alerts),
     ]
+
+
+#: Roles whose group has no members by design: they assign their partitions themselves
+#: (no rebalances) and only commit their position, so Kafka's own tools list the group as
+#: ``Empty`` with no active members (the archiver's true position is in its tables).
+ASSIGNING_ROLES = frozenset({"archiver readings", "archiver alerts", "dashboard readings",
+                             "dashboard alerts"})
 
 
 class KafkaMonitor:
@@ -184,8 +195,14 @@ class KafkaMonitor:
         parts: dict[str, list[TopicPartition]] = {}
         for topic in self.settings.topics:
             numbers = sorted(consumer.partitions_for_topic(topic) or [])
-            tps = [TopicPartition(topic, p) for p in numbers]
-            parts[topic] = tps
+            parts[topic] = [TopicPartition(topic, p) for p in numbers]
+        specs: dict[str, list[TopicPartition]] = {}
+        for group, _, topic in project_groups(self.settings):
+            specs.setdefault(group, []).extend(parts.get(topic, []))
+        # Committed offsets first, end offsets after: a commit made in between then shows
+        # as less lag, never as a negative one.
+        committed = admin.list_group_offsets({g: tps for g, tps in specs.items() if tps})
+        for topic, tps in parts.items():
             if not tps:
                 continue
             begin = consumer.beginning_offsets(tps)
@@ -193,8 +210,6 @@ class KafkaMonitor:
             topics.append(TopicInfo(topic, {tp.partition: o for tp, o in begin.items()},
                                     {tp.partition: o for tp, o in end.items()}))
         ends = {t.name: t.end for t in topics}
-        specs = {group: parts.get(topic, []) for group, _, topic in project_groups(self.settings)}
-        committed = admin.list_group_offsets({g: tps for g, tps in specs.items() if tps})
         described = _describe(admin, list(specs))
         groups = []
         for group, role, topic in project_groups(self.settings):
@@ -205,7 +220,7 @@ class KafkaMonitor:
                 state=str(info.get("group_state") or "Dead"),
                 members=len(info.get("members") or []),
                 committed={tp.partition: (m.offset if m.offset >= 0 else None)
-                           for tp, m in offsets.items()},
+                           for tp, m in offsets.items() if tp.topic == topic},
                 end=dict(ends.get(topic, {})),
             ))
         listed = {g["group_id"] for g in admin.list_groups()}

@@ -9,7 +9,7 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.dashboard.feed import Feed
-from sensorlib.dashboard.kafka_view import KafkaMonitor
+from sensorlib.dashboard.kafka_view import GroupLag, KafkaMonitor
 from sensorlib.events import Reading
 from sensorlib.kafka_io import group_lag, make_producer
 from tests.support import eventually
@@ -56,17 +56,32 @@ def test_backfill_then_live_without_gap_or_duplicate(topics: Settings) -> None:
         feed.stop()
 
 
+def _clean_poll(monitor: KafkaMonitor):
+    def poll():
+        snap = monitor.poll_once()
+        return snap if snap.error is None else None
+    return poll
+
+
 def test_monitor_snapshot_and_message_browser(topics: Settings) -> None:
     publish(topics, 10)
     monitor = KafkaMonitor(topics)
     try:
-        snap = monitor.poll_once()
+        # A fresh broker answers "coordinator not available" to the first group lookups.
+        snap = eventually(_clean_poll(monitor), timeout=30)
         assert snap.error is None and snap.brokers
         assert {t.name for t in snap.topics} == set(topics.topics)
         readings = next(t for t in snap.topics if t.name == topics.topic_readings)
         assert readings.partitions == topics.partitions and readings.messages == 10
         roles = {g.role: g for g in snap.groups}
         assert roles["processor"].total_lag == 10  # never committed: everything is lag
+        # Every group of the project, the archiver's on both of its topics (issue 24).
+        assert {"archiver readings", "archiver alerts"} <= set(roles)
+        assert roles["archiver alerts"].topic == topics.topic_alerts
+        # A commit read after the end offsets is no negative lag.
+        ahead = GroupLag(group="g", role="r", topic="t", state="Empty", members=0,
+                         committed={0: 12}, end={0: 7})
+        assert ahead.lag(0) == 0 and ahead.total_lag == 0
         records = monitor.latest_records(topics.topic_readings, sensor="SENSOR-02")
         assert len(records) == 2 and all(r.key == "sensor-02" for r in records)
         assert records[0].timestamp >= records[1].timestamp
