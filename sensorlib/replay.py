@@ -110,6 +110,11 @@ def _legacy(start: Any, end: Any, sensors: Any, legacy: tuple[Any, ...],
     return start, end, sensors, settings
 
 
+#: Seconds to wait for a TCP connection to Kafka before a read serves the archive alone
+#: (or raises, with no archive).
+KAFKA_PROBE = 2.0
+
+
 def _span(first: Any, last: Any) -> str:
     return f"{pd.Timestamp(first).isoformat()} to {pd.Timestamp(last).isoformat()}"
 
@@ -129,6 +134,8 @@ def _read(kind: RecordKind, topic_of: Callable[[Settings], str], settings: Setti
           *, source: str = "auto", progress: bool | None = None,
           slack: timedelta | None = DEFAULT_SLACK, timeout: float = 30.0) -> pd.DataFrame:
     from sensorlib import history
+    from sensorlib.errors import KafkaUnavailable
+    from sensorlib.kafka_io import kafka_reachable
 
     if source not in _SOURCES:
         raise ReplayError(f"source must be one of {', '.join(_SOURCES)}, got {source!r}")
@@ -145,13 +152,24 @@ def _read(kind: RecordKind, topic_of: Callable[[Settings], str], settings: Setti
         if archived is None and source == "archive":
             raise ReplayError(f"there is no archive of {topic!r} in {settings.warehouse}; run "
                               "`sensorlib archive` (or read with source='kafka')")
+    # Fail fast when Kafka is down (a refused connection answers at once): serve what the
+    # archive holds, with a warning, instead of waiting out the read timeout.
+    kafka_down = source != "archive" and not kafka_reachable(settings, timeout=KAFKA_PROBE)
+    if kafka_down and archived is None:
+        raise KafkaUnavailable(settings.bootstrap_servers,
+                               f"no connection within {KAFKA_PROBE:g}s, and there is no archive "
+                               f"of {topic!r} in {settings.warehouse} to read instead")
     if archived is not None:
         frames = [archived.frame.assign(_reason=None)]
         kafka_tail: list[pd.DataFrame] = []
-        if source == "auto":
+        if source == "auto" and not kafka_down:
             kafka_tail = fetch(settings, topic, None, kind, progress=progress,
                                slack=timedelta(0), timeout=timeout, offsets=archived.offsets)
         out = assemble(frames + kafka_tail, kind, t0, t1, wanted, topic)
+        if kafka_down:
+            warn(out, f"Kafka at {settings.bootstrap_servers} is not reachable: these are the "
+                      f"archived {kind.name}s only; what Kafka holds beyond the archive "
+                      f"(offsets {archived.offsets or 'none'}) is missing")
         out.attrs.update(source="archive" if source == "archive" else "archive+kafka",
                          from_archive=len(archived.frame),
                          from_kafka=int(sum(len(f) for f in kafka_tail)),

@@ -494,3 +494,25 @@ def test_health_json_is_valid_before_start(archived: Settings) -> None:
     healthy, body = Archiver(archived).health()
     assert not healthy and body["status"] == "starting"
     json.dumps(body)
+
+
+def test_with_kafka_down_reads_serve_the_archive_at_once(archived: Settings) -> None:
+    """Kafka down: the archived part comes back within a few seconds, with a warning that
+    the tail is missing; with no archive the read fails as fast, naming Kafka."""
+    from sensorlib.errors import KafkaUnavailable
+
+    readings = fleet(datetime.now(UTC) - timedelta(minutes=30), 10)
+    publish(archived, readings)
+    archive_all(archived)
+    down = archived.replace(bootstrap_servers=f"127.0.0.1:{free_port()}")  # nothing listens
+    started = time.monotonic()
+    with pytest.warns(ReplayWarning, match="not reachable"):
+        frame = read_readings("-1h", "now", settings=down)
+    assert time.monotonic() - started < 10.0  # not the 30 s read timeout
+    assert len(frame) == len(readings) and frame.attrs["source"] == "archive+kafka"
+    assert "not reachable" in frame.attrs["warnings"][0]
+    nowhere = down.replace(warehouse_dir=archived.warehouse / "none")
+    started = time.monotonic()
+    with pytest.raises(KafkaUnavailable):
+        read_readings("-1h", "now", settings=nowhere)
+    assert time.monotonic() - started < 10.0  # not the 30 s read timeout
