@@ -10,13 +10,20 @@ import time
 from collections.abc import Callable, Sequence
 
 from sensorlib.config import Settings
-from sensorlib.errors import SensorlibError
+from sensorlib.errors import EXIT_CODES, ConfigError, SensorlibError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _check_port(host: str, port: int, what: str, variable: str) -> None:
+    """Refuse before starting a server whose port is taken, naming who holds it."""
+    from sensorlib.broker import check_ports
+
+    check_ports(host, [(port, what, variable)])
 
 
 # --------------------------------------------------------------------------- broker
@@ -134,9 +141,11 @@ def cmd_producer(args: argparse.Namespace, settings: Settings) -> int:
     from sensorlib.services import serve
     from sensorlib.services.producer import create_app
 
+    host, port = args.host or settings.host, args.port or settings.producer_port
+    _check_port(host, port, "producer API", "--port" if args.port else "SENSORLIB_PRODUCER_PORT")
     interval = 1.0 / args.rate if args.rate else None
     app = create_app(settings, simulate=not args.no_simulate, interval=interval)
-    serve(app, args.host or settings.host, args.port or settings.producer_port)
+    serve(app, host, port)
     return 0
 
 
@@ -144,6 +153,7 @@ def cmd_processor(args: argparse.Namespace, settings: Settings) -> int:
     from sensorlib.services import serve
 
     host, port = args.host or settings.host, args.port or settings.processor_port
+    _check_port(host, port, "processor API", "--port" if args.port else "SENSORLIB_PROCESSOR_PORT")
     if args.workers > 1:
         from sensorlib.services.workers import Workers, create_front_app
 
@@ -197,6 +207,11 @@ def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
                   f"{figures['snapshots_expired']} snapshot(s) expired, "
                   f"{figures['files_deleted']} unreferenced file(s) deleted")
         return 0
+    if not args.until_caught_up:  # before waiting for Kafka: refuse a taken port at once
+        _check_port(args.host or settings.host,
+                    settings.archiver_port if args.port is None else args.port,
+                    "archiver /health", "SENSORLIB_ARCHIVER_PORT" if args.port is None
+                    else "--port")
     wait_for_kafka(settings, timeout=60)
     ensure_topics(settings)
     # A fresh process that has not used Arrow yet: the writer may be a forked child.
@@ -249,14 +264,21 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.errors import KafkaUnavailable, ReportError
+    from sensorlib.errors import EmptyReport, KafkaUnavailable, UnknownSensor
     from sensorlib.report import run_report
 
     try:
         executed = run_report(args.start, args.end, args.out, args.sensor or None, settings,
                               timeout=args.timeout, keep=args.keep)
-    except KafkaUnavailable as exc:
-        raise ReportError(f"no report: {exc}") from None
+    except KafkaUnavailable as exc:  # exit code 3, as every command with Kafka down
+        exc.args = (f"no report: {exc}",)
+        raise
+    except EmptyReport as exc:
+        # A sensor asked for that sent nothing (``no readings from 'x' …``; the notebook's
+        # EmptyReport crosses papermill as text) is exit code 5, an empty period 4.
+        if type(exc) is EmptyReport and args.sensor and "no readings from " in str(exc):
+            raise UnknownSensor(str(exc)) from None
+        raise
     print(f"report: {executed.with_suffix('.html')} (notebook {executed}; "
           f"index {executed.parent / 'index.html'})")
     return 0
@@ -265,6 +287,8 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     from sensorlib.dashboard import serve
 
+    _check_port(args.host or settings.host, args.port or settings.dashboard_port, "dashboard",
+                "--port" if args.port else "SENSORLIB_DASHBOARD_PORT")
     serve(settings.replace(dashboard_port=args.port or settings.dashboard_port,
                            host=args.host or settings.host), show=args.show)
     return 0  # not reached: serve() becomes the server
@@ -288,7 +312,32 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         import os
 
         os.environ["SENSORLIB_INSECURE"] = "1"  # the children (services, dashboard) agree
+    from sensorlib.broker import check_ports
+
+    # Before anything starts: a second `up` reached the first one's health checks,
+    # printed "healthy" for each and then its own services died on the taken ports.
+    check_ports(settings.host, _up_ports(settings, dashboard=not args.no_dashboard))
+    if not settings.external and not _local_kafka(settings).running():
+        check_ports("localhost", [(settings.kafka_port, "Kafka", "SENSORLIB_KAFKA_PORT"),
+                                  (settings.controller_port, "Kafka controller",
+                                   "SENSORLIB_CONTROLLER_PORT")])
+    if args.observe:
+        from sensorlib.viewers import viewer_ports
+
+        zipkin, prometheus = viewer_ports()
+        check_ports("127.0.0.1", [(zipkin, "Zipkin", "SENSORLIB_ZIPKIN_PORT"),
+                                  (prometheus, "Prometheus", "SENSORLIB_PROMETHEUS_PORT")])
     return run_system(settings, dashboard=not args.no_dashboard, observe=args.observe)
+
+
+def _up_ports(settings: Settings, *, dashboard: bool) -> list[tuple[int, str, str]]:
+    """The ports the services of ``sensorlib up`` listen on: (port, what, variable)."""
+    ports = [(settings.producer_port, "producer API", "SENSORLIB_PRODUCER_PORT"),
+             (settings.processor_port, "processor API", "SENSORLIB_PROCESSOR_PORT"),
+             (settings.archiver_port, "archiver /health", "SENSORLIB_ARCHIVER_PORT")]
+    if dashboard:
+        ports.append((settings.dashboard_port, "dashboard", "SENSORLIB_DASHBOARD_PORT"))
+    return ports
 
 
 #: ``sensorlib status`` answers within this many seconds whatever is down: every check runs
@@ -356,9 +405,24 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     checks.update({f"viewer {name}": get(health) for name, (_, health) in _viewers().items()})
     checks["archive"] = lambda: _archive_status(settings)
     results = _all_bounded(checks, deadline)
-    waited = f"no answer within {STATUS_DEADLINE:g}s"
+    doc = _status_document(settings, services, groups, results)
+    if args.json:
+        import json
 
-    code = 0
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        _print_status(doc)
+    return 0 if doc["healthy"] else 1
+
+
+def _status_document(settings: Settings, services: list[tuple[str, str]],
+                     groups: list[tuple[str, str]], results: dict[str, object]
+                     ) -> dict[str, object]:
+    """What ``sensorlib status`` found, as one JSON-ready object (``--json`` prints it; the
+    text form prints the same content)."""
+    import httpx
+
+    waited = f"no answer within {STATUS_DEADLINE:g}s"
     lags = results["lags"]
     kafka = results["kafka"]
     if kafka is True and isinstance(lags, _NoAnswer):
@@ -369,9 +433,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         state = f"UNREACHABLE ({waited})"
     else:
         state = "UNREACHABLE"
-    print(f"kafka      {settings.bootstrap_servers}: {state}")
-    code |= 0 if state == "reachable" else 1
-
+    healthy = state == "reachable"
+    doc: dict[str, object] = {
+        "kafka": {"bootstrapServers": settings.bootstrap_servers, "status": state,
+                  "reachable": state == "reachable"}}
+    rows = []
     for name, url in services:
         answer = results[name]
         why: list[str] = []
@@ -385,10 +451,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             status = f"NOT ANSWERING ({waited})"
         else:
             status = f"not running ({type(answer).__name__})"
-        code |= 0 if status == "healthy" else 1
-        print(f"{name:<10} {url}: {status}")
-        for reason in why:
-            print(f"{'':<10} - {reason}")
+        healthy &= status == "healthy"
+        rows.append({"name": name, "url": url, "status": status,
+                     "healthy": status == "healthy", "problems": why})
+    doc["services"] = rows
+    viewers = []
     for name, (url, _) in _viewers().items():  # optional: never a failure
         answer = results[f"viewer {name}"]
         if isinstance(answer, httpx.Response):
@@ -397,32 +464,74 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             status = f"not answering ({waited})"
         else:
             status = "not running (sensorlib up --observe starts it)"
-        print(f"{name:<10} {url}: {status}")
+        viewers.append({"name": name, "url": url, "status": status})
+    doc["viewers"] = viewers
+    lag_rows: list[dict[str, object]] = []
     if kafka is True:
-        print("consumer group lag:")
         for group, topic in groups:
             answer = lags if not isinstance(lags, dict) else lags[(group, topic)]
+            row: dict[str, object] = {"group": group, "topic": topic}
             if isinstance(answer, _NoAnswer):
-                print(f"  {group:<28} {topic:<20} Kafka gave {waited}")
-                continue
-            if isinstance(answer, Exception):
-                print(f"  {group}: {answer}")
-                continue
-            assert isinstance(answer, dict)
-            total = sum(int(p["lag"] or 0) for p in answer.values())
-            parts = " ".join(f"p{p}={v['lag']}" for p, v in answer.items())
-            print(f"  {group:<28} {topic:<20} lag {total:>8}  ({parts})")
+                row["error"] = f"Kafka gave {waited}"
+            elif isinstance(answer, Exception):
+                row["error"] = str(answer)
+            else:
+                assert isinstance(answer, dict)
+                row["lag"] = sum(int(p["lag"] or 0) for p in answer.values())
+                row["partitions"] = {str(p): v for p, v in answer.items()}
+            lag_rows.append(row)
+    doc["consumerGroups"] = lag_rows
     archive = results["archive"]
-    if isinstance(archive, list):
-        for line in archive:
-            print(line)
+    if isinstance(archive, dict):
+        doc["archive"] = archive
     elif isinstance(archive, _NoAnswer):
-        print(f"archive    {settings.warehouse}: {waited} (the catalog may be locked)")
-        code |= 1
+        doc["archive"] = {"warehouse": str(settings.warehouse),
+                          "error": f"{waited} (the catalog may be locked)"}
+        healthy = False
     else:
-        print(f"archive    {settings.warehouse}: cannot be read ({archive})")
-        code |= 1
-    return code
+        doc["archive"] = {"warehouse": str(settings.warehouse),
+                          "error": f"cannot be read ({archive})"}
+        healthy = False
+    doc["healthy"] = healthy
+    return doc
+
+
+def _print_status(doc: dict) -> None:
+    """The text form of ``sensorlib status``."""
+    kafka = doc["kafka"]
+    print(f"kafka      {kafka['bootstrapServers']}: {kafka['status']}")
+    for row in doc["services"]:
+        print(f"{row['name']:<10} {row['url']}: {row['status']}")
+        for reason in row["problems"]:
+            print(f"{'':<10} - {reason}")
+    for row in doc["viewers"]:
+        print(f"{row['name']:<10} {row['url']}: {row['status']}")
+    if kafka["reachable"] or doc["consumerGroups"]:
+        print("consumer group lag:")
+    for row in doc["consumerGroups"]:
+        group, topic = row["group"], row["topic"]
+        if "error" in row:
+            if str(row["error"]).startswith("Kafka gave"):
+                print(f"  {group:<28} {topic:<20} {row['error']}")
+            else:
+                print(f"  {group}: {row['error']}")
+            continue
+        parts = " ".join(f"p{p}={v['lag']}" for p, v in row["partitions"].items())
+        print(f"  {group:<28} {topic:<20} lag {row['lag']:>8}  ({parts})")
+    archive = doc["archive"]
+    if "error" in archive:
+        print(f"archive    {archive['warehouse']}: {archive['error']}")
+    elif archive["tables"] is None:
+        print(f"archive    {archive['warehouse']}: none yet (start `sensorlib archive`)")
+    else:
+        print(f"archive    {archive['warehouse']}:")
+        for row in archive["tables"]:
+            if not row["exists"]:
+                print(f"  {row['table']:<36} not created yet")
+                continue
+            when = row["lastCommit"] or "never"
+            print(f"  {row['table']:<36} {row['rows']:>12,} rows  {row['files']:>5} files  "
+                  f"{row['bytes'] / 1e6:8.1f} MB  last commit {when}")
 
 
 def _group_lags(settings: Settings, pairs: list[tuple[str, str]]
@@ -485,24 +594,231 @@ def _health_reasons(answer: object) -> list[str]:
     return reasons
 
 
-def _archive_status(settings: Settings) -> list[str]:
-    """Rows and last commit of each archive table (``sensorlib status``), as lines."""
+def _archive_status(settings: Settings) -> dict[str, object]:
+    """Rows and last commit of each archive table (``sensorlib status``); ``tables`` is
+    None when there is no archive yet."""
     from sensorlib.history import catalog_path
 
+    out: dict[str, object] = {"warehouse": str(settings.warehouse), "tables": None}
     if not catalog_path(settings).exists():
-        return [f"archive    {settings.warehouse}: none yet (start `sensorlib archive`)"]
+        return out
     from sensorlib.history import table_status
 
-    lines = [f"archive    {settings.warehouse}:"]
+    tables = []
     for row in table_status(settings):
-        if not row["exists"]:
-            lines.append(f"  {row['table']:<36} not created yet")
-            continue
-        when = row["last_snapshot"].strftime("%Y-%m-%d %H:%M:%S UTC") if row["last_snapshot"] \
-            else "never"
-        lines.append(f"  {row['table']:<36} {row['rows']:>12,} rows  {row['files']:>5} files  "
-                     f"{row['bytes'] / 1e6:8.1f} MB  last commit {when}")
-    return lines
+        last = row.get("last_snapshot")
+        tables.append({"table": row["table"], "exists": bool(row["exists"]),
+                       "rows": row.get("rows"), "files": row.get("files"),
+                       "bytes": row.get("bytes"),
+                       "lastCommit": last.strftime("%Y-%m-%d %H:%M:%S UTC") if last else None})
+    out["tables"] = tables
+    return out
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _config_rows(settings: Settings) -> list[dict[str, str]]:
+    """Every variable of :data:`sensorlib.config.VARIABLES`: its value in force (secrets as
+    ``***``) and where it came from (environment, config file, default)."""
+    import os
+
+    from sensorlib.config import SECRET_VARIABLES, VARIABLES
+    from sensorlib.ingest import IngestSettings
+    from sensorlib.viewers import viewer_ports
+
+    effective = settings.to_env()
+    effective["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
+    effective["SENSORLIB_WAREHOUSE"] = str(settings.warehouse)
+    effective["SENSORLIB_ALLOWED_HOSTS"] = ",".join(settings.hosts())
+    limits = IngestSettings.from_env()
+    for name, value in (("MAX_IN_FLIGHT", limits.max_in_flight), ("MAX_BATCH", limits.max_batch),
+                        ("MAX_BATCH_BYTES", limits.max_batch_bytes),
+                        ("ACK_TIMEOUT", f"{limits.ack_timeout:g}s"),
+                        ("RETRY_AFTER", limits.retry_after),
+                        ("IDEMPOTENCY_TTL", f"{limits.idempotency_ttl:g}s"),
+                        ("IDEMPOTENCY_KEYS", limits.idempotency_keys)):
+        effective[f"SENSORLIB_{name}"] = str(value)
+    zipkin, prometheus = viewer_ports()
+    effective["SENSORLIB_ZIPKIN_PORT"], effective["SENSORLIB_PROMETHEUS_PORT"] = (
+        str(zipkin), str(prometheus))
+    unset = {"SENSORLIB_SEED": "(random)", "KAFKA_HOME": f"(unset: jars in {settings.cache_dir})",
+             "SENSORLIB_STALE_AFTER": "(3 × SENSORLIB_INTERVAL, at least 10 s)",
+             "SENSORLIB_METRICS_URLS": "(each service on SENSORLIB_HOST and its port)",
+             "SENSORLIB_CORS_ORIGINS": "(none: only the service's own page)",
+             "SENSORLIB_LOG_FORMAT": "text", "SENSORLIB_NOTEBOOKS": "(the checkout's notebooks/)"}
+    path = _CONFIG_PATH[0]
+    rows = []
+    known = set(VARIABLES)
+    names = list(VARIABLES) + sorted(
+        n for n in {*os.environ, *_FROM_FILE}
+        if n.startswith("SENSORLIB_") and n not in known and n != "SENSORLIB_CONFIG")
+    for name in names:
+        raw = (os.environ.get(name) or "").strip()
+        if name in _FROM_FILE:
+            source = f"config file {path}"
+        elif raw:
+            source = "environment"
+        elif name == "KAFKA_BOOTSTRAP_SERVERS" and settings.external:
+            source = "from ConnectionStrings__messaging"
+        elif name == "KAFKA_BOOTSTRAP_SERVERS" and settings.kafka_port != 9092:
+            source = "from SENSORLIB_KAFKA_PORT"
+        else:
+            source = "default"
+        value = effective.get(name) or raw or unset.get(name, "(unset)")
+        if name in SECRET_VARIABLES or "PASSWORD" in name or "TOKEN" in name:
+            value = "***" if raw or effective.get(name) else "(unset)"
+        row = {"name": name, "value": value, "source": source}
+        if name not in known:
+            row["note"] = "not a setting this version reads (a typo?)"
+        rows.append(row)
+    return rows
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    rows = _config_rows(settings)
+    path = _CONFIG_PATH[0]
+    if args.json:
+        import json
+
+        print(json.dumps({"configFile": None if path is None else str(path), "settings": rows},
+                         indent=2))
+        return 0
+    from sensorlib.config import CONFIG_FILE
+
+    print(f"config file: {path}" if path is not None else
+          f"config file: none (./{CONFIG_FILE} or $SENSORLIB_CONFIG; the environment wins "
+          "over it)")
+    width = max(len(r["name"]) for r in rows)
+    for row in rows:
+        note = f"  ! {row['note']}" if "note" in row else ""
+        print(f"{row['name']:<{width}}  {row['value']:<32}  {row['source']}{note}")
+    return 0
+
+
+# --------------------------------------------------------------------------- Kafka's tools
+
+#: ``sensorlib kafka TOOL``: Kafka's tool classes (in the kafka-tools jar).
+KAFKA_TOOLS: dict[str, str] = {
+    "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    "console-producer": "org.apache.kafka.tools.ConsoleProducer",
+    "consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    "topics": "org.apache.kafka.tools.TopicCommand",
+    "configs": "org.apache.kafka.tools.ConfigCommand",
+    "get-offsets": "org.apache.kafka.tools.GetOffsetShell",
+}
+#: The tools' options naming a client config file (Kafka 4: --command-config; the
+#: console tools' older names still work).
+_CONFIG_OPTIONS = ("--command-config", "--consumer.config", "--producer.config")
+
+
+def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+    import subprocess
+    import tempfile
+
+    from sensorlib.broker import kafka_tool_command
+
+    main_class = KAFKA_TOOLS[args.tool]
+    extra = list(args.tool_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    given = any(a == "--bootstrap-server" or a.startswith("--bootstrap-server=") for a in extra)
+    asks_help = any(a in ("-h", "--help") for a in extra)
+    if not given and not asks_help:
+        extra = ["--bootstrap-server", settings.bootstrap_servers, *extra]
+    with tempfile.TemporaryDirectory(prefix="sensorlib-kafka-") as folder:
+        properties = _client_properties(settings)
+        if properties and not asks_help and not any(a.startswith(_CONFIG_OPTIONS) for a in extra):
+            path = f"{folder}/client.properties"
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
+                      encoding="utf-8") as handle:  # it may hold the SASL password
+                handle.write(properties)
+            extra = ["--command-config", path, *extra]
+        argv = kafka_tool_command(settings, main_class, extra, progress=_say)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the tool's
+        try:
+            return subprocess.run(argv, check=False).returncode
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _client_properties(settings: Settings) -> str:
+    """Kafka client properties for the settings' SASL/TLS options ('' for PLAINTEXT)."""
+    if settings.security_protocol == "PLAINTEXT" and not settings.ssl_cafile:
+        return ""
+    lines = [f"security.protocol={settings.security_protocol}"]
+    if settings.sasl_mechanism:
+        module = ("org.apache.kafka.common.security.scram.ScramLoginModule"
+                  if settings.sasl_mechanism.upper().startswith("SCRAM")
+                  else "org.apache.kafka.common.security.plain.PlainLoginModule")
+        user = (settings.sasl_username or "").replace("\\", "\\\\").replace('"', '\\"')
+        password = (settings.sasl_password or "").replace("\\", "\\\\").replace('"', '\\"')
+        lines += [f"sasl.mechanism={settings.sasl_mechanism}",
+                  f'sasl.jaas.config={module} required username="{user}" password="{password}";']
+    if settings.ssl_cafile:
+        lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={settings.ssl_cafile}"]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- completion
+
+
+def cmd_completion(args: argparse.Namespace, settings: Settings) -> int:
+    script = completion_script(build_parser(settings))
+    if args.shell == "zsh":
+        script = ("# zsh completion for sensorlib: bash's, through zsh's bashcompinit\n"
+                  "autoload -U +X compinit && compinit\n"
+                  "autoload -U +X bashcompinit && bashcompinit\n" + script)
+    print(script, end="")
+    return 0
+
+
+def completion_script(parser: argparse.ArgumentParser) -> str:
+    """A bash completion script for ``parser``: commands, each command's options, the
+    choices of an option or positional argument, file names for other values."""
+    def options(p: argparse.ArgumentParser) -> tuple[list[str], dict[str, list[str]], list[str]]:
+        words: list[str] = []
+        choices: dict[str, list[str]] = {}
+        positional: list[str] = []
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            if action.option_strings:
+                words += action.option_strings
+                if action.choices:
+                    for flag in action.option_strings:
+                        choices[flag] = [str(c) for c in action.choices]
+            elif action.choices:
+                positional += [str(c) for c in action.choices]
+        return words, choices, positional
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    top, _, _ = options(parser)
+    lines = ["# bash completion for sensorlib (generated by `sensorlib completion bash`)",
+             "_sensorlib() {",
+             '    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"',
+             '    local cmd="${COMP_WORDS[1]}"',
+             '    if [ "$COMP_CWORD" -eq 1 ]; then',
+             f'        COMPREPLY=( $(compgen -W "{" ".join([*sub.choices, *top])}" -- "$cur") )',
+             "        return",
+             "    fi",
+             '    case "$cmd" in']
+    for name, p in sub.choices.items():
+        words, choices, positional = options(p)
+        lines.append(f"        {name})")
+        if choices:
+            lines.append('            case "$prev" in')
+            for flag, values in choices.items():
+                lines.append(f'                {flag}) COMPREPLY=( $(compgen -W "{" ".join(values)}"'
+                             ' -- "$cur") ); return;;')
+            lines.append("            esac")
+        if name == "kafka":  # after the tool, its own options: leave them to the tool
+            lines.append('            [ "$COMP_CWORD" -gt 2 ] && return')
+        lines.append(f'            COMPREPLY=( $(compgen -W "{" ".join([*positional, *words])}"'
+                     ' -- "$cur") );;')
+    lines += ["    esac", "}", "complete -o default -F _sensorlib sensorlib", ""]
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- parser
@@ -522,9 +838,12 @@ def _workers(text: str) -> int:
     return value
 
 
-def _service_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", help="address to bind (default SENSORLIB_HOST)")
-    parser.add_argument("--port", type=int, help="port to listen on (default: its SENSORLIB_*_PORT)")
+def _service_options(parser: argparse.ArgumentParser, settings: Settings, port: int,
+                     variable: str) -> None:
+    parser.add_argument("--host", help=f"address to bind (default: {settings.host}, from "
+                                       "SENSORLIB_HOST)")
+    parser.add_argument("--port", type=int,
+                        help=f"port to listen on (default: {port}, from {variable})")
 
 
 def _period_options(parser: argparse.ArgumentParser, *, start: str | None, end: str) -> None:
@@ -538,10 +857,31 @@ def _period_options(parser: argparse.ArgumentParser, *, start: str | None, end: 
                         help="keep only this sensor (repeatable)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def exit_codes_text() -> str:
+    """The exit-code table of ``sensorlib --help`` (and the README)."""
+    return "exit codes:\n" + "\n".join(f"  {code:<4} {meaning}"
+                                         for code, meaning in EXIT_CODES.items())
+
+
+def _settings_for_help() -> Settings:
+    """The settings in force, for the defaults shown by ``--help`` (the built-in ones when
+    a setting is unusable: the command itself then says which)."""
+    try:
+        return Settings.from_env()
+    except SensorlibError:
+        return Settings()
+
+
+def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
+    """The ``sensorlib`` argument parser; ``--help`` shows the defaults of ``settings``
+    (default: the environment and config file in force)."""
+    settings = _settings_for_help() if settings is None else settings
     parser = argparse.ArgumentParser(
         prog="sensorlib",
-        description="Watch, analyse and replay IoT sensor event streams on Apache Kafka.",
+        description="Watch, analyse and replay IoT sensor event streams on Apache Kafka. "
+                    "Settings come from environment variables or a sensorlib.toml "
+                    "(`sensorlib config` shows them and where each came from).",
+        epilog=exit_codes_text(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -549,15 +889,20 @@ def build_parser() -> argparse.ArgumentParser:
     broker = sub.add_parser("broker", help="run a local Apache Kafka (KRaft) without Docker")
     broker.add_argument("action", choices=["start", "stop", "status", "fetch"])
     broker.add_argument("--detach", "-d", action="store_true", help="start in the background")
-    broker.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for start")
+    broker.add_argument("--timeout", type=float, default=120.0,
+                        help="seconds to wait for start (default: %(default)g)")
     broker.set_defaults(handler=cmd_broker)
 
     topics = sub.add_parser("topics", help="create the project's topics (idempotent)")
-    topics.add_argument("--timeout", type=float, default=30.0)
+    topics.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds to wait for Kafka (default: %(default)g)")
     topics.set_defaults(handler=cmd_topics)
 
     simulate = sub.add_parser("simulate", help="publish the simulated fleet to Kafka")
-    simulate.add_argument("--rate", type=float, help="readings per second per sensor (default 0.5)")
+    simulate.add_argument("--rate", type=float,
+                          help="readings per second per sensor (default: "
+                               f"{1 / settings.interval:g}, one every SENSORLIB_INTERVAL="
+                               f"{settings.interval:g}s)")
     simulate.add_argument("--duration", type=float, help="seconds to run (simulated seconds with --fast)")
     simulate.add_argument("--count", type=int, help="stop after this many readings")
     simulate.add_argument("--seed", type=int, help="seed for a reproducible fleet")
@@ -570,13 +915,15 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(handler=cmd_simulate)
 
     producer = sub.add_parser("producer", help="the producer service (simulator + REST API, :8081)")
-    _service_options(producer)
-    producer.add_argument("--rate", type=float, help="readings per second per sensor")
+    _service_options(producer, settings, settings.producer_port, "SENSORLIB_PRODUCER_PORT")
+    producer.add_argument("--rate", type=float,
+                          help=f"readings per second per sensor (default: "
+                               f"{1 / settings.interval:g}, from SENSORLIB_INTERVAL)")
     producer.add_argument("--no-simulate", action="store_true", help="only the REST API")
     producer.set_defaults(handler=cmd_producer)
 
     processor = sub.add_parser("processor", help="the processor service (windows, rules, alerts, :8082)")
-    _service_options(processor)
+    _service_options(processor, settings, settings.processor_port, "SENSORLIB_PROCESSOR_PORT")
     processor.add_argument("--instance", default="1",
                            help="instance name, unique within the consumer group (default 1)")
     processor.add_argument("--workers", type=_workers, default=1, metavar="N",
@@ -609,7 +956,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--keep", type=int, metavar="N",
                         help="keep only the N newest reports (by period) in --out; "
                              "index.html lists what is there (default: keep all)")
-    report.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
+    report.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds per cell (default: %(default)g)")
+    report.epilog = exit_codes_text()
+    report.formatter_class = argparse.RawDescriptionHelpFormatter
     report.set_defaults(handler=cmd_report)
 
     archive = sub.add_parser(
@@ -618,9 +968,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "SENSORLIB_WAREHOUSE, exactly once, partitioned by event day. "
                     "`sensorlib archive compact` rewrites small files.")
     archive.add_argument("action", nargs="?", choices=["run", "compact"], default="run")
-    archive.add_argument("--host")
+    archive.add_argument("--host", help=f"address of /health (default: {settings.host}, "
+                                        "from SENSORLIB_HOST)")
     archive.add_argument("--port", type=int,
-                         help="port of /health (default SENSORLIB_ARCHIVER_PORT or 8083)")
+                         help=f"port of /health (default: {settings.archiver_port}, from "
+                              "SENSORLIB_ARCHIVER_PORT)")
     archive.add_argument("--batch-rows", type=int, default=100_000,
                          help="records per table commit at most (default 100,000)")
     archive.add_argument("--batch-seconds", type=float, default=30.0,
@@ -650,23 +1002,85 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--insecure", action="store_true",
                     help="allow SENSORLIB_HOST beyond loopback without SENSORLIB_API_TOKEN "
                          "(anyone on the network may then write and see the dashboard)")
+    zipkin_port, prometheus_port = _viewer_ports_for_help()
     up.add_argument("--observe", action="store_true",
-                    help="also start the local viewers: Zipkin (traces, on 127.0.0.1:9411) and "
-                         "Prometheus when installed (metrics, on 127.0.0.1:9090)")
+                    help="also start the local viewers: Zipkin (traces, on "
+                         f"127.0.0.1:{zipkin_port}, SENSORLIB_ZIPKIN_PORT) and Prometheus "
+                         f"when installed (metrics, on 127.0.0.1:{prometheus_port}, "
+                         "SENSORLIB_PROMETHEUS_PORT)")
     up.set_defaults(handler=cmd_up)
 
-    status = sub.add_parser("status", help="health of each service and lag of each consumer group")
+    status = sub.add_parser("status", help="health of each service and lag of each consumer group",
+                            description="Exit code 0 when Kafka and every service are healthy, "
+                                        "1 otherwise.")
+    status.add_argument("--json", action="store_true",
+                        help="print the same content as one JSON object (for scripts)")
     status.set_defaults(handler=cmd_status)
 
     dashboard = sub.add_parser("dashboard", help="the live dashboard (Panel, :5006/live)")
-    _service_options(dashboard)
+    _service_options(dashboard, settings, settings.dashboard_port, "SENSORLIB_DASHBOARD_PORT")
     dashboard.add_argument("--show", action="store_true", help="open it in a browser")
     dashboard.set_defaults(handler=cmd_dashboard)
+
+    config = sub.add_parser(
+        "config", help="the effective settings and where each came from",
+        description="Every setting sensorlib reads, its value in force and where it came from: "
+                    "the environment, the config file (./sensorlib.toml or $SENSORLIB_CONFIG; "
+                    "keys are the variables' names, in upper or lower case, with or without "
+                    "SENSORLIB_; the environment wins) or the default. Secrets show as ***.")
+    config.add_argument("--json", action="store_true", help="print one JSON object")
+    config.set_defaults(handler=cmd_config)
+
+    kafka = sub.add_parser(
+        "kafka", help="run one of Kafka's own tools (console consumer, consumer groups, topics …)",
+        description="Run an Apache Kafka command-line tool from the fetched jars (the Maven "
+                    "fetch has no kafka-*.sh scripts). --bootstrap-server is filled in from "
+                    f"the settings ({settings.bootstrap_servers}) unless given; with SASL/TLS "
+                    "settings a client config file is passed too. Everything after TOOL goes "
+                    "to the tool: `sensorlib kafka consumer-groups --list`, `sensorlib kafka "
+                    "console-consumer --topic sensor-alerts --from-beginning`, `sensorlib "
+                    "kafka topics --describe`, `sensorlib kafka TOOL --help`.",
+        epilog="tools:\n" + "\n".join(f"  {name:<18} {cls}" for name, cls in
+                                       KAFKA_TOOLS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    kafka.add_argument("tool", choices=sorted(KAFKA_TOOLS), metavar="TOOL",
+                       help="one of: " + ", ".join(KAFKA_TOOLS))
+    kafka.add_argument("tool_args", nargs=argparse.REMAINDER, metavar="ARG",
+                       help="the tool's own options")
+    kafka.set_defaults(handler=cmd_kafka)
+
+    completion = sub.add_parser(
+        "completion", help="print a shell completion script (bash or zsh)",
+        description="Print a completion script generated from this parser. Bash: "
+                    "`sensorlib completion bash > ~/.local/share/bash-completion/completions/"
+                    "sensorlib` (or `source <(sensorlib completion bash)` in ~/.bashrc). Zsh: "
+                    "`source <(sensorlib completion zsh)` in ~/.zshrc.")
+    completion.add_argument("shell", choices=["bash", "zsh"])
+    completion.set_defaults(handler=cmd_completion)
     return parser
 
 
+def _viewer_ports_for_help() -> tuple[int, int]:
+    from sensorlib.viewers import PROMETHEUS_PORT, ZIPKIN_PORT, viewer_ports
+
+    try:
+        return viewer_ports()
+    except SensorlibError:
+        return ZIPKIN_PORT, PROMETHEUS_PORT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``sensorlib`` console script."""
+    """Entry point of the ``sensorlib`` console script; its exit codes are :data:`EXIT_CODES`
+    (each error class's ``exit_code``)."""
+    from sensorlib.telemetry import quiet_kafka_noise
+
+    quiet_kafka_noise()  # kafka-python's retried, transient errors are not ERRORs here either
+    try:
+        _apply_config_file()
+    except ConfigError as exc:
+        if not _help_asked(argv):
+            _say(f"error: {exc}")
+            return exc.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -682,9 +1096,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args, settings) or 0)
     except SensorlibError as exc:
         _say(f"error: {exc}")
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def _help_asked(argv: Sequence[str] | None) -> bool:
+    words = sys.argv[1:] if argv is None else list(argv)
+    return any(w in ("-h", "--help", "--version") for w in words)
+
+
+#: Variables :func:`_apply_config_file` took from the config file (not in the environment),
+#: and the file: ``sensorlib config`` names them as coming from it.
+_FROM_FILE: dict[str, str] = {}
+_CONFIG_PATH: list[object] = [None]
+
+
+def _apply_config_file() -> None:
+    """Put the config file's settings into this process's environment where the
+    environment has none, so that every reader (the ingest limits, the viewers' ports,
+    the log format, services and notebooks started from here) sees them."""
+    import os
+
+    from sensorlib.config import config_file_path, read_config_file
+
+    path = config_file_path()
+    _CONFIG_PATH[0] = path
+    if path is None:
+        return
+    for name, value in read_config_file(path).items():
+        if not (os.environ.get(name) or "").strip():
+            os.environ[name] = value
+            _FROM_FILE[name] = value
 
 
 if __name__ == "__main__":

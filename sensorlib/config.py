@@ -188,6 +188,119 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: The configuration file: ``$SENSORLIB_CONFIG``, else ``sensorlib.toml`` in the current folder.
+CONFIG_FILE = "sensorlib.toml"
+
+#: Every variable sensorlib reads (``sensorlib config`` lists them; a config file's key must
+#: be one of them, or its lower-case form with or without ``sensorlib_``).
+VARIABLES = (
+    "KAFKA_BOOTSTRAP_SERVERS", "ConnectionStrings__messaging", "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE",
+    "KAFKA_HOME", "SENSORLIB_TOPIC_READINGS", "SENSORLIB_TOPIC_ALERTS", "SENSORLIB_TOPIC_DLQ",
+    "SENSORLIB_PARTITIONS", "SENSORLIB_REPLICATION_FACTOR", "SENSORLIB_RETENTION_HOURS",
+    "SENSORLIB_PROCESSOR_GROUP", "SENSORLIB_ARCHIVER_GROUP",
+    "SENSORLIB_DASHBOARD_READINGS_GROUP", "SENSORLIB_DASHBOARD_ALERTS_GROUP", "SENSORLIB_HOST",
+    "SENSORLIB_PRODUCER_PORT", "SENSORLIB_PROCESSOR_PORT", "SENSORLIB_ARCHIVER_PORT",
+    "SENSORLIB_DASHBOARD_PORT", "SENSORLIB_JUPYTER_PORT", "SENSORLIB_KAFKA_PORT",
+    "SENSORLIB_CONTROLLER_PORT", "SENSORLIB_KAFKA_HEAP", "SENSORLIB_ZIPKIN_PORT",
+    "SENSORLIB_PROMETHEUS_PORT", "SENSORLIB_TEMP_THRESHOLD", "SENSORLIB_HUMIDITY_THRESHOLD",
+    "SENSORLIB_WINDOW_SECONDS", "SENSORLIB_INTERVAL", "SENSORLIB_SEED", "SENSORLIB_CACHE",
+    "SENSORLIB_DATA", "SENSORLIB_WAREHOUSE", "SENSORLIB_NOTEBOOKS", "SENSORLIB_MAX_PAST",
+    "SENSORLIB_MAX_FUTURE", "SENSORLIB_MAX_SENSORS", "SENSORLIB_MAX_SESSIONS",
+    "SENSORLIB_STALE_AFTER", "SENSORLIB_ALLOWED_HOSTS", "SENSORLIB_CORS_ORIGINS",
+    "SENSORLIB_METRICS_URLS", "SENSORLIB_API_TOKEN", "SENSORLIB_INSECURE",
+    "SENSORLIB_BODY_TIMEOUT", "SENSORLIB_HEADER_TIMEOUT", "SENSORLIB_MAX_HEADER_BYTES",
+    "SENSORLIB_MAX_IN_FLIGHT", "SENSORLIB_MAX_BATCH", "SENSORLIB_MAX_BATCH_BYTES",
+    "SENSORLIB_ACK_TIMEOUT", "SENSORLIB_RETRY_AFTER", "SENSORLIB_IDEMPOTENCY_TTL",
+    "SENSORLIB_IDEMPOTENCY_KEYS", "SENSORLIB_LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED",
+)
+#: Variables whose values are never shown (``***`` in ``sensorlib config``).
+SECRET_VARIABLES = frozenset({"KAFKA_SASL_PASSWORD", "SENSORLIB_API_TOKEN",
+                              "SENSORLIB_SMTP_PASSWORD"})
+#: Prefixes of variable names a config file may set even when not in :data:`VARIABLES`
+#: (a setting added since, or one of another tool: ``OTEL_*``).
+_VARIABLE_PREFIXES = ("SENSORLIB_", "KAFKA_", "OTEL_")
+
+
+def config_file_path(env: Mapping[str, str] | None = None) -> Path | None:
+    """The configuration file in force: ``$SENSORLIB_CONFIG`` (which must exist), else
+    ``./sensorlib.toml`` when there is one, else None."""
+    env = os.environ if env is None else env
+    explicit = (env.get("SENSORLIB_CONFIG") or "").strip()
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"SENSORLIB_CONFIG={explicit}: there is no such file")
+        return path
+    local = Path.cwd() / CONFIG_FILE
+    return local if local.is_file() else None
+
+
+def _variable_name(key: str, path: Path) -> str:
+    """The variable a config file's key stands for: its own name (``SENSORLIB_HOST``),
+    the lower-case form (``sensorlib_host``) or without the prefix (``host``)."""
+    by_upper = {name.upper(): name for name in VARIABLES}
+    for candidate in (key.upper(), "SENSORLIB_" + key.upper()):
+        if candidate in by_upper:
+            return by_upper[candidate]
+    if key.isupper() and key.startswith(_VARIABLE_PREFIXES):
+        return key
+    import difflib
+
+    near = (difflib.get_close_matches(key.upper(), list(by_upper), n=1, cutoff=0.75)
+            or difflib.get_close_matches("SENSORLIB_" + key.upper(), list(by_upper), n=1,
+                                         cutoff=0.75))
+    hint = f" (did you mean {by_upper[near[0]]}?)" if near else ""
+    raise ConfigError(f"{path}: {key!r} is not a sensorlib setting{hint}; keys are the "
+                      "environment variables' names (`sensorlib config` lists them), in "
+                      "upper or lower case, with or without SENSORLIB_")
+
+
+def read_config_file(path: Path) -> dict[str, str]:
+    """The settings in a TOML config file as environment variables (name -> text).
+
+    Numbers, booleans (``1``/``0``) and lists of strings (comma-joined) are accepted.
+    """
+    import tomllib
+
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        name = _variable_name(key, path)
+        if isinstance(value, bool):
+            text = "1" if value else "0"
+        elif isinstance(value, (int, float, str)):
+            text = str(value)
+        elif isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+            text = ",".join(str(v) for v in value)
+        else:
+            raise ConfigError(f"{path}: {key} must be a string, number, boolean or list, "
+                              f"not {type(value).__name__} (no tables: one key per setting)")
+        if name in out:
+            raise ConfigError(f"{path}: {name} is set twice")
+        out[name] = text
+    return out
+
+
+def with_config_file(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` over the config file's settings (:func:`config_file_path`): a variable set
+    in the environment wins over the file, the file over the defaults."""
+    path = config_file_path(env)
+    if path is None:
+        return dict(env)
+    from_file = read_config_file(path)
+    # A variable set but blank in the environment counts as unset (as everywhere else).
+    return {**from_file, **{k: v for k, v in env.items() if v.strip() or k not in from_file}}
+
+
 def _home(env: Mapping[str, str]) -> Path:
     return Path(env.get("HOME") or Path.home())
 
@@ -310,8 +423,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read the settings from ``env`` (default: ``os.environ``)."""
-        env = os.environ if env is None else env
+        """Read the settings from ``env`` (default: ``os.environ`` over the config file
+        ``sensorlib.toml`` or ``$SENSORLIB_CONFIG``, see :func:`with_config_file`)."""
+        env = with_config_file(os.environ) if env is None else env
         bootstrap, external = bootstrap_from_env(env)
         home = _home(env)
         seed = env.get("SENSORLIB_SEED", "").strip()

@@ -1,22 +1,57 @@
-"""The error hierarchy: each message says what happened and what to do about it."""
+"""The error hierarchy: each message says what happened and what to do about it.
+
+Each class carries the exit code the ``sensorlib`` command ends with when it is raised
+(``exit_code``; :data:`EXIT_CODES` is the documented table, shown by ``sensorlib --help``),
+so a cron job or a script can tell "Kafka is down" from "nothing to report" from "a typo".
+"""
 
 from __future__ import annotations
+
+#: Exit codes of the ``sensorlib`` command: code -> meaning (README, ``--help``).
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "failed: any other error (a report cell failed, the archive is unusable, "
+       "`status` found a part unhealthy)",
+    2: "usage: a bad argument, setting or config file (`sensorlib config` shows them), "
+       "a malformed period, an output file that exists",
+    3: "Kafka unreachable (or its SASL/TLS set-up failed)",
+    4: "nothing in the period: no reading to report",
+    5: "unknown sensor: a sensor asked for sent nothing in the period",
+    6: "a port is in use (another `sensorlib up`?); the message names it and its process",
+    7: "the local broker could not be fetched or started (Java, Maven, its log's first error)",
+    130: "interrupted (Ctrl-C)",
+}
 
 
 class SensorlibError(Exception):
     """Base class of every error sensorlib raises on purpose."""
 
+    #: The ``sensorlib`` command's exit code for this error (:data:`EXIT_CODES`).
+    exit_code = 1
+
 
 class ConfigError(SensorlibError, ValueError):
     """A setting (usually an environment variable) has an unusable value."""
+
+    exit_code = 2
 
 
 class BrokerError(SensorlibError):
     """The local Apache Kafka broker could not be provisioned, started or stopped."""
 
+    exit_code = 7
+
+
+class PortInUse(SensorlibError):
+    """A port sensorlib would listen on is taken (the message names the process)."""
+
+    exit_code = 6
+
 
 class KafkaUnavailable(SensorlibError):
     """Kafka did not answer at the configured bootstrap servers."""
+
+    exit_code = 3
 
     def __init__(self, bootstrap_servers: str, detail: str = "") -> None:
         self.bootstrap_servers = bootstrap_servers
@@ -47,6 +82,8 @@ class PublishError(SensorlibError):
 class ReplayError(SensorlibError, ValueError):
     """A replay was asked for something impossible (bad period, missing topic)."""
 
+    exit_code = 2
+
 
 class HistoryError(SensorlibError, ValueError):
     """The archive cannot answer (no such table, bad query, unusable warehouse)."""
@@ -55,6 +92,8 @@ class HistoryError(SensorlibError, ValueError):
 class ExportError(SensorlibError):
     """A frame could not be written where asked (the message says what to do)."""
 
+    exit_code = 2
+
 
 class ReportError(SensorlibError):
     """A report could not be produced (the message names the failing cell)."""
@@ -62,6 +101,14 @@ class ReportError(SensorlibError):
 
 class EmptyReport(ReportError):
     """Nothing to report: no reading in the period, or a sensor asked for sent none."""
+
+    exit_code = 4
+
+
+class UnknownSensor(EmptyReport):
+    """Nothing to report for a sensor asked for: it sent no reading in the period."""
+
+    exit_code = 5
 
 
 class ArchiveError(SensorlibError):
