@@ -30,7 +30,7 @@ from typing import Self
 import psutil
 
 from sensorlib.config import Settings
-from sensorlib.errors import BrokerError
+from sensorlib.errors import BrokerError, PortInUse
 
 #: The pinned Apache Kafka release (the one place that names it).
 KAFKA_VERSION = "4.4.0"
@@ -152,6 +152,33 @@ def resolve_libs(settings: Settings, progress: Progress = _quiet) -> Path:
     return lib
 
 
+#: Kafka's command-line tools log warnings only, to stderr (their output is stdout).
+_TOOLS_LOG4J2 = """status = error
+appender.console.type = Console
+appender.console.name = STDERR
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.stderr.ref = STDERR
+"""
+
+
+def kafka_tool_command(settings: Settings, main_class: str, args: Sequence[str],
+                       progress: Progress = _quiet) -> list[str]:
+    """The command running one of Kafka's tools (``main_class``, e.g.
+    ``org.apache.kafka.tools.TopicCommand``) from the jars :func:`resolve_libs` provides."""
+    libs = resolve_libs(settings, progress)
+    java = check_java()
+    config = settings.cache_dir / "tools-log4j2.properties"
+    if not config.exists() or config.read_text() != _TOOLS_LOG4J2:
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(_TOOLS_LOG4J2)
+    return [java, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={config}",
+            "-cp", f"{libs}/*", main_class, *args]
+
+
 # --------------------------------------------------------------------------- nodes
 
 
@@ -177,6 +204,132 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on host:port now: a test bind with SO_REUSEADDR, as
+    uvicorn, http.server, Tornado and the JVM bind (so a port in TIME_WAIT counts as free,
+    a listening one, on this address or on all of them, as taken)."""
+    bind_host = {"": "0.0.0.0", "localhost": "127.0.0.1"}.get(host, host).strip("[]")
+    try:
+        infos = socket.getaddrinfo(bind_host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return True  # an unknown name: the server itself will say so
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError:
+            return False
+    return True
+
+
+def _command(proc: psutil.Process) -> str:
+    """A process's command line, short: ``sensorlib producer`` for sensorlib's own."""
+    try:
+        argv = proc.cmdline()
+    except psutil.Error:
+        return ""
+    for i, arg in enumerate(argv):
+        if arg == "sensorlib.cli" and i and argv[i - 1] == "-m":
+            return " ".join(["sensorlib", *argv[i + 1:]])
+        if arg == "sensorlib.dashboard.server" and i and argv[i - 1] == "-m":
+            return "sensorlib dashboard"
+        if Path(arg).name == "sensorlib" and i <= 1:
+            return " ".join(["sensorlib", *argv[i + 1:]])
+        if arg == "kafka.Kafka":
+            return "Apache Kafka (kafka.Kafka " + " ".join(argv[i + 1:]) + ")"
+    text = " ".join(argv)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _listeners(port: int) -> set[int | None]:
+    """Pids listening on TCP ``port`` here (None for a process psutil may not see)."""
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):
+        return set()
+    return {c.pid for c in conns
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
+
+
+def _sensorlib_up(proc: psutil.Process) -> psutil.Process | None:
+    """The ``sensorlib up`` that ``proc`` is or was started by, if any."""
+    try:
+        for candidate in [proc, *proc.parents()[:4]]:  # a service, or a child it forked
+            if _command(candidate).startswith("sensorlib up"):
+                return candidate
+    except psutil.Error:
+        pass
+    return None
+
+
+def port_holder(port: int) -> str | None:
+    """Who listens on TCP ``port`` on this machine, in words, e.g. ``pid 4242 (python3:
+    sensorlib producer), started by pid 4200 (sensorlib up)``; None when no listener is
+    found (psutil cannot see another user's pid: then it says so)."""
+    pids = _listeners(port)
+    if not pids:
+        return None
+    known = sorted(pid for pid in pids if pid is not None)
+    if not known:
+        return "a process of another user (its pid is not visible to you)"
+    words = []
+    for pid in known:
+        try:
+            proc = psutil.Process(pid)
+            text = f"pid {pid} ({proc.name()}: {_command(proc)})"
+            up = _sensorlib_up(proc)
+            if up is not None and up.pid != pid:
+                text += f", started by pid {up.pid} ({_command(up)})"
+        except psutil.Error:
+            text = f"pid {pid}"
+        words.append(text)
+    return " and ".join(words)
+
+
+def check_ports(host: str, ports: Sequence[tuple[int, str, str]]) -> None:
+    """Refuse at once when a port is taken, before anything starts.
+
+    Args:
+        host: the address the servers will bind.
+        ports: ``(port, what, variable)`` triples, e.g. ``(8081, "producer API",
+            "SENSORLIB_PRODUCER_PORT")``; port 0 (any free port) is skipped.
+
+    Raises:
+        PortInUse: naming each taken port, what needs it, the process that holds it and
+            how to choose another.
+    """
+    taken = [(port, what, variable) for port, what, variable in ports
+             if port and not port_free(host, port)]
+    if not taken:
+        return
+    lines = []
+    ups: set[int] = set()
+    for port, what, variable in taken:
+        lines.append(f"port {port} ({what}, {variable}) on {host} is in use by "
+                     f"{port_holder(port) or 'another program'}")
+        for pid in _listeners(port) - {None}:
+            try:
+                up = _sensorlib_up(psutil.Process(pid))
+            except psutil.Error:
+                continue
+            if up is not None:
+                ups.add(up.pid)
+    variables = ", ".join(dict.fromkeys(v for _, _, v in taken))
+    if ups:
+        pids = ", ".join(map(str, sorted(ups)))
+        advice = (f"another `sensorlib up` is running (pid {pids}): use it (`sensorlib status`), "
+                  f"stop it first (Ctrl-C in its terminal, or `kill {pids}`), or give this one "
+                  f"other ports ({variables})")
+    else:
+        advice = f"stop that program, or choose other ports ({variables})"
+    if len(lines) == 1:
+        raise PortInUse(f"{lines[0]} — {advice}")
+    raise PortInUse("ports sensorlib needs are in use:\n" + "\n".join(f"  {line}" for line in lines)
+                    + f"\n{advice[0].upper()}{advice[1:]}")
 
 
 @dataclass(frozen=True)
@@ -241,6 +394,8 @@ class LocalKafka:
             BrokerNode(i + 1, ports[i], cports[i], self.directory / f"node-{i + 1}")
             for i in range(nodes)
         ]
+        #: Byte offset in each node's log where the run started here begins.
+        self._log_start: dict[int, int] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalKafka:
@@ -364,12 +519,19 @@ class LocalKafka:
         running = self.pid(node)
         if running:
             return running
-        if port_open(self.host, node.port) or port_open(self.host, node.controller_port):
-            raise BrokerError(
-                f"Port {node.port} or {node.controller_port} on {self.host} is already in use by "
-                "another program: stop it, or choose other ports (SENSORLIB_KAFKA_PORT, "
-                "SENSORLIB_CONTROLLER_PORT)"
-            )
+        for port, what in ((node.port, "Kafka"), (node.controller_port, "Kafka controller")):
+            if port_open(self.host, port):
+                holder = port_holder(port)
+                raise BrokerError(
+                    f"port {port} ({what}) on {self.host} is already in use by "
+                    f"{holder or 'another program'}: stop it, or choose other ports "
+                    "(SENSORLIB_KAFKA_PORT, SENSORLIB_CONTROLLER_PORT)"
+                )
+        node.directory.mkdir(parents=True, exist_ok=True)
+        try:  # where this run's lines begin (the log is appended to across runs)
+            self._log_start[node.node_id] = node.log_file.stat().st_size
+        except OSError:
+            self._log_start[node.node_id] = 0
         with open(node.log_file, "ab") as log:
             proc = subprocess.Popen(
                 self._java_cmd(libs, "kafka.Kafka", str(node.properties_file)),
@@ -400,7 +562,7 @@ class LocalKafka:
                     time.sleep(0.5)  # let the JVM's last words reach the log
                     raise BrokerError(
                         f"Kafka node {node.node_id} exited during start-up. "
-                        f"Last lines of {node.log_file}:\n{self.log_tail(node)}"
+                        f"{self.log_excerpt(node)}"
                     )
             if all(port_open(self.host, n.port) for n in self.nodes):
                 try:
@@ -419,8 +581,8 @@ class LocalKafka:
                     last_error = str(exc)
             time.sleep(0.3)
         raise BrokerError(
-            f"Kafka did not become ready within {timeout:.0f}s ({last_error}). Last lines of "
-            f"{self.nodes[0].log_file}:\n{self.log_tail(self.nodes[0])}"
+            f"Kafka did not become ready within {timeout:.0f}s ({last_error}). "
+            f"{self.log_excerpt(self.nodes[0])}"
         )
 
     def kill_node(self, node: BrokerNode, sig: int = signal.SIGKILL) -> None:
@@ -479,12 +641,69 @@ class LocalKafka:
             return "(no log yet)"
         return "\n".join(text.splitlines()[-lines:])
 
+    def log_excerpt(self, node: BrokerNode | None = None, *, tail: int = 12) -> str:
+        """What to show when a node failed: the first error of this run's log (the ERROR
+        record with its exception and ``Caused by`` lines; the cause comes hundreds of lines
+        before the shutdown chatter at the end), then the last ``tail`` lines."""
+        node = node or self.nodes[0]
+        try:
+            with open(node.log_file, "rb") as log:
+                log.seek(self._log_start.get(node.node_id, 0))
+                lines = log.read().decode(errors="replace").splitlines()
+        except OSError:
+            return f"(no log yet at {node.log_file})"
+        errors = first_errors(lines)
+        text = ""
+        if errors:
+            text += f"First error in {node.log_file}:\n" + "\n".join(errors) + "\n"
+        return text + f"Last lines of {node.log_file}:\n" + "\n".join(lines[-tail:])
+
     def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+#: A log4j record of level ERROR or FATAL (the layout is ``[%d] %p %m (%c)``).
+_ERROR_RECORD = re.compile(r"^\[[^\]]*\] (?:ERROR|FATAL) ")
+#: A line of a Java exception: ``org.x.SomeException: …``, ``Caused by: …``.
+_EXCEPTION_LINE = re.compile(r"^(?:Caused by: |Exception in thread )|^[\w.$]+(?:Exception|Error)\b")
+
+
+def first_errors(lines: Sequence[str], *, records: int = 2, width: int = 400) -> list[str]:
+    """The first ``records`` error records of a Kafka log, each with its exception and
+    ``Caused by`` lines (stack frames left out); an exception outside any ERROR record
+    (a JVM that died before logging) counts as one.
+
+    >>> first_errors(["[t] INFO ok (x)", "[t] ERROR Unable to start acceptor (y)",
+    ...               "org.apache.kafka.common.KafkaException: Socket server failed to bind",
+    ...               "\tat a.b(C.java:1)", "Caused by: java.net.BindException: in use",
+    ...               "[t] INFO shutting down (z)"])
+    ['[t] ERROR Unable to start acceptor (y)', \
+'org.apache.kafka.common.KafkaException: Socket server failed to bind', \
+'Caused by: java.net.BindException: in use']
+    """
+    out: list[str] = []
+    found = 0
+    inside = False
+    for line in lines:
+        if line.startswith("["):
+            inside = bool(_ERROR_RECORD.match(line))
+            if inside:
+                if found == records:
+                    break
+                found += 1
+                out.append(line[:width])
+            continue
+        if inside and _EXCEPTION_LINE.match(line):
+            out.append(line[:width])
+        elif not inside and _EXCEPTION_LINE.match(line) and found < records:
+            found += 1
+            inside = True
+            out.append(line[:width])
+    return out
 
 
 def jvm_main_class(pid: int) -> str | None:
