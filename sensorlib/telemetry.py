@@ -481,6 +481,68 @@ def _iso_ms(created: float) -> str:
         f".{int(created * 1000) % 1000:03d}Z"
 
 
+#: Seconds after the logging set-up that count as start-up (:class:`KafkaNoise`).
+START_UP_SECONDS = 120.0
+
+
+class KafkaNoise(logging.Filter):
+    """Demotes kafka-python's known-benign warnings and errors to DEBUG, so that what is
+    logged as WARNING or ERROR needs someone's attention.
+
+    - A transient, retriable error the client retries by itself: a record of a ``kafka.*``
+      logger whose arguments carry a retriable :class:`kafka.errors.KafkaError`
+      (``NotCoordinatorError`` while the group coordinator loads, ``Metadata refresh:
+      failed Cancelled`` when a request is superseded, ``NodeNotReadyError``) or that says
+      it is ``retrying`` (``NotEnoughReplicasError … Unable to verify the partition has been
+      added to the transaction`` while a new broker's transaction state loads).
+    - During start-up (the first :data:`START_UP_SECONDS`): its event loop's "Task … is
+      blocking the event loop" (imports and first connections on a busy machine).
+
+    Non-retriable errors (authorisation, SASL, unknown topic, fatal producer errors) and
+    sensorlib's own records pass unchanged. A demoted record is shown only when its logger
+    is enabled for DEBUG.
+    """
+
+    _START_UP = ("blocking the event loop", "left RUNNING after step")
+
+    def __init__(self, started: float | None = None) -> None:
+        super().__init__()
+        self.started = time.monotonic() if started is None else started
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG or not record.name.startswith("kafka"):
+            return True
+        if not self.benign(record):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+    def benign(self, record: logging.LogRecord) -> bool:
+        """Whether ``record`` (of a kafka-python logger) is a benign, transient one."""
+        from kafka.errors import KafkaError
+
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        if record.exc_info and record.exc_info[1] is not None:
+            args = (*args, record.exc_info[1])
+        for arg in args:
+            if isinstance(arg, KafkaError) or (isinstance(arg, type)
+                                               and issubclass(arg, KafkaError)):
+                return bool(getattr(arg, "retriable", False))
+        message = str(record.msg)
+        if "retrying" in message and record.levelno == logging.WARNING:
+            return True
+        return (time.monotonic() - self.started < START_UP_SECONDS
+                and any(part in message for part in self._START_UP))
+
+
+def quiet_kafka_noise(*handlers: logging.Handler) -> None:
+    """Put a :class:`KafkaNoise` on ``handlers`` and on Python's last-resort handler (what
+    prints warnings in a process that set no logging up: the CLI, the archiver)."""
+    for handler in (*handlers, logging.lastResort):
+        if handler is not None and not any(isinstance(f, KafkaNoise) for f in handler.filters):
+            handler.addFilter(KafkaNoise())
+
+
 def configure_logging(service: str, *, text_format: str, secrets: Iterable[str | None] = (),
                       env: Mapping[str, str] | None = None) -> None:
     """Set up the root logger: ``SENSORLIB_LOG_FORMAT=json`` gives JSON lines, else text."""
@@ -498,3 +560,4 @@ def configure_logging(service: str, *, text_format: str, secrets: Iterable[str |
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    quiet_kafka_noise(handler)  # kafka-python's retried, transient errors are not ERRORs
