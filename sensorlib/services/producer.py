@@ -276,8 +276,13 @@ def create_app(settings: Settings | None = None, *, simulate: bool = True,
                    "offset": outcome.offset, "ackMs": round(elapsed * 1000, 2)}
         if event_id is not None:
             content["eventId"] = event_id
+        answer = {**_REPLAYED} if outcome.replayed else {}
+        # The trace id in the answer: this request's span, or the caller's traceparent
+        # forwarded unchanged when tracing is off (W3C trace context response header).
+        traced = headers_for() if tracing_enabled() else (headers or [])
+        answer.update((k, v.decode("ascii")) for k, v in traced if k == TRACEPARENT)
         return Response(_encode(content), status_code=201, media_type="application/json",
-                        headers=_REPLAYED if outcome.replayed else None)
+                        headers=answer or None)
 
     @app.post("/api/events/batch")
     async def publish_batch(request: Request) -> Response:
