@@ -47,6 +47,7 @@ __all__ = [
     "TableKind",
     "catalog_path",
     "connect",
+    "event_range",
     "load_table",
     "open_catalog",
     "open_table",
@@ -316,6 +317,27 @@ def scan(settings: Settings, kind: TableKind, start: pd.Timestamp | None,
     arrow = table.scan(row_filter=_row_filter(start, end, sensors),
                        snapshot_id=snapshot.snapshot_id).to_arrow()
     return Scanned(to_frame(arrow, kind, dtypes), offsets, snapshot.snapshot_id)
+
+
+def event_range(settings: Settings, kind: TableKind
+                ) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The first and last event time the table holds (from its files' statistics, no
+    data read), or None when it holds nothing."""
+    table = load_table(settings, kind)
+    if table is None or table.current_snapshot() is None:
+        return None
+    field = table.schema().find_field("event_time").field_id
+    low = high = None
+    for task in table.scan().plan_files():
+        lower, upper = task.file.lower_bounds or {}, task.file.upper_bounds or {}
+        if field in lower and field in upper:
+            first = int.from_bytes(lower[field], "little", signed=True)
+            last = int.from_bytes(upper[field], "little", signed=True)
+            low = first if low is None else min(low, first)
+            high = last if high is None else max(high, last)
+    if low is None or high is None:
+        return None
+    return pd.Timestamp(low, unit="us", tz="UTC"), pd.Timestamp(high, unit="us", tz="UTC")
 
 
 def known_sensors(settings: Settings) -> set[str]:

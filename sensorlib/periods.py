@@ -7,9 +7,11 @@ same thing everywhere. Naive times are UTC.
 
 from __future__ import annotations
 
+import numbers
 import re
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from sensorlib.errors import ConfigError, ReplayError
@@ -66,6 +68,11 @@ def to_utc(value: TimeLike | None, *, now: pd.Timestamp | None = None) -> pd.Tim
         except ValueError:
             raise ReplayError(f"not a time: {value!r} (use ISO-8601, e.g. "
                               "'2026-01-01T12:00:00Z', or 'now', 'today', '-1h')") from None
+    elif isinstance(value, numbers.Number) or (
+            isinstance(value, np.generic) and not isinstance(value, np.datetime64)):
+        # pandas reads 1764000000 as nanoseconds after 1970: never what was meant.
+        raise ReplayError(f"{value!r} is a number, not a time: pass an ISO-8601 string or a "
+                          "datetime (for Unix seconds: pd.Timestamp(seconds, unit='s'))")
     else:
         ts = pd.Timestamp(value)
     if pd.isna(ts):

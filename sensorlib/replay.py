@@ -166,6 +166,12 @@ def _read(kind: RecordKind, topic_of: Callable[[Settings], str], settings: Setti
             kafka_tail = fetch(settings, topic, None, kind, progress=progress,
                                slack=timedelta(0), timeout=timeout, offsets=archived.offsets)
         out = assemble(frames + kafka_tail, kind, t0, t1, wanted, topic)
+        if out.empty and (covered := history.event_range(settings, table_kind)) is not None:
+            warn(out, f"no {kind.name}s with event times in the period "
+                      f"({'-inf' if t0 is None else t0.isoformat()} to "
+                      f"{'+inf' if t1 is None else t1.isoformat()}); the archive holds "
+                      f"{kind.name}s from {_span(*covered)}"
+                      + ("" if source == "archive" else ", and Kafka's tail none in it"))
         if kafka_down:
             warn(out, f"Kafka at {settings.bootstrap_servers} is not reachable: these are the "
                       f"archived {kind.name}s only; what Kafka holds beyond the archive "

@@ -516,3 +516,16 @@ def test_with_kafka_down_reads_serve_the_archive_at_once(archived: Settings) -> 
     with pytest.raises(KafkaUnavailable):
         read_readings("-1h", "now", settings=nowhere)
     assert time.monotonic() - started < 10.0  # not the 30 s read timeout
+
+
+def test_an_empty_period_with_an_archive_says_what_the_archive_holds(archived: Settings) -> None:
+    readings = fleet(datetime.now(UTC) - timedelta(minutes=30), 5)
+    publish(archived, readings)
+    archive_all(archived)
+    with pytest.warns(ReplayWarning, match="the archive holds readings from"):
+        frame = read_readings("2020-01-01", "2020-01-02", settings=archived)
+    assert frame.empty and "archive holds" in frame.attrs["warnings"][0]
+    covered = history.event_range(archived, history.READINGS)
+    assert covered is not None
+    assert covered[0] == min(r.timestamp for r in readings)
+    assert covered[1] == max(r.timestamp for r in readings)

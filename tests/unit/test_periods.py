@@ -38,3 +38,10 @@ def test_open_ends_stay_open() -> None:
 def test_replay_reexports_the_period_functions() -> None:
     assert replay.to_utc is to_utc
     assert replay.resolve_period is resolve_period
+
+
+@pytest.mark.parametrize("number", [1764000000, 1764000000.5, 0, True])
+def test_a_number_is_refused_not_read_as_nanoseconds(number: object) -> None:
+    # pandas reads 1764000000 as 1.764 s after 1970 (issue 25).
+    with pytest.raises(ReplayError, match="is a number, not a time"):
+        to_utc(number)  # type: ignore[arg-type]
