@@ -112,8 +112,9 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     ensure_topics(settings)
     interval = 1.0 / args.rate if args.rate else settings.interval
     if (args.duration is None and args.count is None and not args.realtime
-            and not (args.start and args.end)):
-        _say("error: --fast needs --count, --duration (simulated seconds) or --start and --end")
+            and not args.start):
+        _say("error: --fast needs --count, --duration (simulated seconds) or --start "
+             "(--end defaults to now)")
         return 2
     started = time.monotonic()
     mode = "real time" if args.realtime else "as fast as Kafka takes them"

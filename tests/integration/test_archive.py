@@ -529,3 +529,15 @@ def test_an_empty_period_with_an_archive_says_what_the_archive_holds(archived: S
     assert covered is not None
     assert covered[0] == min(r.timestamp for r in readings)
     assert covered[1] == max(r.timestamp for r in readings)
+
+
+def test_a_backfill_from_start_ends_now_without_end(archived: Settings) -> None:
+    # `simulate --fast --start=-30d` was refused although --end defaults to now (issue 25).
+    args = build_parser().parse_args(["simulate", "--fast", "--start=-10min", "--seed", "3",
+                                      "--rate", "1", "--quiet"])
+    before = pd.Timestamp.now(tz="UTC")
+    assert args.handler(args, archived) == 0
+    everything = valid_on_topic(archived)
+    assert 2_400 <= len(everything) <= 5 * 600  # some sensors go silent (injected faults)
+    assert everything["timestamp"].max() <= pd.Timestamp.now(tz="UTC")
+    assert everything["timestamp"].min() >= before - pd.Timedelta(minutes=10, seconds=5)
