@@ -31,7 +31,8 @@ from kafka.consumer.fetcher import ConsumerRecord, Fetcher, IsolationLevel
 from kafka.errors import CorruptRecordError
 from kafka.record.util import decode_varint
 
-__all__ = ["FastPartitionRecords", "Raw", "as_raw", "consumer_record", "install", "unpack_batch"]
+__all__ = ["FastPartitionRecords", "Raw", "as_raw", "consumer_record", "install", "self_test",
+           "unpack_batch"]
 
 #: One record from a fast consumer's ``poll()``: ``(offset, timestamp ms, key bytes or
 #: None, value bytes or None, headers)``, headers as kafka-python gives them
@@ -246,13 +247,52 @@ class FastPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
 
 def install(consumer: KafkaConsumer) -> bool:
     """Make ``consumer.poll()`` return :data:`Raw` tuples; False (nothing changed) if
-    this kafka-python's fetcher is not the shape this module was written against."""
+    this kafka-python's fetcher is not the shape this module was written against.
+
+    The shape is checked for real: the names it relies on, then a self-test that unpacks a
+    record batch built with kafka-python's own builder (keys, values and headers null or
+    not, gzip) and compares the tuples with kafka-python's own reading of it. Any
+    exception or difference, and the consumer keeps kafka-python's records.
+    """
     fetcher = getattr(consumer, "_fetcher", None)
     base = getattr(Fetcher, "PartitionRecords", None)
     if fetcher is None or base is None or not all(hasattr(base, name) for name in _NEEDED):
         return False
+    if not self_test():
+        return False
     fetcher.PartitionRecords = FastPartitionRecords
     return True
+
+
+def self_test() -> bool:
+    """Whether :class:`FastPartitionRecords` reads a built batch as kafka-python does."""
+    try:
+        from kafka import TopicPartition
+        from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+        from kafka.record.memory_records import MemoryRecords
+
+        records = [(b"k", b'{"a":1}', []), (None, b"", [("eventId", b"e-1")]),
+                   (b"key" * 50, None, [("traceparent", None), ("h", b"x" * 200)]),
+                   (b"", b"v" * 300, [])]
+        buffers = []
+        for compression, base_offset in ((0, 5), (1, 9)):  # none, gzip
+            builder = DefaultRecordBatchBuilder(
+                magic=2, compression_type=compression, is_transactional=0, producer_id=-1,
+                producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
+            for i, (key, value, headers) in enumerate(records):
+                builder.append(i, timestamp=1_764_444_182_000 + i, key=key, value=value,
+                               headers=headers)
+            buf = builder.build()
+            buf[0:8] = base_offset.to_bytes(8, "big", signed=True)
+            buffers.append(bytes(buf))
+        expected = [(r.offset, r.timestamp, r.key, r.value, list(r.headers))
+                    for buf in buffers for r in DefaultRecordBatch(buf)]
+        part = FastPartitionRecords(6, TopicPartition("self-test", 0),
+                                    MemoryRecords(b"".join(buffers)))
+        got = [(o, t, k, v, list(h)) for o, t, k, v, h in part.take()]
+        return got == [r for r in expected if r[0] >= 6]
+    except Exception:  # noqa: BLE001 - any failure: kafka-python's own records are used
+        return False
 
 
 def as_raw(record: Any) -> Raw:

@@ -130,3 +130,28 @@ def test_raw_tuples_become_kafka_python_records_for_the_rare_paths() -> None:
     assert as_raw(raw) is raw
     assert as_raw(record) == (7, 1_764_444_182_000, "sensor-01", b"{}",
                               [("traceparent", b"00-ab")])
+
+
+def test_install_self_tests_and_falls_back_when_the_fast_unpacking_breaks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A changed private method of kafka-python must not crash every session: install()
+    runs a self-test on a built batch and returns False on any exception or difference."""
+    from sensorlib import records
+
+    assert records.self_test()
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise AttributeError("'DefaultRecordBatch' object has no attribute '_pos'")
+
+    monkeypatch.setattr(records, "unpack_batch", broken)
+    assert not records.self_test()
+
+    class Consumer:
+        _fetcher = type("F", (), {"PartitionRecords": Fetcher.PartitionRecords})()
+
+    consumer = Consumer()
+    assert not records.install(consumer)  # type: ignore[arg-type]
+    assert consumer._fetcher.PartitionRecords is Fetcher.PartitionRecords
+    monkeypatch.undo()
+    assert records.install(consumer)  # type: ignore[arg-type]
+    assert consumer._fetcher.PartitionRecords is records.FastPartitionRecords
