@@ -274,6 +274,9 @@ def read_config_file(path: Path) -> dict[str, str]:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     out: dict[str, str] = {}
     for key, value in data.items():
+        if isinstance(value, dict):
+            raise ConfigError(f"{path}: [{key}] is a table; the file has no tables, one key per "
+                              "setting (e.g. producer_port = 8081)")
         name = _variable_name(key, path)
         if isinstance(value, bool):
             text = "1" if value else "0"

@@ -37,9 +37,9 @@ def test_the_table_is_in_help_and_readme() -> None:
     report = build_parser()._subparsers._group_actions[0].choices["report"].format_help()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for code in errors.EXIT_CODES:
-        assert re.search(rf"^\s+{code}\s", top, re.M), code
-        assert re.search(rf"^\s+{code}\s", report, re.M), code
-        assert re.search(rf"^\| {code} \|", readme, re.M), f"README lacks exit code {code}"
+        assert re.search(rf"^\s+{code}\s", top, re.MULTILINE), code
+        assert re.search(rf"^\s+{code}\s", report, re.MULTILINE), code
+        assert re.search(rf"^\| {code} \|", readme, re.MULTILINE), f"README lacks exit code {code}"
     assert exit_codes_text() in top
 
 
@@ -67,7 +67,7 @@ def test_empty_period_and_unknown_sensor_differ(monkeypatch: pytest.MonkeyPatch,
                                                 tmp_path: Path) -> None:
     """The report notebook's EmptyReport crosses papermill as text: the CLI tells a sensor
     that sent nothing (5) from a period without readings (4) by its words."""
-    import sensorlib.report as report
+    from sensorlib import report
 
     messages = {
         "no report: no readings on sensor-readings in 2020-01-01 00:00 → 2020-01-02 00:00: "
