@@ -7,10 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from kafka import TopicPartition
@@ -155,3 +158,20 @@ def wait_for_up(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> str
 
     eventually(up, timeout=timeout, interval=0.5)
     return log.read_text()
+
+
+@contextmanager
+def running_processor(settings: Settings, **options: Any) -> Iterator[Any]:
+    """A real :class:`~sensorlib.processor.Processor` running in a thread of the test, so
+    the test can read its counters; stopped (and joined) on exit."""
+    from sensorlib.processor import Processor
+
+    processor = Processor(settings, **options)
+    stop = threading.Event()
+    thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield processor
+    finally:
+        stop.set()
+        thread.join(timeout=30)

@@ -10,7 +10,6 @@ once per poll and published a fraction of the silent alerts a replay raises (iss
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -18,10 +17,9 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.pipeline import Pipeline
-from sensorlib.processor import Processor
 from sensorlib.produce import ReadingProducer
 from sensorlib.simulate import Simulator
-from tests.support import eventually, read_alerts
+from tests.support import eventually, read_alerts, running_processor
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -41,15 +39,8 @@ def test_a_backlog_publishes_the_replays_alerts_id_for_id(topics: Settings, poll
     by_rule = Counter(a.rule for a in expected)
     assert by_rule["silent"] > 50, by_rule  # the spells make real silences to find
 
-    processor = Processor(topics, max_records=poll)
-    stop = threading.Event()
-    thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with running_processor(topics, max_records=poll) as processor:
         eventually(lambda: processor.stats.processed >= len(readings), timeout=600)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
     published = read_alerts(topics)
     assert Counter(a.rule for a in published) == by_rule
     assert sorted(a.alert_id for a in published) == sorted(a.alert_id for a in expected)

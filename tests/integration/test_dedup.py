@@ -6,9 +6,6 @@ once in the aggregates; readings without the header, or with different ids, all 
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,7 +14,7 @@ from sensorlib.config import Settings
 from sensorlib.events import Reading
 from sensorlib.kafka_io import make_producer
 from sensorlib.processor import Processor
-from tests.support import eventually
+from tests.support import eventually, running_processor
 
 pytestmark = pytest.mark.kafka
 
@@ -36,17 +33,8 @@ def _send_raw(settings: Settings, value: bytes) -> None:
     producer.close()
 
 
-@contextmanager
-def _running(settings: Settings, instance: str) -> Iterator[Processor]:
-    processor = Processor(settings, instance=instance)
-    stop = threading.Event()
-    thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield processor
-    finally:
-        stop.set()
-        thread.join(timeout=30)
+def _running(settings: Settings, instance: str):
+    return running_processor(settings, instance=instance)
 
 
 def _count(processor: Processor, sensor_id: str) -> int:

@@ -21,7 +21,7 @@ from kafka import KafkaProducer
 from sensorlib.broker import check_java, resolve_libs
 from sensorlib.config import Settings
 from sensorlib.history import READINGS, open_table
-from tests.support import eventually, read_topic
+from tests.support import eventually, read_topic, running_processor
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -141,10 +141,7 @@ def test_batches_of_kafkas_own_console_producer_are_read(spawn, topics: Settings
 def test_sensors_beyond_the_cap_are_dead_lettered_with_the_reason(
         base_settings: Settings, kafka_cluster: str) -> None:
     """SENSORLIB_MAX_SENSORS: a reading of one sensor more is refused, not kept."""
-    import threading
-
     from sensorlib.kafka_io import ensure_topics
-    from sensorlib.processor import Processor
     from tests.conftest import private_settings
 
     settings = private_settings(base_settings, kafka_cluster, partitions=1, max_sensors=3)
@@ -155,15 +152,8 @@ def test_sensors_beyond_the_cap_are_dead_lettered_with_the_reason(
     producer.send(settings.topic_readings, key=b"cap-0", value=reading("cap-0", 22.0))
     producer.flush()
     producer.close()
-    processor = Processor(settings)
-    stop = threading.Event()
-    thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with running_processor(settings) as processor:
         eventually(lambda: processor.stats.processed + processor.stats.invalid >= 7, 60)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
     assert sorted(a["sensorId"] for a in processor.aggregates()) == ["cap-0", "cap-1", "cap-2"]
     assert processor.stats.processed == 4 and processor.stats.invalid == 3
     letters = [json.loads(r.value) for r in read_topic(settings, settings.topic_dlq)]
@@ -176,10 +166,7 @@ def test_a_record_that_breaks_processing_is_isolated_by_halves(
     """Whatever fails on one record's data (here a fault injected into the windows for
     sensor "boom") costs that record a dead letter, never the stream: the poll is retried
     in halves from committed state until the record is found."""
-    import threading
-
     from sensorlib.pipeline import Pipeline
-    from sensorlib.processor import Processor
 
     real = Pipeline.process_batch_us
 
@@ -195,16 +182,9 @@ def test_a_record_that_breaks_processing_is_isolated_by_halves(
         producer.send(topics.topic_readings, key=b"same-partition", value=reading(sensor))
     producer.flush()
     producer.close()
-    processor = Processor(topics)
-    stop = threading.Event()
-    thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with running_processor(topics) as processor:
         eventually(lambda: processor.stats.processed + processor.stats.invalid >= 300, 120)
         assert processor.problems() == []
-    finally:
-        stop.set()
-        thread.join(timeout=30)
     assert processor.stats.processed == 299 and processor.stats.invalid == 1
     assert processor.stats.isolations >= 1
     (letter,) = [json.loads(r.value) for r in read_topic(topics, topics.topic_dlq)]
