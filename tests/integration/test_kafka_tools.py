@@ -31,7 +31,7 @@ def test_topics_groups_and_console_consumer(topics: Settings) -> None:
     assert described.returncode == 0 and "PartitionCount: 3" in described.stdout
 
     producer = make_producer(topics)
-    producer.send(topics.topic_alerts, key="sensor-01", value={"alertId": "tool-test"})
+    producer.send(topics.topic_alerts, key="sensor-01", value=b"{\"alertId\": \"tool-test\"}")
     producer.flush()
     producer.close()
     consumed = _kafka(topics, "console-consumer", "--topic", topics.topic_alerts,

@@ -30,7 +30,7 @@ def test_traceparent_of_the_caller_is_answered_when_not_tracing(spawn, module_to
     assert answer.status_code == 201, answer.text
     assert answer.headers["traceparent"] == CALLER
     records = read_topic(module_topics, module_topics.topic_readings)
-    assert (b"traceparent", CALLER.encode()) in [h for r in records for h in r.headers]
+    assert ("traceparent", CALLER.encode()) in [h for r in records for h in r.headers]
     plain = httpx.post(api.url + "/api/events", json=_reading(), timeout=30)
     assert plain.status_code == 201 and "traceparent" not in plain.headers
 
