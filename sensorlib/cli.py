@@ -240,6 +240,37 @@ def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
+    from sensorlib.kafka_io import ensure_topics, wait_for_kafka
+    from sensorlib.notify import Notifier, serve_health
+    from sensorlib.services.common import SERVICE_LOG_FORMAT
+    from sensorlib.telemetry import configure_logging, setup_tracing, shutdown_tracing
+
+    host = args.host or settings.host
+    port = settings.notifier_port if args.port is None else args.port
+    _check_port(host, port, "notifier /health",
+                "SENSORLIB_NOTIFIER_PORT" if args.port is None else "--port")
+    configure_logging("notifier", text_format=SERVICE_LOG_FORMAT,
+                      secrets=[settings.sasl_password, settings.smtp_password])
+    setup_tracing("sensorlib-notifier")
+    wait_for_kafka(settings, timeout=60)
+    ensure_topics(settings)
+    notifier = Notifier(settings, max_batch=args.max_batch)
+    server = serve_health(notifier, host, port)
+    _say(f"notifier health on http://{host}:{server.server_address[1]}/health; sending "
+         f"{settings.topic_alerts} to Alertmanager at {settings.alertmanager}")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    try:
+        sent = notifier.run(stop)
+    finally:
+        server.shutdown()
+        shutdown_tracing()
+    _say(f"sent {sent:,} alert(s) to Alertmanager")
+    return 0
+
+
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     import pandas as pd
 
@@ -328,7 +359,14 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         zipkin, prometheus = viewer_ports()
         check_ports("127.0.0.1", [(zipkin, "Zipkin", "SENSORLIB_ZIPKIN_PORT"),
                                   (prometheus, "Prometheus", "SENSORLIB_PROMETHEUS_PORT")])
-    return run_system(settings, dashboard=not args.no_dashboard, observe=args.observe)
+    if args.notify:
+        notify_ports = [(settings.notifier_port, "notifier /health", "SENSORLIB_NOTIFIER_PORT")]
+        if not settings.alertmanager_url:
+            notify_ports.append((settings.alertmanager_port, "Alertmanager",
+                                 "SENSORLIB_ALERTMANAGER_PORT"))
+        check_ports("127.0.0.1", notify_ports)
+    return run_system(settings, dashboard=not args.no_dashboard, observe=args.observe,
+                      notify=args.notify)
 
 
 def _up_ports(settings: Settings, *, dashboard: bool) -> list[tuple[int, str, str]]:
@@ -986,6 +1024,19 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
                          help="compact: rewrite an event day that has at least this many files")
     archive.set_defaults(handler=cmd_archive)
 
+    notify = sub.add_parser(
+        "notify", help="send alerts to Prometheus Alertmanager (service, :8084)",
+        description="Consume the alerts topic (group notification-group) and post the alerts "
+                    "to Alertmanager's v2 API, committing offsets only once it accepted them. "
+                    "Alertmanager groups, silences and delivers them (webhook, Slack, e-mail).")
+    notify.add_argument("--host", help=f"address of /health (default: {settings.host})")
+    notify.add_argument("--port", type=int,
+                        help=f"port of /health and /metrics (default: {settings.notifier_port}, "
+                             "from SENSORLIB_NOTIFIER_PORT)")
+    notify.add_argument("--max-batch", type=int, default=5000,
+                        help="alerts per POST to Alertmanager (default 5000)")
+    notify.set_defaults(handler=cmd_notify)
+
     sql = sub.add_parser("sql", help="query the archive with SQL (DuckDB; views readings, alerts)",
                          description="Run a DuckDB SQL query over the archive's tables, "
                                      "e.g. sensorlib sql \"select sensor_id, avg(temperature) "
@@ -1009,6 +1060,10 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
                          f"127.0.0.1:{zipkin_port}, SENSORLIB_ZIPKIN_PORT) and Prometheus "
                          f"when installed (metrics, on 127.0.0.1:{prometheus_port}, "
                          "SENSORLIB_PROMETHEUS_PORT)")
+    up.add_argument("--notify", action="store_true",
+                    help="also send alerts to people: Alertmanager (on 127.0.0.1:"
+                         f"{settings.alertmanager_port}, SENSORLIB_ALERTMANAGER_PORT; none with "
+                         "SENSORLIB_ALERTMANAGER_URL) and `sensorlib notify`")
     up.set_defaults(handler=cmd_up)
 
     status = sub.add_parser("status", help="health of each service and lag of each consumer group",

@@ -215,10 +215,14 @@ VARIABLES = (
     "SENSORLIB_IDEMPOTENCY_KEYS", "SENSORLIB_LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
     "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED",
+    "SENSORLIB_NOTIFICATION_GROUP", "SENSORLIB_NOTIFIER_PORT", "SENSORLIB_ALERTMANAGER_PORT",
+    "SENSORLIB_ALERTMANAGER_URL", "SENSORLIB_SMTP_HOST", "SENSORLIB_SMTP_PORT",
+    "SENSORLIB_SMTP_FROM", "SENSORLIB_SMTP_TO", "SENSORLIB_SMTP_USER", "SENSORLIB_SMTP_PASSWORD",
+    "SENSORLIB_SMTP_TLS", "SENSORLIB_WEBHOOK_URLS", "SENSORLIB_SLACK_WEBHOOK_URL",
 )
 #: Variables whose values are never shown (``***`` in ``sensorlib config``).
 SECRET_VARIABLES = frozenset({"KAFKA_SASL_PASSWORD", "SENSORLIB_API_TOKEN",
-                              "SENSORLIB_SMTP_PASSWORD"})
+                              "SENSORLIB_SMTP_PASSWORD", "SENSORLIB_SLACK_WEBHOOK_URL"})
 #: Prefixes of variable names a config file may set even when not in :data:`VARIABLES`
 #: (a setting added since, or one of another tool: ``OTEL_*``).
 _VARIABLE_PREFIXES = ("SENSORLIB_", "KAFKA_", "OTEL_")
@@ -365,6 +369,20 @@ class Settings:
                                               services, ``producer=URL,processor=URL,
                                               archiver=URL`` (default: SENSORLIB_HOST and
                                               each service's port)
+    ``SENSORLIB_NOTIFICATION_GROUP``          the notifier's group (``notification-group``)
+    ``SENSORLIB_NOTIFIER_PORT``               the notifier's ``/health`` and ``/metrics`` (8084)
+    ``SENSORLIB_ALERTMANAGER_PORT``           the Alertmanager ``sensorlib up --notify`` starts
+                                              (9095; never its default 9093, Kafka's controller)
+    ``SENSORLIB_ALERTMANAGER_URL``            an Alertmanager of your own (then none is
+                                              started); default ``http://127.0.0.1:<port>``
+    ``SENSORLIB_SMTP_HOST`` / ``_PORT``       mail server of the e-mail receiver (none: no
+                                              e-mail; port 25)
+    ``SENSORLIB_SMTP_FROM`` / ``_TO``         sender and recipients (comma list) of the e-mails
+    ``SENSORLIB_SMTP_USER`` / ``_PASSWORD``   SMTP login (the password is never shown)
+    ``SENSORLIB_SMTP_TLS``                    ``1``: require STARTTLS (default ``0``)
+    ``SENSORLIB_WEBHOOK_URLS``                webhooks Alertmanager posts notifications to
+                                              (comma list; its webhook JSON)
+    ``SENSORLIB_SLACK_WEBHOOK_URL``           a Slack incoming webhook for notifications
     ========================================  =====================================
     """
 
@@ -423,6 +441,19 @@ class Settings:
     max_sensors: int = 10_000
     max_sessions: int = 50
     metrics_urls: tuple[tuple[str, str], ...] = ()
+    notification_group: str = "notification-group"
+    notifier_port: int = 8084
+    alertmanager_port: int = 9095
+    alertmanager_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "sensorlib@localhost"
+    smtp_to: tuple[str, ...] = ()
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_tls: bool = False
+    webhook_urls: tuple[str, ...] = ()
+    slack_webhook_url: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -488,6 +519,20 @@ class Settings:
                          if (env.get("SENSORLIB_STALE_AFTER") or "").strip() else None),
             max_sensors=env_int(env, "SENSORLIB_MAX_SENSORS", 10_000),
             max_sessions=env_int(env, "SENSORLIB_MAX_SESSIONS", 50),
+            notification_group=_str(env, "SENSORLIB_NOTIFICATION_GROUP", "notification-group"),
+            notifier_port=env_int(env, "SENSORLIB_NOTIFIER_PORT", 8084),
+            alertmanager_port=env_int(env, "SENSORLIB_ALERTMANAGER_PORT", 9095),
+            alertmanager_url=(env.get("SENSORLIB_ALERTMANAGER_URL") or "").strip().rstrip("/")
+            or None,
+            smtp_host=(env.get("SENSORLIB_SMTP_HOST") or "").strip() or None,
+            smtp_port=env_int(env, "SENSORLIB_SMTP_PORT", 25),
+            smtp_from=_str(env, "SENSORLIB_SMTP_FROM", "sensorlib@localhost"),
+            smtp_to=_list(env, "SENSORLIB_SMTP_TO"),
+            smtp_user=(env.get("SENSORLIB_SMTP_USER") or "").strip() or None,
+            smtp_password=env.get("SENSORLIB_SMTP_PASSWORD") or None,
+            smtp_tls=_str(env, "SENSORLIB_SMTP_TLS", "0").lower() in ("1", "true", "yes"),
+            webhook_urls=_list(env, "SENSORLIB_WEBHOOK_URLS"),
+            slack_webhook_url=(env.get("SENSORLIB_SLACK_WEBHOOK_URL") or "").strip() or None,
         )
         settings.validate()
         return settings
@@ -505,6 +550,13 @@ class Settings:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"SENSORLIB_{name.upper()} must be a TCP port, got {port}")
+        for name in ("notifier_port", "alertmanager_port", "smtp_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"SENSORLIB_{name.upper()} must be a TCP port, got {port}")
+        if self.alertmanager_url and not self.alertmanager_url.startswith(("http://", "https://")):
+            raise ConfigError("SENSORLIB_ALERTMANAGER_URL must start with http:// or https://, "
+                              f"got {self.alertmanager_url!r}")
         if self.stale_after is not None and self.stale_after <= timedelta(0):
             raise ConfigError("SENSORLIB_STALE_AFTER must be positive")
         if self.max_sensors < 1:
@@ -539,6 +591,12 @@ class Settings:
         if self.host not in ("0.0.0.0", "::", ""):
             own.add(self.host)
         return tuple(sorted(own))
+
+    @property
+    def alertmanager(self) -> str:
+        """Base URL of the Alertmanager the notifier posts to: ``SENSORLIB_ALERTMANAGER_URL``,
+        else the local one ``sensorlib up --notify`` starts."""
+        return self.alertmanager_url or f"http://127.0.0.1:{self.alertmanager_port}"
 
     @property
     def loopback_only(self) -> bool:
@@ -595,6 +653,23 @@ class Settings:
             env["SENSORLIB_STALE_AFTER"] = f"{self.stale_after.total_seconds()!r}s"
         env["SENSORLIB_MAX_SENSORS"] = str(self.max_sensors)
         env["SENSORLIB_MAX_SESSIONS"] = str(self.max_sessions)
+        env["SENSORLIB_NOTIFICATION_GROUP"] = self.notification_group
+        env["SENSORLIB_NOTIFIER_PORT"] = str(self.notifier_port)
+        env["SENSORLIB_ALERTMANAGER_PORT"] = str(self.alertmanager_port)
+        if self.alertmanager_url:
+            env["SENSORLIB_ALERTMANAGER_URL"] = self.alertmanager_url
+        if self.smtp_host:
+            env.update(SENSORLIB_SMTP_HOST=self.smtp_host, SENSORLIB_SMTP_PORT=str(self.smtp_port),
+                       SENSORLIB_SMTP_FROM=self.smtp_from, SENSORLIB_SMTP_TO=",".join(self.smtp_to),
+                       SENSORLIB_SMTP_TLS="1" if self.smtp_tls else "0")
+        if self.smtp_user:
+            env["SENSORLIB_SMTP_USER"] = self.smtp_user
+        if self.smtp_password:
+            env["SENSORLIB_SMTP_PASSWORD"] = self.smtp_password
+        if self.webhook_urls:
+            env["SENSORLIB_WEBHOOK_URLS"] = ",".join(self.webhook_urls)
+        if self.slack_webhook_url:
+            env["SENSORLIB_SLACK_WEBHOOK_URL"] = self.slack_webhook_url
         if self.allowed_hosts:
             env["SENSORLIB_ALLOWED_HOSTS"] = ",".join(self.allowed_hosts)
         if self.cors_origins:
@@ -621,7 +696,7 @@ class Settings:
     def describe(self) -> dict[str, object]:
         """A loggable summary: never contains the SASL password or the API token."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for secret in ("sasl_password", "api_token"):
+        for secret in ("sasl_password", "api_token", "smtp_password", "slack_webhook_url"):
             if out.get(secret):
                 out[secret] = "***"
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}

@@ -113,3 +113,8 @@ class UnknownSensor(EmptyReport):
 
 class ArchiveError(SensorlibError):
     """The archiver cannot run (another one holds the warehouse, a topic is missing)."""
+
+
+class NotifyError(SensorlibError):
+    """Notifications cannot be sent: Alertmanager is not installed, refuses the alerts or
+    its configuration is unusable (the message says what to do)."""

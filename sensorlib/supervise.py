@@ -8,7 +8,11 @@ that exits while the system is up is restarted after a back-off (1 s, 2 s, 4 s â
 
 With ``observe`` (``sensorlib up --observe``) the local viewers start first: Zipkin
 (traces; the services export to it) and, when installed, Prometheus (scraping every
-service's ``/metrics``); see :mod:`sensorlib.viewers`.
+service's ``/metrics``); see :mod:`sensorlib.viewers`. With ``notify`` (``sensorlib up
+--notify``) Alertmanager starts first too (unless ``SENSORLIB_ALERTMANAGER_URL`` names one of
+the user's), then the notifier with the other services; Prometheus, when it runs, evaluates
+sensorlib's operational alerting rules and sends them to the same Alertmanager; see
+:mod:`sensorlib.alertmanager`.
 """
 
 from __future__ import annotations
@@ -86,7 +90,8 @@ def _pump(name: str, stream: IO[bytes], out: Callable[[str], None]) -> None:
         out(f"{name:<{width}}| {raw.decode(errors='replace').rstrip()}")
 
 
-def service_plan(settings: Settings, *, dashboard: bool = True) -> list[Service]:
+def service_plan(settings: Settings, *, dashboard: bool = True,
+                 notify: bool = False) -> list[Service]:
     """The services of ``sensorlib up`` with their commands and URLs."""
     py = [sys.executable, "-m", "sensorlib.cli"]
     host = settings.host
@@ -99,6 +104,10 @@ def service_plan(settings: Settings, *, dashboard: bool = True) -> list[Service]
         Service("archiver", [*py, "archive", "--port", str(settings.archiver_port)],
                 f"http://{shown}:{settings.archiver_port}/health", str(settings.warehouse)),
     ]
+    if notify:
+        plan.append(Service("notifier", [*py, "notify", "--port", str(settings.notifier_port)],
+                            f"http://{shown}:{settings.notifier_port}/health",
+                            f"http://{shown}:{settings.notifier_port}/metrics"))
     if dashboard:
         try:
             from sensorlib.dashboard import serve_command
@@ -113,11 +122,31 @@ def service_plan(settings: Settings, *, dashboard: bool = True) -> list[Service]
 
 
 #: Services whose ``/metrics`` Prometheus scrapes (all of them).
-METRICS_SERVICES = ("producer", "processor", "archiver", "dashboard")
+METRICS_SERVICES = ("producer", "processor", "archiver", "dashboard", "notifier")
+
+
+def alertmanager_plan(settings: Settings) -> list[Service]:
+    """The Alertmanager of ``sensorlib up --notify`` (none with SENSORLIB_ALERTMANAGER_URL),
+    its ``alertmanager.yml`` written into ``<data>/notify``."""
+    if settings.alertmanager_url:
+        return []
+    from sensorlib.alertmanager import alertmanager_command, alertmanager_config
+
+    folder = settings.data_dir / "notify"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "alertmanager.yml"
+    config.write_text(alertmanager_config(settings, webhooks=settings.webhook_urls,
+                                          slack_url=settings.slack_webhook_url))
+    config.chmod(0o600)  # it may hold the SMTP password
+    port = settings.alertmanager_port
+    return [Service("alertmanager", alertmanager_command(config, folder / "data", port),
+                    f"http://127.0.0.1:{port}/-/ready", f"http://127.0.0.1:{port}/#/alerts",
+                    log=folder / "alertmanager.log")]
 
 
 def viewer_plan(settings: Settings, services: list[Service],
-                out: Callable[[str], None]) -> tuple[list[Service], dict[str, str]]:
+                out: Callable[[str], None], *,
+                notify: bool = False) -> tuple[list[Service], dict[str, str]]:
     """The viewers of ``sensorlib up --observe`` and the environment the services need to
     report to them (the Zipkin endpoint). Prometheus is left out, saying how to install
     it, when it is missing."""
@@ -149,7 +178,14 @@ def viewer_plan(settings: Settings, services: list[Service],
     targets["zipkin"] = f"127.0.0.1:{zipkin_port}"
     targets["prometheus"] = f"127.0.0.1:{prometheus_port}"
     config = folder / "prometheus.yml"
-    config.write_text(prometheus_config(targets, metrics_paths={"zipkin": "/prometheus"}))
+    text = prometheus_config(targets, metrics_paths={"zipkin": "/prometheus"})
+    if notify:  # sensorlib's own health, alerting through the same Alertmanager
+        from sensorlib.alertmanager import alerting_section, operational_rules
+
+        rules = folder / "sensorlib-rules.yml"
+        rules.write_text(operational_rules())
+        text += alerting_section(settings.alertmanager.split("//", 1)[-1].rstrip("/"), rules)
+    config.write_text(text)
     viewers.append(Service("prometheus", prometheus_command(config, folder / "prometheus-data",
                                                             prometheus_port),
                            urls["prometheus"][1], urls["prometheus"][0],
@@ -161,10 +197,11 @@ class System:
     """The broker (unless Kafka is external), the topics and the services, supervised."""
 
     def __init__(self, settings: Settings, *, dashboard: bool = True, observe: bool = False,
-                 out: Callable[[str], None] | None = None) -> None:
+                 notify: bool = False, out: Callable[[str], None] | None = None) -> None:
         self.settings = settings
-        self.services = service_plan(settings, dashboard=dashboard)
+        self.services = service_plan(settings, dashboard=dashboard, notify=notify)
         self.observe = observe
+        self.notify = notify
         self.viewers: list[Service] = []
         self.out = out or (lambda line: print(line, flush=True))
         self.kafka: Any = None
@@ -183,7 +220,7 @@ class System:
                 self.out(f"{'topics':<10}| {topic}: {status}")
             env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=self.settings.bootstrap_servers,
                        PYTHONUNBUFFERED="1")
-            if self.observe:
+            if self.observe or self.notify:
                 env = {**self._start_viewers(timeout), **env}  # a user's own endpoint wins
             self._env = env
             # All children are forked before any pump thread exists: preexec_fn is only
@@ -208,7 +245,12 @@ class System:
     def _start_viewers(self, timeout: float) -> dict[str, str]:
         """Start the viewers (output to their log files: no pump thread yet) and wait for
         them, so the services' first spans are not lost; returns the services' extra env."""
-        self.viewers, env = viewer_plan(self.settings, self.services, self.out)
+        self.viewers, env = [], {}
+        if self.notify:
+            self.viewers = alertmanager_plan(self.settings)
+        if self.observe:
+            more, env = viewer_plan(self.settings, self.services, self.out, notify=self.notify)
+            self.viewers += more
         for viewer in self.viewers:
             assert viewer.log is not None
             with open(viewer.log, "ab") as log:
@@ -351,11 +393,12 @@ def _ended(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-def run_system(settings: Settings, *, dashboard: bool = True, observe: bool = False) -> int:
+def run_system(settings: Settings, *, dashboard: bool = True, observe: bool = False,
+               notify: bool = False) -> int:
     """``sensorlib up``: start everything, print the URLs, run until Ctrl-C or SIGTERM.
 
     ``observe`` also starts the trace and metrics viewers (:func:`viewer_plan`)."""
-    system = System(settings, dashboard=dashboard, observe=observe)
+    system = System(settings, dashboard=dashboard, observe=observe, notify=notify)
     stop = threading.Event()
 
     def interrupt(signum: int, frame: object) -> None:
