@@ -23,7 +23,7 @@ import sqlite3
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -360,8 +360,16 @@ def _local_path(location: str) -> str:
 EVENT_DAY = "event_day"
 
 
-def connect(settings: Settings | None = None, *, kinds: Iterable[TableKind] = KINDS
-            ) -> duckdb.DuckDBPyConnection:
+def connect(settings: Settings | None = None, *, kinds: Iterable[TableKind] = KINDS,
+            tail: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the views ``readings`` and ``alerts`` (see
+    :func:`_connect`; with ``tail``, the table ``sensorlib_tail(view, rows, note)`` says
+    what each view got from Kafka)."""
+    return _connect(settings, kinds, tail)[0]
+
+
+def _connect(settings: Settings | None, kinds: Iterable[TableKind], tail: bool
+             ) -> tuple[duckdb.DuckDBPyConnection, dict[str, int], list[str]]:
     """An in-memory DuckDB connection with the views ``readings`` and ``alerts``.
 
     Each view reads the table's current Parquet data files (or is empty, with the
@@ -370,6 +378,12 @@ def connect(settings: Settings | None = None, *, kinds: Iterable[TableKind] = KI
     event_day`` costs nothing per row, where ``date_trunc('day', event_time)`` (a time
     zone calculation) costs most of a daily query, and ``where event_day …`` skips whole
     files. Time zone UTC; DuckDB may not install or load extensions from the network.
+
+    With ``tail``, each view also holds the valid records Kafka has beyond the offsets the
+    archive covers (the archiver may be minutes behind), as :func:`read_readings
+    <sensorlib.replay.read_readings>` does: the seam is exact (the tail starts at the
+    snapshot's offsets), and ``record_time``/``event_id`` are null in tail rows. Returns
+    the connection, the rows each view got from Kafka and notes on what could not be read.
     """
     import duckdb
 
@@ -377,6 +391,8 @@ def connect(settings: Settings | None = None, *, kinds: Iterable[TableKind] = KI
     con = duckdb.connect(config={"autoinstall_known_extensions": False,
                                  "autoload_known_extensions": False})
     con.execute("SET TimeZone = 'UTC'")
+    tails: dict[str, int] = {}
+    notes: list[str] = []
     for kind in kinds:
         table = load_table(settings, kind)
         files: list[str] = []
@@ -406,11 +422,54 @@ def connect(settings: Settings | None = None, *, kinds: Iterable[TableKind] = KI
         else:
             con.register(f"_{kind.name}_empty", kind.arrow_schema.empty_table())
             con.execute(f"CREATE VIEW {kind.name} AS SELECT *, {day} FROM _{kind.name}_empty")
-    return con
+        if tail and table is not None:
+            rows, note = _add_tail(con, settings, kind, table, day)
+            tails[kind.name] = rows
+            if note:
+                notes.append(note)
+    if tail:
+        con.register("sensorlib_tail", pd.DataFrame(
+            {"view": list(tails), "rows": list(tails.values()),
+             "note": ["; ".join(notes) or None] * len(tails)}))
+    return con, tails, notes
+
+
+def _add_tail(con: Any, settings: Settings, kind: TableKind, table: Any, day: str
+              ) -> tuple[int, str | None]:
+    """Put Kafka's records beyond the archive into ``kind``'s view; (rows, a note or None)."""
+    from sensorlib.decode import ALERT_RECORDS, READING_RECORDS
+    from sensorlib.fetch import fetch
+    from sensorlib.kafka_io import kafka_reachable
+
+    topic = kind.topic(settings)
+    if not kafka_reachable(settings, timeout=2.0):
+        return 0, (f"Kafka at {settings.bootstrap_servers} is not reachable: {kind.name} holds "
+                   "the archive only")
+    records = READING_RECORDS if kind is READINGS else ALERT_RECORDS
+    try:
+        frames = fetch(settings, topic, None, records, progress=False, slack=timedelta(0),
+                       timeout=10.0, offsets=snapshot_offsets(table))
+    except Exception as exc:  # noqa: BLE001 - the archive still answers
+        return 0, f"the Kafka tail of {topic} could not be read ({exc}): {kind.name} is the archive only"
+    frames = [f[f["_reason"].isna()] for f in frames]
+    rows = sum(map(len, frames))
+    if not rows:
+        return 0, None
+    frame = pd.concat(frames, ignore_index=True)
+    data = {}
+    for name, dtype, frame_name in kind.columns:
+        data[name] = (pa.Array.from_pandas(frame[frame_name]).cast(dtype) if frame_name
+                      else pa.nulls(len(frame), dtype))
+    con.register(f"_{kind.name}_tail", pa.table(data, schema=kind.arrow_schema))
+    con.execute(f"ALTER VIEW {kind.name} RENAME TO _{kind.name}_archive")
+    con.execute(f"CREATE VIEW {kind.name} AS SELECT * FROM _{kind.name}_archive "
+                f"UNION ALL BY NAME SELECT *, {day} FROM _{kind.name}_tail")
+    return rows, None
 
 
 def sql(query: str, *, settings: Settings | None = None,
-        params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+        params: Sequence[Any] | dict[str, Any] | None = None, tail: bool = True
+        ) -> pd.DataFrame:
     """Run a DuckDB SQL query over the archive's ``readings`` and ``alerts``; a DataFrame.
 
     Columns of ``readings``: ``sensor_id, temperature, humidity, location, event_time,
@@ -423,6 +482,12 @@ def sql(query: str, *, settings: Settings | None = None,
     >>> sql("select sensor_id, event_day, max(temperature) as t from readings "
     ...     "group by all order by 1, 2")  # doctest: +SKIP
 
+    With ``tail`` (the default) the views also hold what Kafka has beyond the archive, so
+    a query sees the last minutes the archiver has not written yet (``attrs["tail_rows"]``
+    says how many rows each view got from Kafka; with Kafka down a
+    :class:`~sensorlib.frames.ReplayWarning`
+    says the views are the archive only). ``tail=False``: the archive alone, no Kafka.
+
     Raises:
         HistoryError: the query is not valid SQL or names something that does not exist.
     """
@@ -431,16 +496,24 @@ def sql(query: str, *, settings: Settings | None = None,
     if not query or not query.strip():
         raise HistoryError("the SQL query is empty")
     settings = Settings.from_env() if settings is None else settings
-    con = connect(settings)
+    con, tails, notes = _connect(settings, KINDS, tail)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             result = con.execute(query, params) if params is not None else con.execute(query)
-            return result.df()
+            frame = result.df()
     except duckdb.Error as exc:
         raise HistoryError(f"{type(exc).__name__}: {exc}".strip()) from None
     finally:
         con.close()
+    frame.attrs.update(tail_rows=tails)
+    if notes:
+        note = "; ".join(notes)
+        frame.attrs["warnings"] = [note]
+        from sensorlib.frames import ReplayWarning
+
+        warnings.warn(note, ReplayWarning, stacklevel=2)
+    return frame
 
 
 # -- status ----------------------------------------------------------------------------------
