@@ -50,6 +50,7 @@ class Sizes:
     peers: int = 1_000_000
     observe: int = 300_000
     observe_rounds: int = 3
+    notify: int = 50_000
 
 
 FULL = Sizes(producer=300_000, processor=1_000_000, probes=200, replay=1_000_000, core=300_000,
@@ -57,7 +58,7 @@ FULL = Sizes(producer=300_000, processor=1_000_000, probes=200, replay=1_000_000
 QUICK = Sizes(producer=30_000, processor=30_000, probes=20, replay=30_000, core=50_000,
               dashboard_readings=20, dashboard_minutes=0.25, archive=30_000,
               archive_big=300_000, ingest_seconds=2.0, peers=100_000,
-              observe=30_000, observe_rounds=1)
+              observe=30_000, observe_rounds=1, notify=10_000)
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,17 @@ def gate_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def notify_rows(r: dict[str, Any]) -> list[Row]:
+    wait = r["group_wait_s"]
+    return [
+        Row(f"notifier → Alertmanager, {r['n']:,} alerts in batches (offsets committed after "
+            "each)", _rate(r["alerts_per_s"]), "—", "—", "≥ 5,000/s", r["alerts_per_s"] >= 5000),
+        Row(f"alert published → webhook received, p95 of {r['probes']} (group_wait {wait:g} s)",
+            _ms(r["latency_p95_s"] * 1000), f"p50 {_ms(r['latency_p50_s'] * 1000)}", "—",
+            f"≤ {(wait + 1) * 1000:,.0f} ms", r["latency_p95_s"] <= wait + 1),
+    ]
+
+
 def exhaustion_rows(r: dict[str, Any]) -> list[Row]:
     cpu = ("server_cpu_us_per_request_idle", "server_cpu_us_per_request_clear")
     idle_cpu, clear_cpu = (f", {r[k]:,.0f} µs CPU/request" if k in r else "" for k in cpu)
@@ -263,6 +275,7 @@ BENCHES = [
     Bench("ingest", "bench_ingest", lambda m, b, s: m.run(b, s.ingest_seconds), ingest_rows),
     Bench("exhaustion", "bench_exhaustion", lambda m, b, s: m.run(b, s.ingest_seconds),
           exhaustion_rows),
+    Bench("notify", "bench_notify", lambda m, b, s: m.run(b, s.notify), notify_rows),
     Bench("dashboard", "bench_dashboard",
           lambda m, b, s: m.run(b, readings=s.dashboard_readings, minutes=s.dashboard_minutes),
           dashboard_rows),

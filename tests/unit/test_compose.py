@@ -18,7 +18,8 @@ SERVICES = COMPOSE["services"]
 
 def test_all_parts_are_there() -> None:
     assert set(SERVICES) == {"kafka", "kafka-ui", "producer", "processor", "archiver",
-                             "dashboard", "jupyter", "zipkin", "prometheus"}
+                             "dashboard", "jupyter", "zipkin", "prometheus", "notifier",
+                             "alertmanager"}
     assert SERVICES["kafka-ui"]["image"].startswith("kafbat/kafka-ui")
 
 

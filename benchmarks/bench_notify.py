@@ -1,0 +1,158 @@
+"""Notifications: the notifier's throughput into Alertmanager, and publish → webhook latency.
+
+    .venv/bin/python benchmarks/bench_notify.py [--n 50000] [--probes 20] [--bootstrap h:p]
+
+Without ``--bootstrap`` a fresh local Kafka is started. A real Alertmanager (Debian's
+``prometheus-alertmanager``) runs on a free port with ``group_wait`` 1 s, sending to a
+webhook served here.
+
+1. Throughput: N alerts (200 sensors, distinct ids) preloaded into a fresh topic;
+   :class:`sensorlib.notify.Notifier` (batches of 5,000 per ``POST /api/v2/alerts``, offsets
+   committed after each) from the group's start until Alertmanager accepted all N. Target
+   ≥ 5,000 alerts/s.
+2. Latency: ``--probes`` alerts published one at a time (each its own group) while the
+   notifier runs; time from the publish call to the webhook receiving it. Target p95 ≤
+   group_wait + 1 s = 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import httpx
+from common import broker, machine, private_topics
+
+from sensorlib.alertmanager import alertmanager_command, alertmanager_config
+from sensorlib.broker import free_port
+from sensorlib.events import Alert, alert_id
+from sensorlib.kafka_io import ensure_topics, make_producer
+from sensorlib.notify import Notifier
+
+GROUP_WAIT = 1.0
+
+
+def _alert(sensor: str, when: datetime) -> Alert:
+    return Alert(alert_id=alert_id(sensor, "threshold", when), sensor_id=sensor,
+                 location="Bench", temperature=40.0, humidity=50.0, timestamp=when,
+                 detected_at=when, rule="threshold", severity="critical",
+                 reason="High temperature: 40.0°C")
+
+
+def _webhook() -> tuple[ThreadingHTTPServer, dict[str, float]]:
+    seen: dict[str, float] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            now = time.perf_counter()
+            for alert in body["alerts"]:
+                seen.setdefault(alert["labels"]["alert_id"], now)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+def run(bootstrap: str | None, n: int = 50_000, probes: int = 20) -> dict[str, Any]:
+    if shutil.which("prometheus-alertmanager") is None and shutil.which("alertmanager") is None:
+        raise RuntimeError("prometheus-alertmanager is not installed")
+    hook, seen = _webhook()
+    folder = Path(tempfile.mkdtemp(prefix="bench-notify-"))
+    with broker(bootstrap) as base:
+        settings = private_topics(base, "notify")
+        settings = settings.replace(topic_alerts=settings.topic_readings + "-alerts",
+                                    topic_dlq=settings.topic_readings + "-dlq",
+                                    notification_group=settings.topic_readings + "-notify")
+        ensure_topics(settings)
+        port = free_port()
+        config = folder / "alertmanager.yml"
+        config.write_text(alertmanager_config(
+            settings, webhooks=[f"http://127.0.0.1:{hook.server_address[1]}/hook"],
+            group_wait=f"{GROUP_WAIT:g}s", group_interval="5s"))
+        with open(folder / "am.log", "wb") as log:
+            am = subprocess.Popen(alertmanager_command(config, folder / "data", port),
+                                  stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(100):
+                try:
+                    if httpx.get(url + "/-/ready").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            settings = settings.replace(alertmanager_url=url)
+            producer = make_producer(settings, linger_ms=20)
+            now = datetime.now(UTC)
+            from datetime import timedelta
+
+            for i in range(n):
+                a = _alert(f"bench-{i % 200:03d}", now + timedelta(microseconds=i))
+                producer.send(settings.topic_alerts, key=a.sensor_id, value=a.to_json())
+            producer.flush(timeout=120)
+            notifier = Notifier(settings)
+            stop = threading.Event()
+            started = time.perf_counter()
+            worker = threading.Thread(target=notifier.run, args=(stop,), daemon=True)
+            worker.start()
+            while notifier.sent < n and time.perf_counter() - started < 300:
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - started
+            rate = notifier.sent / elapsed
+            print(f"throughput: {notifier.sent:,} alerts in {elapsed:.2f}s = {rate:,.0f}/s")
+            latencies = []
+            for i in range(probes):
+                a = _alert(f"probe-{i:03d}", datetime.now(UTC))
+                t0 = time.perf_counter()
+                producer.send(settings.topic_alerts, key=a.sensor_id, value=a.to_json())
+                producer.flush()
+                while a.alert_id not in seen and time.perf_counter() - t0 < 30:
+                    time.sleep(0.005)
+                latencies.append(seen.get(a.alert_id, float("inf")) - t0)
+            latencies.sort()
+            p95 = latencies[max(0, round(0.95 * len(latencies)) - 1)]
+            p50 = latencies[len(latencies) // 2]
+            print(f"publish → webhook: p50 {p50:.2f}s, p95 {p95:.2f}s (group_wait {GROUP_WAIT}s)")
+            stop.set()
+            worker.join(timeout=30)
+            producer.close(timeout=5)
+        finally:
+            am.terminate()
+            am.wait(timeout=15)
+            hook.shutdown()
+            shutil.rmtree(folder, ignore_errors=True)
+    return {"machine": machine(), "n": n, "seconds": round(elapsed, 3),
+            "alerts_per_s": round(rate, 1), "group_wait_s": GROUP_WAIT,
+            "latency_p50_s": round(p50, 3), "latency_p95_s": round(p95, 3), "probes": probes}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=50_000)
+    parser.add_argument("--probes", type=int, default=20)
+    parser.add_argument("--bootstrap")
+    args = parser.parse_args()
+    print(json.dumps(run(args.bootstrap, args.n, args.probes), indent=2))
+
+
+if __name__ == "__main__":
+    main()
