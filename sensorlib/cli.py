@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 
 from sensorlib.config import Settings
@@ -280,7 +281,16 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     if not catalog_path(settings).exists():
         _say(f"note: there is no archive in {settings.warehouse} yet (start `sensorlib "
              "archive`); the views are empty")
-    frame = sql(args.query, settings=settings)
+    with warnings.catch_warnings():  # said below, once, on stderr
+        warnings.simplefilter("ignore")
+        frame = sql(args.query, settings=settings, tail=not args.no_tail)
+    for note in frame.attrs.get("warnings", []):
+        _say(f"note: {note}")
+    tail = {view: rows for view, rows in frame.attrs.get("tail_rows", {}).items() if rows}
+    if tail:
+        _say("note: the views include what Kafka holds beyond the archive ("
+             + ", ".join(f"{view}: {rows:,} rows" for view, rows in tail.items())
+             + "; --no-tail for the archive alone)")
     if args.out:
         out = write_frame(frame, args.out, force=args.force)
         _say(f"{len(frame):,} rows → {out}")
@@ -1046,6 +1056,9 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
                                    "cells that would be spreadsheet formulas are written as text)")
     sql.add_argument("--force", action="store_true", help="replace --out if it exists")
     sql.add_argument("--max-rows", type=int, default=50, help="rows printed (default 50)")
+    sql.add_argument("--no-tail", action="store_true",
+                     help="the archive alone (default: the views also hold what Kafka has "
+                          "beyond the archive, the minutes the archiver has not written yet)")
     sql.set_defaults(handler=cmd_sql)
 
     up = sub.add_parser("up", help="run the whole system: broker, topics, producer, processor, "
