@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from kafka import TopicPartition
@@ -57,7 +58,8 @@ from sensorlib.errors import ArchiveError, KafkaUnavailable
 from sensorlib.events import EventTimeWindow
 from sensorlib.fetch import accept_of
 from sensorlib.history import (
-    ALERTS,
+    BY_NAME,
+    DEAD_LETTERS,
     KINDS,
     NAMESPACE,
     READINGS,
@@ -316,12 +318,20 @@ def _decode(kind: TableKind, batch: _Batch, accept: EventTimeWindow | None = Non
     """The valid records of a batch as an Arrow table of the kind's schema, how many were
     invalid, and how many were retried copies (dropped as the processor drops them:
     a (sensorId, eventId) pair already in ``seen``, per partition, by record time)."""
+    from sensorlib.deadletters import letters_frame
     from sensorlib.replay import decode_alerts, decode_readings
 
     partitions, offsets, times = batch.partitions, batch.offsets, batch.times
     event_ids = batch.event_ids if kind is READINGS else None
     if kind is READINGS:  # the gate's verdicts: the processor's window around record time
         frame = decode_readings(batch.values, record_ms=times, accept=accept)
+    elif kind is DEAD_LETTERS:
+        frame = letters_frame(batch.values, partitions, offsets)
+        # A letter not written by sensorlib has no rejectedAt: its record's own time.
+        missing = frame["rejectedAt"].isna().to_numpy()
+        if missing.any():
+            frame.loc[missing, "rejectedAt"] = pd.to_datetime(times[missing], unit="ms", utc=True)
+        frame["_reason"] = None
     else:
         frame = decode_alerts(batch.values)
     valid = frame["_reason"].isna().to_numpy()
@@ -418,7 +428,7 @@ def _writer_loop(requests: Any, replies: Any, settings: Settings, parent: int | 
             return
         try:
             if message[0] == "open":  # open (create) the tables, answer their offsets
-                kinds = [READINGS if name == READINGS.name else ALERTS for name in message[1]]
+                kinds = [BY_NAME[name] for name in message[1]]
                 for kind in kinds:
                     tables[kind.topic(settings)] = open_table(settings, kind)
                     if kind is READINGS:
@@ -429,7 +439,7 @@ def _writer_loop(requests: Any, replies: Any, settings: Settings, parent: int | 
             from pyiceberg.exceptions import CommitFailedException
 
             topic, kind_name, covered, batch = message
-            kind = READINGS if kind_name == READINGS.name else ALERTS
+            kind = BY_NAME[kind_name]
             table, invalid, duplicates = _decode(kind, batch, accept_of(settings), retries)
             props = offsets_property(topic, covered)
             target = tables[topic]

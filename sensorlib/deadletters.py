@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # the readers import these: the processor writes dead letters
     from sensorlib.replay import ReplayError, TimeLike
 
 __all__ = ["DEAD_LETTER_COLUMNS", "MAX_LETTER_VALUE", "dead_letter", "dead_letter_headers",
-           "dead_letter_key", "read_dead_letters",
+           "dead_letter_key", "letters_frame", "read_dead_letters",
            "topic_size"]
 
 #: Columns of :func:`read_dead_letters`.
@@ -41,12 +41,13 @@ DEAD_LETTER_COLUMNS = {
 
 
 def _reader(settings: Settings, topic: str, since: pd.Timestamp | None, timeout: float = 30.0,
-            client_id: str = "sensorlib-dead-letters") -> TopicReader:
+            client_id: str = "sensorlib-dead-letters", offsets: dict[int, int] | None = None
+            ) -> TopicReader:
     from sensorlib.replay import CONSUMER_OPTIONS
 
     since_ms = None if since is None else max(0, int(since.timestamp() * 1000))
     return TopicReader(settings, topic, since_ms=since_ms, idle_timeout=timeout,
-                       client_id=client_id, **CONSUMER_OPTIONS)
+                       client_id=client_id, offsets=offsets, **CONSUMER_OPTIONS)
 
 
 def _missing(settings: Settings, topic: str) -> ReplayError:
@@ -169,6 +170,20 @@ def _row(value: bytes | None, partition: int, offset: int) -> dict[str, Any]:
     }
 
 
+def letters_frame(values: list[bytes | None], partitions: Any, offsets: Any) -> pd.DataFrame:
+    """Dead-letter record values as typed rows (columns :data:`DEAD_LETTER_COLUMNS`), in the
+    order given: what :func:`read_dead_letters` returns and the archive's table holds."""
+    import pandas as pd
+
+    rows = [_row(value, int(p), int(o))
+            for value, p, o in zip(values, partitions, offsets, strict=True)]
+    frame = pd.DataFrame(rows, columns=list(DEAD_LETTER_COLUMNS))
+    frame["rejectedAt"] = pd.to_datetime(frame["rejectedAt"], utc=True, errors="coerce")
+    for name in ("sourcePartition", "sourceOffset"):  # bounded: only what Int64 holds
+        frame[name] = pd.to_numeric(frame[name], errors="coerce")
+    return frame.astype(DEAD_LETTER_COLUMNS)
+
+
 def read_dead_letters(settings: Settings | None = None, start: TimeLike | None = None,
                       end: TimeLike | None = None, *, timeout: float = 30.0) -> pd.DataFrame:
     """The dead letters rejected in ``start <= rejectedAt < end`` (None = unbounded).
@@ -191,17 +206,38 @@ def read_dead_letters(settings: Settings | None = None, start: TimeLike | None =
     settings = Settings.from_env() if settings is None else settings
     t0, t1 = resolve_period(start, end)
     topic = settings.topic_dlq
-    rows: list[dict[str, Any]] = []
+    from sensorlib import history
+    from sensorlib.kafka_io import kafka_reachable
+
+    frames: list[pd.DataFrame] = []
+    archived = history.scan(settings, history.DEAD_LETTERS, t0, t1, None, DEAD_LETTER_COLUMNS)
+    offsets = None
+    if archived is not None:  # the archive first, Kafka for what it does not hold yet
+        frames.append(archived.frame)
+        offsets = archived.offsets
+        if not kafka_reachable(settings, timeout=2.0):
+            frame = _finish(archived.frame, t0, t1, topic)
+            frame.attrs["warnings"] = [(f"Kafka at {settings.bootstrap_servers} is not "
+                                        "reachable: the archived dead letters only")]
+            return frame
+    values: list[bytes | None] = []
+    partitions: list[int] = []
+    positions: list[int] = []
     # Letters are written as records are rejected: their record time is close to
     # rejectedAt, so Kafka's time index finds the start (5 minutes early, for skew).
-    since = None if t0 is None else t0 - pd.Timedelta(minutes=5)
-    with _reader(settings, topic, since, timeout) as reader:
+    since = None if t0 is None or offsets is not None else t0 - pd.Timedelta(minutes=5)
+    with _reader(settings, topic, since, timeout, offsets=offsets) as reader:
         if not reader.exists:
             raise _missing(settings, topic)
         for partition, records in reader:
-            rows.extend(_row(r.value, partition, r.offset) for r in records)
-    frame = pd.DataFrame(rows, columns=list(DEAD_LETTER_COLUMNS))
-    frame["rejectedAt"] = pd.to_datetime(frame["rejectedAt"], utc=True, errors="coerce")
+            values.extend(r.value for r in records)
+            partitions.extend([partition] * len(records))
+            positions.extend(r.offset for r in records)
+    frames.append(letters_frame(values, partitions, positions))
+    return _finish(pd.concat(frames, ignore_index=True), t0, t1, topic)
+
+
+def _finish(frame: pd.DataFrame, t0: Any, t1: Any, topic: str) -> pd.DataFrame:
     frame = frame.astype(DEAD_LETTER_COLUMNS)
     if t0 is not None:
         frame = frame[frame["rejectedAt"] >= t0]

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ALERTS",
+    "DEAD_LETTERS",
     "OFFSETS_PROPERTY",
     "READINGS",
     "HistoryError",
@@ -96,7 +97,9 @@ class TableKind:
         return {name: frame for name, _, frame in self.columns if frame is not None}
 
     def topic(self, settings: Settings) -> str:
-        return settings.topic_readings if self.name == "readings" else settings.topic_alerts
+        """The topic this table archives."""
+        return {"readings": settings.topic_readings, "alerts": settings.topic_alerts,
+                "dead_letters": settings.topic_dlq}[self.name]
 
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -129,7 +132,25 @@ ALERTS = TableKind("alerts", (
     ("reason", pa.string(), "reason"),
     *_KAFKA,
 ))
-KINDS = (READINGS, ALERTS)
+#: ``sensor-readings-dlq``: one row per dead letter (``event_time`` is when it was rejected),
+#: so invalid-record counts and reasons survive Kafka's retention like the readings do.
+DEAD_LETTERS = TableKind("dead_letters", (
+    ("event_time", _TS, "rejectedAt"),
+    ("reason", pa.string(), "reason"),
+    ("fields", pa.string(), "fields"),
+    ("errors", pa.string(), "errors"),
+    ("source_topic", pa.string(), "sourceTopic"),
+    ("source_partition", pa.int64(), "sourcePartition"),
+    ("source_offset", pa.int64(), "sourceOffset"),
+    ("source_record_time", _TS, "recordTime"),
+    ("key", pa.string(), "key"),
+    ("value", pa.string(), "value"),
+    ("binary", pa.bool_(), "binary"),
+    *_KAFKA,
+))
+KINDS = (READINGS, ALERTS, DEAD_LETTERS)
+#: Each table kind by name.
+BY_NAME = {kind.name: kind for kind in KINDS}
 
 
 # -- catalog and tables ------------------------------------------------------------------------

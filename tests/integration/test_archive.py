@@ -565,3 +565,26 @@ def test_sql_sees_the_kafka_tail_the_archiver_has_not_written_yet(archived: Sett
     with pytest.warns(ReplayWarning, match="not reachable"):
         only = history.sql(count, settings=down)
     assert int(only["n"].iloc[0]) == len(first)
+
+
+def test_dead_letters_are_archived_and_read_back_with_kafka_down(archived: Settings) -> None:
+    """Invalid-record counts and reasons survive in the archive (issue 25: 18 injected,
+    "0 skipped" once the readings came from the archive)."""
+    from sensorlib.deadletters import read_dead_letters
+    from tests.support import eventually, running_processor
+
+    readings = fleet(datetime.now(UTC) - timedelta(minutes=10), 2)
+    publish(archived, readings, raw=BAD)
+    with running_processor(archived) as processor:
+        eventually(lambda: processor.stats.processed + processor.stats.invalid
+                   >= len(readings) + len(BAD), 60)
+    archive_all(archived)
+    on_kafka = read_dead_letters(archived)
+    assert len(on_kafka) == len(BAD)
+    counted = history.sql("select fields, count(*) as n from dead_letters group by 1",
+                          settings=archived, tail=False)
+    assert int(counted["n"].sum()) == len(BAD)
+    down = archived.replace(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    archived_letters = read_dead_letters(down)
+    assert "not reachable" in archived_letters.attrs["warnings"][0]
+    pd.testing.assert_frame_equal(archived_letters, on_kafka, check_like=True)
