@@ -7,12 +7,20 @@ A session renders one page of cards (the worst :data:`PAGE_SIZE` sensors, or a s
 so the page costs the same with 5 sensors or 1,000.
 Untrusted strings reach the page only through :mod:`sensorlib.dashboard.render`
 (escaped) or as plain data (Bokeh, Tabulator plaintext cells).
+
+Sessions are capped and give their memory back: at most ``SENSORLIB_MAX_SESSIONS`` are
+open at once (one more gets :func:`busy_page`, a page without data or callbacks), and when a
+session ends (its tab closed: Bokeh drops it once unused) :func:`release_session` stops its
+callbacks and drops what Panel's process-wide state still keeps for its document (views,
+templates, periodic callbacks, locations…), so that nothing refers to its widgets any more;
+then the freed memory is handed back to the system (:func:`sensorlib.dashboard.shared.trim_memory`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Any
 
@@ -28,11 +36,12 @@ from sensorlib.dashboard.kafka_view import shared_monitor
 from sensorlib.dashboard.live_tab import PAGE_SIZE, LiveView
 from sensorlib.dashboard.metrics import dashboard_metrics
 from sensorlib.dashboard.ops_tab import OPS_EVERY, OpsView, shared_ops
+from sensorlib.dashboard.shared import trim_memory_soon
 from sensorlib.dashboard.theme import TABS_CSS
 from sensorlib.dashboard.theme import html_pane as _html
 
-__all__ = ["PAGE_SIZE", "KafkaView", "LiveView", "OpsView", "build_app", "refused_page",
-           "request_host"]
+__all__ = ["PAGE_SIZE", "KafkaView", "LiveView", "OpsView", "build_app", "busy_message", "busy_page",
+           "open_sessions", "refused_page", "release_session", "request_host"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +81,97 @@ def refused_page(settings: Settings) -> pn.template.FastListTemplate:
         header_background="#12161c", theme_toggle=False, busy_indicator=None)
 
 
+#: Ids of the sessions showing the dashboard now (busy and refused pages not counted).
+_OPEN: set[str] = set()
+_OPEN_LOCK = threading.Lock()
+#: Per-document entries of Panel's process-wide state (``pn.state``) that Panel itself
+#: does not always drop when a session ends; each refers to the session's document, hence to
+#: every widget of the page.
+_DOC_KEYED = ("_browsers", "_base_urls", "_extensions_", "_fake_roots", "_locations",
+              "_notifications", "_onload", "_periodic", "_rel_paths", "_stylesheets",
+              "_templates", "_thread_id_", "_cache_docs")
+
+
+def open_sessions() -> int:
+    """How many dashboard sessions are open in this process (what the cap counts)."""
+    with _OPEN_LOCK:
+        return len(_OPEN)
+
+
+def _session_id() -> str | None:
+    doc = pn.state.curdoc
+    context = getattr(doc, "session_context", None) if doc is not None else None
+    return getattr(context, "id", None) if context is not None else None
+
+
+def busy_message(limit: int) -> str:
+    """The text of :func:`busy_page` (no untrusted string in it: only the limit)."""
+    return ('<div class="kafka-banner" role="alert">The dashboard is busy: '
+            f"{int(limit):,} sessions are open, the most this server serves at once "
+            "(SENSORLIB_MAX_SESSIONS). Close another tab of it, or try again in a minute."
+            "</div>")
+
+
+def busy_page(settings: Settings) -> pn.template.FastListTemplate:
+    """What a session opened beyond ``SENSORLIB_MAX_SESSIONS`` gets: a message, no data."""
+    return pn.template.FastListTemplate(
+        title="sensorlib · busy", theme="dark",
+        main=[_html(busy_message(settings.max_sessions))],
+        header_background="#12161c", theme_toggle=False, busy_indicator=None)
+
+
+def release_session(doc: Any) -> None:
+    """Drop what Panel's process-wide state keeps for ``doc`` (a session's document).
+
+    Panel removes some of it itself when a session ends, not all (``pn.state._views`` keeps
+    every root of the template, each with its document): without this, each closed session
+    stays in memory for good. Safe to call twice.
+    """
+    if doc is None:
+        return
+    state = pn.state
+    views = getattr(state, "_views", None)
+    if isinstance(views, dict):
+        for ref in [ref for ref, entry in list(views.items())
+                    if isinstance(entry, tuple) and len(entry) > 2 and entry[2] is doc]:
+            viewable, root = views[ref][0], views[ref][1]
+            try:
+                viewable._cleanup(root)
+            except Exception as exc:  # noqa: BLE001 - best effort: the entry goes anyway
+                log.debug("cleanup of a closed session's view failed: %s", exc)
+            views.pop(ref, None)
+    for name in _DOC_KEYED:
+        held = getattr(state, name, None)
+        if held is None or not hasattr(held, "pop"):
+            continue
+        try:
+            callbacks = held.pop(doc, None)
+        except TypeError:  # not keyed by documents in this Panel version
+            continue
+        if name == "_periodic":
+            for cb in callbacks or ():
+                try:
+                    cb.stop()
+                except Exception as exc:  # noqa: BLE001
+                    log.debug("stopping a closed session's callback failed: %s", exc)
+
+
+def _on_closed(session_id: str | None, stop: list[Any], opened: bool) -> Any:
+    """The ``on_session_destroyed`` callback of one session."""
+    def closed(context: Any) -> None:
+        for step in stop:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - the rest must still be released
+                log.debug("closing a dashboard session: %s", exc)
+        if opened:
+            with _OPEN_LOCK:
+                _OPEN.discard(session_id or "")
+        release_session(getattr(context, "_document", None))
+        trim_memory_soon()
+    return closed
+
+
 def build_app(settings: Settings | None = None) -> pn.template.FastListTemplate:
     """The dashboard of one browser session, wired to the process-wide feed and monitor.
 
@@ -86,7 +186,16 @@ def build_app(settings: Settings | None = None) -> pn.template.FastListTemplate:
     if host is not None and not host_allowed(host, settings.hosts(), None):
         log.warning("refused a dashboard session for Host %r (allowed: %s)", host[:100],
                     ", ".join(settings.hosts()))
-        return refused_page(settings)
+        return _closing(refused_page(settings), [], opened=False)
+    session_id = _session_id()
+    with _OPEN_LOCK:
+        full = session_id is not None and len(_OPEN) >= settings.max_sessions
+        if not full and session_id is not None:
+            _OPEN.add(session_id)
+    if full:
+        log.warning("dashboard busy: %d sessions open (SENSORLIB_MAX_SESSIONS); one more "
+                    "got the busy page", settings.max_sessions)
+        return _closing(busy_page(settings), [], opened=False)
     live = LiveView(shared_feed(settings))
     kafka = KafkaView(shared_monitor(settings))
     ops_monitor = shared_ops(settings)
@@ -118,22 +227,35 @@ def build_app(settings: Settings | None = None) -> pn.template.FastListTemplate:
         elif event.new == 2:
             ops.refresh(asyncio.get_event_loop().time())
 
-    tabs.param.watch(on_tab, "active")
     callbacks = [pn.state.add_periodic_callback(push, period=PUSH_MS),
                  pn.state.add_periodic_callback(push_kafka, period=int(KAFKA_EVERY * 1000)),
                  pn.state.add_periodic_callback(push_ops, period=int(OPS_EVERY * 500))]
     metrics.session_opened()
 
-    def cleanup(_context: Any) -> None:
-        metrics.session_closed()
-        for cb in callbacks:
-            cb.stop()
+    def forget() -> None:
+        # What refers back to the shared feed and monitors, or keeps widgets alive.
         live.slots.clear()
+        live.traces = _no_traces
+        tabs.param.unwatch(watcher)
 
-    pn.state.on_session_destroyed(cleanup)
+    watcher = tabs.param.watch(on_tab, "active")
     live.refresh(start)
-    return pn.template.FastListTemplate(
+    template = pn.template.FastListTemplate(
         title="sensorlib · live sensors", theme="dark", main=[tabs],
         header_background="#12161c", accent_base_color="#ff9f43",
         main_max_width="", theme_toggle=False, busy_indicator=None,
     )
+    return _closing(template, [metrics.session_closed, *(cb.stop for cb in callbacks), forget],
+                    opened=session_id is not None, session_id=session_id)
+
+
+def _no_traces() -> None:
+    return None
+
+
+def _closing(page: pn.template.FastListTemplate, stop: list[Any], *, opened: bool,
+             session_id: str | None = None) -> pn.template.FastListTemplate:
+    """Register the session's release (inside a server; nothing to do outside one)."""
+    if pn.state.curdoc is not None and getattr(pn.state.curdoc, "session_context", None):
+        pn.state.on_session_destroyed(_on_closed(session_id, stop, opened))
+    return page

@@ -6,7 +6,11 @@ settings instead of starting its own (one consumer, one scrape loop per process)
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -14,7 +18,54 @@ from sensorlib.config import Settings
 
 T = TypeVar("T")
 
-__all__ = ["PerSettings"]
+__all__ = ["PerSettings", "trim_memory", "trim_memory_soon"]
+
+#: A closed session's release is followed by one collection and trim, at most this often.
+TRIM_EVERY = 2.0
+_trim_lock = threading.Lock()
+_trim_pending = False
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    trim = getattr(libc, "malloc_trim", None) if libc is not None else None
+    return trim  # glibc only; None elsewhere (musl, macOS)
+
+
+_TRIM = _malloc_trim()
+
+
+def trim_memory() -> None:
+    """Collect reference cycles now and hand the C heap's free pages back to the system.
+
+    A closed session leaves cycles (Bokeh models and Panel views refer to each other) and,
+    once collected, free memory that the C allocator would otherwise keep for good.
+    """
+    gc.collect()
+    if _TRIM is not None:
+        _TRIM(0)
+
+
+def trim_memory_soon() -> None:
+    """:func:`trim_memory` in a background thread, once for a burst of closed sessions."""
+    global _trim_pending
+    with _trim_lock:
+        if _trim_pending:
+            return
+        _trim_pending = True
+
+    def later() -> None:
+        global _trim_pending
+        time.sleep(TRIM_EVERY)
+        with _trim_lock:
+            _trim_pending = False
+        trim_memory()
+
+    threading.Thread(target=later, name="dashboard-trim", daemon=True).start()
 
 
 class PerSettings(Generic[T]):
