@@ -339,7 +339,12 @@ def group_unowned_partitions(settings: Settings, group: str, topic: str) -> int:
 
 
 def group_lag(settings: Settings, group: str, topic: str) -> dict[int, dict[str, int | None]]:
-    """Per-partition ``{committed, end, lag}`` of ``group`` on ``topic`` (committed may be None)."""
+    """Per-partition ``{committed, end, lag}`` of ``group`` on ``topic``.
+
+    ``committed`` and ``lag`` are None for a partition the group never committed (its lag
+    is unknown, not the whole partition). A consumer of a transactional topic must commit
+    its *position* (which moves past the commit markers) for the lag to reach 0.
+    """
     admin = make_admin(settings)
     consumer = make_consumer(settings, client_id="sensorlib-lag")
     try:
@@ -354,8 +359,9 @@ def group_lag(settings: Settings, group: str, topic: str) -> dict[int, dict[str,
             meta = committed.get(tp)
             done = meta.offset if meta is not None and meta.offset >= 0 else None
             end = ends.get(tp, 0)
+            # Never committed: no lag to speak of (None), not the whole topic.
             out[tp.partition] = {"committed": done, "end": end,
-                                 "lag": end - (done or 0)}
+                                 "lag": None if done is None else max(0, end - done)}
         return out
     finally:
         consumer.close()
