@@ -184,8 +184,17 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         warnings.simplefilter("ignore", ReplayWarning)
         frame = read(args.start, args.end or "now", args.sensor or None, settings=settings,
                      source=args.source, slack=None if args.from_beginning else DEFAULT_SLACK)
-    out = write_frame(frame, args.out, force=args.force)
     what = "alerts" if args.alerts else "readings"
+    if frame.empty:  # exit 4, and no empty file a script would take for a result
+        from sensorlib.errors import EmptyReport
+
+        for message in frame.attrs.get("warnings", []):
+            _say(f"warning: {message}")
+        sensors = f" from {', '.join(args.sensor)}" if args.sensor else ""
+        raise EmptyReport(f"no {what}{sensors} between {args.start or 'the beginning'} and "
+                          f"{args.end or 'now'}; nothing written to {args.out} — widen the "
+                          "period (--start/--end) or check the sensor names")
+    out = write_frame(frame, args.out, force=args.force)
     where = {"kafka": "Kafka", "archive": "the archive"}.get(
         frame.attrs.get("source", ""),
         f"{frame.attrs.get('from_archive', 0):,} from the archive, "
@@ -526,7 +535,10 @@ def _status_document(settings: Settings, services: list[tuple[str, str]],
                 row["error"] = str(answer)
             else:
                 assert isinstance(answer, dict)
-                row["lag"] = sum(int(p["lag"] or 0) for p in answer.values())
+                known = [int(p["lag"]) for p in answer.values() if p["lag"] is not None]
+                # None: the group never committed any partition (lag unknown, not the topic)
+                row["lag"] = sum(known) if known else None
+                row["neverCommitted"] = [p for p, v in answer.items() if v["lag"] is None]
                 row["partitions"] = {str(p): v for p, v in answer.items()}
             lag_rows.append(row)
     doc["consumerGroups"] = lag_rows
@@ -565,8 +577,12 @@ def _print_status(doc: dict) -> None:
             else:
                 print(f"  {group}: {row['error']}")
             continue
-        parts = " ".join(f"p{p}={v['lag']}" for p, v in row["partitions"].items())
-        print(f"  {group:<28} {topic:<20} lag {row['lag']:>8}  ({parts})")
+        parts = " ".join(f"p{p}={'never committed' if v['lag'] is None else v['lag']}"
+                         for p, v in row["partitions"].items())
+        if row["lag"] is None:
+            print(f"  {group:<28} {topic:<20} never committed")
+        else:
+            print(f"  {group:<28} {topic:<20} lag {row['lag']:>8,}  ({parts})")
     archive = doc["archive"]
     if "error" in archive:
         print(f"archive    {archive['warehouse']}: {archive['error']}")
@@ -614,7 +630,8 @@ def _group_lags(settings: Settings, pairs: list[tuple[str, str]]
                     meta = committed.get(tp)
                     done = meta.offset if meta is not None and meta.offset >= 0 else None
                     end = ends.get(tp, 0)
-                    lag[tp.partition] = {"committed": done, "end": end, "lag": end - (done or 0)}
+                    lag[tp.partition] = {"committed": done, "end": end,
+                                         "lag": None if done is None else max(0, end - done)}
                 out[(group, topic)] = lag
         return out
     finally:
