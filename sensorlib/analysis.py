@@ -1,4 +1,5 @@
-"""Analysis of replay frames: the live rules offline, each sensor's latest state, rolling stats.
+"""Analysis of replay frames: the live rules offline, each sensor's latest state, rolling stats,
+and (from :mod:`sensorlib.incidents`) incidents, time in status and two periods compared.
 
 Thin and pure (frames in, frames out); the notebooks and the report call these.
 """
@@ -11,7 +12,19 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["compare_rules", "latest_by_sensor", "replay_rules", "rolling_stats", "statuses"]
+from sensorlib.incidents import (
+    DEFAULT_GAP,
+    compare_periods,
+    incident_ids,
+    incidents,
+    local_day,
+    per_local_day,
+    time_in_status,
+)
+
+__all__ = ["DEFAULT_GAP", "compare_periods", "compare_rules", "incident_ids", "incidents",
+           "latest_by_sensor", "local_day", "per_local_day", "replay_rules", "rolling_stats",
+           "statuses", "time_in_status"]
 
 
 def replay_rules(df: pd.DataFrame, rules: Any = None, *, window: timedelta | None = None,

@@ -88,6 +88,19 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
     return default if raw is None or raw.strip() == "" else raw.strip()
 
 
+def _check_tz(name: str) -> None:
+    """Raise :class:`ConfigError` naming ``SENSORLIB_TZ`` unless ``name`` is an IANA zone."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        if not name or "\x00" in name:
+            raise ValueError(name)
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ConfigError(f"SENSORLIB_TZ must be an IANA time zone name such as 'UTC', "
+                          f"'Europe/Berlin' or 'America/New_York', got {name!r}") from None
+
+
 def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
     raw = env.get(name)
     return default if not raw else Path(raw).expanduser()
@@ -219,6 +232,7 @@ VARIABLES = (
     "SENSORLIB_ALERTMANAGER_URL", "SENSORLIB_SMTP_HOST", "SENSORLIB_SMTP_PORT",
     "SENSORLIB_SMTP_FROM", "SENSORLIB_SMTP_TO", "SENSORLIB_SMTP_USER", "SENSORLIB_SMTP_PASSWORD",
     "SENSORLIB_SMTP_TLS", "SENSORLIB_WEBHOOK_URLS", "SENSORLIB_SLACK_WEBHOOK_URL",
+    "SENSORLIB_TZ",
 )
 #: Variables whose values are never shown (``***`` in ``sensorlib config``).
 SECRET_VARIABLES = frozenset({"KAFKA_SASL_PASSWORD", "SENSORLIB_API_TOKEN",
@@ -383,6 +397,8 @@ class Settings:
     ``SENSORLIB_WEBHOOK_URLS``                webhooks Alertmanager posts notifications to
                                               (comma list; its webhook JSON)
     ``SENSORLIB_SLACK_WEBHOOK_URL``           a Slack incoming webhook for notifications
+    ``SENSORLIB_TZ``                          IANA time zone of the days in notebooks and
+                                              reports, e.g. ``Europe/Berlin`` (``UTC``)
     ========================================  =====================================
     """
 
@@ -454,6 +470,7 @@ class Settings:
     smtp_tls: bool = False
     webhook_urls: tuple[str, ...] = ()
     slack_webhook_url: str | None = field(default=None, repr=False)
+    tz: str = "UTC"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -533,6 +550,7 @@ class Settings:
             smtp_tls=_str(env, "SENSORLIB_SMTP_TLS", "0").lower() in ("1", "true", "yes"),
             webhook_urls=_list(env, "SENSORLIB_WEBHOOK_URLS"),
             slack_webhook_url=(env.get("SENSORLIB_SLACK_WEBHOOK_URL") or "").strip() or None,
+            tz=_str(env, "SENSORLIB_TZ", "UTC"),
         )
         settings.validate()
         return settings
@@ -573,6 +591,7 @@ class Settings:
             raise ConfigError("SENSORLIB_MAX_PAST must be positive and SENSORLIB_MAX_FUTURE not negative")
         if self.sasl_mechanism and not self.sasl_username:
             raise ConfigError("KAFKA_SASL_MECHANISM is set but KAFKA_SASL_USERNAME is not")
+        _check_tz(self.tz)
 
     def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed (settings are immutable)."""
@@ -670,6 +689,8 @@ class Settings:
             env["SENSORLIB_WEBHOOK_URLS"] = ",".join(self.webhook_urls)
         if self.slack_webhook_url:
             env["SENSORLIB_SLACK_WEBHOOK_URL"] = self.slack_webhook_url
+        if self.tz != "UTC":
+            env["SENSORLIB_TZ"] = self.tz
         if self.allowed_hosts:
             env["SENSORLIB_ALLOWED_HOSTS"] = ",".join(self.allowed_hosts)
         if self.cors_origins:

@@ -448,11 +448,21 @@ def _connect(settings: Settings | None, kinds: Iterable[TableKind], tail: bool
             tails[kind.name] = rows
             if note:
                 notes.append(note)
+    _add_incidents_view(con)
     if tail:
         con.register("sensorlib_tail", pd.DataFrame(
             {"view": list(tails), "rows": list(tails.values()),
              "note": ["; ".join(notes) or None] * len(tails)}))
     return con, tails, notes
+
+
+def _add_incidents_view(con: Any) -> None:
+    """The view ``incidents`` over ``alerts`` (:func:`sensorlib.incidents.incidents` in SQL)."""
+    from sensorlib.incidents import add_incidents_view
+
+    views = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    if "alerts" in views:  # connect(kinds=...) without ALERTS: no incidents either
+        add_incidents_view(con)
 
 
 def _add_tail(con: Any, settings: Settings, kind: TableKind, table: Any, day: str
@@ -496,7 +506,8 @@ def sql(query: str, *, settings: Settings | None = None,
     Columns of ``readings``: ``sensor_id, temperature, humidity, location, event_time,
     kafka_partition, kafka_offset, record_time, event_day``; of ``alerts``: ``alert_id,
     sensor_id, location, temperature, humidity, event_time, detected_at, rule, severity,
-    reason``, the same Kafka columns and ``event_day``. Times are ``TIMESTAMPTZ`` in UTC;
+    reason``, the same Kafka columns and ``event_day``; ``incidents`` groups the alerts
+    per sensor and rule (:func:`sensorlib.incidents.incidents`, 10-minute gap). Times are ``TIMESTAMPTZ`` in UTC;
     ``event_day`` is the UTC day of ``event_time`` (a DATE from the partition folders: group
     or filter daily by it, it is much cheaper than ``date_trunc('day', event_time)``).
 
