@@ -28,13 +28,17 @@ from sensorlib import colours
 __all__ = [
     "ALL",
     "FIELDS",
+    "HISTORY_GAP",
     "SENSOR_PALETTE",
     "SEVERITY_COLOURS",
     "Figure",
+    "HistoryView",
+    "LiveTail",
     "alert_counts",
     "alert_quantities",
     "bucket_label",
     "envelope",
+    "history_view",
     "load",
     "pick_bucket",
     "readings_figure",
@@ -563,3 +567,297 @@ def _whole_ticks(fig: Any) -> None:
     from bokeh.models import BasicTicker
 
     fig.yaxis.ticker = BasicTicker(min_interval=1)
+
+
+# -- zoomable history (the dashboard's History tab and the notebooks) ----------------------
+
+#: A gap between two readings of a sensor longer than this breaks its line (a silence).
+HISTORY_GAP = pd.Timedelta("30s")
+
+
+def _downsampler() -> tuple[str, Any]:
+    """The downsampling algorithm: tsdownsample's MinMaxLTTB (Rust) when it is installed, else
+    a numpy min–max per bucket (same look: every spike kept)."""
+    try:
+        from tsdownsample import MinMaxLTTBDownsampler
+    except ImportError:  # pragma: no cover - pinned, but optional at run time
+        return "minmax", None
+    return "minmax-lttb", MinMaxLTTBDownsampler()
+
+
+def _minmax_indices(x: Any, n_out: int) -> Any:
+    import numpy as np
+
+    buckets = np.array_split(np.arange(len(x)), max(1, n_out // 2))
+    return np.unique(np.concatenate([b[[0, -1]] for b in buckets if len(b)]))
+
+
+class HistoryView:
+    """Readings of any period as one line per sensor, downsampled to the visible range.
+
+    Every sensor's readings are kept once in memory (numpy, sorted by time); each draw (the
+    first, and each zoom or pan: a :class:`holoviews.streams.RangeX` stream) slices the
+    visible range with a binary search and draws at most about ``width`` points per sensor
+    with MinMaxLTTB (``tsdownsample``), which keeps every spike. Zoomed in far enough, every
+    reading is drawn, with a marker on each. A silence longer than :data:`HISTORY_GAP` breaks
+    the line. :attr:`resolution` says what the last draw showed (:meth:`summary` as text).
+    """
+
+    def __init__(self, readings: pd.DataFrame, field: str = "temperature", *,
+                 width: int = 1200, height: int = 380, title: str | None = None,
+                 points: int | None = None) -> None:
+        import holoviews as hv
+        import numpy as np
+
+        if "bokeh" not in hv.Store.renderers or hv.Store.current_backend != "bokeh":
+            hv.extension("bokeh", logo=False)  # the options below are Bokeh's
+
+        if field not in FIELDS:
+            raise ValueError(f"field must be one of {', '.join(FIELDS)}, got {field!r}")
+        self.field = field
+        self.width = width
+        self.height = height
+        self.points = points or width  # points per sensor at most
+        self.algorithm, self._ds = _downsampler()
+        self.title = title
+        self.series: dict[str, tuple[Any, Any, Any]] = {}
+        if not readings.empty:
+            # numpy, not groupby: a month is millions of rows (replay frames are time-sorted).
+            codes, names = pd.factorize(readings["sensorId"], sort=True)
+            order = np.argsort(codes, kind="stable")
+            times = readings["timestamp"].dt.tz_convert(None).to_numpy("datetime64[ns]")[order]
+            values = readings[field].to_numpy("float64")[order]
+            bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+            for k, sensor in enumerate(names):
+                x, y = times[bounds[k]:bounds[k + 1]], values[bounds[k]:bounds[k + 1]]
+                if len(x) > 1 and (np.diff(x.view("int64")) < 0).any():
+                    by_time = np.argsort(x, kind="stable")
+                    x, y = x[by_time], y[by_time]
+                gaps = np.concatenate([[0], np.cumsum(np.diff(x.view("int64"))
+                                                      > HISTORY_GAP.value)])
+                self.series[str(sensor)] = (x, y, gaps)
+        self.colours = sensor_colours(list(self.series))
+        self.total = int(sum(len(s[0]) for s in self.series.values()))
+        self.resolution: dict[str, Any] = {}
+        self.on_draw: list[Any] = []
+        self.range = hv.streams.RangeX()
+        self.plot = hv.DynamicMap(self._draw, streams=[self.range])
+
+    @property
+    def period(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """First and last reading time held (UTC), None without readings."""
+        if not self.series:
+            return None
+        lo = min(s[0][0] for s in self.series.values())
+        hi = max(s[0][-1] for s in self.series.values())
+        return pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC")
+
+    def visible(self, sensor: str, x_range: tuple[Any, Any] | None) -> tuple[Any, Any, Any]:
+        """One sensor's readings inside ``x_range`` (all without a range)."""
+        import numpy as np
+
+        x, y, gaps = self.series[sensor]
+        if x_range is None or x_range[0] is None:
+            return x, y, gaps
+        lo, hi = (np.datetime64(pd.Timestamp(v).tz_localize(None) if pd.Timestamp(v).tzinfo
+                                is None else pd.Timestamp(v).tz_convert(None), "ns")
+                  for v in x_range)
+        # One reading beyond each edge, so the line reaches the border of the plot.
+        i = max(0, int(np.searchsorted(x, lo, "left")) - 1)
+        j = min(len(x), int(np.searchsorted(x, hi, "right")) + 1)
+        return x[i:j], y[i:j], gaps[i:j]
+
+    def sample(self, sensor: str, x_range: tuple[Any, Any] | None) -> tuple[Any, Any, int]:
+        """What is drawn of one sensor in ``x_range``: times, values (NaN breaks a line at a
+        silence), and how many readings the range holds."""
+        import numpy as np
+
+        x, y, gaps = self.visible(sensor, x_range)
+        n = len(x)
+        if n > 2 * self.points:
+            if self._ds is not None:
+                idx = np.asarray(self._ds.downsample(x.view("int64"), y, n_out=self.points,
+                                                     parallel=False), dtype=np.int64)
+            else:
+                idx = _minmax_indices(x, self.points)
+            x, y, gaps = x[idx], y[idx], gaps[idx]
+        breaks = np.flatnonzero(np.diff(gaps) > 0) + 1
+        if len(breaks):
+            x = np.insert(x, breaks, x[breaks - 1])
+            y = np.insert(y.astype("float64"), breaks, np.nan)
+        return x, y, n
+
+    def _draw(self, x_range: tuple[Any, Any] | None = None) -> Any:
+        import holoviews as hv
+
+        label, unit = FIELDS[self.field]
+        ydim = hv.Dimension(self.field, label=label, unit=unit)
+        xdim = hv.Dimension("time", label=_TIME_LABEL)
+        elements = []
+        visible = drawn = 0
+        for sensor in self.series:
+            x, y, n = self.sample(sensor, x_range)
+            visible += n
+            drawn += len(x)
+            colour = self.colours[sensor]
+            elements.append(hv.Curve((x, y), xdim, ydim, label=sensor).opts(color=colour))
+        raw = visible <= 2 * self.points * max(1, len(self.series))
+        if raw and visible <= 3000:  # every reading shown: mark each
+            for sensor, element in zip(self.series, list(elements), strict=True):
+                elements.append(hv.Scatter(element.data, xdim, ydim, label=sensor).opts(
+                    color=self.colours[sensor], size=4))
+        lo, hi = x_range if x_range and x_range[0] is not None else (
+            self.period if self.period else (None, None))
+        span = (pd.Timestamp(hi) - pd.Timestamp(lo)) if lo is not None else pd.Timedelta(0)
+        per_sensor = max(1, drawn // max(1, len(self.series)))
+        self.resolution = {
+            "visible": visible, "drawn": drawn, "raw": bool(raw),
+            "span_seconds": span.total_seconds(),
+            "per_point_seconds": 0.0 if raw else span.total_seconds() / per_sensor,
+            "algorithm": "none" if raw else self.algorithm, "sensors": len(self.series),
+        }
+        for hook in self.on_draw:
+            hook(self.resolution)
+        if not elements:
+            elements = [hv.Curve([], xdim, ydim)]
+        return hv.Overlay(elements).opts(
+            hv.opts.Curve(line_width=1.5, tools=["hover"]),
+            hv.opts.Overlay(height=self.height, responsive=True, show_grid=True,
+                            legend_position="right", title=self.title or f"{label} ({unit})",
+                            active_tools=["xwheel_zoom", "xpan"],
+                            default_tools=["xpan", "xwheel_zoom", "box_zoom", "reset", "save"]),
+        )
+
+    def summary(self) -> str:
+        """What the last draw shows, as text (no untrusted strings in it)."""
+        r = self.resolution
+        if not r:
+            return "Nothing drawn yet."
+        if not r["visible"]:
+            return "No readings in this range."
+        shown = (f"every reading drawn ({r['visible']:,})" if r["raw"] else
+                 f"{r['visible']:,} readings in view, {r['drawn']:,} points drawn "
+                 f"({r['algorithm']}, about one per {_duration(r['per_point_seconds'])} "
+                 "per sensor; zoom in for more detail)")
+        return f"{r['sensors']} sensor{'s' if r['sensors'] != 1 else ''} · {shown}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def history_view(readings: pd.DataFrame, field: str = "temperature", **options: Any
+                 ) -> HistoryView:
+    """The zoomable history of ``readings`` (a :func:`sensorlib.replay.read_readings`
+    frame): one line per sensor, downsampled to what is visible, every reading when zoomed
+    in. Show ``view.plot`` in a notebook (``hv.extension("bokeh")`` first) or in Panel; the
+    dashboard's History tab draws the same view."""
+    return HistoryView(readings, field, **options)
+
+
+class LiveTail:
+    """A live chart of the readings topic: a :class:`holoviews.streams.Buffer` fed by
+    :meth:`update`, which polls a consumer kept open at the end of the topic (no group,
+    nobody's offsets move). In JupyterLab :meth:`start` calls it periodically (a Panel
+    periodic callback) and the chart moves; headless (papermill, nbval) call :meth:`update`
+    a bounded number of times instead.
+    """
+
+    def __init__(self, settings: Any, field: str = "temperature", *,
+                 since: pd.DataFrame | None = None, keep: int = 20_000,
+                 height: int = 320) -> None:
+        import holoviews as hv
+
+        if "bokeh" not in hv.Store.renderers or hv.Store.current_backend != "bokeh":
+            hv.extension("bokeh", logo=False)
+        self.settings = settings
+        self.field = field
+        self.updates = 0
+        self.received = 0
+        self._consumer: Any = None
+        empty = pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns]"),
+                              "sensorId": pd.Series([], dtype=object),
+                              field: pd.Series([], dtype="float64")})
+        self.buffer = hv.streams.Buffer(empty, length=keep, index=False)
+        label, unit = FIELDS[field]
+        ydim = hv.Dimension(field, label=label, unit=unit)
+
+        def draw(data: pd.DataFrame) -> Any:
+            sensors = sorted(data["sensorId"].unique()) if len(data) else []
+            colours = sensor_colours(sensors)
+            curves = [hv.Curve(data[data["sensorId"] == s], hv.Dimension("time", label=_TIME_LABEL),
+                               ydim, label=str(s)).opts(color=colours[s]) for s in sensors]
+            return hv.Overlay(curves or [hv.Curve(data, "time", ydim)]).opts(
+                hv.opts.Curve(line_width=1.5, tools=["hover"]),
+                hv.opts.Overlay(height=height, responsive=True, show_grid=True,
+                                legend_position="right", framewise=True,
+                                title=f"{label} ({unit}), live"))
+
+        self.plot = hv.DynamicMap(draw, streams=[self.buffer])
+        if since is not None and not since.empty:
+            self._send(since)
+
+    def _send(self, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        rows = pd.DataFrame({"time": frame["timestamp"].dt.tz_convert(None)
+                             .astype("datetime64[ns]").to_numpy(),
+                             "sensorId": frame["sensorId"].astype(str).to_numpy(),
+                             self.field: frame[self.field].to_numpy("float64")})
+        self.buffer.send(rows.sort_values("time", kind="stable").reset_index(drop=True))
+        self.received += len(rows)
+
+    def _open(self) -> Any:
+        from kafka import TopicPartition
+
+        from sensorlib.kafka_io import make_consumer
+
+        consumer = make_consumer(self.settings, client_id="sensorlib-live-tail")
+        topic = self.settings.topic_readings
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
+                                                          or ())]
+        consumer.assign(parts)
+        consumer.seek_to_end(*parts)
+        for tp in parts:
+            consumer.position(tp)  # resolve now: only what arrives from here on
+        return consumer
+
+    def update(self, timeout_ms: int = 500) -> int:
+        """Poll what arrived since the last update into the chart; returns how many readings."""
+        from sensorlib.decode import decode_readings
+
+        if self._consumer is None:
+            self._consumer = self._open()
+        values = [r.value for records in self._consumer.poll(timeout_ms=timeout_ms).values()
+                  for r in records]
+        self.updates += 1
+        if not values:
+            return 0
+        decoded = decode_readings(values)
+        valid = decoded[decoded["_reason"].isna()]
+        self._send(valid)
+        return len(valid)
+
+    def start(self, every_ms: int = 2000, count: int | None = None) -> Any:
+        """Update every ``every_ms`` in a live kernel (``count`` times, None: until
+        :meth:`stop`); returns Panel's periodic callback."""
+        import panel as pn
+
+        self._callback = pn.state.add_periodic_callback(lambda: self.update(timeout_ms=100),
+                                                        period=every_ms, count=count)
+        return self._callback
+
+    def stop(self) -> None:
+        """Stop updating and close the consumer."""
+        callback = getattr(self, "_callback", None)
+        if callback is not None:
+            callback.stop()
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None

@@ -30,6 +30,7 @@ import panel as pn
 from sensorlib.config import Settings
 from sensorlib.dashboard import render
 from sensorlib.dashboard.feed import shared_feed
+from sensorlib.dashboard.history_tab import HistoryTab
 from sensorlib.dashboard.hosts import host_allowed
 from sensorlib.dashboard.kafka_tab import KAFKA_EVERY, KafkaView
 from sensorlib.dashboard.kafka_view import shared_monitor
@@ -201,8 +202,10 @@ def build_app(settings: Settings | None = None) -> pn.template.FastListTemplate:
     ops_monitor = shared_ops(settings)
     ops = OpsView(ops_monitor)
     live.traces = lambda: ops_monitor.zipkin_traces
+    history = HistoryTab(settings)
     tabs = pn.Tabs(("Live", live.layout), ("Kafka", kafka.layout), ("Ops", ops.layout),
-                   dynamic=True, sizing_mode="stretch_width", stylesheets=[TABS_CSS])
+                   ("History", history.layout), dynamic=True, sizing_mode="stretch_width",
+                   stylesheets=[TABS_CSS])
     start = asyncio.get_event_loop().time() if _loop_running() else 0.0
     metrics = dashboard_metrics()
 
@@ -226,6 +229,8 @@ def build_app(settings: Settings | None = None) -> pn.template.FastListTemplate:
             kafka.refresh(asyncio.get_event_loop().time())
         elif event.new == 2:
             ops.refresh(asyncio.get_event_loop().time())
+        elif event.new == 3:
+            history.activate()
 
     callbacks = [pn.state.add_periodic_callback(push, period=PUSH_MS),
                  pn.state.add_periodic_callback(push_kafka, period=int(KAFKA_EVERY * 1000)),
