@@ -7,7 +7,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 
 from sensorlib.config import Settings
@@ -282,34 +281,36 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    import pandas as pd
-
     from sensorlib.export import write_frame
-    from sensorlib.history import catalog_path, sql
+    from sensorlib.history import catalog_path
+    from sensorlib.sqlshell import Session, format_table, run_prompt
 
     if not catalog_path(settings).exists():
         _say(f"note: there is no archive in {settings.warehouse} yet (start `sensorlib "
              "archive`); the views are empty")
-    with warnings.catch_warnings():  # said below, once, on stderr
-        warnings.simplefilter("ignore")
-        frame = sql(args.query, settings=settings, tail=not args.no_tail)
-    for note in frame.attrs.get("warnings", []):
+    if args.query is None:  # the prompt: one connection for every query
+        if args.out:
+            raise ConfigError("--out needs a query (at the prompt: .out FILE)")
+        return run_prompt(settings, tail=not args.no_tail, max_rows=args.max_rows)
+    session = Session(settings, tail=not args.no_tail)
+    try:
+        table = session.query(args.query)
+    finally:
+        session.close()
+    for note in session.notes:
         _say(f"note: {note}")
-    tail = {view: rows for view, rows in frame.attrs.get("tail_rows", {}).items() if rows}
+    tail = {view: rows for view, rows in session.tail_rows.items() if rows}
     if tail:
         _say("note: the views include what Kafka holds beyond the archive ("
              + ", ".join(f"{view}: {rows:,} rows" for view, rows in tail.items())
              + "; --no-tail for the archive alone)")
-    if args.out:
-        out = write_frame(frame, args.out, force=args.force)
-        _say(f"{len(frame):,} rows → {out}")
+    if args.out:  # Arrow, not pandas: dates stay dates, integer sums integers
+        out = write_frame(table, args.out, force=args.force)
+        _say(f"{table.num_rows:,} rows → {out}")
         return 0
-    with pd.option_context("display.max_rows", args.max_rows, "display.max_columns", 50,
-                           "display.width", 200):
-        print(frame.head(args.max_rows).to_string(index=False) if len(frame) else
-              f"(no rows; columns: {', '.join(frame.columns)})")
-    if len(frame) > args.max_rows:
-        _say(f"… {len(frame) - args.max_rows:,} more rows ({len(frame):,} in all; "
+    print(format_table(table, args.max_rows))
+    if table.num_rows > args.max_rows:
+        _say(f"… {table.num_rows - args.max_rows:,} more rows ({table.num_rows:,} in all; "
              "--out writes them all)")
     return 0
 
@@ -1068,7 +1069,10 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
                          description="Run a DuckDB SQL query over the archive's tables, "
                                      "e.g. sensorlib sql \"select sensor_id, avg(temperature) "
                                      "from readings group by 1\"")
-    sql.add_argument("query", help="the SQL (views: readings, alerts)")
+    sql.add_argument("query", nargs="?",
+                     help="the SQL (views: readings, alerts, dead_letters); none: an "
+                          "interactive prompt on one connection (.help there; piped "
+                          "input: one query per line)")
     sql.add_argument("--out", help="write the result to a .parquet or .csv file instead (CSV "
                                    "cells that would be spreadsheet formulas are written as text)")
     sql.add_argument("--force", action="store_true", help="replace --out if it exists")

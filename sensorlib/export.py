@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -36,7 +35,7 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 SUFFIXES = (".parquet", ".csv")
 
 
-def _interval_seconds(column: "pa.ChunkedArray") -> "pa.Array":
+def _interval_seconds(column: pa.ChunkedArray) -> pa.Array:
     import pyarrow as pa
 
     # A month counts 30 days (DuckDB's own epoch() of an INTERVAL does the same).
@@ -45,7 +44,7 @@ def _interval_seconds(column: "pa.ChunkedArray") -> "pa.Array":
     return pa.array(values, pa.float64())
 
 
-def plain_types(table: "pa.Table") -> "pa.Table":
+def plain_types(table: pa.Table) -> pa.Table:
     """``table`` with types every reader keeps: integer decimals (DuckDB's HUGEINT sums)
     as ``int64`` when they fit, intervals and durations as ``float64`` seconds; the
     rest (dates, timestamps, decimals with a scale, text) unchanged.
@@ -76,7 +75,7 @@ def plain_types(table: "pa.Table") -> "pa.Table":
     return pa.table(columns, schema=pa.schema(fields))
 
 
-def _arrow_to_frame(table: "pa.Table") -> pd.DataFrame:
+def _arrow_to_frame(table: pa.Table) -> pd.DataFrame:
     """A frame for CSV text: nullable integers stay integers, dates stay dates."""
     import pyarrow as pa
 
@@ -109,7 +108,7 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_frame(frame: "pd.DataFrame | pa.Table", out: Path | str, *,
+def write_frame(frame: pd.DataFrame | pa.Table, out: Path | str, *,
                 force: bool = False) -> Path:
     """Write ``frame`` to ``out`` (``.parquet`` or ``.csv``) and return the path.
 
