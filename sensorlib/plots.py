@@ -571,6 +571,8 @@ def _whole_ticks(fig: Any) -> None:
 
 # -- zoomable history (the dashboard's History tab and the notebooks) ----------------------
 
+#: The History view's tools: the wheel and drag move the time axis only (box zoom: both).
+_HISTORY_TOOLS = ["xpan", "xwheel_zoom", "box_zoom", "reset", "save"]
 #: A gap between two readings of a sensor longer than this breaks its line (a silence).
 HISTORY_GAP = pd.Timedelta("30s")
 
@@ -702,10 +704,13 @@ class HistoryView:
             colour = self.colours[sensor]
             elements.append(hv.Curve((x, y), xdim, ydim, label=sensor).opts(color=colour))
         raw = visible <= 2 * self.points * max(1, len(self.series))
-        if raw and visible <= 3000:  # every reading shown: mark each
-            for sensor, element in zip(self.series, list(elements), strict=True):
-                elements.append(hv.Scatter(element.data, xdim, ydim, label=sensor).opts(
-                    color=self.colours[sensor], size=4))
+        # Markers on every reading once few enough are in view; always one Scatter per sensor
+        # (empty when zoomed out): a DynamicMap's overlay cannot gain elements later.
+        marked = raw and visible <= 3000
+        for sensor, element in zip(self.series, list(elements), strict=True):
+            data = element.data if marked else element.data.iloc[:0]
+            elements.append(hv.Scatter(data, xdim, ydim, label=sensor).opts(
+                color=self.colours[sensor], size=4))
         lo, hi = x_range if x_range and x_range[0] is not None else (
             self.period if self.period else (None, None))
         span = (pd.Timestamp(hi) - pd.Timestamp(lo)) if lo is not None else pd.Timedelta(0)
@@ -721,11 +726,12 @@ class HistoryView:
         if not elements:
             elements = [hv.Curve([], xdim, ydim)]
         return hv.Overlay(elements).opts(
-            hv.opts.Curve(line_width=1.5, tools=["hover"]),
+            hv.opts.Curve(line_width=1, alpha=0.85, tools=["hover"], default_tools=_HISTORY_TOOLS),
+            hv.opts.Scatter(default_tools=_HISTORY_TOOLS),
             hv.opts.Overlay(height=self.height, responsive=True, show_grid=True,
                             legend_position="right", title=self.title or f"{label} ({unit})",
                             active_tools=["xwheel_zoom", "xpan"],
-                            default_tools=["xpan", "xwheel_zoom", "box_zoom", "reset", "save"]),
+                            default_tools=_HISTORY_TOOLS),
         )
 
     def summary(self) -> str:

@@ -49,14 +49,12 @@ def read_history(settings: Settings, start: pd.Timestamp, end: pd.Timestamp,
     return out
 
 
-def _known_sensors(settings: Settings) -> list[str]:
-    from sensorlib import history
+#: The narrowest time range a zoom goes to: a few readings per sensor, never an empty plot.
+MIN_ZOOM = pd.Timedelta("1min")
 
-    try:
-        return sorted(history.known_sensors(settings))
-    except Exception as exc:  # noqa: BLE001 - an unreadable archive: free text still works
-        log.warning("history tab: the archive's sensors could not be listed: %s", exc)
-        return []
+
+def _min_zoom(plot: Any, _element: Any) -> None:
+    plot.state.x_range.min_interval = MIN_ZOOM.total_seconds() * 1000  # ms: a datetime axis
 
 
 class HistoryTab:
@@ -65,8 +63,10 @@ class HistoryTab:
     def __init__(self, settings: Settings, *, width: int = 1200) -> None:
         self.settings = settings
         self.width = width
-        self.sensors = pn.widgets.MultiChoice(name="Sensors (none = all)", options=[],
-                                              width=420, stylesheets=[WIDGET_CSS])
+        # A native multi-select: Bokeh's MultiChoice renders option labels as HTML
+        # (Choices.js allowHTML), a sensor id from Kafka must stay text.
+        self.sensors = pn.widgets.MultiSelect(name="Sensors (none picked = all)", options=[],
+                                              size=4, width=300, stylesheets=[WIDGET_CSS])
         self.period = pn.widgets.Select(name="Period", options=list(PERIODS),
                                         value="Last 7 days", width=160,
                                         stylesheets=[WIDGET_CSS])
@@ -90,7 +90,7 @@ class HistoryTab:
             pn.Row(self.sensors, self.period, self.field, self.show),
             self.status, self.chart, self.resolution,
             _html('<div class="hint">Scroll on the chart to zoom the time axis, drag to pan, '
-                  "double-click … or the ↻ tool to reset. Each zoom redraws at most about "
+                  "the ↻ tool resets. Each zoom redraws at most about "
                   f"{width:,} points per sensor (MinMaxLTTB keeps every spike); zoomed in far "
                   "enough, every reading is drawn with a marker. Times in UTC. A silence over "
                   f"{int(plots.HISTORY_GAP.total_seconds())} s breaks a line.</div>"),
@@ -98,10 +98,10 @@ class HistoryTab:
         )
 
     def activate(self) -> None:
-        """Called when the tab is shown: list the archive's sensors once, draw once."""
+        """Called when the tab is shown: the first time, draw the default period (every
+        sensor; the picker then lists the sensors it found)."""
         if not self._loaded_options:
             self._loaded_options = True
-            self.sensors.options = _known_sensors(self.settings)
             if self.view is None and not self._loading:
                 pn.state.execute(self.load)
 
@@ -132,6 +132,8 @@ class HistoryTab:
             self.show.disabled = False
         read_s = time.perf_counter() - started
         self.frame = frame
+        found = [str(x) for x in frame["sensorId"].unique()] if len(frame) else []
+        self.sensors.options = sorted(set(self.sensors.options) | set(found))
         self._redraw(start=start, end=end)
         warnings = frame.attrs.get("warnings") or []
         note = "".join(f"<div class='warn'>⚠ {html.escape(str(w))}</div>" for w in warnings)
@@ -152,7 +154,7 @@ class HistoryTab:
         view = plots.HistoryView(self.frame, self.field.value, width=self.width)
         view.on_draw.append(lambda _r: self._show_resolution())
         self.view = view
-        pane = pn.pane.HoloViews(view.plot.opts(hv.opts.Overlay(hooks=[_dark_plot])), sizing_mode="stretch_width",
+        pane = pn.pane.HoloViews(view.plot.opts(hv.opts.Overlay(hooks=[_dark_plot, _min_zoom])), sizing_mode="stretch_width",
                                  height=view.height + 20, linked_axes=False)
         self.chart.objects = [pane]
         self._show_resolution()
