@@ -689,28 +689,18 @@ class HistoryView:
             y = np.insert(y.astype("float64"), breaks, np.nan)
         return x, y, n
 
-    def _draw(self, x_range: tuple[Any, Any] | None = None) -> Any:
-        import holoviews as hv
-
-        label, unit = FIELDS[self.field]
-        ydim = hv.Dimension(self.field, label=label, unit=unit)
-        xdim = hv.Dimension("time", label=_TIME_LABEL)
-        elements = []
+    def compute(self, x_range: tuple[Any, Any] | None = None
+                ) -> tuple[dict[str, tuple[Any, Any]], bool]:
+        """What to draw for ``x_range`` (None: everything): per sensor (times, values), and
+        whether single readings get markers. Sets :attr:`resolution`, calls :attr:`on_draw`."""
+        out = {}
         visible = drawn = 0
         for sensor in self.series:
             x, y, n = self.sample(sensor, x_range)
             visible += n
             drawn += len(x)
-            colour = self.colours[sensor]
-            elements.append(hv.Curve((x, y), xdim, ydim, label=sensor).opts(color=colour))
+            out[sensor] = (x, y)
         raw = visible <= 2 * self.points * max(1, len(self.series))
-        # Markers on every reading once few enough are in view; always one Scatter per sensor
-        # (empty when zoomed out): a DynamicMap's overlay cannot gain elements later.
-        marked = raw and visible <= 3000
-        for sensor, element in zip(self.series, list(elements), strict=True):
-            data = element.data if marked else element.data.iloc[:0]
-            elements.append(hv.Scatter(data, xdim, ydim, label=sensor).opts(
-                color=self.colours[sensor], size=4))
         lo, hi = x_range if x_range and x_range[0] is not None else (
             self.period if self.period else (None, None))
         span = (pd.Timestamp(hi) - pd.Timestamp(lo)) if lo is not None else pd.Timedelta(0)
@@ -723,6 +713,81 @@ class HistoryView:
         }
         for hook in self.on_draw:
             hook(self.resolution)
+        return out, raw and visible <= 3000
+
+    # -- Bokeh (the dashboard: a zoom updates the data sources, nothing else) --------------
+
+    def figure(self) -> Any:
+        """A Bokeh figure of the view whose data follow its time range: on each zoom or pan
+        (a ``RangesUpdate`` event, once the gesture ends) :meth:`set_range` redraws. The
+        callback runs in a Bokeh/Panel server; a static page keeps the first draw."""
+        from bokeh.events import RangesUpdate
+        from bokeh.models import ColumnDataSource, DataRange1d, HoverTool, Range1d
+        from bokeh.plotting import figure
+
+        label, unit = FIELDS[self.field]
+        period = self.period
+        x_range = (Range1d(period[0].tz_convert(None), period[1].tz_convert(None))
+                   if period else Range1d(0, 1))
+        fig = figure(height=self.height, sizing_mode="stretch_width", x_axis_type="datetime",
+                     x_range=x_range, y_range=DataRange1d(only_visible=True),
+                     tools=",".join(_HISTORY_TOOLS), active_scroll="xwheel_zoom",
+                     active_drag="xpan", title=self.title or f"{label} ({unit})",
+                     output_backend="canvas")
+        _time_axis(fig)
+        fig.yaxis.axis_label = f"{label} ({unit})"
+        self._sources: dict[str, tuple[Any, Any]] = {}
+        items, lines = [], []
+        for sensor in self.series:
+            colour = self.colours[sensor]
+            line_src = ColumnDataSource({"time": [], "value": [], "sensor": []})
+            mark_src = ColumnDataSource({"time": [], "value": [], "sensor": []})
+            line = fig.line("time", "value", source=line_src, color=colour, line_width=1,
+                            alpha=0.85)
+            marks = fig.scatter("time", "value", source=mark_src, color=colour, size=4)
+            self._sources[sensor] = (line_src, mark_src)
+            items.append((sensor, [line, marks]))
+            lines.append(line)
+        _legend_outside(fig, items)
+        # @sensor is data: Bokeh escapes it in the tooltip.
+        fig.add_tools(HoverTool(renderers=lines, tooltips=[
+            ("sensor", "@sensor"), ("time (UTC)", "@time{%F %T}"),
+            (f"{label} ({unit})", "@value{0.00}")], formatters={"@time": "datetime"}))
+        self._figure = fig
+        self.set_range(None)
+
+        def on_ranges(event: Any) -> None:
+            self.set_range((pd.Timestamp(event.x0, unit="ms"), pd.Timestamp(event.x1, unit="ms")))
+
+        fig.on_event(RangesUpdate, on_ranges)
+        return fig
+
+    def set_range(self, x_range: tuple[Any, Any] | None) -> None:
+        """Redraw the Bokeh figure's sources for ``x_range`` (naive UTC times)."""
+        data, marked = self.compute(x_range)
+        for sensor, (x, y) in data.items():
+            line_src, mark_src = self._sources[sensor]
+            names = [sensor] * len(x)
+            line_src.data = {"time": x, "value": y, "sensor": names}
+            mark_src.data = ({"time": x, "value": y, "sensor": names} if marked else
+                             {"time": x[:0], "value": y[:0], "sensor": []})
+
+    # -- HoloViews (notebooks: a DynamicMap on a RangeX stream) ----------------------------
+
+    def _draw(self, x_range: tuple[Any, Any] | None = None) -> Any:
+        import holoviews as hv
+
+        label, unit = FIELDS[self.field]
+        ydim = hv.Dimension(self.field, label=label, unit=unit)
+        xdim = hv.Dimension("time", label=_TIME_LABEL)
+        data, marked = self.compute(x_range)
+        elements = [hv.Curve(xy, xdim, ydim, label=sensor).opts(color=self.colours[sensor])
+                    for sensor, xy in data.items()]
+        # Markers on every reading once few enough are in view; always one Scatter per sensor
+        # (empty when zoomed out): a DynamicMap's overlay cannot gain elements later.
+        for sensor, (x, y) in data.items():
+            elements.append(hv.Scatter((x, y) if marked else (x[:0], y[:0]), xdim, ydim,
+                                       label=sensor).opts(color=self.colours[sensor], size=4))
         if not elements:
             elements = [hv.Curve([], xdim, ydim)]
         return hv.Overlay(elements).opts(

@@ -14,6 +14,7 @@ import asyncio
 import html
 import logging
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -51,10 +52,6 @@ def read_history(settings: Settings, start: pd.Timestamp, end: pd.Timestamp,
 
 #: The narrowest time range a zoom goes to: a few readings per sensor, never an empty plot.
 MIN_ZOOM = pd.Timedelta("1min")
-
-
-def _min_zoom(plot: Any, _element: Any) -> None:
-    plot.state.x_range.min_interval = MIN_ZOOM.total_seconds() * 1000  # ms: a datetime axis
 
 
 class HistoryTab:
@@ -149,13 +146,13 @@ class HistoryTab:
                 ) -> None:
         if self.frame is None:
             return
-        import holoviews as hv
-
         view = plots.HistoryView(self.frame, self.field.value, width=self.width)
         view.on_draw.append(lambda _r: self._show_resolution())
         self.view = view
-        pane = pn.pane.HoloViews(view.plot.opts(hv.opts.Overlay(hooks=[_dark_plot, _min_zoom])), sizing_mode="stretch_width",
-                                 height=view.height + 20, linked_axes=False)
+        fig = view.figure()  # a zoom updates its sources only (no HoloViews round trip)
+        _dark_plot(SimpleNamespace(state=fig), None)
+        fig.x_range.min_interval = MIN_ZOOM.total_seconds() * 1000  # ms on a datetime axis
+        pane = pn.pane.Bokeh(fig, sizing_mode="stretch_width", height=view.height + 20)
         self.chart.objects = [pane]
         self._show_resolution()
 
