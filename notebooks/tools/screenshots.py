@@ -10,6 +10,7 @@ each notebook with papermill, exports every one to HTML, and screenshots each pa
 
     .venv/bin/python notebooks/tools/screenshots.py                 # everything, ~5 minutes
     .venv/bin/python notebooks/tools/screenshots.py --bootstrap localhost:9092 --no-backfill
+    .venv/bin/python notebooks/tools/screenshots.py --only 05_history_sql.ipynb --interval 20
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 WEEK = {
     "02_replay_analysis.ipynb": {"start": "-7d"},
     "03_tune_rules.ipynb": {"start": "-1d"},
+    "05_history_sql.ipynb": {"start": "-7d"},  # over the archive the tool fills too
     "06_dead_letters.ipynb": {"start": "-7d"},
     "01_live_tail.ipynb": {},  # last: by then the live simulator has sent a few minutes
 }
@@ -100,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", help="a broker to use instead of a private one")
     parser.add_argument("--no-backfill", action="store_true", help="use the history already there")
     parser.add_argument("--days", type=float, default=7.0)
+    parser.add_argument("--interval", type=float, default=2.0,
+                        help="seconds between two readings of a sensor in the back-fill")
+    parser.add_argument("--only", action="append", choices=sorted(WEEK), metavar="NOTEBOOK",
+                        help="just this notebook (repeatable); no report, no README image")
     parser.add_argument("--out", default=str(REPO / "build" / "screenshots"))
     parser.add_argument("--readme-image", default=str(NOTEBOOKS / "img" / "report.png"))
     args = parser.parse_args(argv)
@@ -139,17 +145,27 @@ def main(argv: list[str] | None = None) -> int:
                                  "--quiet", "--duration", "1800"], env=dict(os.environ),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not args.no_backfill:
-            backfill(settings, days=args.days, dead_letters=60, say=True)
-        report = run_report(f"-{args.days:g}d", "now", out / "reports", settings=settings)
-        pages = [(report.with_suffix(".html"), out / "report.png")]
+            backfill(settings, days=args.days, interval=args.interval, dead_letters=60, say=True)
+            if kafka is not None:  # the private archive: notebook 05 queries it
+                from sensorlib.archive import Archiver
+
+                done = Archiver(settings).run(until_caught_up=True)
+                print(f"archived {done}", file=sys.stderr)
+        pages = []
+        if not args.only:
+            report = run_report(f"-{args.days:g}d", "now", out / "reports", settings=settings)
+            pages.append((report.with_suffix(".html"), out / "report.png"))
         for name, parameters in WEEK.items():
+            if args.only and name not in args.only:
+                continue
             print(f"executing {name}", file=sys.stderr)
             page = to_html(execute(name, parameters, out))
             pages.append((page, out / f"{Path(name).stem}.png"))
         dialogs = screenshot(pages)
         readme = Path(args.readme_image)
-        readme.parent.mkdir(parents=True, exist_ok=True)
-        dialogs += screenshot([(pages[0][0], readme)], first_screen=1500)
+        if not args.only:
+            readme.parent.mkdir(parents=True, exist_ok=True)
+            dialogs += screenshot([(pages[0][0], readme)], first_screen=1500)
         sizes = {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*"))
                  if p.is_file() and p.suffix in (".html", ".ipynb", ".png", ".csv", ".parquet")}
         (out / "sizes.json").write_text(json.dumps(sizes, indent=1), encoding="utf-8")
