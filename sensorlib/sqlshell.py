@@ -276,7 +276,8 @@ class SqlShell:
                     self.say(f"… {table.num_rows - self.max_rows:,} more rows "
                              f"({table.num_rows:,} in all; .out FILE writes them all)")
             if self.timer:
-                self.say(f"({table.num_rows:,} rows, {took:.3f} s)")
+                rows = table.num_rows
+                self.say(f"({rows:,} row{'' if rows == 1 else 's'}, {took:.3f} s)")
         except SensorlibError as exc:
             self.failed += 1
             self.say(f"error: {exc}")
