@@ -152,15 +152,18 @@ def archive_rows(r: dict[str, Any]) -> list[Row]:
 def history_rows(r: dict[str, Any]) -> list[Row]:
     days, month = r["days"], 30 / r["days"]
     read_s, peak = r["read_s"] * month, r["peak_added_bytes"] * month / 1e9
+    # Shorter periods are scaled linearly (fixed costs too): checked against the goals only
+    # when a month (28+ days) was measured.
     scaled = "" if days == 30 else f" (measured over {days:g} days, ×{month:.1f})"
     return [
         Row(f"a month of history into pandas, read_readings(source='archive'){scaled}",
             f"{read_s:,.1f} s, peak +{peak:.2f} GB", "7.1 s, 1.78 GB (issue 25)",
-            f"{7.1 / read_s:.2f}×", "≤ 4 s, ≤ 1 GB", read_s <= 4 and peak <= 1),
+            f"{7.1 / read_s:.2f}×", "≤ 4 s, ≤ 1 GB",
+            (read_s <= 4 and peak <= 1) if days >= 28 else None),
         Row(f"History tab, 5 sensors, {r['view_rows']:,} readings ({days:g} days): first draw "
             "(view + Bokeh figure + JSON)", f"{r['first_draw_json_s']:.2f} s",
             f"{r['points_drawn']:,} points drawn", "—", "≤ 1.5 s for a month",
-            r["first_draw_json_s"] * (month if days < 30 else 1) <= 1.5),
+            r["first_draw_json_s"] <= 1.5 if days >= 28 else None),
         Row(f"History tab, each zoom (MinMaxLTTB of the visible range, {r['zooms']} zooms "
             "from a day to 2 min)", _ms(r["zoom_median_s"] * 1000),
             f"worst {_ms(r['zoom_max_s'] * 1000)}", "—", "≤ 300 ms", r["zoom_max_s"] <= 0.3),

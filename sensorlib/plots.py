@@ -717,7 +717,7 @@ class HistoryView:
 
     # -- Bokeh (the dashboard: a zoom updates the data sources, nothing else) --------------
 
-    def figure(self) -> Any:
+    def figure(self, *, server: bool = True) -> Any:
         """A Bokeh figure of the view whose data follow its time range: on each zoom or pan
         (a ``RangesUpdate`` event, once the gesture ends) :meth:`set_range` redraws. The
         callback runs in a Bokeh/Panel server; a static page keeps the first draw."""
@@ -759,7 +759,8 @@ class HistoryView:
         def on_ranges(event: Any) -> None:
             self.set_range((pd.Timestamp(event.x0, unit="ms"), pd.Timestamp(event.x1, unit="ms")))
 
-        fig.on_event(RangesUpdate, on_ranges)
+        if server:  # a Python callback: only a server (Panel, Bokeh) can run it
+            fig.on_event(RangesUpdate, on_ranges)
         return fig
 
     def set_range(self, x_range: tuple[Any, Any] | None) -> None:
