@@ -36,9 +36,12 @@ __all__ = [
     "alert_summary",
     "alerts_by_rule",
     "check_period",
+    "comparison_view",
     "describe_period",
     "format_table",
     "html_text",
+    "incidents_by_rule",
+    "incidents_view",
     "live_period",
     "notebooks_dir",
     "parameters_table",
@@ -48,6 +51,7 @@ __all__ = [
     "style_status",
     "summary_table",
     "summary_view",
+    "time_in_status_view",
     "write_alerts",
     "write_index",
 ]
@@ -336,6 +340,91 @@ def alerts_by_rule(alerts: pd.DataFrame) -> pd.DataFrame:
     table.index.name = "sensor"
     table.columns.name = None
     return table
+
+
+def incidents_by_rule(found: pd.DataFrame) -> pd.DataFrame:
+    """Incidents and the alerts folded into them, sensor (rows) × rule (column groups).
+
+    ``found`` is :func:`sensorlib.analysis.incidents`' frame; a total per sensor and a row
+    for all sensors.
+    """
+    if found.empty:
+        return pd.DataFrame(columns=pd.MultiIndex.from_tuples([("total", "incidents")]),
+                            dtype="int64")
+    table = found.pivot_table(index="sensorId", columns="rule", values="alerts",
+                              aggfunc=["size", "sum"], fill_value=0).astype("int64")
+    table = table.rename(columns={"size": "incidents", "sum": "alerts"}, level=0)
+    table = table.swaplevel(0, 1, axis=1).sort_index(axis=1, level=0, sort_remaining=False)
+    table[("total", "incidents")] = table.xs("incidents", axis=1, level=1).sum(axis=1)
+    table[("total", "alerts")] = table.xs("alerts", axis=1, level=1).sum(axis=1)
+    table.loc["all sensors"] = table.sum()
+    table.index.name = "sensor"
+    table.columns.names = [None, None]
+    return table
+
+
+def incidents_view(found: pd.DataFrame, *, top: int = 20, tz: str = "UTC") -> Any:
+    """The ``top`` incidents to look at first: critical before warning, then the longest.
+
+    Times are shown in ``tz`` (``SENSORLIB_TZ``); every text from Kafka is escaped.
+    """
+    columns = {"start": f"start ({tz})", "end": "end", "duration": "lasted",
+               "sensorId": "sensor", "rule": "rule", "alerts": "alerts",
+               "severity": "severity", "peak_temperature": "peak °C",
+               "peak_humidity": "peak %", "reason": "first alert"}
+    if found.empty:
+        return format_table(pd.DataFrame(columns=list(columns.values())), hide_index=True)
+    order = found.assign(_rank=found["severity"].map({"critical": 0}).fillna(1))
+    order = order.sort_values(["_rank", "duration", "alerts", "start"],
+                              ascending=[True, False, False, True], kind="stable").head(top)
+    view = order[list(columns)].rename(columns=columns)
+    start = view[f"start ({tz})"].dt.tz_convert(tz)
+    end = view["end"].dt.tz_convert(tz)
+    view[f"start ({tz})"] = start
+    # The end's date only when it differs from the start's: the table fits 1,280 px.
+    view["end"] = [f"{e:%H:%M}" if e.date() == s.date() else f"{e:%m-%d %H:%M}"
+                   for s, e in zip(start, end, strict=True)]
+    view["lasted"] = view["lasted"].map(_duration_text)
+    return format_table(view.reset_index(drop=True), hide_index=True,
+                        time_format="%Y-%m-%d %H:%M", wrap=("first alert", "sensor"))
+
+
+def _duration_text(value: pd.Timedelta) -> str:
+    """``3 h 05 min``, ``12 min``, ``40 s`` (what an incident lasted)."""
+    seconds = int(value.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, minutes = divmod(seconds // 60, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+def time_in_status_view(shares: pd.DataFrame) -> Any:
+    """:func:`sensorlib.analysis.time_in_status` in percent, the headers coloured by status."""
+    from sensorlib.incidents import STATUSES
+
+    view = shares.set_index("sensorId")[list(STATUSES)] * 100
+    view.columns = [f"% {s}" for s in STATUSES]
+    view["hours"] = shares.set_index("sensorId")["hours"]
+    view.index.name = "sensor"
+    styler = format_table(view)
+    css = [{"selector": f"th.col_heading.col{j}",
+            "props": f"background-color: {STATUS_COLOURS.get(s, STATUS_COLOURS['stale'])}; color: white;"}
+           for j, s in enumerate(STATUSES)]
+    return styler.set_table_styles(css, overwrite=False)
+
+
+def comparison_view(table: pd.DataFrame, measures: Iterable[str] | None = (
+        "mean temperature", "max temperature", "mean humidity", "max humidity",
+        "% critical", "% silent", "incidents", "alerts")) -> Any:
+    """:func:`sensorlib.analysis.compare_periods` as a table, sensor and measure as rows."""
+    if measures is not None:
+        table = table[table["measure"].isin(list(measures))]
+    view = table.set_index(["sensorId", "measure"])
+    view.index.names = ["sensor", "measure"]
+    view = view.round(1) + 0.0  # no "-0.0"
+    counts = [key for key in view.index if key[1].startswith(("alerts", "incidents"))]
+    return format_table(view).format(lambda v: "" if pd.isna(v) else f"{v:,.0f}",
+                                     subset=pd.IndexSlice[counts, :])
 
 
 def alert_summary(alerts: pd.DataFrame, top: int = 20, freq: str = "1h") -> pd.DataFrame:

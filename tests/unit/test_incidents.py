@@ -178,3 +178,26 @@ def test_sensorlib_tz_defaults_to_utc_and_reaches_subprocesses() -> None:
     berlin = Settings.from_env({"SENSORLIB_TZ": "Europe/Berlin"})
     assert berlin.tz == "Europe/Berlin"
     assert Settings.from_env(berlin.to_env()).tz == "Europe/Berlin"
+
+
+def test_the_report_tables_show_sensor_ids_and_reasons_as_text() -> None:
+    from sensorlib.report import (
+        comparison_view,
+        incidents_by_rule,
+        incidents_view,
+        time_in_status_view,
+    )
+
+    hostile = "<img src=x onerror=alert(1)>"
+    alerts = alerts_frame([(hostile, "threshold", 60 * i, "critical", 40.0) for i in range(5)])
+    alerts["reason"] = "<script>alert(2)</script>"
+    found = incidents(alerts)
+    readings = readings_frame(hostile, list(range(0, 600, 2)), [40.0] * 300)
+    pages = [incidents_view(found, tz="Europe/Berlin").to_html(),
+             time_in_status_view(time_in_status(readings)).to_html(),
+             comparison_view(compare_periods((readings, alerts), (readings, alerts))).to_html(),
+             incidents_by_rule(found).to_html()]
+    for page in pages[:3]:
+        assert "<img src=x" not in page and "&lt;img src=x" in page
+    assert "<script>alert" not in pages[0] and "&lt;script&gt;" in pages[0]
+    assert ">5<" in pages[2] and ">5.0<" not in pages[2]  # counts as integers
