@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute
 
 from sensorlib.config import Settings
 from sensorlib.errors import HistoryError
@@ -335,8 +336,14 @@ def scan(settings: Settings, kind: TableKind, start: pd.Timestamp | None,
     if snapshot is None:
         return Scanned(to_frame(kind.arrow_schema.empty_table(), kind, dtypes), {}, None)
     offsets = snapshot_offsets(table, snapshot.snapshot_id)
-    arrow = table.scan(row_filter=_row_filter(start, end, sensors),
+    wanted = tuple(kind.to_frame)  # only the frame's columns are read
+    arrow = table.scan(row_filter=_row_filter(start, end, sensors), selected_fields=wanted,
                        snapshot_id=snapshot.snapshot_id).to_arrow()
+    # In replay order (event time, then where each record was stored), sorted by Arrow
+    # before the one conversion to pandas: a replay of the archive alone needs no more.
+    order = [("event_time", "ascending")] + [(c, "ascending") for c in
+                                             ("kafka_partition", "kafka_offset") if c in wanted]
+    arrow = arrow.take(pa.compute.sort_indices(arrow, sort_keys=order))
     return Scanned(to_frame(arrow, kind, dtypes), offsets, snapshot.snapshot_id)
 
 

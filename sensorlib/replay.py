@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, Literal, TypedDict, Unpack
 
+import numpy as np
 import pandas as pd
 
 from sensorlib.analysis import compare_rules, latest_by_sensor, replay_rules, rolling_stats
@@ -160,12 +161,11 @@ def _read(kind: RecordKind, topic_of: Callable[[Settings], str], settings: Setti
                                f"no connection within {KAFKA_PROBE:g}s, and there is no archive "
                                f"of {topic!r} in {settings.warehouse} to read instead")
     if archived is not None:
-        frames = [archived.frame.assign(_reason=None)]
         kafka_tail: list[pd.DataFrame] = []
         if source == "auto" and not kafka_down:
             kafka_tail = fetch(settings, topic, None, kind, progress=progress,
                                slack=timedelta(0), timeout=timeout, offsets=archived.offsets)
-        out = assemble(frames + kafka_tail, kind, t0, t1, wanted, topic)
+        out = _with_tail(archived.frame, kafka_tail, kind, t0, t1, wanted, topic)
         if out.empty and (covered := history.event_range(settings, table_kind)) is not None:
             warn(out, f"no {kind.name}s with event times in the period "
                       f"({'-inf' if t0 is None else t0.isoformat()} to "
@@ -207,6 +207,48 @@ def _read(kind: RecordKind, topic_of: Callable[[Settings], str], settings: Setti
     check_sensors(out, wanted, known, kind)
     out.attrs.update(start=None if t0 is None else t0.isoformat(),
                      end=None if t1 is None else t1.isoformat())
+    return out
+
+
+def _with_tail(archived: pd.DataFrame, tail: list[pd.DataFrame], kind: RecordKind,
+               t0: pd.Timestamp | None, t1: pd.Timestamp | None, wanted: list[str] | None,
+               topic: str) -> pd.DataFrame:
+    """The archive's rows (valid, in the period, ordered: see ``history.scan``) followed by
+    Kafka's tail beyond them, as :func:`~sensorlib.frames.assemble` would give them both —
+    without copying a month of archive rows through it when the tail adds nothing."""
+    tail_frame = assemble(tail, kind, t0, t1, wanted, topic)
+    seen = dict(tail_frame.attrs)
+    duplicates = seen.get("duplicates", 0)
+    if "alertId" in tail_frame and len(tail_frame) and len(archived):
+        again = tail_frame["alertId"].isin(archived["alertId"]).to_numpy()
+        if again.any():  # a re-published alert is the same alert
+            duplicates += int(again.sum())
+            tail_frame = tail_frame.loc[~again]
+    if tail_frame.empty:
+        out = archived.reset_index(drop=True)
+    else:
+        out = pd.concat([archived, tail_frame], ignore_index=True)
+        ts = out["timestamp"].array.asi8
+        if len(archived) and len(tail_frame) and ts[len(archived):].min() < ts[
+                len(archived) - 1]:  # late records in the tail: one sort of the whole
+            order = np.lexsort((out["offset"].to_numpy(), out["partition"].to_numpy(), ts))
+            out = out.iloc[order].reset_index(drop=True)
+    sensors = set(seen.get("seen_sensors") or ())
+    if len(archived):
+        sensors |= set(archived["sensorId"].unique().tolist())
+        first = archived["timestamp"].iloc[0]
+        last = archived["timestamp"].iloc[-1]
+        if seen.get("seen_first") is not None:
+            first = min(first, pd.Timestamp(seen["seen_first"]))
+            last = max(last, pd.Timestamp(seen["seen_last"]))
+        span = {"seen_first": first.isoformat(), "seen_last": last.isoformat()}
+    else:
+        span = {"seen_first": seen.get("seen_first"), "seen_last": seen.get("seen_last")}
+    out.attrs.update(topic=topic, invalid=seen.get("invalid", 0),
+                     invalid_examples=seen.get("invalid_examples", []),
+                     duplicates=duplicates,
+                     seen=len(archived) + seen.get("seen", 0), seen_sensors=sorted(sensors),
+                     **span)
     return out
 
 
