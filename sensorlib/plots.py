@@ -845,9 +845,10 @@ class LiveTail:
                  since: pd.DataFrame | None = None, keep: int = 20_000,
                  height: int = 320) -> None:
         import holoviews as hv
+        import holoviews.plotting.bokeh
 
-        if "bokeh" not in hv.Store.renderers or hv.Store.current_backend != "bokeh":
-            hv.extension("bokeh", logo=False)
+        if hv.Store.current_backend != "bokeh":
+            hv.Store.set_current_backend("bokeh")
         self.settings = settings
         self.field = field
         self.updates = 0
@@ -874,6 +875,20 @@ class LiveTail:
         self.plot = hv.DynamicMap(draw, streams=[self.buffer])
         if since is not None and not since.empty:
             self._send(since)
+
+    def snapshot(self) -> Any:
+        """What the chart holds now, as a static Bokeh figure (the History view's drawing):
+        for an exported page, which loads no HoloViews scripts and works offline."""
+        data = self.buffer.data
+        if data is None or not len(data):
+            from IPython.display import HTML
+
+            return HTML("No readings arrived while the live chart polled.")
+        frame = pd.DataFrame({"timestamp": pd.to_datetime(data["time"]).dt.tz_localize("UTC"),
+                              "sensorId": data["sensorId"].astype(str),
+                              self.field: data[self.field].astype("float64")})
+        view = history_view(frame, self.field, width=900)
+        return Figure(view.figure(server=False), "live")
 
     def _send(self, frame: pd.DataFrame) -> None:
         if frame.empty:
