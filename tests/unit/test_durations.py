@@ -41,11 +41,11 @@ def test_out_of_range(text: str) -> None:
 
 
 def test_the_readmes_max_past_setting() -> None:
-    """`SENSORLIB_MAX_PAST=3y` (README) is three years, and then the reference sample's
+    """`SENSORLIB_MAX_PAST=5y` (README) is five years, and then the reference sample's
     literal 2024-01-01 timestamp is accepted where the default year refuses it."""
     assert env_duration({"SENSORLIB_MAX_PAST": "3y"}, "SENSORLIB_MAX_PAST", DAY) == 1095 * DAY
-    settings = Settings.from_env({"SENSORLIB_MAX_PAST": "3y"})
-    assert settings.max_past == 1095 * DAY
+    settings = Settings.from_env({"SENSORLIB_MAX_PAST": "5y"})
+    assert settings.max_past == 1825 * DAY
     sample = {"sensorId": "sensor-test", "temperature": 42.5, "humidity": 95,
               "location": "Test Area", "timestamp": "2024-01-01T12:00:00Z"}
     now = datetime(2026, 6, 1, tzinfo=UTC)
