@@ -383,7 +383,7 @@ class Pipeline:
             self.process_batch_us(pending)
 
     def process_ticking(self, batch: Sequence[tuple[Reading, int]],
-                        tick_every: timedelta = DEFAULT_TICK
+                        tick_every: timedelta = DEFAULT_TICK, *, until: datetime | None = None
                         ) -> tuple[list[tuple[int, list[Alert]]], list[Alert]]:
         """:meth:`process_batch_us`, ticking on event time inside the batch as :meth:`replay`
         does: the live processor's path, so that a poll spanning an hour of a backlog raises
@@ -391,8 +391,11 @@ class Pipeline:
 
         Returns ``(index in batch, alerts)`` of the readings that raised alerts and the
         alerts of the ticks. :attr:`refused` lists the refusals of the whole batch.
+        ``until`` (the live processor's wall clock): no tick past it, so a reading minutes
+        ahead (inside the accepted window) does not make every other sensor look silent.
         """
         step = tick_every // _US
+        cap = sys.maxsize if until is None else to_us(until)
         raised: list[tuple[int, list[Alert]]] = []
         ticked: list[Alert] = []
         refused: list[tuple[int, TooManySensors]] = []
@@ -410,7 +413,7 @@ class Pipeline:
                 flush(i)
                 begin = i
                 if self._watermark is not None:
-                    ticked.extend(self._tick_through(ts, step))
+                    ticked.extend(self._tick_through(min(ts, cap), step))
             if wm is None or ts > wm:
                 wm = ts
         flush(len(batch))

@@ -435,7 +435,8 @@ class Processor:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         caused: list[tuple[Any, list[Alert]]] = []  # (record, its alerts): for traces
         processed = duplicates = 0
-        now_us = to_us(self.clock())
+        wall = self.clock()
+        now_us = to_us(wall)
         for tp, records in batch.items():
             pipeline = self._pipelines.get(tp)
             if pipeline is None:  # revoked between poll and here
@@ -467,7 +468,7 @@ class Processor:
                     sources.append(raw)
             # Ticks on event time inside the poll, as a replay ticks (a backlog's poll can
             # span an hour: every silence in it is seen, with the replay's alert ids).
-            raised, ticked = pipeline.process_ticking(judged, TICK_EVERY)
+            raised, ticked = pipeline.process_ticking(judged, TICK_EVERY, until=wall)
             out.extend(ticked)
             for i, found in raised:
                 out.extend(found)
@@ -574,8 +575,6 @@ class Processor:
             # sensor back before the next boundary) is not raised live either.
             now = min(event_time + timedelta(seconds=now_mono - at), wall)
             now = EPOCH + (now - EPOCH) // TICK_EVERY * TICK_EVERY
-            if now <= event_time:
-                continue
             alerts.extend(pipeline.tick(now))
         return alerts
 

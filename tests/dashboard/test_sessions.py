@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from typing import Any
 
@@ -109,7 +110,7 @@ def test_the_51st_session_gets_the_busy_page_and_200_sessions_give_memory_back(s
             await wait_closed(url)
         return before, peaks, refused
 
-    before, peaks, refused = asyncio.run(scenario())
+    before, peaks, refused = run_apart(scenario())
     after = process.memory_info().rss
     print(f"dashboard RSS {before / 2**20:.0f} MB before, peaks x{max(peaks):.2f}, "
           f"{after / 2**20:.0f} MB after 200 sessions")
@@ -119,13 +120,33 @@ def test_the_51st_session_gets_the_busy_page_and_200_sessions_give_memory_back(s
     assert max(peaks) <= peaks[0] * 1.05, peaks
     assert after <= before * peaks[0] * 1.05, (before / 2**20, after / 2**20, peaks)
     # After the closes a new session is served again.
-    (title, _, _), = asyncio.run(_one(url))
+    (title, _, _), = run_apart(_one(url))
     assert title == "sensorlib · live sensors"
     if after > 1.2 * before:
         # The issue's goal: back within 20 % of before. Not met yet: the allocator keeps the
         # high-water mark of 50 concurrent sessions (about +40 %) even with malloc_trim.
         pytest.xfail(f"RSS {before / 2**20:.0f} MB before, {after / 2**20:.0f} MB after "
                      f"(x{after / before:.2f}): not back within 20 %")
+
+
+def run_apart(coroutine: Any) -> Any:
+    """``asyncio.run`` in a thread of its own: the suite's Playwright browser keeps an event
+    loop running in the main thread, where ``asyncio.run`` refuses to start."""
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(asyncio.run(coroutine))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="sessions-test")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 async def _one(url: str) -> list[tuple[str, Any, str]]:
