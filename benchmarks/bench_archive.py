@@ -9,7 +9,7 @@ In one run:
 1. N simulated readings (event times ending now, 0.1 s apart per sensor: about 5.5 hours
    for 1M) are preloaded into a fresh topic, then, ``--repeat`` times interleaved: a bare
    kafka-python loop (assign, poll to the end, count — the ceiling) and the archiver
-   (:class:`sensorlib.archive.Archiver` until caught up into a fresh warehouse: decode,
+   (:class:`sensorlib.history.archiver.Archiver` until caught up into a fresh warehouse: decode,
    validate, Parquet, Iceberg commits with offsets). Both timed from building the consumer
    to closing it. Printed: each round's ratio, best/best and the median, and the CPU
    seconds each used (the archiver's include its writer process). Target ≥ 0.8×.
@@ -23,7 +23,7 @@ In one run:
    records through Kafka and archiving them would take this 2-core machine ~10 minutes
    and measures nothing the step 1 does not), then: a 1-hour ``read_readings``
    (``source='archive'``, target ≤ 0.5 s) and a SQL daily-stats query over all of them
-   (``sensorlib.history.sql`` grouped by the partition column ``event_day``, target ≤ 2 s;
+   (``sensorlib.history.query.sql`` grouped by the partition column ``event_day``, target ≤ 2 s;
    also printed: the same grouped by ``date_trunc('day', event_time)``).
 5. With ``--kills K``: a real ``sensorlib archive`` process is SIGKILLed K times at random
    points (2–6 s after its start) while it archives the N readings into a fresh warehouse,
@@ -52,10 +52,10 @@ import pyarrow as pa
 from bench_replay import bare_rate, preload
 from common import broker, machine, private_topics
 
-from sensorlib import history
-from sensorlib.archive import Archiver, can_fork_writer
 from sensorlib.config import Settings
-from sensorlib.replay import read_readings
+from sensorlib.history import query as history
+from sensorlib.history.archiver import Archiver, can_fork_writer
+from sensorlib.replay.reader import read_readings
 
 #: Daily stats per sensor by the partition column ``event_day`` (the way to ask it).
 DAILY_STATS = """
@@ -140,7 +140,7 @@ def kill_check(settings: Settings, n: int, kills: int, seed: int = 20261129) -> 
 
     from kafka import TopicPartition
 
-    from sensorlib.kafka_io import make_consumer
+    from sensorlib.kafka.clients import make_consumer
 
     rng = random.Random(seed)
     fresh = settings.replace(warehouse_dir=settings.warehouse.parent / "killed",

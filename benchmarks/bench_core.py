@@ -3,16 +3,16 @@
 Runs on a simulated stream (five sensors, 10 readings/s each in event time) and reports
 readings per second of:
 
-- ``pipeline``: :meth:`sensorlib.pipeline.Pipeline.process` (event-time windows and every rule);
-- ``batch``: :meth:`sensorlib.pipeline.Pipeline.process_batch_us` on polls of 20,000 readings,
-  as the processor calls it (each sensor's in-order run at once, :mod:`sensorlib.runs`); the
+- ``pipeline``: :meth:`sensorlib.engine.pipeline.Pipeline.process` (event-time windows and every rule);
+- ``batch``: :meth:`sensorlib.engine.pipeline.Pipeline.process_batch_us` on polls of 20,000 readings,
+  as the processor calls it (each sensor's in-order run at once, :mod:`sensorlib.engine.runs`); the
   same alerts as ``pipeline`` (checked here);
 - ``reference``: the reference sample's approach, a ``deque(maxlen=150)`` per sensor
   averaged in full (sum/len, min, max) on every reading, plus the threshold check;
 - ``recompute``: the same 5-minute event-time window as ours, but recomputed in full
   (count, mean, min, max) on every reading. It is timed once the windows are full
   (after five minutes of event time), on a slice of the stream, as it is slow;
-- ``parse``: :func:`sensorlib.events.parse_reading` from wire bytes;
+- ``parse``: :func:`sensorlib.model.events.parse_reading` from wire bytes;
 - ``simulate`` and ``serialise``: generating readings and ``Reading.to_json``.
 
 Rates are per CPU second of this process (one core), so a busy machine skews them less.
@@ -27,11 +27,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sensorlib.detect import RuleConfig
-from sensorlib.events import Reading, parse_reading
-from sensorlib.pipeline import Pipeline
-from sensorlib.simulate import Simulator
-from sensorlib.windows import to_us
+from sensorlib.engine.detect import RuleConfig
+from sensorlib.engine.pipeline import Pipeline
+from sensorlib.engine.windows import to_us
+from sensorlib.ingest.simulate import Simulator
+from sensorlib.model.events import Reading, parse_reading
 
 INTERVAL = 0.1  # seconds of event time between ticks: 10 readings/s per sensor
 WINDOW = timedelta(minutes=5)

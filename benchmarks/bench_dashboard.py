@@ -41,12 +41,12 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import broker, machine
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
 from sensorlib.dashboard import serve_command
-from sensorlib.events import Reading
-from sensorlib.kafka_io import ensure_topics, make_producer
-from sensorlib.simulate import REFERENCE_FLEET, FaultRates, Simulator
+from sensorlib.ingest.simulate import REFERENCE_FLEET, FaultRates, Simulator
+from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.clients import ensure_topics, make_producer
+from sensorlib.model.events import Reading
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]

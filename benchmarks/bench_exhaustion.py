@@ -35,8 +35,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from bench_ingest import bodies, run_client
 from common import broker, machine, private_topics
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
+from sensorlib.kafka.broker import free_port
 
 CLIENTS = 32
 IDLE = 1000

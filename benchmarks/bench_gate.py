@@ -9,11 +9,11 @@ Each form is the same simulated readings written as a producer would write them:
 - camelCase ``Z``: the reference sample's curl shape;
 - PascalCase ``+02:00``: a local-time producer.
 
-For each: the processor's CPU path of one poll — :func:`sensorlib.gate.judge_many` plus the
+For each: the processor's CPU path of one poll — :func:`sensorlib.model.gate.judge_many` plus the
 windows and rules (``Pipeline.process_batch_us``), polls of 20,000 — and the archiver's and
-replay's (:func:`sensorlib.decode.decode_readings`, blocks of 100,000). The ratio is each
+replay's (:func:`sensorlib.replay.decode.decode_readings`, blocks of 100,000). The ratio is each
 form's rate over the canonical form's, measured in the same run (goal: ≥ 0.9×); the
-json + pydantic reference path (:func:`sensorlib.gate.judge_full`) is the floor every fast
+json + pydantic reference path (:func:`sensorlib.model.gate.judge_full`) is the floor every fast
 form is held to.
 """
 
@@ -25,11 +25,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
-from sensorlib.decode import decode_readings
-from sensorlib.events import EventTimeWindow, Reading
-from sensorlib.gate import judge_full, judge_many
-from sensorlib.pipeline import Pipeline
-from sensorlib.simulate import Simulator
+from sensorlib.engine.pipeline import Pipeline
+from sensorlib.ingest.simulate import Simulator
+from sensorlib.model.events import EventTimeWindow, Reading
+from sensorlib.model.gate import judge_full, judge_many
+from sensorlib.replay.decode import decode_readings
 
 POLL = 20_000  # the processor's records per poll
 BLOCK = 100_000  # the archiver's batch

@@ -15,7 +15,7 @@ Measured, nothing asserted (goals of issue 25, printed with the figures):
 - read: ``read_readings(start, end, settings=…, source="archive")`` of the whole period, in a
   forked child: seconds and the child's peak memory above what it held before (goal for a
   month: ≤ 4 s, ≤ 1 GB); the frame's own size (``memory_usage(deep=True)``);
-- draw: :class:`sensorlib.plots.HistoryView` of the 5 sensors built and its Bokeh figure
+- draw: :class:`sensorlib.notebook.plots.HistoryView` of the 5 sensors built and its Bokeh figure
   made and serialised (what the tab sends on its first draw; goal ≤ 1.5 s for a month; the
   read above comes first in the tab);
 - zoom: :meth:`HistoryView.set_range` (slice, MinMaxLTTB per sensor, the figure's sources
@@ -49,9 +49,9 @@ DAY_READINGS = 5 * 86_400 // 2
 
 def fill(settings: Settings, days: float) -> tuple[int, float, float]:
     """Simulate ``days`` of the fleet into the topic and archive it: (readings, s, s)."""
-    from sensorlib.archive import Archiver
-    from sensorlib.kafka_io import make_producer
-    from sensorlib.simulate import Simulator
+    from sensorlib.history.archiver import Archiver
+    from sensorlib.ingest.simulate import Simulator
+    from sensorlib.kafka.clients import make_producer
 
     start = datetime.now(UTC) - timedelta(days=days)
     producer = make_producer(settings, client_id="bench-history-fill", linger_ms=50,
@@ -73,7 +73,7 @@ def fill(settings: Settings, days: float) -> tuple[int, float, float]:
 
 
 def _read_child(settings: Settings, start: pd.Timestamp, end: pd.Timestamp, out: Any) -> None:
-    from sensorlib.replay import read_readings
+    from sensorlib.replay.reader import read_readings
 
     before = psutil.Process().memory_info().rss
     started = time.perf_counter()
@@ -99,8 +99,8 @@ def measure_read(settings: Settings, start: pd.Timestamp, end: pd.Timestamp) -> 
 
 def measure_view(settings: Settings, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, Any]:
     """Build + first render of the History view, then zooms (each a range event)."""
-    from sensorlib import plots
     from sensorlib.dashboard.history_tab import read_history
+    from sensorlib.notebook import plots
 
     frame = read_history(settings, start, end, None)
     plots.history_view(frame.head(1000)).figure()  # warm-up: imports

@@ -42,8 +42,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from common import broker, machine, plain_send_rate, private_topics
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
+from sensorlib.kafka.broker import free_port
 
 CLIENTS = (8, 32, 128)
 #: uvicorn's choices before this work (uvloop and httptools were not installed).
@@ -57,7 +57,7 @@ BATCH_CLIENTS = 2
 
 def bodies(n: int, *, batch: int = 0, seed: int = 1) -> list[bytes]:
     """``n`` request bodies: single readings, or JSON arrays of ``batch`` readings."""
-    from sensorlib.simulate import Simulator
+    from sensorlib.ingest.simulate import Simulator
 
     count = n * max(1, batch)
     # Event times end now (never ahead of the server's clock beyond SENSORLIB_MAX_FUTURE).
@@ -235,7 +235,7 @@ def trivial():
 def previous():
     # The handler this work replaced: ReadingProducer.publish in a worker thread per request.
     from datetime import UTC, datetime, timedelta
-    from sensorlib.events import EventTimeWindow, InvalidReading, parse_reading
+    from sensorlib.model.events import EventTimeWindow, InvalidReading, parse_reading
     from sensorlib.services.common import problem, read_limited_body
     settings = Settings.from_env()
     app = create_app(settings, simulate=False)

@@ -7,7 +7,7 @@ Without ``--bootstrap`` a fresh local Kafka is started. A real Alertmanager (Deb
 webhook served here.
 
 1. Throughput: N alerts (200 sensors, distinct ids) preloaded into a fresh topic;
-   :class:`sensorlib.notify.Notifier` (batches of 5,000 per ``POST /api/v2/alerts``, offsets
+   :class:`sensorlib.notify.notifier.Notifier` (batches of 5,000 per ``POST /api/v2/alerts``, offsets
    committed after each) from the group's start until Alertmanager accepted all N. Target
    ≥ 5,000 alerts/s.
 2. Latency: ``--probes`` alerts published one at a time (each its own group) while the
@@ -36,11 +36,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 import httpx
 from common import broker, machine, private_topics
 
-from sensorlib.alertmanager import alertmanager_command, alertmanager_config
-from sensorlib.broker import free_port
-from sensorlib.events import Alert, alert_id
-from sensorlib.kafka_io import ensure_topics, make_producer
-from sensorlib.notify import Notifier
+from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.clients import ensure_topics, make_producer
+from sensorlib.model.events import Alert, alert_id
+from sensorlib.notify.alertmanager import alertmanager_command, alertmanager_config
+from sensorlib.notify.notifier import Notifier
 
 GROUP_WAIT = 1.0
 

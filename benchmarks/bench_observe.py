@@ -4,7 +4,7 @@
 
 One broker, one preloaded readings topic whose every record carries a ``traceparent``
 header (as if every reading had been traced upstream: the worst case for the processor).
-Each variant runs the real :class:`~sensorlib.processor.Processor` (with its Prometheus
+Each variant runs the real :class:`~sensorlib.processor.loop.Processor` (with its Prometheus
 metrics) over all records with a fresh consumer group, in its own process, rounds
 interleaved in rotating order so machine noise spreads evenly; the median of each is reported:
 
@@ -32,13 +32,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import broker, machine, private_topics
 
 from sensorlib.config import Settings
-from sensorlib.kafka_io import make_producer
+from sensorlib.kafka.clients import make_producer
 
 
 def preload_traced(settings: Settings, n: int) -> None:
     """``n`` simulated readings ending now (all inside the accepted event-time window), each
     with its own sampled ``traceparent`` header."""
-    from sensorlib.produce import backfill_simulator
+    from sensorlib.ingest.produce import backfill_simulator
 
     producer = make_producer(settings, client_id="bench-preload", linger_ms=20,
                              batch_size=512 * 1024)
@@ -75,7 +75,7 @@ def child(args: argparse.Namespace) -> None:
         topic_alerts=args.topic + "-alerts", topic_dlq=args.topic + "-dlq",
         processor_group=args.group)
     if args.variant == "on":
-        from sensorlib.telemetry import setup_tracing
+        from sensorlib.observe.telemetry import setup_tracing
 
         assert setup_tracing("bench"), "tracing did not start"
     rate, alerts, _ = processor_rate(settings, args.n)
@@ -93,7 +93,7 @@ def run(bootstrap: str | None, n: int, rounds: int, baseline: str | None) -> dic
         # Alerts and DLQ topics named after the readings topic (see child()).
         private = settings.replace(topic_alerts=settings.topic_readings + "-alerts",
                                    topic_dlq=settings.topic_readings + "-dlq")
-        from sensorlib.kafka_io import ensure_topics
+        from sensorlib.kafka.clients import ensure_topics
 
         ensure_topics(private)
         print(f"Preloading {n:,} traced readings …", flush=True)

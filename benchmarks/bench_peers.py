@@ -10,7 +10,7 @@ reach the end of the topic (as the issue that asked for it measured):
   (``contenders/reference_consumer.py``: json.loads, deque(150) averages, threshold, alerts);
 - ``fetch``: kafka-python's fetch with no decoding at all (``contenders/kafka_python_fetch.py``),
   the wall below which no consumer of kafka-python's own records can go;
-- ``fetch_fast``: the same loop with the records unpacked by ``sensorlib.records`` (as the
+- ``fetch_fast``: the same loop with the records unpacked by ``sensorlib.kafka.records`` (as the
   processor's are): the wall for the processor, shown so that its own work can be read off;
 - ``processor``: ``sensorlib processor`` (exactly-once transactions, event-time windows,
   five rules, dead letters, dedup), one worker and then ``--workers 2``.
@@ -43,9 +43,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from common import broker, machine, preload, private_topics
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
-from sensorlib.simulate import SensorSpec
+from sensorlib.ingest.simulate import SensorSpec
+from sensorlib.kafka.broker import free_port
 
 #: 30 sensors, so that every partition gets a share of the keys (the reference's five
 #: land on two of three partitions, which would leave a second worker idle).

@@ -28,10 +28,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from common import broker, machine, preload, private_topics
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
-from sensorlib.kafka_io import make_consumer
-from sensorlib.processor import FETCH_BYTES, MAX_RECORDS, Processor
+from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.clients import make_consumer
+from sensorlib.processor.loop import FETCH_BYTES, MAX_RECORDS, Processor
 
 PROCESSOR_FETCH_BYTES = FETCH_BYTES
 WARMUP = 5  # POST -> alert probes sent before measuring

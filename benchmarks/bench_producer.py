@@ -8,7 +8,7 @@ topic, timed from the first send to the end of ``flush()`` (every record acknowl
 
 - plain: ``producer.send(topic, key, value)`` of records encoded to JSON *before* the
   clock starts — the ceiling of a kafka-python producer;
-- sensorlib: :class:`sensorlib.produce.ReadingProducer` ``send(reading)`` of the Reading
+- sensorlib: :class:`sensorlib.ingest.produce.ReadingProducer` ``send(reading)`` of the Reading
   objects — it encodes each reading itself and tracks every failure, as the producer
   service and the simulator do.
 
@@ -28,9 +28,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import broker, machine, plain_send_rate, private_topics
 
 from sensorlib.config import Settings
-from sensorlib.events import Reading
-from sensorlib.produce import ReadingProducer
-from sensorlib.simulate import Simulator
+from sensorlib.ingest.produce import ReadingProducer
+from sensorlib.ingest.simulate import Simulator
+from sensorlib.model.events import Reading
 
 
 def readings(n: int, seed: int = 1) -> list[Reading]:

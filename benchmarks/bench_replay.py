@@ -9,7 +9,7 @@ big batches, no compression), then, in the same run and on the same records:
 - bare: kafka-python with the same consumer settings, assign + seek to the beginning, poll
   until the end offsets, count the records — nothing decoded (the ceiling); timed from
   building the consumer to closing it, like a read_readings call;
-- replay: :func:`sensorlib.replay.read_readings` — the same consumption plus decoding,
+- replay: :func:`sensorlib.replay.reader.read_readings` — the same consumption plus decoding,
   validation, typing, ordering and de-duplication into a DataFrame.
 """
 
@@ -27,8 +27,8 @@ from common import broker, machine, private_topics
 from kafka import TopicPartition
 
 from sensorlib.config import Settings
-from sensorlib.kafka_io import make_consumer, make_producer
-from sensorlib.replay import CONSUMER_OPTIONS, read_readings
+from sensorlib.kafka.clients import make_consumer, make_producer
+from sensorlib.replay.reader import CONSUMER_OPTIONS, read_readings
 
 #: The consumer options read_readings uses, so the bare loop is a fair ceiling.
 FETCH = dict(CONSUMER_OPTIONS)
@@ -38,7 +38,7 @@ def preload(settings: Settings, n: int) -> float:
     """Publish ``n`` simulated readings, values encoded before the clock starts; returns rec/s."""
     from datetime import UTC, datetime, timedelta
 
-    from sensorlib.simulate import Simulator
+    from sensorlib.ingest.simulate import Simulator
 
     interval = 0.1
     # Event times end now, so they are never ahead of Kafka's record times.

@@ -28,10 +28,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from common import broker, machine, private_topics
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
-from sensorlib.kafka_io import make_producer
-from sensorlib.simulate import FaultRates, SensorSpec, Simulator
+from sensorlib.ingest.simulate import FaultRates, SensorSpec, Simulator
+from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.clients import make_producer
 
 PARTITIONS = 6
 FLEET = tuple(SensorSpec(f"sensor-{i:02d}", f"Hall {i % 7}", 20.0 + i % 9, 50.0 + i % 11)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import psutil
 
-from sensorlib.broker import LocalKafka, free_port
 from sensorlib.config import Settings
-from sensorlib.kafka_io import ensure_topics, make_producer
-from sensorlib.simulate import REFERENCE_FLEET, SensorSpec, Simulator
+from sensorlib.ingest.simulate import REFERENCE_FLEET, SensorSpec, Simulator
+from sensorlib.kafka.broker import LocalKafka, free_port
+from sensorlib.kafka.clients import ensure_topics, make_producer
 
 
 def machine() -> str:

@@ -21,7 +21,7 @@ def _say(message: str) -> None:
 
 def _check_port(host: str, port: int, what: str, variable: str) -> None:
     """Refuse before starting a server whose port is taken, naming who holds it."""
-    from sensorlib.broker import check_ports
+    from sensorlib.kafka.broker import check_ports
 
     check_ports(host, [(port, what, variable)])
 
@@ -30,13 +30,13 @@ def _check_port(host: str, port: int, what: str, variable: str) -> None:
 
 
 def _local_kafka(settings: Settings):
-    from sensorlib.broker import LocalKafka
+    from sensorlib.kafka.broker import LocalKafka
 
     return LocalKafka.from_settings(settings)
 
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.broker import KAFKA_VERSION, resolve_libs
+    from sensorlib.kafka.broker import KAFKA_VERSION, resolve_libs
 
     if settings.external and args.action in ("start", "stop"):
         _say(
@@ -93,7 +93,7 @@ def _wait_for_signal(alive: Callable[[], bool]) -> None:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.kafka_io import ensure_topics, wait_for_kafka
+    from sensorlib.kafka.clients import ensure_topics, wait_for_kafka
 
     wait_for_kafka(settings, timeout=args.timeout)
     for topic, status in ensure_topics(settings).items():
@@ -105,8 +105,8 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.kafka_io import ensure_topics, wait_for_kafka
-    from sensorlib.produce import run_simulation
+    from sensorlib.ingest.produce import run_simulation
+    from sensorlib.kafka.clients import ensure_topics, wait_for_kafka
 
     wait_for_kafka(settings, timeout=30)
     ensure_topics(settings)
@@ -175,8 +175,8 @@ def cmd_processor(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     import warnings
 
-    from sensorlib.export import write_frame
-    from sensorlib.replay import DEFAULT_SLACK, ReplayWarning, read_alerts, read_readings
+    from sensorlib.replay.export import write_frame
+    from sensorlib.replay.reader import DEFAULT_SLACK, ReplayWarning, read_alerts, read_readings
 
     read = read_alerts if args.alerts else read_readings
     with warnings.catch_warnings():  # shown below, without a source line
@@ -207,8 +207,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.archive import Archiver, can_fork_writer, compact, serve_health
-    from sensorlib.kafka_io import ensure_topics, wait_for_kafka
+    from sensorlib.history.archiver import Archiver, can_fork_writer, compact, serve_health
+    from sensorlib.kafka.clients import ensure_topics, wait_for_kafka
 
     if args.action == "compact":
         report = compact(settings, min_files=args.min_files, progress=_say)
@@ -250,10 +250,10 @@ def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.kafka_io import ensure_topics, wait_for_kafka
-    from sensorlib.notify import Notifier, serve_health
+    from sensorlib.kafka.clients import ensure_topics, wait_for_kafka
+    from sensorlib.notify.notifier import Notifier, serve_health
+    from sensorlib.observe.telemetry import configure_logging, setup_tracing, shutdown_tracing
     from sensorlib.services.common import SERVICE_LOG_FORMAT
-    from sensorlib.telemetry import configure_logging, setup_tracing, shutdown_tracing
 
     host = args.host or settings.host
     port = settings.notifier_port if args.port is None else args.port
@@ -281,9 +281,9 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.export import write_frame
-    from sensorlib.history import catalog_path
-    from sensorlib.sqlshell import Session, format_table, run_prompt
+    from sensorlib.history.query import catalog_path
+    from sensorlib.history.sqlshell import Session, format_table, run_prompt
+    from sensorlib.replay.export import write_frame
 
     if not catalog_path(settings).exists():
         _say(f"note: there is no archive in {settings.warehouse} yet (start `sensorlib "
@@ -317,7 +317,7 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from sensorlib.errors import EmptyReport, KafkaUnavailable, UnknownSensor
-    from sensorlib.report import run_report
+    from sensorlib.notebook.report import run_report
 
     try:
         executed = run_report(args.start, args.end, args.out, args.sensor or None, settings,
@@ -347,7 +347,7 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.supervise import run_system
+    from sensorlib.services.supervise import run_system
 
     if not settings.loopback_only and not settings.api_token:
         if not args.insecure:
@@ -364,7 +364,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         import os
 
         os.environ["SENSORLIB_INSECURE"] = "1"  # the children (services, dashboard) agree
-    from sensorlib.broker import check_ports
+    from sensorlib.kafka.broker import check_ports
 
     # Before anything starts: a second `up` reached the first one's health checks,
     # printed "healthy" for each and then its own services died on the taken ports.
@@ -374,7 +374,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
                                   (settings.controller_port, "Kafka controller",
                                    "SENSORLIB_CONTROLLER_PORT")])
     if args.observe:
-        from sensorlib.viewers import viewer_ports
+        from sensorlib.observe.viewers import viewer_ports
 
         zipkin, prometheus = viewer_ports()
         check_ports("127.0.0.1", [(zipkin, "Zipkin", "SENSORLIB_ZIPKIN_PORT"),
@@ -451,7 +451,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     http_timeout = httpx.Timeout(STATUS_DEADLINE - 0.5)
 
     def reachable() -> bool:
-        from sensorlib.kafka_io import kafka_reachable
+        from sensorlib.kafka.clients import kafka_reachable
 
         return kafka_reachable(settings)
 
@@ -602,12 +602,12 @@ def _print_status(doc: dict) -> None:
 
 def _group_lags(settings: Settings, pairs: list[tuple[str, str]]
                 ) -> dict[tuple[str, str], dict[int, dict[str, int | None]] | Exception]:
-    """:func:`sensorlib.kafka_io.group_lag` of each (group, topic) pair with one consumer
+    """:func:`sensorlib.kafka.clients.group_lag` of each (group, topic) pair with one consumer
     and one admin client for all (ten clients at once took seconds on a busy machine)."""
     from kafka import TopicPartition
     from kafka.errors import KafkaError
 
-    from sensorlib.kafka_io import make_admin, make_consumer
+    from sensorlib.kafka.clients import make_admin, make_consumer
 
     consumer = make_consumer(settings, client_id="sensorlib-status")
     admin = make_admin(settings, client_id="sensorlib-status")
@@ -642,7 +642,7 @@ def _group_lags(settings: Settings, pairs: list[tuple[str, str]]
 
 def _viewers() -> dict[str, tuple[str, str]]:
     """The trace and metrics viewers of ``sensorlib up --observe``: name -> (url, health)."""
-    from sensorlib.viewers import viewer_urls
+    from sensorlib.observe.viewers import viewer_urls
 
     return viewer_urls()
 
@@ -664,12 +664,12 @@ def _health_reasons(answer: object) -> list[str]:
 def _archive_status(settings: Settings) -> dict[str, object]:
     """Rows and last commit of each archive table (``sensorlib status``); ``tables`` is
     None when there is no archive yet."""
-    from sensorlib.history import catalog_path
+    from sensorlib.history.query import catalog_path
 
     out: dict[str, object] = {"warehouse": str(settings.warehouse), "tables": None}
     if not catalog_path(settings).exists():
         return out
-    from sensorlib.history import table_status
+    from sensorlib.history.query import table_status
 
     tables = []
     for row in table_status(settings):
@@ -691,8 +691,8 @@ def _config_rows(settings: Settings) -> list[dict[str, str]]:
     import os
 
     from sensorlib.config import SECRET_VARIABLES, VARIABLES
-    from sensorlib.ingest import IngestSettings
-    from sensorlib.viewers import viewer_ports
+    from sensorlib.ingest.bridge import IngestSettings
+    from sensorlib.observe.viewers import viewer_ports
 
     effective = settings.to_env()
     effective["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
@@ -784,7 +784,7 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
     import subprocess
     import tempfile
 
-    from sensorlib.broker import kafka_tool_command
+    from sensorlib.kafka.broker import kafka_tool_command
 
     main_class = KAFKA_TOOLS[args.tool]
     extra = list(args.tool_args)
@@ -1151,7 +1151,7 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
 
 
 def _viewer_ports_for_help() -> tuple[int, int]:
-    from sensorlib.viewers import PROMETHEUS_PORT, ZIPKIN_PORT, viewer_ports
+    from sensorlib.observe.viewers import PROMETHEUS_PORT, ZIPKIN_PORT, viewer_ports
 
     try:
         return viewer_ports()
@@ -1162,7 +1162,7 @@ def _viewer_ports_for_help() -> tuple[int, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sensorlib`` console script; its exit codes are :data:`EXIT_CODES`
     (each error class's ``exit_code``)."""
-    from sensorlib.telemetry import quiet_kafka_noise
+    from sensorlib.observe.telemetry import quiet_kafka_noise
 
     quiet_kafka_noise()  # kafka-python's retried, transient errors are not ERRORs here either
     try:

@@ -1,6 +1,6 @@
 """Shared fixtures: one real Apache Kafka per test session, private topics per test.
 
-The broker is the project's own :class:`sensorlib.broker.LocalKafka` on free ports in a
+The broker is the project's own :class:`sensorlib.kafka.broker.LocalKafka` on free ports in a
 temporary folder, so tests never touch a user's broker on 9092. Set
 ``KAFKA_BOOTSTRAP_SERVERS`` to run the suite against a cluster of your own instead.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from sensorlib.broker import LocalKafka, free_port
 from sensorlib.config import Settings
-from sensorlib.kafka_io import ensure_topics
+from sensorlib.kafka.broker import LocalKafka, free_port
+from sensorlib.kafka.clients import ensure_topics
 from tests.support import Spawner
 
 

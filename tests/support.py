@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 from kafka import TopicPartition
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
-from sensorlib.events import Alert, parse_alert
-from sensorlib.kafka_io import make_consumer
+from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.clients import make_consumer
+from sensorlib.model.events import Alert, parse_alert
 
 
 @dataclass
@@ -162,9 +162,9 @@ def wait_for_up(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> str
 
 @contextmanager
 def running_processor(settings: Settings, **options: Any) -> Iterator[Any]:
-    """A real :class:`~sensorlib.processor.Processor` running in a thread of the test, so
+    """A real :class:`~sensorlib.processor.loop.Processor` running in a thread of the test, so
     the test can read its counters; stopped (and joined) on exit."""
-    from sensorlib.processor import Processor
+    from sensorlib.processor.loop import Processor
 
     processor = Processor(settings, **options)
     stop = threading.Event()

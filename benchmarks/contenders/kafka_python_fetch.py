@@ -4,7 +4,7 @@
 
 A group member with the processor's fetch settings that only counts records, committing
 after every poll; exits after ``--n`` records. With ``--fast``, the records are unpacked
-by ``sensorlib.records`` (what the processor does) instead of kafka-python's own unpacking.
+by ``sensorlib.kafka.records`` (what the processor does) instead of kafka-python's own unpacking.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--max-records", type=int, default=20_000)  # the processor's
     parser.add_argument("--fast", action="store_true",
-                        help="unpack records with sensorlib.records, as the processor does")
+                        help="unpack records with sensorlib.kafka.records, as the processor does")
     args = parser.parse_args()
     consumer = KafkaConsumer(args.topic, bootstrap_servers=args.bootstrap, group_id=args.group,
                              auto_offset_reset="earliest", enable_auto_commit=False,
@@ -30,10 +30,10 @@ def main() -> None:
                              max_partition_fetch_bytes=4 * 1024 * 1024,
                              isolation_level="read_committed")
     if args.fast:
-        from sensorlib.records import install
+        from sensorlib.kafka.records import install
 
         if not install(consumer):
-            raise SystemExit("sensorlib.records cannot be installed on this kafka-python")
+            raise SystemExit("sensorlib.kafka.records cannot be installed on this kafka-python")
     seen = 0
     while seen < args.n:
         batch = consumer.poll(timeout_ms=1000)

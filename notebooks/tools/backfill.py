@@ -6,11 +6,11 @@ scale without waiting a week::
     .venv/bin/python notebooks/tools/backfill.py --days 7            # localhost:9092
     .venv/bin/python notebooks/tools/backfill.py --days 1 --interval 10 --hostile
 
-Readings come from :class:`sensorlib.simulate.Simulator` (event times from ``now - days``
-up to now), alerts from the live rules over them (:class:`sensorlib.pipeline.Pipeline` on
+Readings come from :class:`sensorlib.ingest.simulate.Simulator` (event times from ``now - days``
+up to now), alerts from the live rules over them (:class:`sensorlib.engine.pipeline.Pipeline` on
 event time, as the processor raises them). ``--dead-letters N`` also writes N invalid
 records to the readings topic, each with its dead letter (the processor's own
-:func:`sensorlib.processor.dead_letter` of the real validation error) on the DLQ topic.
+:func:`sensorlib.processor.loop.dead_letter` of the real validation error) on the DLQ topic.
 ``--hostile`` adds a sensor whose id and location are HTML/JS, to check that every
 output shows them as text.
 """
@@ -28,10 +28,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sensorlib.config import Settings
-from sensorlib.events import Alert, Reading
-from sensorlib.kafka_io import ensure_topics, make_producer
-from sensorlib.pipeline import Pipeline
-from sensorlib.simulate import REFERENCE_FLEET, SensorSpec, Simulator
+from sensorlib.engine.pipeline import Pipeline
+from sensorlib.ingest.simulate import REFERENCE_FLEET, SensorSpec, Simulator
+from sensorlib.kafka.clients import ensure_topics, make_producer
+from sensorlib.model.events import Alert, Reading
 
 #: A sensor id and a location that run script if any output inserts them as HTML.
 HOSTILE_ID = "<img src=x onerror=alert(document.domain)>"
@@ -68,7 +68,7 @@ class Filled:
 
 @dataclass
 class _Record:
-    """What :func:`sensorlib.processor.dead_letter` reads from a consumed record."""
+    """What :func:`sensorlib.processor.loop.dead_letter` reads from a consumed record."""
 
     topic: str
     partition: int
@@ -114,7 +114,7 @@ def send_history(producer: Any, settings: Settings, readings: Iterable[Reading],
 
 def _why(value: bytes) -> Exception:
     """The error the processor would record for this body."""
-    from sensorlib.events import parse_reading
+    from sensorlib.model.events import parse_reading
 
     try:
         parse_reading(value)
@@ -127,7 +127,7 @@ def backfill(settings: Settings, *, days: float = 7.0, interval: float = 2.0, se
              hostile: bool = False, dead_letters: int = 0, end: datetime | None = None,
              say: bool = False) -> Filled:
     """Publish a history ending at ``end`` (default now) to the settings' topics."""
-    from sensorlib.processor import dead_letter
+    from sensorlib.processor.loop import dead_letter
 
     ensure_topics(settings)
     t0 = time.monotonic()

@@ -44,7 +44,7 @@ def execute(name: str, parameters: dict, out: Path, timeout: int = 900) -> Path:
     """Run one notebook with papermill into ``out`` (kernel over local sockets)."""
     import papermill
 
-    from sensorlib.report import _kernel_config, _kernel_name
+    from sensorlib.notebook.report import _kernel_config, _kernel_name
 
     executed = out / name
     sockets = Path(tempfile.mkdtemp(prefix="sensorlib-kernel-"))
@@ -113,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(HERE))
     from backfill import backfill
 
-    from sensorlib.broker import LocalKafka, free_port
     from sensorlib.config import Settings
-    from sensorlib.report import run_report
+    from sensorlib.kafka.broker import LocalKafka, free_port
+    from sensorlib.notebook.report import run_report
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(settings.to_env())
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
         t0 = time.monotonic()
-        from sensorlib.kafka_io import ensure_topics
+        from sensorlib.kafka.clients import ensure_topics
 
         ensure_topics(settings)
         # The fleet in real time meanwhile, for the live tail.
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_backfill:
             backfill(settings, days=args.days, interval=args.interval, dead_letters=60, say=True)
             if kafka is not None:  # the private archive: notebook 05 queries it
-                from sensorlib.archive import Archiver
+                from sensorlib.history.archiver import Archiver
 
                 done = Archiver(settings).run(until_caught_up=True)
                 print(f"archived {done}", file=sys.stderr)

@@ -28,10 +28,10 @@ from opentelemetry.trace import SpanKind
 from sensorlib.config import Settings
 from sensorlib.dashboard.state import LiveState, default_stale_after
 from sensorlib.errors import KafkaUnavailable
-from sensorlib.events import EventTimeWindow, parse_alert
-from sensorlib.gate import judge, to_reading
-from sensorlib.kafka_io import TopicReader, kafka_reachable, make_consumer
-from sensorlib.telemetry import (
+from sensorlib.kafka.clients import TopicReader, kafka_reachable, make_consumer
+from sensorlib.model.events import EventTimeWindow, parse_alert
+from sensorlib.model.gate import judge, to_reading
+from sensorlib.observe.telemetry import (
     context_from_headers,
     setup_tracing,
     trace_id_of,
@@ -120,7 +120,7 @@ class _TopicPump:
     def _backfill(self) -> None:
         """Read the last ``backfill`` of every partition, by record timestamp, without a group.
 
-        A :class:`~sensorlib.kafka_io.TopicReader` (assign + seek, up to the end offsets of
+        A :class:`~sensorlib.kafka.clients.TopicReader` (assign + seek, up to the end offsets of
         the moment it starts). It stops early, keeping what it delivered, when no record
         came for :data:`_BACKFILL_IDLE` seconds (``read_committed`` never reaches the end of
         a transaction still open), after :data:`_BACKFILL_LIMIT` seconds, or on ``stop``;

@@ -1,9 +1,9 @@
 """The History tab of one session: any sensors over any period of the archive, zoomable.
 
-The readings come from :func:`sensorlib.replay.read_readings` (the Iceberg archive, plus
+The readings come from :func:`sensorlib.replay.reader.read_readings` (the Iceberg archive, plus
 Kafka's tail not archived yet), read in a worker thread so the page and the other sessions
-stay responsive. They are drawn by :class:`sensorlib.plots.HistoryView`, the same view a
-notebook shows (:func:`sensorlib.plots.history_view`): downsampled to the visible range
+stay responsive. They are drawn by :class:`sensorlib.notebook.plots.HistoryView`, the same view a
+notebook shows (:func:`sensorlib.notebook.plots.history_view`): downsampled to the visible range
 with MinMaxLTTB on every zoom or pan, down to single readings. Sensor ids and locations
 reach the page only as widget options, legend text or escaped HTML.
 """
@@ -20,11 +20,11 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
-from sensorlib import plots
 from sensorlib.config import Settings
 from sensorlib.dashboard.kafka_tab import _dark_plot
 from sensorlib.dashboard.theme import WIDGET_CSS
 from sensorlib.dashboard.theme import html_pane as _html
+from sensorlib.notebook import plots
 
 __all__ = ["PERIODS", "HistoryTab", "HistoryView", "read_history"]
 
@@ -41,7 +41,7 @@ _COLUMNS = ["sensorId", "location", "timestamp", "temperature", "humidity"]
 def read_history(settings: Settings, start: pd.Timestamp, end: pd.Timestamp,
                  sensors: list[str] | None) -> pd.DataFrame:
     """The readings the tab draws: archive + Kafka tail, only the columns it needs."""
-    from sensorlib.replay import read_readings
+    from sensorlib.replay.reader import read_readings
 
     frame = read_readings(start, end, sensors or None, settings=settings, source="auto",
                           progress=False)

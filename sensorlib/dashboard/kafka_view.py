@@ -21,7 +21,7 @@ from kafka import TopicPartition
 from sensorlib.config import Settings
 from sensorlib.dashboard.shared import PerSettings
 from sensorlib.dashboard.state import LagHistory
-from sensorlib.kafka_io import TopicReader, make_admin, make_consumer
+from sensorlib.kafka.clients import TopicReader, make_admin, make_consumer
 
 __all__ = [
     "ASSIGNING_ROLES",

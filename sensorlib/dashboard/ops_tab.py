@@ -4,7 +4,7 @@ One :class:`OpsMonitor` per server process (:func:`shared_ops`) scrapes the prod
 the processor's and the archiver's ``GET /metrics`` (the URLs of ``Settings``: host and
 ``*_port``) every :data:`OPS_EVERY` seconds, plus the dashboard's own registry, and keeps
 the last minutes of scrapes; it also checks whether the trace and metrics viewers
-(Zipkin, Prometheus: :mod:`sensorlib.viewers`) answer. Nothing is counted here: every
+(Zipkin, Prometheus: :mod:`sensorlib.observe.viewers`) answer. Nothing is counted here: every
 figure is computed from the services' counters and histograms with the pure functions of
 :mod:`sensorlib.dashboard.ops` — rates over the last minute, event-to-alert p50/p99 over
 the last five. :class:`OpsView` shows them in a session (only while the tab is visible).
@@ -287,7 +287,7 @@ class OpsMonitor:
 
     def __init__(self, settings: Settings, own: Callable[[], bytes] | None = None,
                  every: float = OPS_EVERY) -> None:
-        from sensorlib.viewers import viewer_urls
+        from sensorlib.observe.viewers import viewer_urls
 
         self.settings = settings
         self.urls = metrics_urls(settings)

@@ -13,7 +13,6 @@ import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sensorlib import colours
 from sensorlib.dashboard import kafka_view
 from sensorlib.dashboard.state import (
     STATUSES,
@@ -25,6 +24,7 @@ from sensorlib.dashboard.state import (
     SensorView,
     relative_time,
 )
+from sensorlib.notebook import colours
 
 __all__ = ["alert_feed", "board_summary", "header", "kafka_banner", "refused", "sensor_card",
            "sparklines", "text"]

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sensorlib.events import status_of
-from sensorlib.recent import RecentById
+from sensorlib.engine.recent import RecentById
+from sensorlib.model.events import status_of
 
 if TYPE_CHECKING:
-    from sensorlib.events import Alert, Reading
+    from sensorlib.model.events import Alert, Reading
 
 __all__ = [
     "STATUSES",

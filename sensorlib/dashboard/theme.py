@@ -12,7 +12,7 @@ from typing import Any
 
 import panel as pn
 
-from sensorlib.colours import STATUS_COLOURS as COLOURS
+from sensorlib.notebook.colours import STATUS_COLOURS as COLOURS
 
 __all__ = ["CARD_CSS", "CARD_TEXT_CSS", "CSS", "OPS_CSS", "SPARK_CSS", "TABS_CSS", "WIDGET_CSS",
            "html_pane", "no_web_fonts"]

@@ -16,8 +16,8 @@ from typing import Any
 import uvicorn
 
 from sensorlib.config import Settings
+from sensorlib.observe.telemetry import configure_logging, shutdown_tracing
 from sensorlib.services.common import SERVICE_LOG_FORMAT, server_options
-from sensorlib.telemetry import configure_logging, shutdown_tracing
 
 __all__ = ["serve"]
 

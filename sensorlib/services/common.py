@@ -18,9 +18,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from sensorlib.config import Settings, is_loopback
-from sensorlib.events import MAX_BODY_BYTES
-from sensorlib.kafka_io import kafka_reachable
-from sensorlib.telemetry import setup_tracing
+from sensorlib.kafka.clients import kafka_reachable
+from sensorlib.model.events import MAX_BODY_BYTES
+from sensorlib.observe.telemetry import setup_tracing
 
 #: Longest a client may take to send a request body by default (``SENSORLIB_BODY_TIMEOUT``).
 BODY_TIMEOUT = 10.0

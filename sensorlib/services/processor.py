@@ -3,9 +3,9 @@
 The loop runs in one background thread; the API reads copies of its committed state
 under a lock, so a request never sees a half-applied batch (the reference has races here).
 ``/api/aggregates`` answers the reference's shape, an object keyed by sensorId.
-``/metrics`` is the loop's Prometheus metrics (:class:`sensorlib.telemetry.ProcessorMetrics`).
+``/metrics`` is the loop's Prometheus metrics (:class:`sensorlib.observe.telemetry.ProcessorMetrics`).
 ``/health`` is 503 with ``problems`` naming each reason whenever the loop is not doing
-its job (see :meth:`sensorlib.processor.Processor.problems`).
+its job (see :meth:`sensorlib.processor.loop.Processor.problems`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse, Response
 
 from sensorlib import __version__
 from sensorlib.config import Settings
-from sensorlib.kafka_io import ensure_topics, wait_for_kafka
-from sensorlib.processor import Processor
+from sensorlib.kafka.clients import ensure_topics, wait_for_kafka
+from sensorlib.processor.loop import Processor
 from sensorlib.services.common import (
     guard,
     health_body,

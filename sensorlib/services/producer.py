@@ -5,13 +5,13 @@
 lie in the accepted window around the wall clock), publishes it keyed by sensorId with
 acks=all in the reference .NET producer's PascalCase and answers like the reference,
 ``{"status": "published", "sensorEvent": {...}}``, plus where Kafka stored it, once Kafka
-acknowledged it (awaited on the event loop: :class:`sensorlib.ingest.Ingest`).
+acknowledged it (awaited on the event loop: :class:`sensorlib.ingest.bridge.Ingest`).
 ``POST /api/events/batch`` takes up to 10,000 readings (a JSON array or NDJSON) and
 answers per-item results. Too many readings in flight gives 429, Kafka down or stalled
 503, both with ``Retry-After``; an ``Idempotency-Key`` header (or ``eventId`` field)
 makes a retried POST store its reading once. Requests for other Host names or from other
 browser origins are refused (see :func:`sensorlib.services.common.guard`). ``/metrics``
-counts accepted and refused readings (:class:`sensorlib.telemetry.ProducerMetrics`).
+counts accepted and refused readings (:class:`sensorlib.observe.telemetry.ProducerMetrics`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ from opentelemetry.propagate import extract
 
 from sensorlib import __version__
 from sensorlib.config import Settings
-from sensorlib.events import EventTimeWindow, InvalidReading, Reading
-from sensorlib.ingest import (
+from sensorlib.ingest.bridge import (
     NDJSON_TYPES,
     Conflict,
     Ingest,
@@ -45,8 +44,11 @@ from sensorlib.ingest import (
     parse_posted,
     split_batch,
 )
-from sensorlib.kafka_io import ensure_topics, kafka_reachable
-from sensorlib.produce import ReadingProducer, SimulatorLoop
+from sensorlib.ingest.produce import ReadingProducer, SimulatorLoop
+from sensorlib.ingest.simulate import REFERENCE_FLEET
+from sensorlib.kafka.clients import ensure_topics, kafka_reachable
+from sensorlib.model.events import EventTimeWindow, InvalidReading, Reading
+from sensorlib.observe.telemetry import TRACEPARENT, ProducerMetrics, headers_for, tracing_enabled
 from sensorlib.services.common import (
     BodyTooLarge,
     BodyTooSlow,
@@ -59,8 +61,6 @@ from sensorlib.services.common import (
     read_limited_body,
     trace_app,
 )
-from sensorlib.simulate import REFERENCE_FLEET
-from sensorlib.telemetry import TRACEPARENT, ProducerMetrics, headers_for, tracing_enabled
 
 log = logging.getLogger("sensorlib.producer")
 

@@ -37,8 +37,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from sensorlib import __version__
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
+from sensorlib.kafka.broker import free_port
 from sensorlib.services.common import guard, health_response
 
 __all__ = ["Workers", "create_front_app", "merge_metrics"]

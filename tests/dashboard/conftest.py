@@ -15,12 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
 from sensorlib.dashboard import app_path, serve_command
-from sensorlib.events import Alert, Reading, alert_id
-from sensorlib.kafka_io import ensure_topics, make_producer
-from sensorlib.simulate import FaultRates, Simulator
+from sensorlib.ingest.simulate import FaultRates, Simulator
+from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.clients import ensure_topics, make_producer
+from sensorlib.model.events import Alert, Reading, alert_id
 from tests.conftest import private_settings
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from sensorlib.broker import LocalKafka, free_port
 from sensorlib.config import Settings
-from sensorlib.kafka_io import ensure_topics
-from sensorlib.simulate import REFERENCE_FLEET
+from sensorlib.ingest.simulate import REFERENCE_FLEET
+from sensorlib.kafka.broker import LocalKafka, free_port
+from sensorlib.kafka.clients import ensure_topics
 from tests.support import eventually
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]

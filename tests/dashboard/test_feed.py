@@ -10,8 +10,8 @@ import pytest
 from sensorlib.config import Settings
 from sensorlib.dashboard.feed import Feed
 from sensorlib.dashboard.kafka_view import GroupLag, KafkaMonitor
-from sensorlib.events import Reading
-from sensorlib.kafka_io import group_lag, make_producer
+from sensorlib.kafka.clients import group_lag, make_producer
+from sensorlib.model.events import Reading
 from tests.support import eventually
 
 pytestmark = pytest.mark.kafka

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sensorlib import plots
-from sensorlib.kafka_io import ensure_topics, make_producer
-from sensorlib.simulate import FaultRates, Simulator
+from sensorlib.ingest.simulate import FaultRates, Simulator
+from sensorlib.kafka.clients import ensure_topics, make_producer
+from sensorlib.notebook import plots
 
 HOSTILE = "<img src=x onerror=alert(7)>"
 

@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
 from sensorlib.dashboard.hosts import host_allowed, split_host, websocket_origins
+from sensorlib.kafka.broker import free_port
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 
 EVIL = "evil.example"

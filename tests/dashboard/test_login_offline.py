@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
 from sensorlib.dashboard import serve_command
+from sensorlib.kafka.broker import free_port
 from tests.offline import LOCAL_HOSTS, off_machine_urls
 
 pytestmark = pytest.mark.kafka

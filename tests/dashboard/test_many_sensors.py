@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.events import Reading
-from sensorlib.kafka_io import make_producer
+from sensorlib.kafka.clients import make_producer
+from sensorlib.model.events import Reading
 from tests.dashboard.conftest import SCREENSHOTS
 from tests.dashboard.test_browser import DEADLINE_MS, wait_text
 

@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
-from sensorlib.history import table_name
-from sensorlib.kafka_io import ensure_topics
-from sensorlib.viewers import zipkin_spans_endpoint
+from sensorlib.history.query import table_name
+from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.clients import ensure_topics
+from sensorlib.observe.viewers import zipkin_spans_endpoint
 from tests.conftest import private_settings
 from tests.observe.conftest import scrape, value
 from tests.observe.test_tracing import traceparent, zipkin  # noqa: F401 — the fixture

@@ -22,7 +22,7 @@ from sensorlib.dashboard.state import (
     select_sensors,
 )
 from sensorlib.errors import ConfigError
-from sensorlib.events import Alert, Reading
+from sensorlib.model.events import Alert, Reading
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -15,15 +15,15 @@ import psutil
 import pytest
 from kafka.errors import KafkaError
 
-from sensorlib.broker import LocalKafka, free_port
 from sensorlib.config import Settings
+from sensorlib.engine.pipeline import run_frame
 from sensorlib.errors import BrokerError
-from sensorlib.events import Alert, Reading, parse_reading
-from sensorlib.kafka_io import ensure_topics, group_lag
-from sensorlib.pipeline import run_frame
-from sensorlib.processor import rules_from_settings
-from sensorlib.produce import PublishError, ReadingProducer
-from sensorlib.simulate import Simulator
+from sensorlib.ingest.produce import PublishError, ReadingProducer
+from sensorlib.ingest.simulate import Simulator
+from sensorlib.kafka.broker import LocalKafka, free_port
+from sensorlib.kafka.clients import ensure_topics, group_lag
+from sensorlib.model.events import Alert, Reading, parse_reading
+from sensorlib.processor.loop import rules_from_settings
 from tests.conftest import private_settings
 from tests.support import Spawner, read_alerts, read_topic
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sensorlib.broker import LocalKafka
 from sensorlib.config import Settings
+from sensorlib.kafka.broker import LocalKafka
 from tests.dashboard.conftest import start_dashboard
 from tests.support import eventually
 

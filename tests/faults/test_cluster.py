@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.kafka_io import ensure_topics, make_admin
+from sensorlib.kafka.clients import ensure_topics, make_admin
 from tests.support import eventually
 
 from .conftest import (

@@ -24,13 +24,13 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from sensorlib import history
-from sensorlib.archive import HEALTH_GRACE, STALL_AFTER, Archiver
-from sensorlib.broker import LocalKafka, free_port
 from sensorlib.config import Settings
-from sensorlib.kafka_io import make_producer
-from sensorlib.produce import ReadingProducer, SimulatorLoop
-from sensorlib.simulate import Simulator
+from sensorlib.history import query as history
+from sensorlib.history.archiver import HEALTH_GRACE, STALL_AFTER, Archiver
+from sensorlib.ingest.produce import ReadingProducer, SimulatorLoop
+from sensorlib.ingest.simulate import Simulator
+from sensorlib.kafka.broker import LocalKafka, free_port
+from sensorlib.kafka.clients import make_producer
 from tests.support import eventually, read_topic, service_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

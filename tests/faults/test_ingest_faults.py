@@ -9,7 +9,7 @@ import httpx
 import psutil
 import pytest
 
-from sensorlib.events import parse_reading
+from sensorlib.model.events import parse_reading
 from tests.support import eventually, read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -20,16 +20,17 @@ import psutil
 import pytest
 from kafka.consumer.fetcher import ConsumerRecord
 
-from sensorlib import archive, history
-from sensorlib.archive import ArchiveError, Archiver, compact
-from sensorlib.broker import free_port
 from sensorlib.cli import build_parser
 from sensorlib.config import Settings
-from sensorlib.events import Alert, Reading
-from sensorlib.kafka_io import make_producer
-from sensorlib.pipeline import Pipeline
-from sensorlib.replay import ReplayWarning, read_alerts, read_readings
-from sensorlib.simulate import Simulator
+from sensorlib.engine.pipeline import Pipeline
+from sensorlib.history import archiver as archive
+from sensorlib.history import query as history
+from sensorlib.history.archiver import ArchiveError, Archiver, compact
+from sensorlib.ingest.simulate import Simulator
+from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.clients import make_producer
+from sensorlib.model.events import Alert, Reading
+from sensorlib.replay.reader import ReplayWarning, read_alerts, read_readings
 
 pytestmark = pytest.mark.kafka
 
@@ -570,7 +571,7 @@ def test_sql_sees_the_kafka_tail_the_archiver_has_not_written_yet(archived: Sett
 def test_dead_letters_are_archived_and_read_back_with_kafka_down(archived: Settings) -> None:
     """Invalid-record counts and reasons survive in the archive (issue 25: 18 injected,
     "0 skipped" once the readings came from the archive)."""
-    from sensorlib.deadletters import read_dead_letters
+    from sensorlib.kafka.deadletters import read_dead_letters
     from tests.support import eventually, running_processor
 
     readings = fleet(datetime.now(UTC) - timedelta(minutes=10), 2)

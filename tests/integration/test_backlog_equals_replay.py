@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.pipeline import Pipeline
-from sensorlib.produce import ReadingProducer
-from sensorlib.simulate import Simulator
+from sensorlib.engine.pipeline import Pipeline
+from sensorlib.ingest.produce import ReadingProducer
+from sensorlib.ingest.simulate import Simulator
 from tests.support import eventually, read_alerts, running_processor
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

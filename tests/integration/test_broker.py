@@ -11,9 +11,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sensorlib.broker import LocalKafka, free_port, jvm_main_class, resolve_libs
 from sensorlib.config import Settings
-from sensorlib.kafka_io import make_consumer
+from sensorlib.kafka.broker import LocalKafka, free_port, jvm_main_class, resolve_libs
+from sensorlib.kafka.clients import make_consumer
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

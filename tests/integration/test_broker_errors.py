@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sensorlib.broker import LocalKafka, first_errors, free_port
 from sensorlib.config import Settings
 from sensorlib.errors import BrokerError
+from sensorlib.kafka.broker import LocalKafka, first_errors, free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

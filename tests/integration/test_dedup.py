@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.events import Reading
-from sensorlib.kafka_io import make_producer
-from sensorlib.processor import Processor
+from sensorlib.kafka.clients import make_producer
+from sensorlib.model.events import Reading
+from sensorlib.processor.loop import Processor
 from tests.support import eventually, running_processor
 
 pytestmark = pytest.mark.kafka
@@ -45,8 +45,8 @@ def _count(processor: Processor, sensor_id: str) -> int:
 @pytest.mark.parametrize("fast_records", [True, False], ids=["fast-records", "kafka-python-records"])
 def test_retried_copies_count_once_live_and_after_a_restart(
         topics: Settings, fast_records: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    if not fast_records:  # as if sensorlib.records could not be installed on this kafka-python
-        monkeypatch.setattr("sensorlib.processor.install_fast_records", lambda consumer: False)
+    if not fast_records:  # as if sensorlib.kafka.records could not be installed on this kafka-python
+        monkeypatch.setattr("sensorlib.processor.loop.install_fast_records", lambda consumer: False)
     now = datetime.now(UTC).replace(microsecond=0)
     first = Reading(sensor_id="dedup-1", temperature=21.0, humidity=40.0, location="Lab",
                     timestamp=now - timedelta(seconds=30))
@@ -82,8 +82,8 @@ def test_a_retried_post_after_a_producer_sigkill_is_one_row_in_the_archive(
     archiver restarts (the span is rebuilt from the table)."""
     import httpx
 
-    from sensorlib.archive import Archiver
-    from sensorlib.history import READINGS, open_table
+    from sensorlib.history.archiver import Archiver
+    from sensorlib.history.query import READINGS, open_table
 
     archived = topics.replace(warehouse_dir=tmp_path / "warehouse")
     body = {"sensorId": "retry-me", "temperature": 21.0, "humidity": 40.0,

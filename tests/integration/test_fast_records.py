@@ -13,8 +13,8 @@ import pytest
 from kafka import TopicPartition
 
 from sensorlib.config import Settings
-from sensorlib.kafka_io import make_consumer, make_producer
-from sensorlib.records import install
+from sensorlib.kafka.clients import make_consumer, make_producer
+from sensorlib.kafka.records import install
 
 pytestmark = pytest.mark.kafka
 

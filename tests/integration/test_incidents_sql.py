@@ -14,10 +14,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from sensorlib import history
-from sensorlib.analysis import incidents, replay_rules
 from sensorlib.config import Settings
-from sensorlib.simulate import FaultRates, Simulator
+from sensorlib.history import query as history
+from sensorlib.ingest.simulate import FaultRates, Simulator
+from sensorlib.notebook.analysis import incidents, replay_rules
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 

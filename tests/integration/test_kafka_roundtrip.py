@@ -9,7 +9,7 @@ import pytest
 from kafka import TopicPartition
 
 from sensorlib.config import Settings
-from sensorlib.kafka_io import ensure_topics, make_consumer, make_producer, topic_partitions
+from sensorlib.kafka.clients import ensure_topics, make_consumer, make_producer, topic_partitions
 
 pytestmark = pytest.mark.kafka
 
@@ -77,7 +77,7 @@ def test_topic_setup_is_idempotent_with_the_design_partitions(settings: Settings
 def test_topics_have_retention_set(topics: Settings) -> None:
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    from sensorlib.kafka_io import make_admin
+    from sensorlib.kafka.clients import make_admin
 
     admin = make_admin(topics)
     try:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.kafka_io import make_producer
+from sensorlib.kafka.clients import make_producer
 from tests.support import service_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -18,9 +18,9 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
-from sensorlib.broker import check_java, resolve_libs
 from sensorlib.config import Settings
-from sensorlib.history import READINGS, open_table
+from sensorlib.history.query import READINGS, open_table
+from sensorlib.kafka.broker import check_java, resolve_libs
 from tests.support import eventually, read_topic, running_processor
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -141,7 +141,7 @@ def test_batches_of_kafkas_own_console_producer_are_read(spawn, topics: Settings
 def test_sensors_beyond_the_cap_are_dead_lettered_with_the_reason(
         base_settings: Settings, kafka_cluster: str) -> None:
     """SENSORLIB_MAX_SENSORS: a reading of one sensor more is refused, not kept."""
-    from sensorlib.kafka_io import ensure_topics
+    from sensorlib.kafka.clients import ensure_topics
     from tests.conftest import private_settings
 
     settings = private_settings(base_settings, kafka_cluster, partitions=1, max_sensors=3)
@@ -166,7 +166,7 @@ def test_a_record_that_breaks_processing_is_isolated_by_halves(
     """Whatever fails on one record's data (here a fault injected into the windows for
     sensor "boom") costs that record a dead letter, never the stream: the poll is retried
     in halves from committed state until the record is found."""
-    from sensorlib.pipeline import Pipeline
+    from sensorlib.engine.pipeline import Pipeline
 
     real = Pipeline.process_batch_us
 

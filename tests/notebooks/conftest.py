@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.events import Alert, Reading
-from sensorlib.kafka_io import make_producer
-from sensorlib.pipeline import Pipeline
-from sensorlib.simulate import Simulator
+from sensorlib.engine.pipeline import Pipeline
+from sensorlib.ingest.simulate import Simulator
+from sensorlib.kafka.clients import make_producer
+from sensorlib.model.events import Alert, Reading
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"

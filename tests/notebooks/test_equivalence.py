@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 from kafka import TopicPartition
 
-from sensorlib.detect import RuleConfig
-from sensorlib.events import Reading, parse_reading
-from sensorlib.kafka_io import make_consumer
-from sensorlib.pipeline import Pipeline, aggregates_to_frame, alerts_to_frame, run_frame
-from sensorlib.replay import compare_rules, read_readings, replay_rules
+from sensorlib.engine.detect import RuleConfig
+from sensorlib.engine.pipeline import Pipeline, aggregates_to_frame, alerts_to_frame, run_frame
+from sensorlib.kafka.clients import make_consumer
+from sensorlib.model.events import Reading, parse_reading
+from sensorlib.replay.reader import compare_rules, read_readings, replay_rules
 
 from .conftest import Seeded
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sensorlib.archive import Archiver
 from sensorlib.config import Settings
-from sensorlib.pipeline import Pipeline
-from sensorlib.produce import backfill_simulator
+from sensorlib.engine.pipeline import Pipeline
+from sensorlib.history.archiver import Archiver
+from sensorlib.ingest.produce import backfill_simulator
 
 from .conftest import NOTEBOOKS, PYTHON, REPO, publish, subprocess_env
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sensorlib.broker import free_port
 from sensorlib.cli import main
-from sensorlib.report import EmptyReport, ReportError, run_report
+from sensorlib.kafka.broker import free_port
+from sensorlib.notebook.report import EmptyReport, ReportError, run_report
 
 from .conftest import NOTEBOOKS, PYTHON, REPO, Seeded, subprocess_env
 

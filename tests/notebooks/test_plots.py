@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sensorlib import plots
-from sensorlib.detect import Detector
-from sensorlib.events import Reading
-from sensorlib.pipeline import alerts_to_frame
-from sensorlib.report import (
+from sensorlib.engine.detect import Detector
+from sensorlib.engine.pipeline import alerts_to_frame
+from sensorlib.engine.windows import SensorWindow
+from sensorlib.model.events import Reading
+from sensorlib.notebook import plots
+from sensorlib.notebook.report import (
     alert_summary,
     alerts_by_rule,
     format_table,
@@ -23,7 +24,6 @@ from sensorlib.report import (
     write_alerts,
     write_index,
 )
-from sensorlib.windows import SensorWindow
 
 T0 = pd.Timestamp("2026-01-01T00:00:00Z")
 
@@ -118,7 +118,7 @@ def test_top_alerts_put_critical_first_and_humidity_alerts_on_humidity() -> None
 
 
 def test_severity_colours_are_fixed_and_no_sensor_line_uses_them() -> None:
-    from sensorlib.colours import STATUS_COLOURS  # one table: dashboard, report, figures
+    from sensorlib.notebook.colours import STATUS_COLOURS  # one table: dashboard, report, figures
 
     assert plots.SEVERITY_COLOURS == {"critical": STATUS_COLOURS["critical"],
                                       "warning": STATUS_COLOURS["warning"]}

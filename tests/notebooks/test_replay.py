@@ -12,10 +12,10 @@ import pytest
 
 from sensorlib.cli import build_parser
 from sensorlib.config import Settings
-from sensorlib.events import Reading
-from sensorlib.export import ExportError
-from sensorlib.kafka_io import end_offsets, make_producer
-from sensorlib.replay import (
+from sensorlib.kafka.clients import end_offsets, make_producer
+from sensorlib.model.events import Reading
+from sensorlib.replay.export import ExportError
+from sensorlib.replay.reader import (
     ALERT_DTYPES,
     READING_DTYPES,
     ReplayError,

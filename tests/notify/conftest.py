@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from sensorlib.alertmanager import alertmanager_command, alertmanager_config
-from sensorlib.broker import LocalKafka, free_port
 from sensorlib.config import Settings
+from sensorlib.kafka.broker import LocalKafka, free_port
+from sensorlib.notify.alertmanager import alertmanager_command, alertmanager_config
 
 needs_alertmanager = pytest.mark.skipif(
     shutil.which("prometheus-alertmanager") is None and shutil.which("alertmanager") is None,

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from sensorlib.broker import LocalKafka
 from sensorlib.config import Settings
-from sensorlib.events import Alert, alert_id
-from sensorlib.kafka_io import ensure_topics, make_producer
+from sensorlib.kafka.broker import LocalKafka
+from sensorlib.kafka.clients import ensure_topics, make_producer
+from sensorlib.model.events import Alert, alert_id
 from tests.conftest import private_settings
 from tests.notify.conftest import Alertmanager, Mailbox, Webhook, needs_alertmanager
 from tests.support import Spawner, eventually

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sensorlib.alertmanager import alerting_section, operational_rules
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
-from sensorlib.viewers import prometheus_command, prometheus_config
+from sensorlib.kafka.broker import free_port
+from sensorlib.notify.alertmanager import alerting_section, operational_rules
+from sensorlib.observe.viewers import prometheus_command, prometheus_config
 from tests.notify.conftest import Alertmanager, Webhook, needs_alertmanager
 from tests.support import Spawner, eventually, wait_http
 

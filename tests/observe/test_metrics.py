@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.produce import ReadingProducer
+from sensorlib.ingest.produce import ReadingProducer
 from tests.support import eventually, read_alerts, read_topic
 
 from .conftest import scrape, total, value

@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
 from sensorlib.errors import SensorlibError
-from sensorlib.telemetry import trace_id_of
-from sensorlib.viewers import resolve_zipkin, zipkin_command, zipkin_spans_endpoint
+from sensorlib.kafka.broker import free_port
+from sensorlib.observe.telemetry import trace_id_of
+from sensorlib.observe.viewers import resolve_zipkin, zipkin_command, zipkin_spans_endpoint
 from tests.support import eventually, read_topic, wait_http
 
 pytestmark = pytest.mark.kafka

@@ -12,10 +12,10 @@ import sys
 import httpx
 import pytest
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
 from sensorlib.errors import SensorlibError
-from sensorlib.viewers import (
+from sensorlib.kafka.broker import free_port
+from sensorlib.observe.viewers import (
     PROMETHEUS_MISSING,
     prometheus_config,
     prometheus_executable,

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.kafka_io import group_unowned_partitions, make_consumer
-from sensorlib.processor import HEALTH_GRACE, STALL_AFTER, Processor
+from sensorlib.kafka.clients import group_unowned_partitions, make_consumer
+from sensorlib.processor.loop import HEALTH_GRACE, STALL_AFTER, Processor
 from tests.support import eventually
 
 

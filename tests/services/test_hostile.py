@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.events import format_timestamp
-from sensorlib.kafka_io import end_offsets, ensure_topics
-from sensorlib.produce import ReadingProducer
+from sensorlib.ingest.produce import ReadingProducer
+from sensorlib.kafka.clients import end_offsets, ensure_topics
+from sensorlib.model.events import format_timestamp
 from tests.support import eventually, read_alerts, read_topic
 
 from .test_producer_api import REFERENCE_PAYLOAD

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.events import Reading, parse_reading
-from sensorlib.kafka_io import end_offsets
-from sensorlib.produce import ReadingProducer
+from sensorlib.ingest.produce import ReadingProducer
+from sensorlib.kafka.clients import end_offsets
+from sensorlib.model.events import Reading, parse_reading
 from tests.support import read_topic
 
 pytestmark = pytest.mark.kafka
@@ -257,8 +257,8 @@ def test_health_reports_the_in_flight_bound(api) -> None:
 def test_every_odd_record_gets_the_gates_verdict_over_http(api) -> None:
     """The API is one more reader of the shared corpus: 201 exactly when the gate accepts,
     else 422 naming the gate's fields and reasons — never a 500 or a reset connection."""
-    from sensorlib.events import EventTimeWindow, InvalidReading
-    from sensorlib.gate import judge
+    from sensorlib.model.events import EventTimeWindow, InvalidReading
+    from sensorlib.model.gate import judge
     from tests.corpus import CORPUS
 
     window = EventTimeWindow()

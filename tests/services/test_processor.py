@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.events import Reading
-from sensorlib.produce import ReadingProducer
-from sensorlib.simulate import Simulator
+from sensorlib.ingest.produce import ReadingProducer
+from sensorlib.ingest.simulate import Simulator
+from sensorlib.model.events import Reading
 from tests.support import eventually, read_alerts, read_topic
 
 from .test_producer_api import REFERENCE_PAYLOAD
@@ -106,8 +106,8 @@ def _offline_alert_ids(readings: list[Reading], settings: Settings) -> set[str]:
     driven by the wall clock live)."""
     import pandas as pd
 
-    from sensorlib.pipeline import run_frame
-    from sensorlib.processor import rules_from_settings
+    from sensorlib.engine.pipeline import run_frame
+    from sensorlib.processor.loop import rules_from_settings
 
     frame = pd.DataFrame([r.to_dict() for r in readings])
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
@@ -117,7 +117,7 @@ def _offline_alert_ids(readings: list[Reading], settings: Settings) -> set[str]:
 
 
 def _lag(settings: Settings):
-    from sensorlib.kafka_io import group_lag
+    from sensorlib.kafka.clients import group_lag
 
     return group_lag(settings, settings.processor_group, settings.topic_readings)
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.events import parse_reading
-from sensorlib.kafka_io import end_offsets, ensure_topics
+from sensorlib.kafka.clients import end_offsets, ensure_topics
+from sensorlib.model.events import parse_reading
 from tests.support import eventually, read_topic
 
 pytestmark = pytest.mark.kafka
@@ -129,7 +129,7 @@ def test_bad_bodies_get_422_and_nothing_is_published(producer_api, topics: Setti
 
 
 def test_kafka_down_gives_503_not_500(spawn, settings: Settings) -> None:
-    from sensorlib.broker import free_port
+    from sensorlib.kafka.broker import free_port
 
     nowhere = settings.replace(bootstrap_servers=f"127.0.0.1:{free_port()}")
     api = spawn("producer", nowhere, "--no-simulate", wait=False)

@@ -10,8 +10,8 @@ import httpx
 import psutil
 import pytest
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
+from sensorlib.kafka.broker import free_port
 from tests.support import eventually, service_env, wait_for_up, wait_http
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings
 from sensorlib.errors import PortInUse
+from sensorlib.kafka.broker import free_port
 from tests.support import service_env, wait_for_up
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

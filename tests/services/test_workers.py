@@ -16,8 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sensorlib.config import Settings
-from sensorlib.events import Reading
-from sensorlib.kafka_io import make_producer
+from sensorlib.kafka.clients import make_producer
+from sensorlib.model.events import Reading
 from tests.support import eventually
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

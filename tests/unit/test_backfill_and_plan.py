@@ -8,9 +8,9 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.errors import SensorlibError
-from sensorlib.produce import backfill_simulator
-from sensorlib.simulate import Simulator
-from sensorlib.supervise import service_plan
+from sensorlib.ingest.produce import backfill_simulator
+from sensorlib.ingest.simulate import Simulator
+from sensorlib.services.supervise import service_plan
 
 END = datetime(2026, 11, 30, 12, tzinfo=UTC)
 

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensorlib.detect import FLEET, RuleConfig
-from sensorlib.events import InvalidReading, Reading, alert_id, new_reading
-from sensorlib.pipeline import DEFAULT_MAX_SENSORS, Pipeline, TooManySensors, run_frame
-from sensorlib.runs import MIN_RUN
-from sensorlib.times import from_us, to_us
+from sensorlib.engine.detect import FLEET, RuleConfig
+from sensorlib.engine.pipeline import DEFAULT_MAX_SENSORS, Pipeline, TooManySensors, run_frame
+from sensorlib.engine.runs import MIN_RUN
+from sensorlib.model.events import InvalidReading, Reading, alert_id, new_reading
+from sensorlib.model.times import from_us, to_us
 
 T0 = datetime(2026, 11, 29, 12, tzinfo=UTC)
 DETECTED = datetime(2026, 11, 29, 13, tzinfo=UTC)

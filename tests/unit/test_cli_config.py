@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from kafka import errors as kafka_errors
 
-from sensorlib.broker import free_port
 from sensorlib.config import Settings, read_config_file, with_config_file
 from sensorlib.errors import ConfigError
-from sensorlib.telemetry import KafkaNoise
+from sensorlib.kafka.broker import free_port
+from sensorlib.observe.telemetry import KafkaNoise
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -159,7 +159,7 @@ def test_kafka_noise_is_demoted_and_real_errors_kept() -> None:
         _record("kafka.coordinator", logging.ERROR, "Group Coordinator Request failed: %s",
                 kafka_errors.GroupAuthorizationFailedError("g")),
         _record("kafka.cluster", logging.ERROR, "Topic %s not found in cluster metadata", "t"),
-        _record("sensorlib.processor", logging.ERROR, "retrying %s", "x"),
+        _record("sensorlib.processor.loop", logging.ERROR, "retrying %s", "x"),
     ]
     for record in real:
         assert noise.filter(record) is True and record.levelno == logging.ERROR

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from sensorlib import errors
-from sensorlib.broker import free_port
 from sensorlib.cli import build_parser, exit_codes_text, main
 from sensorlib.config import Settings
+from sensorlib.kafka.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,7 @@ def test_empty_period_and_unknown_sensor_differ(monkeypatch: pytest.MonkeyPatch,
                                                 tmp_path: Path) -> None:
     """The report notebook's EmptyReport crosses papermill as text: the CLI tells a sensor
     that sent nothing (5) from a period without readings (4) by its words."""
-    from sensorlib import report
+    from sensorlib.notebook import report
 
     messages = {
         "no report: no readings on sensor-readings in 2020-01-01 00:00 → 2020-01-02 00:00: "

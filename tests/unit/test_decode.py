@@ -1,4 +1,4 @@
-"""Bulk decoding (sensorlib.decode) agrees with parse_reading: pure, no broker."""
+"""Bulk decoding (sensorlib.replay.decode) agrees with parse_reading: pure, no broker."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensorlib import replay
-from sensorlib.decode import (
+from sensorlib.model.events import InvalidReading, parse_reading
+from sensorlib.replay import reader as replay
+from sensorlib.replay.decode import (
     ALERT_DTYPES,
     READING_DTYPES,
     decode_alerts,
@@ -18,7 +19,6 @@ from sensorlib.decode import (
     empty_alerts,
     empty_readings,
 )
-from sensorlib.events import InvalidReading, parse_reading
 
 GOOD = {"sensorId": "sensor-01", "temperature": 23.4, "humidity": 57.9,
         "location": "Warehouse A", "timestamp": "2026-01-01T12:00:00Z"}
@@ -156,7 +156,7 @@ def test_numbers_and_ids_agree_with_parse_reading(temperature: float, humidity: 
 
 
 def test_replay_reexports_the_decoders() -> None:
-    """``sensorlib.replay`` keeps serving the names notebooks import from it."""
+    """``sensorlib.replay.reader`` keeps serving the names notebooks import from it."""
     assert replay.decode_readings is decode_readings
     assert replay.decode_alerts is decode_alerts
     assert replay.empty_readings is empty_readings

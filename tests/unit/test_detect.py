@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sensorlib import detect
-from sensorlib.detect import ALL_RULES, Detector, RuleConfig
-from sensorlib.events import Alert, Reading, alert_id, status_of
-from sensorlib.windows import WindowStore
+from sensorlib.engine import detect
+from sensorlib.engine.detect import ALL_RULES, Detector, RuleConfig
+from sensorlib.engine.windows import WindowStore
+from sensorlib.model.events import Alert, Reading, alert_id, status_of
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 DETECTED = datetime(2030, 1, 1, tzinfo=UTC)

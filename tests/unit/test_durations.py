@@ -11,8 +11,8 @@ import pytest
 
 from sensorlib.config import Settings, env_duration, parse_duration
 from sensorlib.errors import ConfigError, ReplayError
-from sensorlib.events import EventTimeWindow, parse_reading
-from sensorlib.periods import to_utc
+from sensorlib.model.events import EventTimeWindow, parse_reading
+from sensorlib.replay.periods import to_utc
 
 DAY = timedelta(days=1)
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sensorlib import events
-from sensorlib.events import (
+from sensorlib.model import events
+from sensorlib.model.events import (
     MAX_BODY_BYTES,
     Alert,
     FieldError,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sensorlib.export import ExportError, neutralise_formulas, write_frame
+from sensorlib.replay.export import ExportError, neutralise_formulas, write_frame
 
 HOSTILE = pd.DataFrame({
     "sensorId": ['=HYPERLINK("http://evil.example","click")', "+1", "-2", "@SUM(A1)",

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sensorlib.errors import ExportError
-from sensorlib.export import plain_types, write_frame
+from sensorlib.replay.export import plain_types, write_frame
 
 QUERY = """
 select date '2026-11-29' + (range % 2)::int as day, sum(range::bigint) as total,

@@ -1,6 +1,6 @@
 """No date arithmetic overflows for any reading that validation lets through (issue 12).
 
-Readings with event times anywhere in :data:`sensorlib.events.TIMESTAMP_RANGE` — its
+Readings with event times anywhere in :data:`sensorlib.model.events.TIMESTAMP_RANGE` — its
 edges included — go through the windows, every rule, ticks and cooldowns, in any order.
 """
 
@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensorlib.detect import RuleConfig
-from sensorlib.events import TIMESTAMP_RANGE, EventTimeWindow, format_timestamp, parse_reading
-from sensorlib.pipeline import Pipeline
+from sensorlib.engine.detect import RuleConfig
+from sensorlib.engine.pipeline import Pipeline
+from sensorlib.model.events import TIMESTAMP_RANGE, EventTimeWindow, format_timestamp, parse_reading
 
 LOW, HIGH = TIMESTAMP_RANGE
 LAST = HIGH - timedelta(microseconds=1)

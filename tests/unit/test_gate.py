@@ -1,11 +1,11 @@
 """Every reader gives the one gate's verdict: the fast forms are held to ``judge_full``.
 
-The gate (:mod:`sensorlib.gate`) is the definition of a reading. Its fast forms — the
-msgspec poll path (:func:`~sensorlib.gate.judge_many`, the processor's), the one-value
-fast path inside :func:`~sensorlib.gate.judge` (the API's, the dashboard's) and the
-vectorised Arrow decoder (:func:`~sensorlib.decode.decode_readings`, the archiver's and
+The gate (:mod:`sensorlib.model.gate`) is the definition of a reading. Its fast forms — the
+msgspec poll path (:func:`~sensorlib.model.gate.judge_many`, the processor's), the one-value
+fast path inside :func:`~sensorlib.model.gate.judge` (the API's, the dashboard's) and the
+vectorised Arrow decoder (:func:`~sensorlib.replay.decode.decode_readings`, the archiver's and
 replay's) — must give the same verdict, the same values and the same reasons as the plain
-json + pydantic path, :func:`~sensorlib.gate.judge_full`, on the shared corpus of odd
+json + pydantic path, :func:`~sensorlib.model.gate.judge_full`, on the shared corpus of odd
 records (``tests/corpus.py``) and on generated near-valid JSON and random bytes.
 """
 
@@ -19,9 +19,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sensorlib.decode import decode_readings
-from sensorlib.events import EventTimeWindow, InvalidReading, parse_reading
-from sensorlib.gate import judge, judge_full, judge_many, parse_event_time
+from sensorlib.model.events import EventTimeWindow, InvalidReading, parse_reading
+from sensorlib.model.gate import judge, judge_full, judge_many, parse_event_time
+from sensorlib.replay.decode import decode_readings
 from tests.corpus import CORPUS, NOW_MS, NOW_US
 
 WINDOW = EventTimeWindow(timedelta(days=365), timedelta(minutes=5))

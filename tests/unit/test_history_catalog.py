@@ -1,7 +1,7 @@
 """Reading history of a topic that was never archived costs no pyiceberg import.
 
 ``read_readings`` asks the archive first; when the sqlite catalog does not list the topic's
-table, :func:`sensorlib.history.load_table` answers from sqlite alone (pyiceberg's import
+table, :func:`sensorlib.history.query.load_table` answers from sqlite alone (pyiceberg's import
 took about half a second, a fifth of a 300k-record replay).
 """
 
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from sensorlib.config import Settings
-from sensorlib.history import READINGS, load_table, open_table
+from sensorlib.history.query import READINGS, load_table, open_table
 
 
 def test_an_unarchived_topic_is_answered_without_importing_pyiceberg(tmp_path: Path) -> None:
@@ -23,7 +23,7 @@ def test_an_unarchived_topic_is_answered_without_importing_pyiceberg(tmp_path: P
         "import sys\n"
         "from pathlib import Path\n"
         "from sensorlib.config import Settings\n"
-        "from sensorlib.history import READINGS, load_table\n"
+        "from sensorlib.history.query import READINGS, load_table\n"
         f"s = Settings.from_env().replace(warehouse_dir=Path({str(tmp_path)!r}),"
         " topic_readings='never-archived')\n"
         "assert load_table(s, READINGS) is None\n"

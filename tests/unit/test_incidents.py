@@ -1,4 +1,4 @@
-"""Incidents, time in status, two periods compared, local days (sensorlib.incidents)."""
+"""Incidents, time in status, two periods compared, local days (sensorlib.notebook.incidents)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensorlib.analysis import (
+from sensorlib.config import Settings
+from sensorlib.errors import ConfigError
+from sensorlib.notebook.analysis import (
     compare_periods,
     incident_ids,
     incidents,
@@ -19,8 +21,6 @@ from sensorlib.analysis import (
     statuses,
     time_in_status,
 )
-from sensorlib.config import Settings
-from sensorlib.errors import ConfigError
 
 T0 = pd.Timestamp("2026-03-28T00:00:00Z")
 
@@ -181,7 +181,7 @@ def test_sensorlib_tz_defaults_to_utc_and_reaches_subprocesses() -> None:
 
 
 def test_the_report_tables_show_sensor_ids_and_reasons_as_text() -> None:
-    from sensorlib.report import (
+    from sensorlib.notebook.report import (
         comparison_view,
         incidents_by_rule,
         incidents_view,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from kafka.partitioner.default import murmur2
 
-from sensorlib.archive import DEFAULT_BATCH_ROWS
 from sensorlib.cli import build_parser
-from sensorlib.simulate import REFERENCE_FLEET
+from sensorlib.history.archiver import DEFAULT_BATCH_ROWS
+from sensorlib.ingest.simulate import REFERENCE_FLEET
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 

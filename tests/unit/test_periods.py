@@ -1,13 +1,13 @@
-"""Time periods (sensorlib.periods): what users type for "when", as UTC timestamps."""
+"""Time periods (sensorlib.replay.periods): what users type for "when", as UTC timestamps."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from sensorlib import replay
 from sensorlib.errors import ReplayError
-from sensorlib.periods import resolve_period, to_utc
+from sensorlib.replay import reader as replay
+from sensorlib.replay.periods import resolve_period, to_utc
 
 
 def test_to_utc() -> None:

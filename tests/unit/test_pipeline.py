@@ -9,18 +9,18 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from sensorlib import pipeline as pipeline_module
-from sensorlib.detect import RuleConfig
-from sensorlib.events import Alert, InvalidReading, Reading
-from sensorlib.pipeline import (
+from sensorlib.engine import pipeline as pipeline_module
+from sensorlib.engine.detect import RuleConfig
+from sensorlib.engine.pipeline import (
     Pipeline,
     aggregates_to_frame,
     alerts_to_frame,
     readings_frame_to_records,
     run_frame,
 )
-from sensorlib.simulate import FaultRates, Simulator
-from sensorlib.windows import to_us
+from sensorlib.engine.windows import to_us
+from sensorlib.ingest.simulate import FaultRates, Simulator
+from sensorlib.model.events import Alert, InvalidReading, Reading
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 

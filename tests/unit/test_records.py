@@ -2,7 +2,7 @@
 
 Batches are built with kafka-python's own ``DefaultRecordBatchBuilder`` (what its producer
 writes) and read both by kafka-python's ``DefaultRecordBatch`` iteration and by
-:func:`sensorlib.records.unpack_batch`, and through ``FastPartitionRecords`` as the
+:func:`sensorlib.kafka.records.unpack_batch`, and through ``FastPartitionRecords`` as the
 fetcher would use it.
 """
 
@@ -17,7 +17,7 @@ from kafka.errors import CorruptRecordError
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
 
-from sensorlib.records import FastPartitionRecords, as_raw, consumer_record, unpack_batch
+from sensorlib.kafka.records import FastPartitionRecords, as_raw, consumer_record, unpack_batch
 
 TP = TopicPartition("t", 0)
 GZIP = DefaultRecordBatch.CODEC_GZIP
@@ -136,7 +136,7 @@ def test_install_self_tests_and_falls_back_when_the_fast_unpacking_breaks(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A changed private method of kafka-python must not crash every session: install()
     runs a self-test on a built batch and returns False on any exception or difference."""
-    from sensorlib import records
+    from sensorlib.kafka import records
 
     assert records.self_test()
 

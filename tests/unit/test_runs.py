@@ -17,12 +17,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sensorlib import pipeline as pipeline_module
-from sensorlib.detect import RuleConfig
-from sensorlib.events import new_reading
-from sensorlib.pipeline import Pipeline
-from sensorlib.runs import MIN_RUN
-from sensorlib.times import to_us
+from sensorlib.engine import pipeline as pipeline_module
+from sensorlib.engine.detect import RuleConfig
+from sensorlib.engine.pipeline import Pipeline
+from sensorlib.engine.runs import MIN_RUN
+from sensorlib.model.events import new_reading
+from sensorlib.model.times import to_us
 
 T0 = datetime(2026, 11, 29, 12, tzinfo=UTC)
 DETECTED = datetime(2026, 11, 29, 13, tzinfo=UTC)

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sensorlib import simulate
-from sensorlib.simulate import REFERENCE_FLEET, FaultRates, SensorSpec, Simulator
+from sensorlib.ingest import simulate
+from sensorlib.ingest.simulate import REFERENCE_FLEET, FaultRates, SensorSpec, Simulator
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

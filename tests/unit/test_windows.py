@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensorlib import windows
-from sensorlib.events import Reading, new_reading
-from sensorlib.windows import Aggregate, SensorWindow, WindowStore, from_us, to_us
+from sensorlib.engine import windows
+from sensorlib.engine.windows import Aggregate, SensorWindow, WindowStore, from_us, to_us
+from sensorlib.model.events import Reading, new_reading
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 

@@ -1,0 +1,582 @@
+"""History: the Apache Iceberg archive of both topics, read by event time and queried with SQL.
+
+The archive is two Iceberg tables in a SQL catalog kept in a sqlite file
+(``<warehouse>/catalog.db``) with their Parquet data under ``<warehouse>/`` — no server.
+:mod:`sensorlib.history.archiver` appends to them; this module creates, describes and reads them:
+
+- :func:`scan` — rows of one table with ``start <= event_time < end`` (partition pruning
+  by event day), plus the Kafka offsets the read snapshot covers;
+- :func:`sql` — a DuckDB query over the views ``readings`` and ``alerts`` (the tables'
+  current data files; no DuckDB extension is downloaded);
+- :func:`table_status` — rows and last commit of each table (``sensorlib status``).
+
+>>> sql("select sensor_id, count(*) as n from readings group by 1 order by 1")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import sqlite3
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute
+
+from sensorlib.config import Settings
+from sensorlib.errors import HistoryError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import duckdb
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.table import Table
+
+__all__ = [
+    "ALERTS",
+    "DEAD_LETTERS",
+    "OFFSETS_PROPERTY",
+    "READINGS",
+    "HistoryError",
+    "Scanned",
+    "TableKind",
+    "catalog_path",
+    "connect",
+    "event_range",
+    "load_table",
+    "open_catalog",
+    "open_table",
+    "scan",
+    "snapshot_offsets",
+    "sql",
+    "table_name",
+    "table_status",
+]
+
+log = logging.getLogger("sensorlib.history.query")
+
+#: The Iceberg namespace of the archive's tables.
+NAMESPACE = "sensorlib"
+#: Snapshot summary property holding the Kafka offsets a commit covers (JSON:
+#: ``{"topic": ..., "offsets": {"<partition>": <next offset>}}``).
+OFFSETS_PROPERTY = "sensorlib.kafka-offsets"
+#: Table property naming the topic a table archives.
+TOPIC_PROPERTY = "sensorlib.topic"
+
+_TABLE_PROPERTIES = {
+    # Old metadata.json files are deleted as new ones are written.
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "20",
+    # One manifest per 30-second append would make every scan plan slower and slower.
+    "commit.manifest-merge.enabled": "true",
+    "write.parquet.compression-codec": "zstd",
+}
+
+
+@dataclass(frozen=True)
+class TableKind:
+    """One archived topic: its table's columns (and their replay-frame names)."""
+
+    name: str  # "readings" / "alerts": the SQL view
+    #: table column -> (arrow type, replay frame column or None)
+    columns: tuple[tuple[str, pa.DataType, str | None], ...]
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([(name, kind) for name, kind, _ in self.columns])
+
+    @property
+    def to_frame(self) -> dict[str, str]:
+        """Table column -> replay frame column."""
+        return {name: frame for name, _, frame in self.columns if frame is not None}
+
+    def topic(self, settings: Settings) -> str:
+        """The topic this table archives."""
+        return {"readings": settings.topic_readings, "alerts": settings.topic_alerts,
+                "dead_letters": settings.topic_dlq}[self.name]
+
+
+_TS = pa.timestamp("us", tz="UTC")
+_KAFKA = (("kafka_partition", pa.int32(), "partition"), ("kafka_offset", pa.int64(), "offset"),
+          ("record_time", _TS, None))
+
+#: ``sensor-readings``: one row per valid reading.
+READINGS = TableKind("readings", (
+    ("sensor_id", pa.string(), "sensorId"),
+    ("temperature", pa.float64(), "temperature"),
+    ("humidity", pa.float64(), "humidity"),
+    ("location", pa.string(), "location"),
+    ("event_time", _TS, "timestamp"),
+    *_KAFKA,
+    # The record's eventId header (retries of one POST share it; the archiver keeps the
+    # first copy, as the processor does). Added to older tables on open.
+    ("event_id", pa.string(), None),
+))
+#: ``sensor-alerts``: one row per committed, valid alert (``event_time`` is the reading's).
+ALERTS = TableKind("alerts", (
+    ("alert_id", pa.string(), "alertId"),
+    ("sensor_id", pa.string(), "sensorId"),
+    ("location", pa.string(), "location"),
+    ("temperature", pa.float64(), "temperature"),
+    ("humidity", pa.float64(), "humidity"),
+    ("event_time", _TS, "timestamp"),
+    ("detected_at", _TS, "detectedAt"),
+    ("rule", pa.string(), "rule"),
+    ("severity", pa.string(), "severity"),
+    ("reason", pa.string(), "reason"),
+    *_KAFKA,
+))
+#: ``sensor-readings-dlq``: one row per dead letter (``event_time`` is when it was rejected),
+#: so invalid-record counts and reasons survive Kafka's retention like the readings do.
+DEAD_LETTERS = TableKind("dead_letters", (
+    ("event_time", _TS, "rejectedAt"),
+    ("reason", pa.string(), "reason"),
+    ("fields", pa.string(), "fields"),
+    ("errors", pa.string(), "errors"),
+    ("source_topic", pa.string(), "sourceTopic"),
+    ("source_partition", pa.int64(), "sourcePartition"),
+    ("source_offset", pa.int64(), "sourceOffset"),
+    ("source_record_time", _TS, "recordTime"),
+    ("key", pa.string(), "key"),
+    ("value", pa.string(), "value"),
+    ("binary", pa.bool_(), "binary"),
+    *_KAFKA,
+))
+KINDS = (READINGS, ALERTS, DEAD_LETTERS)
+#: Each table kind by name.
+BY_NAME = {kind.name: kind for kind in KINDS}
+
+
+# -- catalog and tables ------------------------------------------------------------------------
+
+
+def catalog_path(settings: Settings) -> Path:
+    """The sqlite file of the archive's Iceberg SQL catalog."""
+    return settings.warehouse / "catalog.db"
+
+
+def table_name(topic: str) -> str:
+    """The table of a topic: ``sensor-readings`` -> ``sensor_readings``."""
+    return re.sub(r"[^0-9A-Za-z_]", "_", topic)
+
+
+def open_catalog(settings: Settings, *, create: bool = False) -> SqlCatalog | None:
+    """The archive's catalog, or None when there is none yet (and ``create`` is False)."""
+    path = catalog_path(settings)
+    if not path.exists():
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    warehouse = settings.warehouse.resolve()
+    return SqlCatalog(NAMESPACE, uri=f"sqlite:///{path.resolve()}",
+                      warehouse=warehouse.as_uri())
+
+
+def _iceberg_schema(kind: TableKind) -> Any:
+    from pyiceberg.io.pyarrow import pyarrow_to_schema
+
+    fields = [pa.field(name, dtype, nullable=True,
+                       metadata={b"PARQUET:field_id": str(i).encode()})
+              for i, (name, dtype, _) in enumerate(kind.columns, start=1)]
+    return pyarrow_to_schema(pa.schema(fields))
+
+
+def open_table(settings: Settings, kind: TableKind) -> Table:
+    """The table of ``kind``'s topic, created (partitioned by event day) if missing."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import DayTransform
+
+    catalog = open_catalog(settings, create=True)
+    assert catalog is not None
+    catalog.create_namespace_if_not_exists(NAMESPACE)
+    schema = _iceberg_schema(kind)
+    event_time = schema.find_field("event_time").field_id
+    spec = PartitionSpec(PartitionField(source_id=event_time, field_id=1000,
+                                        transform=DayTransform(), name="event_day"))
+    topic = kind.topic(settings)
+    table = catalog.create_table_if_not_exists(
+        (NAMESPACE, table_name(topic)), schema=schema, partition_spec=spec,
+        properties={**_TABLE_PROPERTIES, TOPIC_PROPERTY: topic},
+    )
+    missing = [name for name, _, _ in kind.columns if name not in table.schema().column_names]
+    if missing:  # a table of an older sensorlib: its new columns are added (null in old rows)
+        with table.update_schema() as update:
+            for name in missing:
+                update.add_column(name, schema.find_field(name).field_type)
+        table = table.refresh()
+    return table
+
+
+def _listed(path: Path, name: str) -> bool | None:
+    """Whether the sqlite catalog lists table ``name`` (None: cannot tell, ask pyiceberg).
+
+    Answers without importing pyiceberg (about half a second on first use), so reading a
+    topic that was never archived costs nothing extra.
+    """
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro",
+                                                uri=True)) as db:
+            row = db.execute("SELECT 1 FROM iceberg_tables WHERE table_namespace = ? "
+                             "AND table_name = ?", (NAMESPACE, name)).fetchone()
+    except sqlite3.Error:
+        return None
+    return row is not None
+
+
+def load_table(settings: Settings, kind: TableKind) -> Table | None:
+    """The table of ``kind``'s topic if the archive has it (never creates anything)."""
+    path = catalog_path(settings)
+    if not path.exists() or _listed(path, table_name(kind.topic(settings))) is False:
+        return None
+    catalog = open_catalog(settings)
+    if catalog is None:
+        return None
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        return catalog.load_table((NAMESPACE, table_name(kind.topic(settings))))
+    except NoSuchTableError:
+        return None
+
+
+def snapshot_offsets(table: Table, snapshot_id: int | None = None) -> dict[int, int]:
+    """Partition -> next Kafka offset covered by the table at a snapshot (default: current).
+
+    Walks back from the snapshot to the newest one that carries the property, so a
+    snapshot written by another tool (or an old compaction) does not lose the place.
+    """
+    snapshot = (table.current_snapshot() if snapshot_id is None
+                else table.snapshot_by_id(snapshot_id))
+    while snapshot is not None:
+        raw = snapshot.summary.additional_properties.get(OFFSETS_PROPERTY) \
+            if snapshot.summary is not None else None
+        if raw:
+            data = json.loads(raw)
+            return {int(p): int(o) for p, o in data["offsets"].items()}
+        if snapshot.parent_snapshot_id is None:
+            break
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id)
+    return {}
+
+
+def offsets_property(topic: str, offsets: dict[int, int]) -> dict[str, str]:
+    """The snapshot summary properties recording ``offsets`` of ``topic``."""
+    body = {"topic": topic, "offsets": {str(p): int(o) for p, o in sorted(offsets.items())}}
+    return {OFFSETS_PROPERTY: json.dumps(body, separators=(",", ":"))}
+
+
+# -- reading by event time ---------------------------------------------------------------------
+
+
+@dataclass
+class Scanned:
+    """What :func:`scan` read: rows in replay-frame columns and the offsets they cover."""
+
+    frame: pd.DataFrame
+    offsets: dict[int, int]
+    snapshot_id: int | None
+
+
+def _row_filter(start: pd.Timestamp | None, end: pd.Timestamp | None,
+                sensors: Sequence[str] | None) -> Any:
+    from pyiceberg.expressions import (
+        AlwaysTrue,
+        And,
+        GreaterThanOrEqual,
+        In,
+        LessThan,
+    )
+
+    expr: Any = AlwaysTrue()
+    if start is not None:
+        expr = And(expr, GreaterThanOrEqual("event_time", start.isoformat()))
+    if end is not None:
+        expr = And(expr, LessThan("event_time", end.isoformat()))
+    if sensors is not None:
+        expr = And(expr, In("sensor_id", set(sensors)) if sensors else
+                   LessThan("event_time", "1970-01-01T00:00:00+00:00"))
+    return expr
+
+
+def to_frame(table: pa.Table, kind: TableKind, dtypes: dict[str, str]) -> pd.DataFrame:
+    """An archive Arrow table as a replay frame (camelCase columns, replay dtypes)."""
+    columns = kind.to_frame
+    data = {}
+    for name, frame_name in columns.items():
+        column = table[name]
+        series = column.to_pandas()
+        data[frame_name] = series.astype(dtypes[frame_name])
+    frame = pd.DataFrame(data)
+    if "location" in frame:
+        frame["location"] = frame["location"].fillna("")
+    return frame[list(dtypes)]
+
+
+def scan(settings: Settings, kind: TableKind, start: pd.Timestamp | None,
+         end: pd.Timestamp | None, sensors: Sequence[str] | None, dtypes: dict[str, str]
+         ) -> Scanned | None:
+    """The archived rows of ``kind`` with ``start <= event_time < end`` (None: no table yet).
+
+    Reads one snapshot (the current one) and reports the Kafka offsets it covers, so a
+    caller can read the rest from Kafka without a gap or an overlap.
+    """
+    table = load_table(settings, kind)
+    if table is None:
+        return None
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return Scanned(to_frame(kind.arrow_schema.empty_table(), kind, dtypes), {}, None)
+    offsets = snapshot_offsets(table, snapshot.snapshot_id)
+    wanted = tuple(kind.to_frame)  # only the frame's columns are read
+    arrow = table.scan(row_filter=_row_filter(start, end, sensors), selected_fields=wanted,
+                       snapshot_id=snapshot.snapshot_id).to_arrow()
+    # In replay order (event time, then where each record was stored), sorted by Arrow
+    # before the one conversion to pandas: a replay of the archive alone needs no more.
+    order = [("event_time", "ascending")] + [(c, "ascending") for c in
+                                             ("kafka_partition", "kafka_offset") if c in wanted]
+    arrow = arrow.take(pa.compute.sort_indices(arrow, sort_keys=order))
+    return Scanned(to_frame(arrow, kind, dtypes), offsets, snapshot.snapshot_id)
+
+
+def event_range(settings: Settings, kind: TableKind
+                ) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The first and last event time the table holds (from its files' statistics, no
+    data read), or None when it holds nothing."""
+    table = load_table(settings, kind)
+    if table is None or table.current_snapshot() is None:
+        return None
+    field = table.schema().find_field("event_time").field_id
+    low = high = None
+    for task in table.scan().plan_files():
+        lower, upper = task.file.lower_bounds or {}, task.file.upper_bounds or {}
+        if field in lower and field in upper:
+            first = int.from_bytes(lower[field], "little", signed=True)
+            last = int.from_bytes(upper[field], "little", signed=True)
+            low = first if low is None else min(low, first)
+            high = last if high is None else max(high, last)
+    if low is None or high is None:
+        return None
+    return pd.Timestamp(low, unit="us", tz="UTC"), pd.Timestamp(high, unit="us", tz="UTC")
+
+
+def known_sensors(settings: Settings) -> set[str]:
+    """Every sensor id in the readings archive (used to name them in a warning)."""
+    table = load_table(settings, READINGS)
+    if table is None or table.current_snapshot() is None:
+        return set()
+    column = table.scan(selected_fields=("sensor_id",)).to_arrow()["sensor_id"]
+    return {v for v in pa.compute.unique(column).to_pylist() if v is not None}
+
+
+# -- SQL -------------------------------------------------------------------------------------
+
+
+def _local_path(location: str) -> str:
+    return location.removeprefix("file://")
+
+
+#: The partition column the views add: the event day (UTC) of each row, a DATE.
+EVENT_DAY = "event_day"
+
+
+def connect(settings: Settings | None = None, *, kinds: Iterable[TableKind] = KINDS,
+            tail: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the views ``readings`` and ``alerts`` (see
+    :func:`_connect`; with ``tail``, the table ``sensorlib_tail(view, rows, note)`` says
+    what each view got from Kafka)."""
+    return _connect(settings, kinds, tail)[0]
+
+
+def _connect(settings: Settings | None, kinds: Iterable[TableKind], tail: bool
+             ) -> tuple[duckdb.DuckDBPyConnection, dict[str, int], list[str]]:
+    """An in-memory DuckDB connection with the views ``readings`` and ``alerts``.
+
+    Each view reads the table's current Parquet data files (or is empty, with the
+    table's columns, when nothing is archived yet), plus ``event_day``: the UTC day of
+    ``event_time`` as a DATE, taken from the files' partition folders — ``group by
+    event_day`` costs nothing per row, where ``date_trunc('day', event_time)`` (a time
+    zone calculation) costs most of a daily query, and ``where event_day …`` skips whole
+    files. Time zone UTC; DuckDB may not install or load extensions from the network.
+
+    With ``tail``, each view also holds the valid records Kafka has beyond the offsets the
+    archive covers (the archiver may be minutes behind), as :func:`read_readings
+    <sensorlib.replay.reader.read_readings>` does: the seam is exact (the tail starts at the
+    snapshot's offsets), and ``record_time``/``event_id`` are null in tail rows. Returns
+    the connection, the rows each view got from Kafka and notes on what could not be read.
+    """
+    import duckdb
+
+    settings = Settings.from_env() if settings is None else settings
+    con = duckdb.connect(config={"autoinstall_known_extensions": False,
+                                 "autoload_known_extensions": False})
+    con.execute("SET TimeZone = 'UTC'")
+    tails: dict[str, int] = {}
+    notes: list[str] = []
+    for kind in kinds:
+        table = load_table(settings, kind)
+        files: list[str] = []
+        needs_arrow = False
+        if table is not None and table.current_snapshot() is not None:
+            for task in table.scan().plan_files():
+                files.append(_local_path(task.file.file_path))
+                needs_arrow |= bool(task.delete_files)
+        # DuckDB turns every key=value folder of a path into a column: only when the
+        # partition folder is the one such folder is event_day taken from the paths.
+        by_folder = bool(files) and all(f"/{EVENT_DAY}=" in f and f.count("=") == 1
+                                        for f in files)
+        day = f"CAST(event_time AS DATE) AS {EVENT_DAY}"
+        if needs_arrow:  # row-level deletes (not written by sensorlib): let pyiceberg merge
+            assert table is not None
+            con.register(f"_{kind.name}_arrow", table.scan().to_arrow())
+            con.execute(f"CREATE VIEW {kind.name} AS SELECT *, {day} FROM _{kind.name}_arrow")
+        elif files:
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            if by_folder:  # pyiceberg's layout: <table>/data/event_day=YYYY-MM-DD/…
+                con.execute(f"CREATE VIEW {kind.name} AS SELECT * FROM read_parquet([{listed}], "
+                            f"hive_partitioning = true, hive_types = {{'{EVENT_DAY}': DATE}}, "
+                            "union_by_name = true)")
+            else:  # written by another tool with another layout
+                con.execute(f"CREATE VIEW {kind.name} AS SELECT *, {day} "
+                            f"FROM read_parquet([{listed}], union_by_name = true)")
+        else:
+            con.register(f"_{kind.name}_empty", kind.arrow_schema.empty_table())
+            con.execute(f"CREATE VIEW {kind.name} AS SELECT *, {day} FROM _{kind.name}_empty")
+        if tail and table is not None:
+            rows, note = _add_tail(con, settings, kind, table, day)
+            tails[kind.name] = rows
+            if note:
+                notes.append(note)
+    _add_incidents_view(con)
+    if tail:
+        con.register("sensorlib_tail", pd.DataFrame(
+            {"view": list(tails), "rows": list(tails.values()),
+             "note": ["; ".join(notes) or None] * len(tails)}))
+    return con, tails, notes
+
+
+def _add_incidents_view(con: Any) -> None:
+    """The view ``incidents`` over ``alerts`` (:func:`sensorlib.notebook.incidents.incidents` in SQL)."""
+    from sensorlib.notebook.incidents import add_incidents_view
+
+    views = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    if "alerts" in views:  # connect(kinds=...) without ALERTS: no incidents either
+        add_incidents_view(con)
+
+
+def _add_tail(con: Any, settings: Settings, kind: TableKind, table: Any, day: str
+              ) -> tuple[int, str | None]:
+    """Put Kafka's records beyond the archive into ``kind``'s view; (rows, a note or None)."""
+    from sensorlib.kafka.clients import kafka_reachable
+    from sensorlib.kafka.fetch import fetch
+    from sensorlib.replay.decode import ALERT_RECORDS, READING_RECORDS
+
+    topic = kind.topic(settings)
+    if not kafka_reachable(settings, timeout=2.0):
+        return 0, (f"Kafka at {settings.bootstrap_servers} is not reachable: {kind.name} holds "
+                   "the archive only")
+    records = READING_RECORDS if kind is READINGS else ALERT_RECORDS
+    try:
+        frames = fetch(settings, topic, None, records, progress=False, slack=timedelta(0),
+                       timeout=10.0, offsets=snapshot_offsets(table))
+    except Exception as exc:  # noqa: BLE001 - the archive still answers
+        return 0, f"the Kafka tail of {topic} could not be read ({exc}): {kind.name} is the archive only"
+    frames = [f[f["_reason"].isna()] for f in frames]
+    rows = sum(map(len, frames))
+    if not rows:
+        return 0, None
+    frame = pd.concat(frames, ignore_index=True)
+    data = {}
+    for name, dtype, frame_name in kind.columns:
+        data[name] = (pa.Array.from_pandas(frame[frame_name]).cast(dtype) if frame_name
+                      else pa.nulls(len(frame), dtype))
+    con.register(f"_{kind.name}_tail", pa.table(data, schema=kind.arrow_schema))
+    con.execute(f"ALTER VIEW {kind.name} RENAME TO _{kind.name}_archive")
+    con.execute(f"CREATE VIEW {kind.name} AS SELECT * FROM _{kind.name}_archive "
+                f"UNION ALL BY NAME SELECT *, {day} FROM _{kind.name}_tail")
+    return rows, None
+
+
+def sql(query: str, *, settings: Settings | None = None,
+        params: Sequence[Any] | dict[str, Any] | None = None, tail: bool = True
+        ) -> pd.DataFrame:
+    """Run a DuckDB SQL query over the archive's ``readings`` and ``alerts``; a DataFrame.
+
+    Columns of ``readings``: ``sensor_id, temperature, humidity, location, event_time,
+    kafka_partition, kafka_offset, record_time, event_day``; of ``alerts``: ``alert_id,
+    sensor_id, location, temperature, humidity, event_time, detected_at, rule, severity,
+    reason``, the same Kafka columns and ``event_day``; ``incidents`` groups the alerts
+    per sensor and rule (:func:`sensorlib.notebook.incidents.incidents`, 10-minute gap). Times are ``TIMESTAMPTZ`` in UTC;
+    ``event_day`` is the UTC day of ``event_time`` (a DATE from the partition folders: group
+    or filter daily by it, it is much cheaper than ``date_trunc('day', event_time)``).
+
+    >>> sql("select sensor_id, event_day, max(temperature) as t from readings "
+    ...     "group by all order by 1, 2")  # doctest: +SKIP
+
+    With ``tail`` (the default) the views also hold what Kafka has beyond the archive, so
+    a query sees the last minutes the archiver has not written yet (``attrs["tail_rows"]``
+    says how many rows each view got from Kafka; with Kafka down a
+    :class:`~sensorlib.replay.frames.ReplayWarning`
+    says the views are the archive only). ``tail=False``: the archive alone, no Kafka.
+
+    Raises:
+        HistoryError: the query is not valid SQL or names something that does not exist.
+    """
+    import duckdb
+
+    if not query or not query.strip():
+        raise HistoryError("the SQL query is empty")
+    settings = Settings.from_env() if settings is None else settings
+    con, tails, notes = _connect(settings, KINDS, tail)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            result = con.execute(query, params) if params is not None else con.execute(query)
+            frame = result.df()
+    except duckdb.Error as exc:
+        raise HistoryError(f"{type(exc).__name__}: {exc}".strip()) from None
+    finally:
+        con.close()
+    frame.attrs.update(tail_rows=tails)
+    if notes:
+        note = "; ".join(notes)
+        frame.attrs["warnings"] = [note]
+        from sensorlib.replay.frames import ReplayWarning
+
+        warnings.warn(note, ReplayWarning, stacklevel=2)
+    return frame
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+def table_status(settings: Settings) -> list[dict[str, Any]]:
+    """Per table: name, rows, data files and bytes, last snapshot time, covered offsets."""
+    out = []
+    for kind in KINDS:
+        topic = kind.topic(settings)
+        table = load_table(settings, kind)
+        row: dict[str, Any] = {"table": f"{NAMESPACE}.{table_name(topic)}", "topic": topic,
+                               "exists": table is not None, "rows": 0, "files": 0, "bytes": 0,
+                               "last_snapshot": None, "offsets": {}}
+        snapshot = table.current_snapshot() if table is not None else None
+        if table is not None and snapshot is not None:
+            summary = snapshot.summary.additional_properties if snapshot.summary else {}
+            row["rows"] = int(summary.get("total-records", 0))
+            row["files"] = int(summary.get("total-data-files", 0))
+            row["bytes"] = int(summary.get("total-files-size", 0))
+            row["last_snapshot"] = datetime.fromtimestamp(snapshot.timestamp_ms / 1000, tz=UTC)
+            row["offsets"] = snapshot_offsets(table)
+        out.append(row)
+    return out
+
+
+# -- command line ----------------------------------------------------------------------------

@@ -1,0 +1,3 @@
+"""Everything that talks to Apache Kafka: clients, topics and consumer options (``clients``),
+the bounded topic reader (``fetch``), the fast record-batch unpacking (``records``), dead
+letters (``deadletters``) and the local broker sensorlib starts itself (``broker``)."""

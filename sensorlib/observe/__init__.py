@@ -1,0 +1,2 @@
+"""Watching sensorlib itself: traces, metrics and logs (``telemetry``) and the trace/metric
+viewers it starts (``viewers``)."""
