@@ -54,7 +54,8 @@ from common import broker, machine, private_topics
 
 from sensorlib.config import Settings
 from sensorlib.history import query as history
-from sensorlib.history.archiver import Archiver, can_fork_writer
+from sensorlib.history.archiver import Archiver
+from sensorlib.history.writer import can_fork_writer
 from sensorlib.replay.reader import read_readings
 
 #: Daily stats per sensor by the partition column ``event_day`` (the way to ask it).

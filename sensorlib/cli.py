@@ -207,8 +207,11 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.history.archiver import Archiver, can_fork_writer, compact, serve_health
+    from sensorlib.history.archiver import Archiver
+    from sensorlib.history.compact import compact
+    from sensorlib.history.writer import can_fork_writer
     from sensorlib.kafka.clients import ensure_topics, wait_for_kafka
+    from sensorlib.services.health import serve_health
 
     if args.action == "compact":
         report = compact(settings, min_files=args.min_files, progress=_say)
@@ -232,7 +235,8 @@ def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
     if not args.until_caught_up:
         host = args.host or settings.host
         port = settings.archiver_port if args.port is None else args.port
-        server = serve_health(archiver, host, port)
+        server = serve_health("archiver", archiver.health, archiver.metrics.registry, settings,
+                              host, port)
         _say(f"archiver health on http://{host}:{server.server_address[1]}/health")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -5,7 +5,7 @@ Pure state in :mod:`~sensorlib.dashboard.state`, escaped HTML in
 admin queries in :mod:`~sensorlib.dashboard.kafka_view`, the Ops tab in
 :mod:`~sensorlib.dashboard.ops_tab` (its arithmetic in :mod:`~sensorlib.dashboard.ops`),
 ``GET /metrics`` in :mod:`~sensorlib.dashboard.metrics`, the layout in
-:mod:`~sensorlib.dashboard.app`, the Host/Origin guard in :mod:`~sensorlib.dashboard.hosts`
+:mod:`~sensorlib.dashboard.app`, the Host/Origin guard in :mod:`~sensorlib.services.hosts`
 and the guarded ``panel serve`` in :mod:`~sensorlib.dashboard.server`. This module only
 knows how to launch the server.
 """
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from sensorlib.config import Settings
-from sensorlib.dashboard.hosts import websocket_origins
+from sensorlib.services.hosts import websocket_origins
 
 __all__ = ["app_path", "serve", "serve_command"]
 

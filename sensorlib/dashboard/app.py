@@ -31,7 +31,6 @@ from sensorlib.config import Settings
 from sensorlib.dashboard import render
 from sensorlib.dashboard.feed import shared_feed
 from sensorlib.dashboard.history_tab import HistoryTab
-from sensorlib.dashboard.hosts import host_allowed
 from sensorlib.dashboard.kafka_tab import KAFKA_EVERY, KafkaView
 from sensorlib.dashboard.kafka_view import shared_monitor
 from sensorlib.dashboard.live_tab import PAGE_SIZE, LiveView
@@ -40,6 +39,7 @@ from sensorlib.dashboard.ops_tab import OPS_EVERY, OpsView, shared_ops
 from sensorlib.dashboard.shared import trim_memory_soon
 from sensorlib.dashboard.theme import TABS_CSS
 from sensorlib.dashboard.theme import html_pane as _html
+from sensorlib.services.hosts import host_allowed
 
 __all__ = ["PAGE_SIZE", "KafkaView", "LiveView", "OpsView", "build_app", "busy_message", "busy_page",
            "open_sessions", "refused_page", "release_session", "request_host"]

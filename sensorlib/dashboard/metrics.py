@@ -38,7 +38,7 @@ from prometheus_client.core import CounterMetricFamily
 from tornado.web import RequestHandler
 
 from sensorlib.config import Settings
-from sensorlib.dashboard.hosts import host_allowed
+from sensorlib.services.hosts import host_allowed
 
 __all__ = ["ROUTES", "DashboardMetrics", "MetricsHandler", "dashboard_metrics"]
 

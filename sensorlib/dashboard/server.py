@@ -32,7 +32,7 @@ from panel.command.serve import Serve
 from tornado.web import Application, RequestHandler
 
 from sensorlib.config import Settings, is_loopback
-from sensorlib.dashboard.hosts import host_allowed
+from sensorlib.services.hosts import host_allowed
 
 __all__ = ["GuardedServe", "RefusedHost", "guard_application", "main"]
 

@@ -24,60 +24,34 @@ process, which shares it, is gone too: a successor waits up to 10 s for that).
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
-import json
 import logging
-import multiprocessing
-import operator
 import os
-import queue
-import signal
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 from kafka import TopicPartition
 from kafka.errors import KafkaError
-from kafka.record.util import crc32c_c as _crc32c_c
 from kafka.structs import OffsetAndMetadata
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sensorlib.config import Settings
-from sensorlib.engine.dedup import SeenEvents, event_id_of
 from sensorlib.errors import ArchiveError, KafkaUnavailable
 from sensorlib.history.query import (
-    BY_NAME,
-    DEAD_LETTERS,
     KINDS,
     NAMESPACE,
-    READINGS,
     TableKind,
-    offsets_property,
-    open_table,
-    snapshot_offsets,
     table_name,
 )
-from sensorlib.kafka.fetch import accept_of
-from sensorlib.model.events import EventTimeWindow
+from sensorlib.kafka.fetch import CONSUMER_OPTIONS
 from sensorlib.observe.telemetry import ArchiverMetrics
 
-__all__ = [
-    "ArchiveError",
-    "Archiver",
-    "can_fork_writer",
-    "compact",
-    "serve_health",
-]
+log = logging.getLogger("sensorlib.history.archiver")
+
+from sensorlib.history.batches import Chunk, TopicState
+from sensorlib.history.writer import Writer, can_fork_writer
+
+__all__ = ["ArchiveError", "Archiver"]
 
 log = logging.getLogger("sensorlib.history.archiver")
 
@@ -108,458 +82,10 @@ RETRY_FIRST = 1.0
 RETRY_MAX = 30.0
 RETRY_RESET = 60.0
 
-_CONSUMER = {
-    "isolation_level": "read_committed",
-    "max_poll_records": 10_000,
-    "fetch_max_bytes": 64 * 1024 * 1024,
-    "max_partition_fetch_bytes": 16 * 1024 * 1024,
-    "key_deserializer": None,
-    "fetch_max_wait_ms": 200,
-    # As in replay: CRCs are checked when the C crc32c is installed (cheap), else the
-    # pure-Python CRC would cost as much as the rest of the archiver together.
-    "check_crcs": _crc32c_c is not None,
-}
+#: The replay's consumer options (one place: :data:`sensorlib.kafka.fetch.CONSUMER_OPTIONS`),
+#: with a shorter fetch wait so that a quiet topic still flushes batches on time.
+_CONSUMER = {**CONSUMER_OPTIONS, "fetch_max_wait_ms": 200}
 
-
-# -- one topic's pending batch -----------------------------------------------------------------
-
-
-@dataclass
-class _Chunk:
-    """One poll's records of one partition, packed at once so that no per-record object
-    outlives the poll: the values newline-joined (a tombstone is empty, length -1)."""
-
-    partition: int
-    values: bytes
-    sizes: np.ndarray  # int32 per record; -1: no value
-    offsets: np.ndarray  # int64
-    times: np.ndarray  # int64, ms
-    #: each record's ``eventId`` header (None: none); None when no record has one
-    event_ids: list[str | None] | None = None
-
-    @classmethod
-    def pack(cls, partition: int, records: list[Any]) -> _Chunk:
-        n = len(records)
-        values = list(map(_VALUE, records))
-        try:
-            sizes = np.fromiter(map(len, values), dtype=np.int32, count=n)
-            joined = b"\n".join(values)
-        except TypeError:  # a tombstone among them
-            sizes = np.array([-1 if v is None else len(v) for v in values], dtype=np.int32)
-            joined = b"\n".join([v or b"" for v in values])
-        ids: list[str | None] | None = None
-        if any(map(_HEADERS, records)):
-            ids = [event_id_of(r.headers) for r in records]
-            if not any(ids):
-                ids = None
-        return cls(partition, joined, sizes,
-                   np.fromiter(map(_OFFSET, records), dtype=np.int64, count=n),
-                   np.fromiter(map(_TIMESTAMP, records), dtype=np.int64, count=n), ids)
-
-    def __len__(self) -> int:
-        return len(self.sizes)
-
-    def split(self, k: int) -> tuple[_Chunk, _Chunk]:
-        """The first ``k`` records and the rest."""
-        cut = int(np.maximum(self.sizes[:k], 0).sum()) + k  # just past the k-th separator
-        ids = self.event_ids
-        return (_Chunk(self.partition, self.values[:cut - 1], self.sizes[:k], self.offsets[:k],
-                       self.times[:k], None if ids is None else ids[:k]),
-                _Chunk(self.partition, self.values[cut:], self.sizes[k:], self.offsets[k:],
-                       self.times[k:], None if ids is None else ids[k:]))
-
-    def unpack(self) -> list[bytes | None]:
-        """The record values again."""
-        if len(self) == 0:
-            return []
-        if self.values.count(b"\n") == len(self) - 1 and self.sizes.min() >= 0:
-            return self.values.split(b"\n")  # the usual case: no newline inside a value
-        out: list[bytes | None] = []
-        at = 0
-        for size in self.sizes.tolist():
-            out.append(None if size < 0 else self.values[at:at + size])
-            at += max(size, 0) + 1
-        return out
-
-
-@dataclass
-class _Batch:
-    """Records of one topic waiting for the writer, as the polls brought them."""
-
-    chunks: list[_Chunk] = field(default_factory=list)
-    rows: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def __len__(self) -> int:
-        return self.rows
-
-    def add(self, chunk: _Chunk) -> None:
-        if not self.rows:
-            self.started = time.monotonic()
-        self.chunks.append(chunk)
-        self.rows += len(chunk)
-
-    def take(self, n: int) -> _Batch:
-        """Remove and return the first ``n`` records (all of them if fewer)."""
-        if n >= self.rows:
-            head, self.chunks, self.rows = _Batch(self.chunks, self.rows, self.started), [], 0
-            return head
-        head = _Batch(started=self.started)
-        while head.rows < n:
-            chunk = self.chunks.pop(0)
-            if head.rows + len(chunk) > n:
-                chunk, rest = chunk.split(n - head.rows)
-                self.chunks.insert(0, rest)
-            head.chunks.append(chunk)
-            head.rows += len(chunk)
-        self.rows -= head.rows
-        return head
-
-    @property
-    def partitions(self) -> np.ndarray:
-        return np.concatenate([np.full(len(c), c.partition, dtype=np.int32)
-                               for c in self.chunks] or [np.empty(0, np.int32)])
-
-    @property
-    def offsets(self) -> np.ndarray:
-        return np.concatenate([c.offsets for c in self.chunks] or [np.empty(0, np.int64)])
-
-    @property
-    def times(self) -> np.ndarray:
-        return np.concatenate([c.times for c in self.chunks] or [np.empty(0, np.int64)])
-
-    @property
-    def event_ids(self) -> list[str | None] | None:
-        """Each record's ``eventId`` header, or None when no record has one."""
-        if all(c.event_ids is None for c in self.chunks):
-            return None
-        out: list[str | None] = []
-        for chunk in self.chunks:
-            out += chunk.event_ids if chunk.event_ids is not None else [None] * len(chunk)
-        return out
-
-    @property
-    def values(self) -> list[bytes | None]:
-        out: list[bytes | None] = []
-        for chunk in self.chunks:
-            out += chunk.unpack()
-        return out
-
-
-@dataclass
-class _Topic:
-    kind: TableKind
-    topic: str
-    covered: dict[int, int]  # partition -> next offset the table covers (once committed)
-    batch: _Batch = field(default_factory=_Batch)
-    archived: int = 0
-    invalid: int = 0
-    duplicates: int = 0  # retried copies (same sensorId and eventId) not archived again
-    commits: int = 0
-    last_commit: datetime | None = None
-
-
-class _Retries:
-    """The (sensorId, eventId) pairs archived in the last span of record time, per
-    partition: the processor's de-duplication of retried POSTs (:mod:`sensorlib.engine.dedup`,
-    the same span: the window + 2 minutes), so a retry is one row in the archive too.
-    Rebuilt from the table when the writer starts (:meth:`from_table`)."""
-
-    def __init__(self, span_ms: int) -> None:
-        self.span_ms = span_ms
-        self._pairs: dict[int, SeenEvents] = {}
-
-    def first(self, partition: int, sensor_id: str, event_id: str, at_ms: int) -> bool:
-        """Whether this copy is the first within the span (it is remembered)."""
-        pairs = self._pairs.get(partition)
-        if pairs is None:
-            pairs = self._pairs[partition] = SeenEvents(self.span_ms)
-        return pairs.first(sensor_id, event_id, at_ms)
-
-    @classmethod
-    def from_table(cls, table: Any, span_ms: int) -> _Retries:
-        """The pairs of the table's newest ``span_ms`` of record time (a restart forgets
-        nothing the running writer would have remembered)."""
-        from pyiceberg.expressions import And, GreaterThanOrEqual, NotNull
-
-        out = cls(span_ms)
-        if table.current_snapshot() is None or "event_id" not in table.schema().column_names:
-            return out
-        field = table.schema().find_field("record_time").field_id
-        newest = max((int.from_bytes(task.file.upper_bounds[field], "little", signed=True)
-                      for task in table.scan().plan_files()
-                      if task.file.upper_bounds and field in task.file.upper_bounds),
-                     default=None)
-        if newest is None:
-            return out
-        since = datetime.fromtimestamp((newest // 1000 - span_ms) / 1000, UTC)
-        rows = table.scan(row_filter=And(NotNull("event_id"),
-                                         GreaterThanOrEqual("record_time", since.isoformat())),
-                          selected_fields=("kafka_partition", "kafka_offset", "sensor_id",
-                                           "event_id", "record_time")).to_arrow()
-        rows = rows.sort_by([("kafka_partition", "ascending"), ("kafka_offset", "ascending")])
-        for partition, sensor, event_id, at in zip(
-                rows["kafka_partition"].to_pylist(), rows["sensor_id"].to_pylist(),
-                rows["event_id"].to_pylist(), rows["record_time"].cast(pa.int64()).to_pylist(),
-                strict=True):
-            out.first(partition, sensor, event_id, at // 1000)
-        return out
-
-
-def retry_span_ms(settings: Settings) -> int:
-    """How long (record time) a retried reading is recognised: the processor's span."""
-    from sensorlib.processor.loop import WARM_EXTRA
-
-    return int((settings.window_seconds + WARM_EXTRA.total_seconds()) * 1000)
-
-
-def _decode(kind: TableKind, batch: _Batch, accept: EventTimeWindow | None = None,
-            seen: _Retries | None = None) -> tuple[pa.Table, int, int]:
-    """The valid records of a batch as an Arrow table of the kind's schema, how many were
-    invalid, and how many were retried copies (dropped as the processor drops them:
-    a (sensorId, eventId) pair already in ``seen``, per partition, by record time)."""
-    from sensorlib.kafka.deadletters import letters_frame
-    from sensorlib.replay.reader import decode_alerts, decode_readings
-
-    partitions, offsets, times = batch.partitions, batch.offsets, batch.times
-    event_ids = batch.event_ids if kind is READINGS else None
-    if kind is READINGS:  # the gate's verdicts: the processor's window around record time
-        frame = decode_readings(batch.values, record_ms=times, accept=accept)
-    elif kind is DEAD_LETTERS:
-        frame = letters_frame(batch.values, partitions, offsets)
-        # A letter not written by sensorlib has no rejectedAt: its record's own time.
-        missing = frame["rejectedAt"].isna().to_numpy()
-        if missing.any():
-            frame.loc[missing, "rejectedAt"] = pd.to_datetime(times[missing], unit="ms", utc=True)
-        frame["_reason"] = None
-    else:
-        frame = decode_alerts(batch.values)
-    valid = frame["_reason"].isna().to_numpy()
-    invalid = int((~valid).sum())
-    keep = valid.copy()
-    if event_ids is not None and seen is not None:
-        sensors = frame["sensorId"].tolist()
-        for i, event_id in enumerate(event_ids):
-            if event_id is not None and valid[i]:
-                keep[i] = seen.first(int(partitions[i]), sensors[i], event_id, int(times[i]))
-    everything = bool(keep.all())
-    if not everything:
-        frame = frame.loc[keep]
-    columns: dict[str, Any] = {}
-    for name, dtype, frame_name in kind.columns:
-        if name == "kafka_partition":
-            column = partitions
-        elif name == "kafka_offset":
-            column = offsets
-        elif name == "record_time":
-            column = times * 1000  # ms -> µs
-        elif name == "event_id":
-            ids = event_ids if event_ids is not None else [None] * len(keep)
-            column = np.array(ids, dtype=object)
-        else:
-            assert frame_name is not None
-            columns[name] = pa.Array.from_pandas(frame[frame_name]).cast(dtype)
-            continue
-        columns[name] = pa.array(column if everything else column[keep]).cast(dtype)
-    table = pa.table(columns, schema=kind.arrow_schema)
-    # Sorted by event time, each file's row-group statistics prune hour reads well.
-    table = table.take(pc.sort_indices(table, sort_keys=[("event_time", "ascending")]))
-    return table, invalid, int((valid & ~keep).sum())
-
-
-# -- the writer: decode + Parquet + Iceberg commit, strictly in order --------------------------
-#
-# The consumer loop is pure Python (kafka-python parses every record) and so are large parts
-# of a table commit (pyiceberg writes manifests and metadata in Python). In one process they
-# share one GIL; the writer therefore runs in a forked child process where the platform can
-# tie the child's life to its parent (Linux: PR_SET_PDEATHSIG), else in a thread.
-#
-# Exactly once: batches go to the writer in offset order and are committed one after
-# another, each with the offsets its own rows end at, so a snapshot's offsets are always
-# exactly those whose rows the table holds. After a failed commit the writer commits
-# nothing more (a later batch's offsets would cover the failed batch's rows: a gap).
-# A SIGKILLed archiver takes its writer with it (the kernel kills the child); the writer
-# holds the archiver's lock file too (inherited), so no successor starts before it is gone.
-# PR_SET_PDEATHSIG follows the forking *thread*: run() forks and joins the writer itself.
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> bool:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux); True if it will."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            return False
-    except (OSError, AttributeError):
-        return False
-    if os.getppid() != parent:  # the parent died before prctl: nothing may be committed
-        os._exit(1)
-    return True
-
-
-def _can_fork() -> bool:
-    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
-
-
-def _writer_loop(requests: Any, replies: Any, settings: Settings, parent: int | None,
-                 others: tuple[Any, ...] = ()) -> None:
-    """The writer. ``("open", kind names)`` opens the tables and answers ``("opened",
-    {topic: offsets covered})``; then ``(topic, kind, covered, batch)`` messages are appended, each to its table with its offsets, answering ``("done",
-    rows, invalid, time)``. After an error it answers ``("error", message)`` and stops.
-    ``None`` (or a closed pipe) ends the loop.
-    """
-    if parent is not None:  # a child process: dies with the archiver, ignores ^C/TERM
-        for end in others:  # the archiver's ends (inherited): EOF when it closes its own
-            end.close()
-        if not _die_with_parent(parent):
-            replies.send(("error", "cannot tie the writer process to the archiver"))
-            return
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    tables: dict[str, Any] = {}
-    retries = _Retries(retry_span_ms(settings))
-    while True:
-        try:
-            message = requests.recv()
-        except (EOFError, OSError):
-            return
-        if message is None:
-            return
-        try:
-            if message[0] == "open":  # open (create) the tables, answer their offsets
-                kinds = [BY_NAME[name] for name in message[1]]
-                for kind in kinds:
-                    tables[kind.topic(settings)] = open_table(settings, kind)
-                    if kind is READINGS:
-                        retries = _Retries.from_table(tables[kind.topic(settings)],
-                                                      retry_span_ms(settings))
-                replies.send(("opened", {t: snapshot_offsets(table) for t, table in tables.items()}))
-                continue
-            from pyiceberg.exceptions import CommitFailedException
-
-            topic, kind_name, covered, batch = message
-            kind = BY_NAME[kind_name]
-            table, invalid, duplicates = _decode(kind, batch, accept_of(settings), retries)
-            props = offsets_property(topic, covered)
-            target = tables[topic]
-            for attempt in range(5):
-                try:
-                    target.append(table, snapshot_properties=props)
-                    break
-                except CommitFailedException:
-                    # Someone else (a compaction) committed first: reload and try again.
-                    target = target.refresh()
-                    if attempt == 4:
-                        raise
-            tables[topic] = target
-            replies.send(("done", table.num_rows, invalid, datetime.now(UTC), duplicates))
-        except BaseException as exc:  # noqa: BLE001 - reported to the archiver, then stop
-            try:
-                replies.send(("error", f"{type(exc).__name__}: {exc}"))
-            except (OSError, ValueError):
-                pass
-            return
-
-
-class _Writer:
-    """The writer (process or thread) and the batches handed to it, oldest first.
-
-    Batches are sent by a thread of their own: a pipe holds 64 KiB, so a send blocks
-    until the writer reads it — after its previous commit — and the consumer must not.
-    """
-
-    def __init__(self, settings: Settings, *, process: bool) -> None:
-        their_in, self._requests = multiprocessing.Pipe(duplex=False)
-        self._replies, their_out = multiprocessing.Pipe(duplex=False)
-        self.pending: list[tuple[_Topic, dict[int, int]]] = []
-        self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        if process:
-            context = multiprocessing.get_context("fork")
-            self.worker: Any = context.Process(
-                target=_writer_loop,
-                args=(their_in, their_out, settings, os.getpid(),
-                      (self._requests, self._replies)),
-                name="sensorlib-archive-writer", daemon=True)
-        else:
-            self.worker = threading.Thread(target=_writer_loop,
-                                           args=(their_in, their_out, settings, None),
-                                           name="sensorlib-archive-writer", daemon=True)
-        self.worker.start()
-        self._theirs = (their_in, their_out)
-        if process:  # the child has its own copies; EOF reaches us if it dies
-            their_in.close()
-            their_out.close()
-        self._sender = threading.Thread(target=self._send_loop, name="sensorlib-archive-send",
-                                        daemon=True)
-        self._sender.start()
-
-    def _send_loop(self) -> None:
-        while True:
-            message = self._outbox.get()
-            try:
-                self._requests.send(message)
-            except (OSError, ValueError, TypeError):  # the writer is gone: answer() says so
-                return
-            if message is None:
-                return
-
-    def send(self, message: Any) -> None:
-        """Queue a message for the writer (in order; never blocks)."""
-        self._outbox.put(message)
-
-    def opened(self) -> dict[str, dict[int, int]]:
-        """The answer to ``("open", …)``: topic -> the offsets the tables' snapshots cover."""
-        try:
-            reply = self._replies.recv()
-        except (EOFError, OSError):
-            raise ArchiveError("the archive writer died while opening the tables") from None
-        if reply[0] == "error":
-            raise ArchiveError(f"opening the archive failed: {reply[1]}")
-        return reply[1]
-
-    def submit(self, state: _Topic, batch: _Batch, covered: dict[int, int]) -> None:
-        self.send((state.topic, state.kind.name, covered, batch))
-        self.pending.append((state, covered))
-
-    def answer(self, timeout: float | None) -> tuple[_Topic, dict[int, int]] | None:
-        """The oldest batch once committed (its stats updated), None if not yet; raises
-        :class:`ArchiveError` if the writer failed or died."""
-        if not self.pending or not self._replies.poll(timeout):
-            return None
-        try:
-            reply = self._replies.recv()
-        except (EOFError, OSError):
-            raise ArchiveError("the archive writer died; the tables hold everything "
-                               "committed so far (a restart resumes from there)") from None
-        if reply[0] == "error":
-            raise ArchiveError(f"writing the archive failed: {reply[1]}")
-        state, covered = self.pending.pop(0)
-        _, rows, invalid, when, duplicates = reply
-        state.archived += rows
-        state.invalid += invalid
-        state.duplicates += duplicates
-        state.commits += 1
-        state.last_commit = when
-        if invalid:
-            log.warning("%d invalid record(s) of %s were not archived", invalid, state.topic)
-        return state, covered
-
-    def close(self, timeout: float = 120.0) -> None:
-        """Let the writer finish what it has (or stop at its first error) and end."""
-        self.send(None)
-        self.worker.join(timeout)
-        if isinstance(self.worker, threading.Thread):
-            # A writer that stopped at an error reads no more: closing its ends makes a
-            # send still blocked on the pipe fail (EPIPE) instead of hanging.
-            for end in self._theirs:
-                end.close()
-        elif self.worker.is_alive():  # pragma: no cover - a hung commit
-            self.worker.kill()
-            self.worker.join(10)
-        self._sender.join(timeout)
-        self._requests.close()
-        self._replies.close()
 
 
 # -- the service -----------------------------------------------------------------------------
@@ -582,7 +108,7 @@ class Archiver:
             raise ArchiveError("batch_rows must be at least 1 and batch_seconds positive")
         if writer not in (None, "process", "thread"):
             raise ArchiveError(f"writer must be 'process' or 'thread', not {writer!r}")
-        if writer == "process" and not _can_fork():
+        if writer == "process" and not can_fork_writer():
             raise ArchiveError("a writer process needs Linux (fork and PR_SET_PDEATHSIG)")
         self.settings = settings
         self.batch_rows = batch_rows
@@ -596,7 +122,7 @@ class Archiver:
         self.lag: dict[str, int] = {}
         #: (topic, partition) -> high watermark minus position, for ``/metrics``.
         self.partition_lag: dict[tuple[str, int], int] = {}
-        self.topics: dict[str, _Topic] = {}
+        self.topics: dict[str, TopicState] = {}
         #: Health signals (time.monotonic()): the probe's last answer and error, group
         #: commits failing since, the last progress (records read, or nothing waiting).
         self.answered: float | None = None
@@ -754,11 +280,11 @@ class Archiver:
         from sensorlib.kafka.clients import make_consumer
 
         consumer = None
-        writer: _Writer | None = None
+        writer: Writer | None = None
         self.state = "starting"
         try:
             # The writer first: forked before the consumer starts its threads.
-            writer = _Writer(self.settings, process=self.writer == "process")
+            writer = Writer(self.settings, process=self.writer == "process")
             consumer = make_consumer(self.settings, group_id=self.group,
                                      client_id="sensorlib-archiver", **_CONSUMER)
             parts = self._assign(consumer, writer)
@@ -814,7 +340,7 @@ class Archiver:
                 except Exception as exc:  # noqa: BLE001 - closing after a failure
                     log.info("consumer close: %s", exc)
 
-    def _assign(self, consumer: Any, writer: _Writer) -> list[TopicPartition]:
+    def _assign(self, consumer: Any, writer: Writer) -> list[TopicPartition]:
         """Assign every partition and seek to the offsets the tables cover (the writer
         opens the tables, creating them if needed, while the consumer connects)."""
         writer.send(("open", [kind.name for kind in self.kinds]))
@@ -833,7 +359,7 @@ class Archiver:
         for kind in self.kinds:
             topic = kind.topic(self.settings)
             covered = opened[topic]
-            state = _Topic(kind, topic, dict(covered))
+            state = TopicState(kind, topic, dict(covered))
             old = self.topics.get(topic)
             if old is not None:  # a restart: the counters go on
                 state.archived, state.invalid = old.archived, old.invalid
@@ -862,7 +388,7 @@ class Archiver:
     def _poll(self, consumer: Any) -> int:
         got = 0
         for tp, records in consumer.poll(timeout_ms=500).items():
-            self.topics[tp.topic].batch.add(_Chunk.pack(tp.partition, records))
+            self.topics[tp.topic].batch.add(Chunk.pack(tp.partition, records))
             got += len(records)
         if got:
             self._update_lag(consumer)
@@ -930,7 +456,7 @@ class Archiver:
         self.lag = lag
         self.partition_lag = per_partition
 
-    def _submit(self, state: _Topic, writer: _Writer) -> None:
+    def _submit(self, state: TopicState, writer: Writer) -> None:
         """Hand (at most ``batch_rows`` of) the batch to the writer, in order."""
         batch = state.batch.take(self.batch_rows)
         covered = dict(state.covered)
@@ -940,7 +466,7 @@ class Archiver:
         state.covered = covered
         writer.submit(state, batch, covered)
 
-    def _settle(self, consumer: Any, writer: _Writer, *, timeout: float | None) -> None:
+    def _settle(self, consumer: Any, writer: Writer, *, timeout: float | None) -> None:
         """Take the writer's answers; commit the group offsets of committed batches (lag
         display only). ``timeout=None`` waits for one answer, ``0`` takes what is there."""
         while True:
@@ -958,10 +484,6 @@ class Archiver:
                 return
 
 
-_VALUE = operator.attrgetter("value")
-_HEADERS = operator.attrgetter("headers")
-_OFFSET = operator.attrgetter("offset")
-_TIMESTAMP = operator.attrgetter("timestamp")
 
 
 def _alive(pid: str) -> bool:
@@ -975,152 +497,3 @@ def _alive(pid: str) -> bool:
     return True
 
 
-# -- /health ---------------------------------------------------------------------------------
-
-
-def _host_name(header: str) -> str:
-    """The host part of a Host header (``[::1]:8083`` -> ``[::1]``)."""
-    if header.startswith("["):
-        return header[: header.find("]") + 1]
-    return header.rsplit(":", 1)[0]
-
-
-def serve_health(archiver: Archiver, host: str, port: int) -> ThreadingHTTPServer:
-    """A tiny HTTP server answering ``GET /health`` (JSON; 200 healthy, 503 not) and
-    ``GET /metrics`` (Prometheus text, :class:`~sensorlib.observe.telemetry.ArchiverMetrics`) in a
-    thread."""
-    allowed = set(archiver.settings.hosts())
-
-    class Handler(BaseHTTPRequestHandler):
-        timeout = archiver.settings.header_timeout  # idle or slow clients: their thread ends
-
-        def do_GET(self) -> None:
-            name = _host_name(self.headers.get("Host") or "")
-            if name not in allowed:
-                self._send(400, {"error": f"unknown Host header {name!r}"})
-            elif self.path.split("?")[0] == "/metrics":
-                data = generate_latest(archiver.metrics.registry)
-                self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("X-Content-Type-Options", "nosniff")
-                self.end_headers()
-                self.wfile.write(data)
-            elif self.path.split("?")[0] != "/health":
-                self._send(404, {"error": "not found; try /health or /metrics"})
-            else:
-                healthy, body = archiver.health()
-                self._send(200 if healthy else 503, body)
-
-        def _send(self, code: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="sensorlib-archive-health",
-                     daemon=True).start()
-    return server
-
-
-# -- compaction ------------------------------------------------------------------------------
-
-
-def compact(settings: Settings, *, min_files: int = 4, keep_snapshots: timedelta = timedelta(hours=1),
-            orphan_age: timedelta = timedelta(hours=1), progress: Any = None) -> dict[str, Any]:
-    """Rewrite each event day with ``min_files`` or more data files into one sorted file.
-
-    The rewrite is an Iceberg overwrite of that day, committed with the same Kafka
-    offsets as the snapshot it replaces (so the archiver's place is kept; a commit race
-    with a running archiver is retried). Then snapshots older than ``keep_snapshots``
-    are expired and data files no snapshot references any more (older than
-    ``orphan_age``, so an in-flight append is never touched) are deleted.
-    """
-    from pyiceberg.exceptions import CommitFailedException
-    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
-
-    say = progress or (lambda message: None)
-    report: dict[str, Any] = {}
-    for kind in KINDS:
-        table = open_table(settings, kind)
-        topic = kind.topic(settings)
-        days: dict[Any, int] = {}
-        for task in table.scan().plan_files():
-            day = task.file.partition[0]
-            days[day] = days.get(day, 0) + 1
-        rewritten = 0
-        for day, files in sorted(days.items()):
-            if files < min_files:
-                continue
-            start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=int(day))
-            where = And(GreaterThanOrEqual("event_time", start.isoformat()),
-                        LessThan("event_time", (start + timedelta(days=1)).isoformat()))
-            for attempt in range(5):
-                table = table.refresh()
-                rows = table.scan(row_filter=where).to_arrow()
-                rows = rows.take(pc.sort_indices(rows, sort_keys=[("event_time", "ascending")]))
-                props = offsets_property(topic, snapshot_offsets(table))
-                try:
-                    table.overwrite(rows, overwrite_filter=where, snapshot_properties=props)
-                    break
-                except CommitFailedException:
-                    if attempt == 4:
-                        raise
-            rewritten += 1
-            say(f"{topic}: {start:%Y-%m-%d} {files} files -> 1 ({rows.num_rows:,} rows)")
-        table = table.refresh()
-        expired = _expire(table, keep_snapshots)
-        deleted = _delete_orphans(table, orphan_age)
-        report[topic] = {"days_rewritten": rewritten, "snapshots_expired": expired,
-                         "files_deleted": deleted}
-    return report
-
-
-def _expire(table: Any, keep: timedelta) -> int:
-    current = table.current_snapshot()
-    if current is None:
-        return 0
-    cutoff = datetime.now(UTC) - keep
-    old = [s.snapshot_id for s in table.snapshots()
-           if s.snapshot_id != current.snapshot_id and s.timestamp_ms < cutoff.timestamp() * 1000]
-    if old:
-        table.maintenance.expire_snapshots().by_ids(old).commit()
-    return len(old)
-
-
-def _delete_orphans(table: Any, min_age: timedelta) -> int:
-    """Delete data files of this table that no remaining snapshot references."""
-    from pyiceberg.manifest import ManifestContent
-
-    table = table.refresh()
-    referenced: set[str] = set()
-    for snapshot in table.snapshots():
-        for manifest in snapshot.manifests(table.io):
-            if manifest.content != ManifestContent.DATA:
-                continue
-            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
-                referenced.add(entry.data_file.file_path.removeprefix("file://"))
-    root = Path(table.location().removeprefix("file://")) / "data"
-    cutoff = time.time() - min_age.total_seconds()
-    deleted = 0
-    for path in root.rglob("*.parquet") if root.exists() else ():
-        if str(path) not in referenced and path.stat().st_mtime < cutoff:
-            path.unlink()
-            deleted += 1
-    return deleted
-
-
-# -- command line ----------------------------------------------------------------------------
-
-
-def can_fork_writer() -> bool:
-    """Whether this platform can run the writer as a process (fork and PR_SET_PDEATHSIG)."""
-    return _can_fork()

@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.dashboard.hosts import host_allowed, split_host, websocket_origins
 from sensorlib.kafka.broker import free_port
+from sensorlib.services.hosts import host_allowed, split_host, websocket_origins
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 
 EVIL = "evil.example"

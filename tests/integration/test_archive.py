@@ -23,9 +23,11 @@ from kafka.consumer.fetcher import ConsumerRecord
 from sensorlib.cli import build_parser
 from sensorlib.config import Settings
 from sensorlib.engine.pipeline import Pipeline
-from sensorlib.history import archiver as archive
+from sensorlib.history import batches
 from sensorlib.history import query as history
-from sensorlib.history.archiver import ArchiveError, Archiver, compact
+from sensorlib.history import writer as history_writer
+from sensorlib.history.archiver import ArchiveError, Archiver
+from sensorlib.history.compact import compact
 from sensorlib.ingest.simulate import Simulator
 from sensorlib.kafka.broker import free_port
 from sensorlib.kafka.clients import make_producer
@@ -172,7 +174,7 @@ def test_a_failed_commit_stops_the_writer_without_a_gap(
     settings = archived
     readings = fleet(datetime.now(UTC) - timedelta(hours=1), 12, interval=1.0)  # 3,600
     publish(settings, readings)
-    real, calls = archive._decode, []
+    real, calls = history_writer.decode_batch, []
 
     def failing(kind: history.TableKind, batch: object, *rest: object) -> object:
         calls.append(1)
@@ -181,7 +183,7 @@ def test_a_failed_commit_stops_the_writer_without_a_gap(
         return real(kind, batch, *rest)  # type: ignore[arg-type]
 
     # Patched before the writer starts: a forked writer process inherits it.
-    monkeypatch.setattr(archive, "_decode", failing)
+    monkeypatch.setattr(history_writer, "decode_batch", failing)
     with pytest.raises(ArchiveError, match="disk full"):
         archive_all(settings, batch_rows=1000, writer=writer)
     table = table_rows(settings)
@@ -191,7 +193,7 @@ def test_a_failed_commit_stops_the_writer_without_a_gap(
     # The snapshot's offsets are exactly those of its rows (each partition's prefix).
     assert coords == {(p, o) for p, end in covered.items() for o in range(end)}
 
-    monkeypatch.setattr(archive, "_decode", real)
+    monkeypatch.setattr(history_writer, "decode_batch", real)
     archive_all(settings, batch_rows=1000, writer=writer)  # resumes right after them
     table = table_rows(settings)
     coords = list(zip(table["kafka_partition"], table["kafka_offset"], strict=True))
@@ -208,9 +210,9 @@ def test_polled_records_are_packed_and_split_without_losing_a_byte() -> None:
     kinds = [b'{"SensorId": "s"}', b"", None, b"with\nnewline", b"\r\n", b"x" * 300]
     for _ in range(200):
         values = [rng.choice(kinds) for _ in range(rng.randint(1, 30))]
-        batch = archive._Batch()
-        batch.add(archive._Chunk.pack(0, [_record(0, 10 + i, v) for i, v in enumerate(values)]))
-        batch.add(archive._Chunk.pack(2, [_record(2, 5 + i, v) for i, v in enumerate(values)]))
+        batch = batches.Batch()
+        batch.add(batches.Chunk.pack(0, [_record(0, 10 + i, v) for i, v in enumerate(values)]))
+        batch.add(batches.Chunk.pack(2, [_record(2, 5 + i, v) for i, v in enumerate(values)]))
         cut = rng.randint(0, 2 * len(values) + 1)
         head = batch.take(cut)
         assert len(head) == min(cut, 2 * len(values)) and len(head) + len(batch) == 2 * len(values)
