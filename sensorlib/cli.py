@@ -264,7 +264,8 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
     _check_port(host, port, "notifier /health",
                 "SENSORLIB_NOTIFIER_PORT" if args.port is None else "--port")
     configure_logging("notifier", text_format=SERVICE_LOG_FORMAT,
-                      secrets=[settings.sasl_password, settings.smtp_password])
+                      secrets=[settings.sasl_password, settings.smtp_password],
+                      log_format=settings.log_format)
     setup_tracing("sensorlib-notifier")
     wait_for_kafka(settings, timeout=60)
     ensure_topics(settings)
@@ -378,9 +379,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
                                   (settings.controller_port, "Kafka controller",
                                    "SENSORLIB_CONTROLLER_PORT")])
     if args.observe:
-        from sensorlib.observe.viewers import viewer_ports
 
-        zipkin, prometheus = viewer_ports()
+        zipkin, prometheus = settings.zipkin_port, settings.prometheus_port
         check_ports("127.0.0.1", [(zipkin, "Zipkin", "SENSORLIB_ZIPKIN_PORT"),
                                   (prometheus, "Prometheus", "SENSORLIB_PROMETHEUS_PORT")])
     if args.notify:
@@ -695,24 +695,11 @@ def _config_rows(settings: Settings) -> list[dict[str, str]]:
     import os
 
     from sensorlib.config import SECRET_VARIABLES, VARIABLES
-    from sensorlib.ingest.bridge import IngestSettings
-    from sensorlib.observe.viewers import viewer_ports
-
     effective = settings.to_env()
     effective["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     effective["SENSORLIB_WAREHOUSE"] = str(settings.warehouse)
     effective["SENSORLIB_ALLOWED_HOSTS"] = ",".join(settings.hosts())
-    limits = IngestSettings.from_env()
-    for name, value in (("MAX_IN_FLIGHT", limits.max_in_flight), ("MAX_BATCH", limits.max_batch),
-                        ("MAX_BATCH_BYTES", limits.max_batch_bytes),
-                        ("ACK_TIMEOUT", f"{limits.ack_timeout:g}s"),
-                        ("RETRY_AFTER", limits.retry_after),
-                        ("IDEMPOTENCY_TTL", f"{limits.idempotency_ttl:g}s"),
-                        ("IDEMPOTENCY_KEYS", limits.idempotency_keys)):
-        effective[f"SENSORLIB_{name}"] = str(value)
-    zipkin, prometheus = viewer_ports()
-    effective["SENSORLIB_ZIPKIN_PORT"], effective["SENSORLIB_PROMETHEUS_PORT"] = (
-        str(zipkin), str(prometheus))
+    # the ingestion limits and the viewers' ports are in to_env() already
     unset = {"SENSORLIB_SEED": "(random)", "KAFKA_HOME": f"(unset: jars in {settings.cache_dir})",
              "SENSORLIB_STALE_AFTER": "(3 × SENSORLIB_INTERVAL, at least 10 s)",
              "SENSORLIB_METRICS_URLS": "(each service on SENSORLIB_HOST and its port)",

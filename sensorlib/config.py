@@ -327,6 +327,82 @@ def _home(env: Mapping[str, str]) -> Path:
 
 
 @dataclass(frozen=True)
+class IngestSettings:
+    """Limits of the HTTP ingestion path (environment variables in brackets).
+
+    - ``max_in_flight`` [``SENSORLIB_MAX_IN_FLIGHT``, 20000]: readings handed to Kafka and
+      not yet acknowledged; past it requests get 429. A batch must fit whole.
+    - ``max_batch`` [``SENSORLIB_MAX_BATCH``, 10000]: readings per batch request.
+    - ``max_batch_bytes`` [``SENSORLIB_MAX_BATCH_BYTES``, 16 MiB]: a batch body's size
+      (10,000 readings of up to ~1.6 KiB each; a typical reading is ~130 bytes).
+    - ``ack_timeout`` [``SENSORLIB_ACK_TIMEOUT``, 5s]: longest a request waits for Kafka's
+      acknowledgement (then 503), and how long Kafka may make no progress before new
+      requests are refused with 503 at once.
+    - ``retry_after`` [``SENSORLIB_RETRY_AFTER``, 1]: seconds in ``Retry-After``.
+    - ``idempotency_ttl`` [``SENSORLIB_IDEMPOTENCY_TTL``, 10m]: how long an event id is
+      remembered; ``idempotency_keys`` [``SENSORLIB_IDEMPOTENCY_KEYS``, 100000]: at most
+      this many (the oldest are forgotten first).
+    """
+
+    max_in_flight: int = 20_000
+    max_batch: int = 10_000
+    max_batch_bytes: int = 16 * 1024 * 1024
+    ack_timeout: float = 5.0
+    retry_after: int = 1
+    idempotency_ttl: float = 600.0
+    idempotency_keys: int = 100_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
+        """Read the limits from ``env`` (default ``os.environ``); unset means the default.
+
+        Raises:
+            ConfigError: naming the variable when a value is not usable.
+        """
+        env = os.environ if env is None else env
+        d = cls()
+        limits = cls(
+            max_in_flight=env_int(env, "SENSORLIB_MAX_IN_FLIGHT", d.max_in_flight),
+            max_batch=env_int(env, "SENSORLIB_MAX_BATCH", d.max_batch),
+            max_batch_bytes=env_int(env, "SENSORLIB_MAX_BATCH_BYTES", d.max_batch_bytes),
+            ack_timeout=_seconds(env, "SENSORLIB_ACK_TIMEOUT", d.ack_timeout),
+            retry_after=env_int(env, "SENSORLIB_RETRY_AFTER", d.retry_after),
+            idempotency_ttl=_seconds(env, "SENSORLIB_IDEMPOTENCY_TTL", d.idempotency_ttl),
+            idempotency_keys=env_int(env, "SENSORLIB_IDEMPOTENCY_KEYS", d.idempotency_keys),
+        )
+        limits.validate()
+        return limits
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that make a child's :meth:`from_env` equal these limits."""
+        return {"SENSORLIB_MAX_IN_FLIGHT": str(self.max_in_flight),
+                "SENSORLIB_MAX_BATCH": str(self.max_batch),
+                "SENSORLIB_MAX_BATCH_BYTES": str(self.max_batch_bytes),
+                "SENSORLIB_ACK_TIMEOUT": f"{self.ack_timeout!r}s",
+                "SENSORLIB_RETRY_AFTER": str(self.retry_after),
+                "SENSORLIB_IDEMPOTENCY_TTL": f"{self.idempotency_ttl!r}s",
+                "SENSORLIB_IDEMPOTENCY_KEYS": str(self.idempotency_keys)}
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the variable of an unusable value."""
+        for name, value in (("MAX_IN_FLIGHT", self.max_in_flight), ("MAX_BATCH", self.max_batch),
+                            ("MAX_BATCH_BYTES", self.max_batch_bytes),
+                            ("IDEMPOTENCY_KEYS", self.idempotency_keys)):
+            if value < 1:
+                raise ConfigError(f"SENSORLIB_{name} must be at least 1, got {value}")
+        if self.ack_timeout <= 0:
+            raise ConfigError("SENSORLIB_ACK_TIMEOUT must be positive")
+        if self.retry_after < 0:
+            raise ConfigError("SENSORLIB_RETRY_AFTER must not be negative")
+        if self.idempotency_ttl <= 0:
+            raise ConfigError("SENSORLIB_IDEMPOTENCY_TTL must be positive")
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    return env_duration(env, name, timedelta(seconds=default)).total_seconds()
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, with the design contract's defaults.
 
@@ -471,6 +547,10 @@ class Settings:
     webhook_urls: tuple[str, ...] = ()
     slack_webhook_url: str | None = field(default=None, repr=False)
     tz: str = "UTC"
+    log_format: str = "text"
+    zipkin_port: int = 9411
+    prometheus_port: int = 9090
+    ingest: IngestSettings = field(default_factory=lambda: IngestSettings())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -551,12 +631,21 @@ class Settings:
             webhook_urls=_list(env, "SENSORLIB_WEBHOOK_URLS"),
             slack_webhook_url=(env.get("SENSORLIB_SLACK_WEBHOOK_URL") or "").strip() or None,
             tz=_str(env, "SENSORLIB_TZ", "UTC"),
+            log_format=_str(env, "SENSORLIB_LOG_FORMAT", "text").lower(),
+            zipkin_port=env_int(env, "SENSORLIB_ZIPKIN_PORT", 9411),
+            prometheus_port=env_int(env, "SENSORLIB_PROMETHEUS_PORT", 9090),
+            ingest=IngestSettings.from_env(env),
         )
         settings.validate()
         return settings
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` with the variable to fix when a value is unusable."""
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"SENSORLIB_LOG_FORMAT={self.log_format!r}: use text or json")
+        for name, port in (("ZIPKIN", self.zipkin_port), ("PROMETHEUS", self.prometheus_port)):
+            if not 0 < port < 65536:
+                raise ConfigError(f"SENSORLIB_{name}_PORT={port} is not a TCP port (1-65535)")
         if self.partitions < 1:
             raise ConfigError("SENSORLIB_PARTITIONS must be at least 1")
         if self.window_seconds <= 0:
@@ -691,6 +780,11 @@ class Settings:
             env["SENSORLIB_SLACK_WEBHOOK_URL"] = self.slack_webhook_url
         if self.tz != "UTC":
             env["SENSORLIB_TZ"] = self.tz
+        if self.log_format != "text":
+            env["SENSORLIB_LOG_FORMAT"] = self.log_format
+        env["SENSORLIB_ZIPKIN_PORT"] = str(self.zipkin_port)
+        env["SENSORLIB_PROMETHEUS_PORT"] = str(self.prometheus_port)
+        env.update(self.ingest.to_env())
         if self.allowed_hosts:
             env["SENSORLIB_ALLOWED_HOSTS"] = ",".join(self.allowed_hosts)
         if self.cors_origins:

@@ -36,6 +36,51 @@ class ConfigError(SensorlibError, ValueError):
     exit_code = 2
 
 
+class UsageError(SensorlibError, ValueError):
+    """A function or command was given an argument it cannot use (the message says which and
+    what it accepts). A ``ValueError``, as Python code expects of a bad argument."""
+
+    exit_code = 2
+
+
+class InvalidInput(SensorlibError, ValueError):
+    """Data from outside (a reading, a request body) was refused; subclasses say why."""
+
+
+class BodyTooLarge(InvalidInput):
+    """A request body exceeds its limit (64 KiB for one reading; the batch limit for batches)."""
+
+
+class BodyTooSlow(InvalidInput):
+    """A client did not send its whole request body within the body timeout."""
+
+
+class Conflict(InvalidInput):
+    """An event id was already used for a different reading of the same sensor (HTTP 409)."""
+
+
+class Refused(SensorlibError):
+    """A request cannot be taken now: 429 (too many in flight) or 503 (Kafka unavailable),
+    with the seconds to wait in ``retry_after``."""
+
+    def __init__(self, status: int, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+class RebalanceStuck(SensorlibError):
+    """A processor owned no partition for long while its group left some unowned: its session
+    ends and a fresh consumer joins."""
+
+
+class DashboardError(SensorlibError):
+    """The dashboard server cannot start safely (its message says which setting to change)."""
+
+    exit_code = 2
+
+
 class BrokerError(SensorlibError):
     """The local Apache Kafka broker could not be provisioned, started or stopped."""
 

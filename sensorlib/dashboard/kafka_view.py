@@ -21,6 +21,7 @@ from kafka import TopicPartition
 from sensorlib.config import Settings
 from sensorlib.dashboard.shared import PerSettings
 from sensorlib.dashboard.state import LagHistory
+from sensorlib.errors import UsageError
 from sensorlib.kafka.clients import TopicReader, make_admin, make_consumer
 
 __all__ = [
@@ -245,7 +246,7 @@ class KafkaMonitor:
         ``scan`` records of each partition are searched. Reads assign + seek, no group.
         """
         if topic not in self.settings.topics:
-            raise ValueError(f"not one of this project's topics: {topic!r}")
+            raise UsageError(f"not one of this project's topics: {topic!r}")
         key = (topic, sensor.strip().lower(), limit)
         with self._browse_lock:
             cached = self._browse_cache.get(key)

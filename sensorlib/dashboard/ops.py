@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from sensorlib.errors import UsageError
+
 __all__ = [
     "Samples",
     "Scrape",
@@ -129,7 +131,7 @@ def histogram_quantile(q: float, cumulative: Iterable[tuple[float, float]]) -> f
     ``+Inf`` bucket is the highest finite bound. None for an empty histogram.
     """
     if not 0.0 <= q <= 1.0:
-        raise ValueError(f"a quantile is between 0 and 1, not {q}")
+        raise UsageError(f"a quantile is between 0 and 1, not {q}")
     rows = sorted(cumulative)
     if not rows or rows[-1][0] != math.inf or rows[-1][1] <= 0:
         return None

@@ -293,7 +293,7 @@ class OpsMonitor:
         self.urls = metrics_urls(settings)
         self.every = every
         self._own = own
-        self._viewer_urls = viewer_urls()
+        self._viewer_urls = viewer_urls(settings)
         self._history: dict[str, deque[Scrape]] = {n: deque() for n in SERVICES}
         self._lag: dict[str, deque[tuple[float, float]]] = {n: deque() for n in LAGGING}
         self._viewers: dict[str, tuple[str, bool]] = {

@@ -32,6 +32,7 @@ from panel.command.serve import Serve
 from tornado.web import Application, RequestHandler
 
 from sensorlib.config import Settings, is_loopback
+from sensorlib.errors import DashboardError
 from sensorlib.services.hosts import host_allowed
 
 __all__ = ["GuardedServe", "RefusedHost", "guard_application", "main"]
@@ -67,7 +68,7 @@ def guard_application(app: Application, allowed: Iterable[str], port: int | None
         return
     names = tuple(allowed)
     if not names:
-        raise ValueError("the Host allow-list is empty: no request could be answered")
+        raise DashboardError("the Host allow-list is empty: no request could be answered")
     route = app.find_handler
     logged: dict[str, float] = {}
 
@@ -122,7 +123,7 @@ def login_password(settings: Settings, addresses: list[str]) -> str | None:
     if settings.api_token:
         return settings.api_token
     if beyond and not settings.insecure:
-        raise ValueError(f"bound beyond loopback ({', '.join(beyond)}) without a login: set "
+        raise DashboardError(f"bound beyond loopback ({', '.join(beyond)}) without a login: set "
                          "SENSORLIB_API_TOKEN (the dashboard's password), or "
                          "SENSORLIB_INSECURE=1 to let anyone on the network look")
     return None
@@ -141,7 +142,7 @@ class GuardedServe(Serve):
         password = login_password(settings, [args.address or "localhost"])
         if password is not None and not args.basic_auth:
             if os.path.exists(password):  # Panel would read such a password as a user file
-                raise ValueError("SENSORLIB_API_TOKEN names a file; use a random token")
+                raise DashboardError("SENSORLIB_API_TOKEN names a file; use a random token")
             args.basic_auth = password
             args.cookie_secret = args.cookie_secret or secrets.token_urlsafe(32)
             args.basic_login_template = args.basic_login_template or str(LOGIN_TEMPLATE)
@@ -157,7 +158,7 @@ class GuardedServe(Serve):
         # Bokeh keeps no public handle on its Tornado application; fail closed if that moves.
         app = getattr(server, "_tornado", None)
         if app is None or not hasattr(app, "find_handler"):
-            raise RuntimeError("cannot install the Host guard on this Bokeh version; "
+            raise DashboardError("cannot install the Host guard on this Bokeh version; "
                                "refusing to serve the dashboard unguarded")
         hosts = Settings.from_env().hosts()
         guard_application(app, hosts, server.port)

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sensorlib.engine.recent import RecentById
+from sensorlib.errors import UsageError
 from sensorlib.model.events import status_of
 
 if TYPE_CHECKING:
@@ -231,7 +232,7 @@ class LiveState:
         clock: Clock = utc_now,
     ) -> None:
         if stale_after <= timedelta(0):
-            raise ValueError(f"stale_after must be positive, got {stale_after}")
+            raise UsageError(f"stale_after must be positive, got {stale_after}")
         self.window = window
         self.max_samples = max_samples
         self.max_sensors = max_sensors
@@ -476,9 +477,9 @@ def select_sensors(views: Iterable[SensorView], *, query: str = "", status: str 
     ``status`` is ``"all"`` or one of :data:`STATUSES`; ``page`` out of range is clamped.
     """
     if status != "all" and status not in _RANK:
-        raise ValueError(f"status must be 'all' or one of {', '.join(STATUSES)}, got {status!r}")
+        raise UsageError(f"status must be 'all' or one of {', '.join(STATUSES)}, got {status!r}")
     if size < 1:
-        raise ValueError(f"size must be at least 1, got {size}")
+        raise UsageError(f"size must be at least 1, got {size}")
     everything = list(views)
     by_status = dict.fromkeys(STATUSES, 0)
     for view in everything:

@@ -2,7 +2,7 @@
 
 A client that retries ``POST /api/events`` with the same ``Idempotency-Key`` (or ``eventId``)
 makes the producer put the same id in each record's ``eventId`` header
-(:data:`sensorlib.ingest.bridge.EVENT_ID_HEADER`). The producer joins retries it still remembers;
+(:data:`sensorlib.model.events.EVENT_ID_HEADER`). The producer joins retries it still remembers;
 across producer restarts (or two producer processes) the same reading can reach the topic
 twice, and the processor drops every copy after the first whose pair it has seen within
 :class:`SeenEvents`'s span. Records without the header are never de-duplicated.
@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
-from sensorlib.ingest.bridge import EVENT_ID_HEADER
+from sensorlib.errors import UsageError
+from sensorlib.model.events import EVENT_ID_HEADER
 
 __all__ = ["SeenEvents", "event_id_of"]
 
@@ -54,7 +55,7 @@ class SeenEvents:
 
     def __init__(self, span_ms: int, max_size: int = 1_000_000) -> None:
         if span_ms <= 0:
-            raise ValueError(f"span_ms must be positive (got {span_ms})")
+            raise UsageError(f"span_ms must be positive (got {span_ms})")
         self.span_ms = span_ms
         self.max_size = max_size
         self._seen: dict[tuple[str, str], int] = {}

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from itertools import count
 from typing import TYPE_CHECKING
 
+from sensorlib.errors import ConfigError
 from sensorlib.model.events import Alert, Reading, Severity, alert_id, status_of
 from sensorlib.model.times import from_us, to_us, utcnow
 
@@ -91,14 +92,14 @@ class RuleConfig:
 
     def __post_init__(self) -> None:
         if self.rate_min_span <= timedelta(0):
-            raise ValueError(f"rate_min_span must be positive (got {self.rate_min_span})")
+            raise ConfigError(f"rate_min_span must be positive (got {self.rate_min_span})")
         if self.silent_storm_slot < timedelta(microseconds=1):
-            raise ValueError(f"silent_storm_slot must be positive (got {self.silent_storm_slot})")
+            raise ConfigError(f"silent_storm_slot must be positive (got {self.silent_storm_slot})")
         if self.silent_storm is not None and self.silent_storm < 0:
-            raise ValueError(f"silent_storm must be >= 0 or None (got {self.silent_storm})")
+            raise ConfigError(f"silent_storm must be >= 0 or None (got {self.silent_storm})")
         unknown = set(self.rules) - ALL_RULES
         if unknown:
-            raise ValueError(f"unknown rules {sorted(unknown)}; known: {sorted(ALL_RULES)}")
+            raise ConfigError(f"unknown rules {sorted(unknown)}; known: {sorted(ALL_RULES)}")
 
 
 def _span_text(us: int) -> str:
@@ -189,7 +190,7 @@ class Detector:
         self._evictions: list[tuple[int, int, _SensorState]] = []  # key: last_us + evict_after
         self._seq = count()
         if evict_after is not None and evict_after <= config.silent_after:
-            raise ValueError(f"evict_after ({evict_after}) must be longer than silent_after "
+            raise ConfigError(f"evict_after ({evict_after}) must be longer than silent_after "
                              f"({config.silent_after}): a sensor is evicted after its silent alert")
         self._evict_us = None if evict_after is None else evict_after // timedelta(microseconds=1)
         # Silent-alert storms (RuleConfig.silent_storm): silences counted per slot of event

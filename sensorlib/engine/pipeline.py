@@ -51,6 +51,7 @@ from sensorlib.engine.windows import (
     from_us,
     to_us,
 )
+from sensorlib.errors import UsageError
 from sensorlib.model.events import Alert, FieldError, InvalidReading, Reading, parse_reading
 
 if TYPE_CHECKING:  # pandas is imported by the DataFrame functions: the processor needs none
@@ -136,7 +137,7 @@ class Pipeline:
         evict_after: timedelta | None | Literal["default"] = "default",
     ) -> None:
         if max_sensors is not None and max_sensors < 1:
-            raise ValueError(f"max_sensors must be at least 1 or None (got {max_sensors})")
+            raise UsageError(f"max_sensors must be at least 1 or None (got {max_sensors})")
         if evict_after == "default":
             evict_after = max(window, rules.cooldown) + rules.silent_after
         self.windows = WindowStore(window)

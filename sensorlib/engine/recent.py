@@ -12,6 +12,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
+from sensorlib.errors import UsageError
+
 __all__ = ["RecentById"]
 
 T = TypeVar("T")
@@ -30,7 +32,7 @@ class RecentById(Generic[T]):
     def __init__(self, maxlen: int, *, key: Callable[[T], Hashable],
                  order: Callable[[T], object] | None = None) -> None:
         if maxlen < 1:
-            raise ValueError(f"maxlen must be at least 1 (got {maxlen})")
+            raise UsageError(f"maxlen must be at least 1 (got {maxlen})")
         self.maxlen = maxlen
         self._key = key
         self._order = order

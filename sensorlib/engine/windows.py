@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta  # noqa: F401 - UTC for the doctests
 from typing import Any, Literal
 
+from sensorlib.errors import UsageError
 from sensorlib.model.events import Reading, format_timestamp
 from sensorlib.model.times import ONE_US, from_us, to_us
 
@@ -132,7 +133,7 @@ class SensorWindow:
 
     def __init__(self, length: timedelta = DEFAULT_WINDOW) -> None:
         if length <= timedelta(0):
-            raise ValueError(f"window length must be positive (got {length})")
+            raise UsageError(f"window length must be positive (got {length})")
         self.length = length
         self._length_us = length // _US
         self._items: deque[tuple[int, float, float]] = deque()  # (ts, temp, hum) by ts

@@ -224,7 +224,7 @@ class Retries:
 
 def retry_span_ms(settings: Settings) -> int:
     """How long (record time) a retried reading is recognised: the processor's span."""
-    from sensorlib.processor.loop import WARM_EXTRA
+    from sensorlib.processor.warmup import WARM_EXTRA
 
     return int((settings.window_seconds + WARM_EXTRA.total_seconds()) * 1000)
 

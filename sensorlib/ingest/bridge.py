@@ -21,198 +21,26 @@ the processor can drop duplicates across producer restarts.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from kafka.partitioner.default import murmur2
 
-from sensorlib.config import env_duration, env_int
-from sensorlib.errors import ConfigError
+from sensorlib.config import IngestSettings
+from sensorlib.errors import Conflict, Refused
 from sensorlib.model.events import (
-    EventTimeWindow,
-    FieldError,
-    InvalidReading,
+    EVENT_ID_HEADER,
     Reading,
-    parse_reading,
 )
 
 __all__ = [
-    "EVENT_ID_HEADER",
     "Ingest",
-    "IngestSettings",
     "Outcome",
-    "Refused",
-    "check_event_id",
-    "parse_posted",
-    "split_batch",
 ]
-
-#: The Kafka record header carrying a reading's event id (UTF-8), read by the processor.
-EVENT_ID_HEADER = "eventId"
-_EVENT_ID = re.compile(r"[\x21-\x7e]{1,128}")
-
-
-@dataclass(frozen=True)
-class IngestSettings:
-    """Limits of the HTTP ingestion path (environment variables in brackets).
-
-    - ``max_in_flight`` [``SENSORLIB_MAX_IN_FLIGHT``, 20000]: readings handed to Kafka and
-      not yet acknowledged; past it requests get 429. A batch must fit whole.
-    - ``max_batch`` [``SENSORLIB_MAX_BATCH``, 10000]: readings per batch request.
-    - ``max_batch_bytes`` [``SENSORLIB_MAX_BATCH_BYTES``, 16 MiB]: a batch body's size
-      (10,000 readings of up to ~1.6 KiB each; a typical reading is ~130 bytes).
-    - ``ack_timeout`` [``SENSORLIB_ACK_TIMEOUT``, 5s]: longest a request waits for Kafka's
-      acknowledgement (then 503), and how long Kafka may make no progress before new
-      requests are refused with 503 at once.
-    - ``retry_after`` [``SENSORLIB_RETRY_AFTER``, 1]: seconds in ``Retry-After``.
-    - ``idempotency_ttl`` [``SENSORLIB_IDEMPOTENCY_TTL``, 10m]: how long an event id is
-      remembered; ``idempotency_keys`` [``SENSORLIB_IDEMPOTENCY_KEYS``, 100000]: at most
-      this many (the oldest are forgotten first).
-    """
-
-    max_in_flight: int = 20_000
-    max_batch: int = 10_000
-    max_batch_bytes: int = 16 * 1024 * 1024
-    ack_timeout: float = 5.0
-    retry_after: int = 1
-    idempotency_ttl: float = 600.0
-    idempotency_keys: int = 100_000
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
-        """Read the limits from ``env`` (default ``os.environ``); unset means the default.
-
-        Raises:
-            ConfigError: naming the variable when a value is not usable.
-        """
-        env = os.environ if env is None else env
-        d = cls()
-        limits = cls(
-            max_in_flight=env_int(env, "SENSORLIB_MAX_IN_FLIGHT", d.max_in_flight),
-            max_batch=env_int(env, "SENSORLIB_MAX_BATCH", d.max_batch),
-            max_batch_bytes=env_int(env, "SENSORLIB_MAX_BATCH_BYTES", d.max_batch_bytes),
-            ack_timeout=_seconds(env, "SENSORLIB_ACK_TIMEOUT", d.ack_timeout),
-            retry_after=env_int(env, "SENSORLIB_RETRY_AFTER", d.retry_after),
-            idempotency_ttl=_seconds(env, "SENSORLIB_IDEMPOTENCY_TTL", d.idempotency_ttl),
-            idempotency_keys=env_int(env, "SENSORLIB_IDEMPOTENCY_KEYS", d.idempotency_keys),
-        )
-        limits.validate()
-        return limits
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the variable of an unusable value."""
-        for name, value in (("MAX_IN_FLIGHT", self.max_in_flight), ("MAX_BATCH", self.max_batch),
-                            ("MAX_BATCH_BYTES", self.max_batch_bytes),
-                            ("IDEMPOTENCY_KEYS", self.idempotency_keys)):
-            if value < 1:
-                raise ConfigError(f"SENSORLIB_{name} must be at least 1, got {value}")
-        if self.ack_timeout <= 0:
-            raise ConfigError("SENSORLIB_ACK_TIMEOUT must be positive")
-        if self.retry_after < 0:
-            raise ConfigError("SENSORLIB_RETRY_AFTER must not be negative")
-        if self.idempotency_ttl <= 0:
-            raise ConfigError("SENSORLIB_IDEMPOTENCY_TTL must be positive")
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    return env_duration(env, name, timedelta(seconds=default)).total_seconds()
-
-
-def check_event_id(value: Any, field: str) -> str:
-    """``value`` if it is a valid event id (1–128 printable ASCII characters, no spaces).
-
-    Raises:
-        InvalidReading: naming ``field`` (``Idempotency-Key`` or ``eventId``) and why.
-
-    >>> check_event_id("order-7/1", "eventId")
-    'order-7/1'
-    """
-    if not isinstance(value, str):
-        raise InvalidReading([FieldError(field, "must be a string of 1 to 128 printable ASCII "
-                                         f"characters, not {type(value).__name__}")])
-    if _EVENT_ID.fullmatch(value) is None:
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        raise InvalidReading([FieldError(field, "must be 1 to 128 printable ASCII characters "
-                                         f"without spaces (got {len(value)}: {shown!r})")])
-    return value
-
-
-def parse_posted(raw: bytes, *, now: Any, accept: EventTimeWindow | None = None,
-                 event_id: str | None = None) -> tuple[Reading, str | None, bool]:
-    """Validate one posted reading: ``(reading, event id, whether it gave a timestamp)``.
-
-    The event id is ``event_id`` (the ``Idempotency-Key`` header, already checked) or the
-    body's ``eventId``/``EventId`` field; both given must agree. Validation is
-    :func:`sensorlib.model.events.parse_reading`'s, with ``now`` filling a missing timestamp.
-
-    Raises:
-        InvalidReading: naming the bad fields (``eventId`` / ``Idempotency-Key`` too).
-    """
-    reading = parse_reading(raw, now=now, accept=accept)
-    if b'ventId"' in raw:  # rare path: decode once more for the id
-        data = json.loads(raw)
-        for name in ("eventId", "EventId"):
-            if name in data:
-                body_id = check_event_id(data[name], "eventId")
-                if event_id is not None and body_id != event_id:
-                    raise InvalidReading([FieldError(
-                        "Idempotency-Key", f"differs from the body's eventId ({body_id!r})")])
-                event_id = body_id
-    return reading, event_id, b'imestamp"' in raw
-
-
-#: Media types of a newline-delimited JSON batch (one reading per line).
-NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
-
-
-def split_batch(body: bytes, media: str) -> list[bytes]:
-    """The raw readings of a batch body: a JSON array, or NDJSON (blank lines skipped).
-
-    Each item's bytes are validated on their own (like a single POST), so a bad item
-    names its own fields. A JSON array must be well-formed JSON as a whole.
-
-    Raises:
-        InvalidReading: field ``body`` when it is not a JSON array / not UTF-8 NDJSON.
-    """
-    if media in NDJSON_TYPES:
-        lines = [line.strip() for line in body.split(b"\n")]
-        return [line for line in lines if line]
-    import msgspec
-
-    try:
-        items = msgspec.json.decode(body, type=list[msgspec.Raw])
-    except msgspec.ValidationError:
-        raise InvalidReading([FieldError("body", "must be a JSON array of readings (or "
-                                         "NDJSON with Content-Type: application/x-ndjson)")])
-    except msgspec.DecodeError as exc:
-        raise InvalidReading([FieldError("body", f"not valid JSON: {exc}")]) from None
-    except RecursionError:
-        raise InvalidReading([FieldError("body", "nested too deeply: a batch is a JSON array "
-                                         "of flat reading objects")]) from None
-    return [bytes(item) for item in items]
-
-
-class Refused(Exception):
-    """The request cannot be taken now: 429 (too many in flight) or 503 (Kafka unavailable)."""
-
-    def __init__(self, status: int, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
-
-
-class Conflict(Exception):
-    """An event id was already used for a different reading of the same sensor."""
-
 
 # The states of one send.
 PENDING, DONE, FAILED = 0, 1, 2

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sensorlib.errors import UsageError
 from sensorlib.model.events import Reading, new_reading
 
 __all__ = ["REFERENCE_FLEET", "FaultRates", "SensorSpec", "Simulator"]
@@ -112,7 +113,7 @@ class Simulator:
         start: datetime | None = None,
     ) -> None:
         if interval <= 0:
-            raise ValueError(f"interval must be positive (got {interval})")
+            raise UsageError(f"interval must be positive (got {interval})")
         self.fleet = tuple(fleet)
         self.faults = faults
         self.interval = interval

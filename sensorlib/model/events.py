@@ -38,9 +38,11 @@ from pydantic import (
     ValidationError,
 )
 
+from sensorlib.errors import InvalidInput
 from sensorlib.model.times import EPOCH, ONE_US
 
 __all__ = [
+    "EVENT_ID_HEADER",
     "MAX_BODY_BYTES",
     "TIMESTAMP_RANGE",
     "Alert",
@@ -59,6 +61,10 @@ __all__ = [
     "status_of",
     "text_problem",
 ]
+
+#: The Kafka record header carrying a reading's event id (UTF-8): set by the producer API,
+#: read by the processor and the archiver to drop retried copies.
+EVENT_ID_HEADER = "eventId"
 
 #: Largest accepted reading body (bytes of UTF-8 JSON).
 MAX_BODY_BYTES = 65536
@@ -242,7 +248,7 @@ class FieldError:
         return f"{self.field}: {self.reason}"
 
 
-class InvalidReading(ValueError):
+class InvalidReading(InvalidInput):
     """A reading failed validation; ``errors`` says which fields and why.
 
     >>> try:

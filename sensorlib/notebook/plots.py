@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from sensorlib.errors import UsageError
 from sensorlib.notebook import colours
 
 __all__ = [
@@ -82,7 +83,7 @@ def pick_bucket(start: pd.Timestamp, end: pd.Timestamp, points: int = 600,
     Timedelta('0 days 00:00:05')
     """
     if points < 1:
-        raise ValueError(f"points must be positive (got {points})")
+        raise UsageError(f"points must be positive (got {points})")
     span = max(pd.Timedelta(end - start), pd.Timedelta("1s"))
     bucket = _nice_at_least(span / points)
     if interval is not None and pd.notna(interval):
@@ -615,7 +616,7 @@ class HistoryView:
             hv.extension("bokeh", logo=False)  # the options below are Bokeh's
 
         if field not in FIELDS:
-            raise ValueError(f"field must be one of {', '.join(FIELDS)}, got {field!r}")
+            raise UsageError(f"field must be one of {', '.join(FIELDS)}, got {field!r}")
         self.field = field
         self.width = width
         self.height = height

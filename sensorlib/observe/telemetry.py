@@ -544,10 +544,10 @@ def quiet_kafka_noise(*handlers: logging.Handler) -> None:
 
 
 def configure_logging(service: str, *, text_format: str, secrets: Iterable[str | None] = (),
-                      env: Mapping[str, str] | None = None) -> None:
-    """Set up the root logger: ``SENSORLIB_LOG_FORMAT=json`` gives JSON lines, else text."""
-    env = os.environ if env is None else env
-    kind = env.get("SENSORLIB_LOG_FORMAT", "text").strip().lower() or "text"
+                      log_format: str = "text") -> None:
+    """Set up the root logger: ``log_format`` ``json`` (``Settings.log_format``, from
+    ``SENSORLIB_LOG_FORMAT``) gives JSON lines, ``text`` lines in ``text_format``."""
+    kind = log_format.strip().lower() or "text"
     if kind not in ("text", "json"):
         raise SensorlibError(f"SENSORLIB_LOG_FORMAT={kind!r}: use text or json")
     handler = logging.StreamHandler()

@@ -132,28 +132,16 @@ def prometheus_command(config: Path, data_dir: Path, port: int = PROMETHEUS_PORT
             "--log.level=warn"]
 
 
-def viewer_ports(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+def viewer_ports(settings: Settings | None = None) -> tuple[int, int]:
     """Zipkin's and Prometheus's ports: ``SENSORLIB_ZIPKIN_PORT`` (9411) and
-    ``SENSORLIB_PROMETHEUS_PORT`` (9090)."""
-    import os
-
-    env = os.environ if env is None else env
-
-    def port(name: str, default: int) -> int:
-        raw = env.get(name, "").strip()
-        if not raw:
-            return default
-        if not raw.isdigit() or not 0 < int(raw) < 65536:
-            raise SensorlibError(f"{name}={raw!r} is not a TCP port (1-65535)")
-        return int(raw)
-
-    return port("SENSORLIB_ZIPKIN_PORT", ZIPKIN_PORT), port("SENSORLIB_PROMETHEUS_PORT",
-                                                             PROMETHEUS_PORT)
+    ``SENSORLIB_PROMETHEUS_PORT`` (9090), read by :class:`~sensorlib.config.Settings`."""
+    settings = Settings.from_env() if settings is None else settings
+    return settings.zipkin_port, settings.prometheus_port
 
 
-def viewer_urls(env: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
+def viewer_urls(settings: Settings | None = None) -> dict[str, tuple[str, str]]:
     """``{name: (UI url, health url)}`` of the local viewers (``sensorlib status``)."""
-    zipkin, prometheus = viewer_ports(env)
+    zipkin, prometheus = viewer_ports(settings)
     return {
         "zipkin": (f"http://127.0.0.1:{zipkin}/zipkin/", f"http://127.0.0.1:{zipkin}/health"),
         # "/" leads to the UI: the React one upstream, the classic one in Debian's package.

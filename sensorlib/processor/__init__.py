@@ -1,2 +1,3 @@
-"""The stream processor: the consume-process-produce loop with its transaction, health and
-warm-up (``loop``)."""
+"""The stream processor: the consume-process-produce session and its health (``loop``), one
+poll's transaction as a checkpoint object (``checkpoint``), poison isolation by halves
+(``isolation``) and the warm-up history read on every assignment (``warmup``)."""

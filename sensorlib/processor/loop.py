@@ -36,29 +36,20 @@ from operator import itemgetter
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
-from kafka.errors import (
-    CorruptRecordError,
-    InvalidRecordError,
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-)
 
 from sensorlib.config import Settings
-from sensorlib.engine.dedup import SeenEvents, event_id_of
+from sensorlib.engine.dedup import SeenEvents
 from sensorlib.engine.detect import RuleConfig
 from sensorlib.engine.pipeline import DEFAULT_TICK as TICK_EVERY
 from sensorlib.engine.pipeline import Pipeline
 from sensorlib.engine.recent import RecentById
-from sensorlib.errors import SensorlibError
+from sensorlib.errors import RebalanceStuck
 from sensorlib.kafka.clients import (
-    TopicReader,
     client_errors,
     group_unowned_partitions,
     make_consumer,
     make_producer,
 )
-from sensorlib.kafka.deadletters import dead_letter, dead_letter_headers, dead_letter_key
 from sensorlib.kafka.records import as_raw, consumer_record
 from sensorlib.kafka.records import install as install_fast_records
 from sensorlib.model.events import (
@@ -69,8 +60,6 @@ from sensorlib.model.events import (
     LiveReading,
     Reading,
     format_timestamp,
-    parse_alert,
-    parse_reading,
 )
 from sensorlib.model.gate import judge, judge_many
 from sensorlib.model.times import EPOCH, to_us, utcnow
@@ -80,31 +69,26 @@ from sensorlib.observe.telemetry import (
     context_headers,
     tracing_enabled,
 )
+from sensorlib.processor.checkpoint import Checkpoint
+from sensorlib.processor.isolation import Suspects, poisoned
+from sensorlib.processor.warmup import WARM_EXTRA, first_copy, read_history, read_recent_alerts
 
 log = logging.getLogger("sensorlib.processor.loop")
 
 # Fields of a records.Raw tuple (and the event time of a judged reading, also at 1).
 _TIME, _VALUE, _HEADERS = itemgetter(1), itemgetter(3), itemgetter(4)
 
-#: History re-read beyond the window on assignment, for cooldown and silence state.
-WARM_EXTRA = timedelta(minutes=2)
 #: Records per poll, i.e. per transaction, when readings wait (a backlog): each transaction
 #: costs a few round trips and some bookkeeping; 20,000 was measured ~20 % faster than
 #: 5,000 (and no slower than 50,000). Without a backlog a poll returns what has arrived.
 MAX_RECORDS = 20_000
 #: Bytes fetched per partition per request: big enough that a poll is rarely short.
 FETCH_BYTES = 4 * 1024 * 1024
-#: Longest one transaction step (offsets, commit, abort) may take before the session is
-#: rebuilt (see :func:`_bounded`); well above a healthy commit (milliseconds).
-TXN_STEP_TIMEOUT = 20.0
 #: How long a problem may last before ``/health`` reports it (a rebalance or a restart
 #: after a broker blip is normal for a few seconds).
 HEALTH_GRACE = 30.0
 #: Readings waiting this long with no committed transaction make the processor unhealthy.
 STALL_AFTER = 60.0
-#: A state rebuild or alert back-fill read that gets no record for this long ends the
-#: session instead of hanging a rebalance.
-HISTORY_TIMEOUT = 20.0
 
 
 def rules_from_settings(settings: Settings) -> RuleConfig:
@@ -183,7 +167,7 @@ class Processor:
         self._pipelines: dict[TopicPartition, Pipeline] = {}
         self._seen: dict[TopicPartition, SeenEvents] = {}
         self._fast_records = False  # per session: see sensorlib.kafka.records
-        self._suspects = _Suspects()  # polls that failed on their data
+        self._suspects = Suspects()  # polls that failed on their data
         self._backfilling: threading.Thread | None = None  # see run()
         self._dedup_span_ms = int((self.window + WARM_EXTRA).total_seconds() * 1000)
         self._lock = threading.Lock()
@@ -375,7 +359,7 @@ class Processor:
         st.unowned = group_unowned_partitions(self.settings, self.settings.processor_group,
                                               self.settings.topic_readings)
         if st.unowned:
-            raise RuntimeError(f"owned no partition for {waited:.0f}s while the group left "
+            raise RebalanceStuck(f"owned no partition for {waited:.0f}s while the group left "
                                f"{st.unowned} unowned: starting a fresh consumer")
 
     def judge(self, record: Any, now_us: int
@@ -394,7 +378,7 @@ class Processor:
     def _process_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """One poll: judge, window and detect (:meth:`_prepare`), then one transaction
         (:meth:`_commit`). A record that makes either fail for a reason of its own (not
-        Kafka's) is isolated by halves and dead-lettered (see :class:`_Suspects`)."""
+        Kafka's) is isolated by halves and dead-lettered (see :class:`Suspects`)."""
         if self._backfilling is not None:
             self._backfilling.join()
             self._backfilling = None
@@ -402,14 +386,13 @@ class Processor:
             batch = {tp: [as_raw(r) for r in records] for tp, records in batch.items()}
         batch = self._suspects.limit(batch, self._consumer)
         if not any(batch.values()):
-            self._commit(batch, *self._prepare(batch, {}))
+            self._commit(batch, self._prepare(batch, {}))
             return
         failed: BaseException | None = None
         try:
-            work = self._prepare(batch, self._suspects.poison(batch))
-            self._commit(batch, *work)
+            self._commit(batch, self._prepare(batch, self._suspects.poison(batch)))
         except Exception as exc:
-            if not _poisoned(exc):
+            if not poisoned(exc):
                 raise
             failed = exc
         if failed is None:
@@ -430,7 +413,7 @@ class Processor:
             self._consumer.seek(tp, committed if committed is not None else batch[tp][0][0])
 
     def _prepare(self, batch: dict[TopicPartition, list[Any]],
-                 poison: dict[TopicPartition, tuple[int, str]]) -> tuple[Any, ...]:
+                 poison: dict[TopicPartition, tuple[int, str]]) -> Checkpoint:
         """Judge every record, run the windows and rules: the transaction's content.
 
         ``poison``: records isolated as the cause of a failure (offset and why), which are
@@ -466,7 +449,7 @@ class Processor:
                     if type(got) is not tuple:
                         dead.append((consumer_record(tp.topic, tp.partition, raw), got))
                         continue
-                    if raw[4] and not _first_copy(seen, raw[4], raw[1], got[0]):
+                    if raw[4] and not first_copy(seen, raw[4], raw[1], got[0]):
                         duplicates += 1
                         continue
                     judged.append(got)
@@ -495,45 +478,27 @@ class Processor:
             kept = {a.alert_id for a in out}
             caused = [(r, new) for r, found in caused
                       if (new := [a for a in found if a.alert_id in kept])]
-        return out, dead, offsets, caused, processed, duplicates
+        return Checkpoint(out, dead, offsets, caused, processed, duplicates)
 
-    def _commit(self, batch: dict[TopicPartition, list[Any]], out: list[Alert],
-                dead: list[tuple[Any, Exception]], offsets: dict[TopicPartition, Any],
-                caused: list[tuple[Any, list[Alert]]], processed: int, duplicates: int
-                ) -> None:
-        """Publish the alerts and dead letters and commit the offsets: one transaction."""
-        if not offsets and not out:
+    def _commit(self, batch: dict[TopicPartition, list[Any]], checkpoint: Checkpoint) -> None:
+        """Commit the poll's :class:`~sensorlib.processor.checkpoint.Checkpoint`: one transaction."""
+        if not checkpoint:
             return
-        producer, consumer = self._producer, self._consumer
         s = self.settings
         spans = AlertTracer(s.topic_readings, s.topic_alerts) if tracing_enabled() else None
+        caused, out, dead = checkpoint.caused, checkpoint.alerts, checkpoint.dead
         headers = self._alert_headers(caused, spans, batch) if caused or spans else {}
         started = time.perf_counter()
-        producer.begin_transaction()
         try:
-            for alert in out:
-                producer.send(s.topic_alerts, key=alert.sensor_id, value=alert.to_json(),
-                              headers=headers.get(alert.alert_id))
-            for record, exc in dead:
-                producer.send(s.topic_dlq, key=dead_letter_key(record), value=dead_letter(record, exc),
-                              headers=dead_letter_headers(record))
-            if offsets:
-                group = consumer.group_metadata()
-                _bounded(lambda: producer.send_offsets_to_transaction(offsets, group),
-                         "sending offsets to the transaction")
-            _bounded(producer.commit_transaction, "committing the transaction")
+            checkpoint.commit(self._producer, self._consumer, s, headers)
         except Exception as failure:
             if spans is not None:
                 spans.end(failure)
-            try:
-                _bounded(producer.abort_transaction, "aborting the transaction", timeout=10.0)
-            except Exception as exc:
-                # The session ends (a fresh producer fences the open transaction).
-                raise exc from failure
             raise
+        processed = checkpoint.processed
         self.stats.transactions += 1
         self.stats.processed += processed
-        self.stats.duplicates += duplicates
+        self.stats.duplicates += checkpoint.duplicates
         self.stats.invalid += len(dead)
         self.stats.alerts += len(out)
         self.stats.last_commit = time.time()
@@ -640,122 +605,6 @@ class Processor:
         self._alerts.extend(alerts)
 
 
-def _bounded(step: Callable[[], object], what: str, timeout: float = TXN_STEP_TIMEOUT) -> None:
-    """Run one blocking transaction step; raise ``TimeoutError`` if it takes too long.
-
-    kafka-python waits for send_offsets/commit/abort without a deadline; when the
-    transaction coordinator's broker dies it can wait for ever (seen with a 3-broker
-    cluster). Timing out ends the session, and the next one's ``init_transactions``
-    finds the new coordinator and aborts the stuck transaction. A stuck step leaves
-    one idle daemon thread behind.
-    """
-    done = threading.Event()
-    failure: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            step()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            failure.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=call, name="processor-txn-step", daemon=True).start()
-    if not done.wait(timeout):
-        raise TimeoutError(f"{what} did not complete within {timeout:.0f}s")
-    if failure:
-        raise failure[0]
-
-
-#: Errors that say something about the records, not about Kafka being unavailable: a
-#: record that causes one is isolated and dead-lettered instead of restarting the session.
-_RECORD_ERRORS = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError,
-                  CorruptRecordError)
-
-
-def _poisoned(exc: BaseException) -> bool:
-    """Whether ``exc`` may have been caused by the data of the records being processed."""
-    if isinstance(exc, _RECORD_ERRORS):
-        return True
-    return not isinstance(exc, (KafkaError, TimeoutError, OSError, SensorlibError))
-
-
-@dataclass
-class _Range:
-    end: int  # the last offset of the poll that failed
-    limit: int  # records per poll while inside the range
-    poison: tuple[int, str] | None = None  # (offset, why) of the record found
-
-
-class _Suspects:
-    """Partitions whose poll failed because of its data, re-read in halves.
-
-    After a failure each partition of the poll is re-read from its committed offset, one
-    partition per poll, half as many records per poll; a poll that fails again halves
-    again, one that passes doubles. A single record that fails is the poison: it is
-    dead-lettered with the error as its reason and never processed again. A range passed
-    to its end is forgotten. Live = restarted: every attempt starts from committed state.
-    """
-
-    def __init__(self) -> None:
-        self._ranges: dict[TopicPartition, _Range] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._ranges)
-
-    def forget(self, partitions: Iterable[TopicPartition]) -> None:
-        for tp in partitions:
-            self._ranges.pop(tp, None)
-
-    def limit(self, batch: dict[TopicPartition, list[Any]], consumer: Any
-              ) -> dict[TopicPartition, list[Any]]:
-        """The part of a poll to work on now (the rest is read again by the next poll)."""
-        if not self._ranges:
-            return batch
-        chosen = next((tp for tp in self._ranges if batch.get(tp)), None)
-        if chosen is None:
-            return batch
-        out: dict[TopicPartition, list[Any]] = {}
-        for tp, records in batch.items():
-            if not records:
-                continue
-            keep = self._ranges[chosen].limit if tp == chosen else 0
-            if len(records) > keep:
-                consumer.seek(tp, records[keep][0])
-            if keep:
-                out[tp] = records[:keep]
-        return out
-
-    def poison(self, batch: dict[TopicPartition, list[Any]]
-               ) -> dict[TopicPartition, tuple[int, str]]:
-        return {tp: r.poison for tp, r in self._ranges.items()
-                if r.poison is not None and batch.get(tp)}
-
-    def failed(self, batch: dict[TopicPartition, list[Any]], exc: BaseException) -> None:
-        why = f"processing failed: {type(exc).__name__}: {exc}"[:500]
-        parts = {tp: records for tp, records in batch.items() if records}
-        for tp, records in parts.items():
-            r = self._ranges.get(tp)
-            if r is None:
-                r = self._ranges[tp] = _Range(end=records[-1][0], limit=len(records))
-            if len(parts) == 1 and len(records) == 1:
-                r.poison = (records[0][0], why)
-            r.limit = max(1, len(records) // 2) if len(parts) == 1 else len(records)
-
-    def passed(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        for tp, records in batch.items():
-            r = self._ranges.get(tp)
-            if r is None or not records:
-                continue
-            last = records[-1][0]
-            if last >= r.end:
-                del self._ranges[tp]
-                continue
-            if r.poison is not None and r.poison[0] <= last:
-                r.poison = None
-            r.limit *= 2
-
-
 class _Rebalance(ConsumerRebalanceListener):
     """Queues partition changes for the processing thread (see ``Processor._session``)."""
 
@@ -777,69 +626,6 @@ class _Rebalance(ConsumerRebalanceListener):
         return events
 
 
-def read_history(
-    settings: Settings,
-    tp: TopicPartition,
-    span: timedelta,
-    until_offset: int,
-    clock: Callable[[], datetime] = utcnow,
-    *,
-    accept: Callable[[Any], Reading | LiveReading | InvalidReading] | None = None,
-    seen: SeenEvents | None = None,
-) -> list[Reading | LiveReading]:
-    """Valid readings of ``tp`` from ``span`` ago (by record timestamp) up to ``until_offset``.
-
-    ``accept`` turns a record into its reading or a rejection (default: :func:`parse_reading`
-    of the value); rejected records are skipped, as the live loop sent them to the DLQ.
-    With ``seen``, the event ids of the history are remembered there and retried copies
-    are skipped, as the live loop dropped them.
-    Uses no consumer group (assign + seek), so it never disturbs committed offsets; a read
-    that stalls ends the session (:class:`~sensorlib.kafka.clients.TopicReader`).
-    """
-    judge = accept or _parsed
-    since_ms = int((clock() - span).timestamp() * 1000)
-    out: list[Reading | LiveReading] = []
-    with TopicReader(settings, tp.topic, partitions=[tp.partition], since_ms=since_ms,
-                     until={tp.partition: until_offset}, client_id="sensorlib-warmup",
-                     idle_timeout=HISTORY_TIMEOUT) as reader:
-        for _, records in reader:
-            for record in records:
-                got = judge(record)
-                if not isinstance(got, InvalidReading) and (
-                        seen is None or not record.headers
-                        or _first_copy(seen, record.headers, record.timestamp, got)):
-                    out.append(got)
-    return out
-
-
-def _first_copy(seen: SeenEvents, headers: Any, timestamp: int,
-                reading: Reading | LiveReading) -> bool:
-    """False for a retried copy: its (sensorId, eventId) came within the span already."""
-    event_id = event_id_of(headers)
-    return event_id is None or seen.first(reading.sensor_id, event_id, timestamp)
-
-
-def _parsed(record: Any) -> Reading | InvalidReading:
-    try:
-        return parse_reading(record.value)
-    except InvalidReading as exc:
-        return exc
-
-
 def _iso(at: float | None) -> str | None:
     return None if at is None else format_timestamp(datetime.fromtimestamp(at, UTC))
 
-
-def read_recent_alerts(settings: Settings, limit: int) -> list[dict[str, Any]]:
-    """The last ``limit`` committed alerts (oldest first), read without a group."""
-    alerts: list[dict[str, Any]] = []
-    with TopicReader(settings, settings.topic_alerts, last=limit,
-                     client_id="sensorlib-alert-backfill", idle_timeout=HISTORY_TIMEOUT) as reader:
-        for _, records in reader:
-            for record in records:
-                try:
-                    alerts.append(parse_alert(record.value).to_dict())
-                except ValueError:
-                    continue
-    alerts.sort(key=lambda a: (a["detectedAt"], a["alertId"]))
-    return alerts[-limit:]

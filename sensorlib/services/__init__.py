@@ -8,7 +8,6 @@ starts and stops with the app. :func:`serve` runs one under uvicorn.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from typing import Any
@@ -31,8 +30,10 @@ def serve(app: Any, host: str, port: int, *, log_level: str = "info") -> None:
     settings = getattr(app.state, "settings", None)
     secrets = [] if settings is None else [settings.sasl_password, settings.api_token]
     service = getattr(app.state, "service_name", "sensorlib")
-    configure_logging(service, text_format=SERVICE_LOG_FORMAT, secrets=secrets)
-    json_logs = os.environ.get("SENSORLIB_LOG_FORMAT", "").strip().lower() == "json"
+    log_format = (settings or Settings.from_env()).log_format
+    configure_logging(service, text_format=SERVICE_LOG_FORMAT, secrets=secrets,
+                      log_format=log_format)
+    json_logs = log_format == "json"
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per-connection chatter
     gate = getattr(app.state, "write_gate", None)
     if gate is not None:  # writes need the token beyond loopback: decided by the real address

@@ -18,6 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from sensorlib.config import Settings, is_loopback
+from sensorlib.errors import BodyTooLarge, BodyTooSlow
 from sensorlib.kafka.clients import kafka_reachable
 from sensorlib.model.events import MAX_BODY_BYTES
 from sensorlib.observe.telemetry import setup_tracing
@@ -37,14 +38,6 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 log = logging.getLogger("sensorlib.services")
 
 SERVICE_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-class BodyTooLarge(Exception):
-    """The request body exceeds the 64 KiB contract."""
-
-
-class BodyTooSlow(Exception):
-    """The client did not send its whole body within :data:`BODY_TIMEOUT`."""
 
 
 async def read_limited_body(request: Request, limit: int = MAX_BODY_BYTES,

@@ -33,17 +33,10 @@ from opentelemetry import trace
 from opentelemetry.propagate import extract
 
 from sensorlib import __version__
-from sensorlib.config import Settings
-from sensorlib.ingest.bridge import (
-    NDJSON_TYPES,
-    Conflict,
-    Ingest,
-    IngestSettings,
-    Refused,
-    check_event_id,
-    parse_posted,
-    split_batch,
-)
+from sensorlib.config import IngestSettings, Settings
+from sensorlib.errors import Conflict, Refused
+from sensorlib.ingest.body import NDJSON_TYPES, check_event_id, parse_posted, split_batch
+from sensorlib.ingest.bridge import Ingest
 from sensorlib.ingest.produce import ReadingProducer, SimulatorLoop
 from sensorlib.ingest.simulate import REFERENCE_FLEET
 from sensorlib.kafka.clients import ensure_topics, kafka_reachable
@@ -75,7 +68,7 @@ class ProducerService:
     def __init__(self, settings: Settings, *, simulate: bool = True,
                  interval: float | None = None, limits: IngestSettings | None = None) -> None:
         self.settings = settings
-        self.limits = limits or IngestSettings.from_env()
+        self.limits = limits or settings.ingest
         self.ingest: Ingest | None = None
         self.simulate = simulate
         self.interval = interval
@@ -165,7 +158,7 @@ def create_app(settings: Settings | None = None, *, simulate: bool = True,
                interval: float | None = None, limits: IngestSettings | None = None) -> FastAPI:
     """The producer service's FastAPI app (the simulator starts with the app).
 
-    ``limits`` are the ingestion limits (default: :meth:`IngestSettings.from_env`).
+    ``limits`` are the ingestion limits (default: ``settings.ingest``).
     """
     settings = settings or Settings.from_env()
     body_timeout = settings.body_timeout

@@ -162,8 +162,8 @@ def viewer_plan(settings: Settings, services: list[Service],
         zipkin_spans_endpoint,
     )
 
-    zipkin_port, prometheus_port = viewer_ports()
-    urls = viewer_urls()
+    zipkin_port, prometheus_port = viewer_ports(settings)
+    urls = viewer_urls(settings)
     folder = settings.data_dir / "observe"
     folder.mkdir(parents=True, exist_ok=True)
     jar = resolve_zipkin(settings, progress=lambda m: out(f"{'zipkin':<10}| {m}"))

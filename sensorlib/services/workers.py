@@ -38,6 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sensorlib import __version__
 from sensorlib.config import Settings
+from sensorlib.errors import UsageError
 from sensorlib.kafka.broker import free_port
 from sensorlib.services.common import guard, health_response
 
@@ -55,7 +56,7 @@ class Workers:
 
     def __init__(self, settings: Settings, count: int, instance: str = "1") -> None:
         if count < 1:
-            raise ValueError(f"--workers must be at least 1 (got {count})")
+            raise UsageError(f"--workers must be at least 1 (got {count})")
         self.settings = settings
         self.names = [f"{instance}-w{k}" for k in range(1, count + 1)]
         self.ports = [free_port() for _ in self.names]

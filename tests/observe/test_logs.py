@@ -44,7 +44,7 @@ def test_secrets_are_blanked_even_json_escaped() -> None:
 
 def test_an_unknown_log_format_is_refused_clearly() -> None:
     with pytest.raises(SensorlibError, match="SENSORLIB_LOG_FORMAT='xml': use text or json"):
-        configure_logging("x", text_format="%(message)s", env={"SENSORLIB_LOG_FORMAT": "xml"})
+        configure_logging("x", text_format="%(message)s", log_format="xml")
 
 
 @pytest.mark.kafka

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from sensorlib.config import Settings
+from sensorlib.errors import RebalanceStuck
 from sensorlib.kafka.clients import group_unowned_partitions, make_consumer
 from sensorlib.processor.loop import HEALTH_GRACE, STALL_AFTER, Processor
 from tests.support import eventually
@@ -70,7 +71,7 @@ def test_a_consumer_that_owns_nothing_while_partitions_are_unowned_is_replaced(t
     try:
         p._watch(idle)
         p.stats.unassigned_since = time.time() - HEALTH_GRACE - 1
-        with pytest.raises(RuntimeError, match="starting a fresh consumer"):
+        with pytest.raises(RebalanceStuck, match="starting a fresh consumer"):
             p._watch(idle)
         assert p.stats.unowned == topics.partitions
         assert any("owns no partition" in problem for problem in p.problems())
