@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 VENV_ARGS ?=
 BENCH_EXTRAS := '.[test,bench]'
 
-.PHONY: setup venv check-python run test test-fast bench lab lint clean broker-stop interop \
+.PHONY: setup venv check-python run test test-fast test-core bench lab lint clean broker-stop interop \
 	screenshots FORCE
 
 # Which Python this is: its installation and version (a venv answers for the Python that made it).
@@ -130,7 +130,11 @@ test: setup interop
 
 ## test-fast: the pure unit tests only (no broker, no browser, no Kafka jars needed)
 test-fast: $(STAMP)
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest -m unit tests/unit
+
+## test-core: the middle tier: unit + the real-broker and HTTP tests, no browser, nothing slow
+test-core: setup
+	$(BIN)/pytest -m "not slow and not browser"
 
 ## bench: every benchmark, one table (also written as JSON)
 bench: setup

@@ -27,7 +27,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from sensorlib.engine.pipeline import Pipeline
 from sensorlib.ingest.simulate import Simulator
-from sensorlib.model.events import EventTimeWindow, Reading
+from sensorlib.model.acceptance import EventTimeWindow
+from sensorlib.model.events import Reading
 from sensorlib.model.gate import judge_full, judge_many
 from sensorlib.replay.decode import decode_readings
 

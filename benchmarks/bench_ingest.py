@@ -235,7 +235,9 @@ def trivial():
 def previous():
     # The handler this work replaced: ReadingProducer.publish in a worker thread per request.
     from datetime import UTC, datetime, timedelta
-    from sensorlib.model.events import EventTimeWindow, InvalidReading, parse_reading
+    from sensorlib.model.events import parse_reading
+    from sensorlib.model.acceptance import EventTimeWindow
+    from sensorlib.model.rejections import InvalidReading
     from sensorlib.services.common import problem, read_limited_body
     settings = Settings.from_env()
     app = create_app(settings, simulate=False)

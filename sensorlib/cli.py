@@ -439,11 +439,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     started = time.monotonic()
     deadline = started + STATUS_DEADLINE
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    services = [("producer", f"http://{host}:{settings.producer_port}/health"),
-                ("processor", f"http://{host}:{settings.processor_port}/health"),
-                ("archiver", f"http://{host}:{settings.archiver_port}/health"),
-                ("dashboard", f"http://{host}:{settings.dashboard_port}/live")]
+    url = settings.service_url
+    services = [("producer", url("producer") + "/health"),
+                ("processor", url("processor") + "/health"),
+                ("archiver", url("archiver") + "/health"),
+                ("dashboard", url("dashboard") + "/live")]
     # The dashboard's page can take seconds to render under load: ask Panel's liveness.
     probes = {name: url.replace("/live", "/liveness") if name == "dashboard" else url
               for name, url in services}

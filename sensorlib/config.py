@@ -706,6 +706,24 @@ class Settings:
         else the local one ``sensorlib up --notify`` starts."""
         return self.alertmanager_url or f"http://127.0.0.1:{self.alertmanager_port}"
 
+    def service_url(self, service: str) -> str:
+        """Base URL of one of sensorlib's own services (``producer``, ``processor``,
+        ``archiver``, ``notifier``, ``dashboard``) as a client on this machine reaches it:
+        ``SENSORLIB_HOST`` (a wildcard bind address is reached on 127.0.0.1) and its port.
+
+        >>> Settings(host="0.0.0.0").service_url("processor")
+        'http://127.0.0.1:8082'
+        """
+        ports = {"producer": self.producer_port, "processor": self.processor_port,
+                 "archiver": self.archiver_port, "notifier": self.notifier_port,
+                 "dashboard": self.dashboard_port}
+        if service not in ports:
+            raise ConfigError(f"no service {service!r}; one of {', '.join(ports)}")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{ports[service]}"
+
     @property
     def loopback_only(self) -> bool:
         """Whether the services are bound to loopback only (:func:`is_loopback`)."""

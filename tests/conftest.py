@@ -19,6 +19,25 @@ from sensorlib.kafka.broker import LocalKafka, free_port
 from sensorlib.kafka.clients import ensure_topics
 from tests.support import Spawner
 
+#: Test folders whose every test is ``slow``: they start extra JVMs or clusters, kill and
+#: restart services, execute notebooks or run a third-party client (see README "Tests").
+SLOW_FOLDERS = frozenset({"faults", "notify", "notebooks", "interop"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tiers: ``unit`` for tests/unit (no broker, no browser), ``slow`` for
+    :data:`SLOW_FOLDERS`; ``kafka`` and ``browser`` are set by the modules themselves."""
+    root = Path(__file__).parent
+    for item in items:
+        try:
+            folder = Path(item.path).relative_to(root).parts[0]
+        except ValueError:
+            continue
+        if folder == "unit":
+            item.add_marker(pytest.mark.unit)
+        elif folder in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:

@@ -29,7 +29,8 @@ from sensorlib.config import Settings
 from sensorlib.dashboard.state import LiveState, default_stale_after
 from sensorlib.errors import KafkaUnavailable
 from sensorlib.kafka.clients import TopicReader, kafka_reachable, make_consumer
-from sensorlib.model.events import EventTimeWindow, parse_alert
+from sensorlib.model.acceptance import EventTimeWindow
+from sensorlib.model.events import parse_alert
 from sensorlib.model.gate import judge, to_reading
 from sensorlib.observe.telemetry import (
     context_from_headers,

@@ -76,18 +76,12 @@ SERVICES = ("producer", "processor", "archiver", "dashboard")
 LAGGING = ("processor", "archiver")
 
 
-def _shown_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
-
-
 def metrics_urls(settings: Settings) -> dict[str, str]:
     """``{service: its /metrics URL}`` of the services the tab scrapes: ``SENSORLIB_HOST`` and
     each service's port, unless ``SENSORLIB_METRICS_URLS`` names them (e.g. other
     containers under compose)."""
-    host = _shown_host(settings.host)
-    return {"producer": f"http://{host}:{settings.producer_port}/metrics",
-            "processor": f"http://{host}:{settings.processor_port}/metrics",
-            "archiver": f"http://{host}:{settings.archiver_port}/metrics",
+    return {**{name: settings.service_url(name) + "/metrics"
+               for name in ("producer", "processor", "archiver")},
             **dict(settings.metrics_urls)}
 
 

@@ -2,7 +2,7 @@
 
 A client that retries ``POST /api/events`` with the same ``Idempotency-Key`` (or ``eventId``)
 makes the producer put the same id in each record's ``eventId`` header
-(:data:`sensorlib.model.events.EVENT_ID_HEADER`). The producer joins retries it still remembers;
+(:data:`sensorlib.model.limits.EVENT_ID_HEADER`). The producer joins retries it still remembers;
 across producer restarts (or two producer processes) the same reading can reach the topic
 twice, and the processor drops every copy after the first whose pair it has seen within
 :class:`SeenEvents`'s span. Records without the header are never de-duplicated.
@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from sensorlib.errors import UsageError
-from sensorlib.model.events import EVENT_ID_HEADER
+from sensorlib.model.limits import EVENT_ID_HEADER
 
 __all__ = ["SeenEvents", "event_id_of"]
 

@@ -52,7 +52,8 @@ from sensorlib.engine.windows import (
     to_us,
 )
 from sensorlib.errors import UsageError
-from sensorlib.model.events import Alert, FieldError, InvalidReading, Reading, parse_reading
+from sensorlib.model.events import Alert, Reading, parse_reading
+from sensorlib.model.rejections import FieldError, InvalidReading
 
 if TYPE_CHECKING:  # pandas is imported by the DataFrame functions: the processor needs none
     import pandas as pd
@@ -79,7 +80,7 @@ _US = timedelta(microseconds=1)
 class TooManySensors(InvalidReading):
     """A reading of a new sensor while the pipeline already holds ``max_sensors``.
 
-    An :class:`~sensorlib.model.events.InvalidReading` on ``sensorId``: dead-lettered with the reason
+    An :class:`~sensorlib.model.rejections.InvalidReading` on ``sensorId``: dead-lettered with the reason
     ``sensorId: more than N distinct sensors (SENSORLIB_MAX_SENSORS)``.
     """
 

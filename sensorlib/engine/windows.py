@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta  # noqa: F401 - UTC for the doctes
 from typing import Any, Literal
 
 from sensorlib.errors import UsageError
-from sensorlib.model.events import Reading, format_timestamp
-from sensorlib.model.times import ONE_US, from_us, to_us
+from sensorlib.model.events import Reading
+from sensorlib.model.times import ONE_US, format_timestamp, from_us, to_us
 
 __all__ = ["DEFAULT_WINDOW", "Aggregate", "SensorWindow", "WindowStore", "from_us", "to_us"]
 

@@ -22,7 +22,7 @@ from sensorlib.history.query import (
     READINGS,
     TableKind,
 )
-from sensorlib.model.events import EventTimeWindow
+from sensorlib.model.acceptance import EventTimeWindow
 
 log = logging.getLogger("sensorlib.history.archiver")
 

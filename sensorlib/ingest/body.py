@@ -8,14 +8,10 @@ import json
 import re
 from typing import Any
 
-from sensorlib.model.events import (
-    EVENT_ID_HEADER,
-    EventTimeWindow,
-    FieldError,
-    InvalidReading,
-    Reading,
-    parse_reading,
-)
+from sensorlib.model.acceptance import EventTimeWindow
+from sensorlib.model.events import Reading, parse_reading
+from sensorlib.model.limits import EVENT_ID_HEADER
+from sensorlib.model.rejections import FieldError, InvalidReading
 
 __all__ = ["EVENT_ID_HEADER", "NDJSON_TYPES", "check_event_id", "parse_posted", "split_batch"]
 

@@ -32,10 +32,8 @@ from kafka.partitioner.default import murmur2
 
 from sensorlib.config import IngestSettings
 from sensorlib.errors import Conflict, Refused
-from sensorlib.model.events import (
-    EVENT_ID_HEADER,
-    Reading,
-)
+from sensorlib.model.events import Reading
+from sensorlib.model.limits import EVENT_ID_HEADER
 
 __all__ = [
     "Ingest",

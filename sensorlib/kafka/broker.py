@@ -552,7 +552,7 @@ class LocalKafka:
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Block until every running node accepts clients and the cluster has them all."""
-        from kafka import KafkaAdminClient
+        from sensorlib.kafka.clients import make_admin
 
         deadline = time.monotonic() + timeout
         last_error = ""
@@ -566,10 +566,8 @@ class LocalKafka:
                     )
             if all(port_open(self.host, n.port) for n in self.nodes):
                 try:
-                    admin = KafkaAdminClient(
-                        bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000,
-                        client_id="sensorlib-broker-check",
-                    )
+                    admin = make_admin(Settings(bootstrap_servers=self.bootstrap_servers),
+                                       "sensorlib-broker-check", request_timeout_ms=5000)
                     try:
                         brokers = admin.describe_cluster().get("brokers", [])
                     finally:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from sensorlib.config import Settings
 from sensorlib.kafka.clients import TopicReader
-from sensorlib.model.events import InvalidReading, format_timestamp
-from sensorlib.model.times import utcnow
+from sensorlib.model.rejections import InvalidReading
+from sensorlib.model.times import format_timestamp, utcnow
 from sensorlib.observe.telemetry import context_headers
 
 if TYPE_CHECKING:  # the readers import these: the processor writes dead letters without them

@@ -24,7 +24,7 @@ from kafka.record.util import crc32c_c as _crc32c_c
 from sensorlib.config import Settings
 from sensorlib.errors import ReplayError
 from sensorlib.kafka.clients import TopicReader
-from sensorlib.model.events import EventTimeWindow
+from sensorlib.model.acceptance import EventTimeWindow
 from sensorlib.replay.decode import RecordKind, decode
 
 __all__ = ["CONSUMER_OPTIONS", "Chunk", "decode_chunk", "fetch", "tail"]

@@ -17,13 +17,8 @@ the HTTP API judges it by the wall clock, the processor by the record's Kafka ti
 
 from __future__ import annotations
 
-import json
-import math
-import re
-import unicodedata
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -35,51 +30,37 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
 )
 
-from sensorlib.errors import InvalidInput
-from sensorlib.model.times import EPOCH, ONE_US
+from sensorlib.model.acceptance import EventTimeWindow
+from sensorlib.model.limits import (
+    HUMIDITY_RANGE,
+    MAX_LOCATION,
+    MAX_SENSOR_ID,
+    TEMPERATURE_RANGE,
+    TIMESTAMP_RANGE,
+)
+from sensorlib.model.rejections import (
+    InvalidReading,
+    _shown,
+)
+from sensorlib.model.times import EPOCH, ONE_US, format_timestamp
 
 __all__ = [
-    "EVENT_ID_HEADER",
-    "MAX_BODY_BYTES",
-    "TIMESTAMP_RANGE",
     "Alert",
-    "EventTimeWindow",
-    "FieldError",
-    "InvalidReading",
     "LiveReading",
     "Reading",
     "Severity",
     "Status",
     "alert_id",
-    "format_timestamp",
     "new_reading",
     "parse_alert",
     "parse_reading",
     "status_of",
-    "text_problem",
 ]
-
-#: The Kafka record header carrying a reading's event id (UTF-8): set by the producer API,
-#: read by the processor and the archiver to drop retried copies.
-EVENT_ID_HEADER = "eventId"
-
-#: Largest accepted reading body (bytes of UTF-8 JSON).
-MAX_BODY_BYTES = 65536
-MAX_SENSOR_ID = 64
-MAX_LOCATION = 256
-TEMPERATURE_RANGE = (-100.0, 200.0)
-HUMIDITY_RANGE = (0.0, 100.0)
 
 Severity = Literal["warning", "critical"]
 Status = Literal["critical", "warning", "normal"]
-
-#: Event times any record may carry, whatever the clock: every window, tick and cooldown
-#: computation stays far from ``datetime``'s limits (years 1 and 9999) inside it.
-#: (Inside what pandas's nanosecond timestamps hold, so replayed frames agree with parse_reading.)
-TIMESTAMP_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 
 # Rust-regex classes, checked inside pydantic-core so the happy path stays out of Python.
 # A sensorId is an identifier: no control (Cc), format (Cf: zero-width, bidi overrides) or
@@ -130,19 +111,6 @@ def _wire(camel: str) -> Any:
 
 UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
 ReadingTime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_to_utc)]
-
-
-def format_timestamp(value: datetime) -> str:
-    """ISO-8601 UTC with a trailing ``Z`` (microseconds only when non-zero).
-
-    >>> format_timestamp(datetime(2026, 1, 1, 12, tzinfo=UTC))
-    '2026-01-01T12:00:00Z'
-    """
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    elif value.utcoffset():
-        value = value.astimezone(UTC)
-    return value.isoformat().replace("+00:00", "Z")
 
 
 class _Record(BaseModel):
@@ -234,142 +202,6 @@ class Alert(_Record):
     reason: Annotated[str, Field(validation_alias=_wire("reason"), serialization_alias="reason")]
 
 
-# -- errors -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    """One reason a reading was rejected; ``field`` is the camelCase wire name."""
-
-    field: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.reason}"
-
-
-class InvalidReading(InvalidInput):
-    """A reading failed validation; ``errors`` says which fields and why.
-
-    >>> try:
-    ...     parse_reading(b'{"sensorId": "s", "temperature": 20, "humidity": 120,'
-    ...                   b' "timestamp": "2026-01-01T12:00:00Z"}')
-    ... except InvalidReading as exc:
-    ...     print(exc)
-    humidity: must be between 0 and 100 (got 120.0)
-    """
-
-    def __init__(self, errors: list[FieldError]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(str(e) for e in errors))
-
-
-_WIRE_NAMES = {
-    alias: camel
-    for camel in ("sensorId", "temperature", "humidity", "location", "timestamp")
-    for alias in (camel, camel[0].upper() + camel[1:])
-} | {"sensor_id": "sensorId"}
-
-_RANGES = {"temperature": TEMPERATURE_RANGE, "humidity": HUMIDITY_RANGE}
-
-
-def _shown(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (bool, str)) or value is None else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _non_finite(value: float) -> str:
-    # Spelled as the JSON literals Python's json module writes and reads.
-    if math.isnan(value):
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"
-
-
-def _reason(field: str, kind: str, value: Any, message: str) -> str:
-    """A readable reason for one pydantic error (only on the rejection path)."""
-    if kind == "missing" or value is None:
-        return "required"
-    if field in _RANGES and kind in ("greater_than_equal", "less_than_equal"):
-        low, high = _RANGES[field]
-        return f"must be between {_number(low)} and {_number(high)} (got {float(value)!r})"
-    if kind == "finite_number":
-        return f"must be a finite number (got {_non_finite(value)})"
-    if kind == "float_type":
-        return f"must be a number, not {_shown(value)}"
-    if kind == "string_type":
-        return f"must be a string, not {_shown(value)}"
-    if kind == "string_too_short":
-        return "must not be empty"
-    if kind == "string_too_long":
-        limit = MAX_SENSOR_ID if field == "sensorId" else MAX_LOCATION
-        return f"must be at most {limit} characters (got {len(value)})"
-    if kind == "string_pattern_mismatch":
-        return text_problem(field, value) or "must not be blank"
-    if field == "timestamp":
-        if kind == "value_error":
-            return message.removeprefix("Value error, ")
-        if kind == "datetime_type":
-            return ("must be an ISO-8601 date-time such as 2026-01-01T12:00:00Z, "
-                    f"not {_shown(value)}")
-        return f"not an ISO-8601 timestamp: {_shown(value)}"
-    return message
-
-
-_INVISIBLE = {"Cf": "invisible or bidi control characters", "Zl": "line separators",
-              "Zp": "paragraph separators", "Cc": "control characters"}
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def text_problem(field: str, value: str) -> str | None:
-    """Why ``value`` may not be the ``sensorId`` (or ``location``), character-wise; None if it may.
-
-    The same rules the model checks with its patterns, for bulk decoders (replay) and for
-    reasons: a sensorId has no control, format (invisible, bidi), line or paragraph
-    separator characters; a location no control, bidi or separator characters.
-
-    >>> text_problem("sensorId", "a\u200bb"), text_problem("location", "a\u200db")
-    ('must not contain invisible or bidi control characters (U+200B)', None)
-    """
-    for ch in value:
-        category = unicodedata.category(ch)
-        if category in _INVISIBLE and (field == "sensorId" or category != "Cf" or ch in _BIDI):
-            return f"must not contain {_INVISIBLE[category]} (U+{ord(ch):04X})"
-    return None
-
-
-def _errors_of(exc: ValidationError) -> list[FieldError]:
-    out: list[FieldError] = []
-    for err in exc.errors(include_url=False):
-        loc = err["loc"]
-        if not loc:  # the body itself: not JSON, or not an object
-            reason = ("must be a JSON object" if err["type"] == "model_type"
-                      else err["msg"].replace("Invalid JSON", "not valid JSON"))
-            out.append(FieldError("body", reason))
-            continue
-        field = _WIRE_NAMES.get(str(loc[0]), str(loc[0]))
-        out.append(FieldError(field, _reason(field, err["type"], err.get("input"), err["msg"])))
-    return out
-
-
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-def surrogate_errors(data: Mapping[str, Any]) -> list[FieldError]:
-    """Fields holding a lone UTF-16 surrogate escape (``"\\ud800"``), which is no character
-    (Python's json module reads it into a string that cannot be written as UTF-8)."""
-    return [FieldError(_WIRE_NAMES.get(k, k), "contains a lone UTF-16 surrogate escape "
-                       f"(\\u{ord(m.group()):04x}), which is not a Unicode character")
-            for k, v in data.items()
-            if isinstance(k, str) and isinstance(v, str) and (m := _SURROGATE.search(v))]
-
-
-errors_of = _errors_of
-
-
 # -- parsing ------------------------------------------------------------------------------
 
 
@@ -417,64 +249,6 @@ class LiveReading(msgspec.Struct, rename="pascal", forbid_unknown_fields=True, g
     #: The wire text when decoded; the UTC datetime once :func:`judge_canonical` accepts it.
     timestamp: Any
 
-
-
-@dataclass(frozen=True, slots=True)
-class EventTimeWindow:
-    """The event times accepted around a receiver's clock (``SENSORLIB_MAX_PAST`` / ``_FUTURE``).
-
-    >>> w = EventTimeWindow(timedelta(days=365), timedelta(minutes=5))
-    >>> now = datetime(2026, 6, 1, tzinfo=UTC)
-    >>> w.error(datetime(2026, 6, 1, 0, 4, tzinfo=UTC), now) is None
-    True
-    >>> print(w.error(datetime(2026, 6, 1, 0, 6, tzinfo=UTC), now))
-    timestamp: must lie between 2025-06-01T00:00:00Z and 2026-06-01T00:05:00Z (at most 365 days old and 5 minutes ahead of the receiver's clock; SENSORLIB_MAX_PAST / SENSORLIB_MAX_FUTURE), got 2026-06-01T00:06:00Z
-    """
-
-    max_past: timedelta = timedelta(days=365)
-    max_future: timedelta = timedelta(minutes=5)
-
-    def bounds_us(self, now_us: int) -> tuple[int, int]:
-        """The accepted range ``[low, high]`` in epoch microseconds around ``now_us``."""
-        return (now_us - self.max_past // ONE_US, now_us + self.max_future // ONE_US)
-
-    def error(self, timestamp: datetime, now: datetime) -> FieldError | None:
-        """Why ``timestamp`` is outside the window around ``now``, or None when inside."""
-        return self.error_us((timestamp - EPOCH) // ONE_US, (now - EPOCH) // ONE_US)
-
-    def error_us(self, ts: int, now_us: int) -> FieldError | None:
-        """:meth:`error` with both times in epoch microseconds (any integers: no overflow)."""
-        low, high = self.bounds_us(now_us)
-        if low <= ts <= high:
-            return None
-        return FieldError("timestamp", (
-            f"must lie between {_format_us(low)} and {_format_us(high)} "
-            f"(at most {_human(self.max_past)} old and {_human(self.max_future)} ahead of "
-            "the receiver's clock; SENSORLIB_MAX_PAST / SENSORLIB_MAX_FUTURE), "
-            f"got {_format_us(ts)}"))
-
-    def check(self, timestamp: datetime, now: datetime) -> None:
-        """Raise :class:`InvalidReading` when ``timestamp`` is outside the window."""
-        problem = self.error(timestamp, now)
-        if problem is not None:
-            raise InvalidReading([problem])
-
-
-
-
-def _format_us(us: int) -> str:
-    try:
-        return format_timestamp(EPOCH + timedelta(microseconds=us))
-    except OverflowError:
-        return f"{us} µs from the Unix epoch"
-
-
-def _human(span: timedelta) -> str:
-    seconds = span.total_seconds()
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g} {unit}"
-    return f"{seconds:g} seconds"
 
 
 def parse_alert(raw: bytes | str | Mapping[str, Any]) -> Alert:

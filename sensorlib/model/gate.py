@@ -7,7 +7,7 @@ API, the processor, the archiver, replay, the dashboard feed — gives the verdi
   thousands deep, a 400-digit number, a 10 MB string, a list) gets a verdict; it never
   raises, so one record can never stop a loop;
 - its verdict is a ``(reading, event time in epoch µs)`` tuple, or an
-  :class:`~sensorlib.model.events.InvalidReading` (returned, not raised) naming every bad field;
+  :class:`~sensorlib.model.rejections.InvalidReading` (returned, not raised) naming every bad field;
 - the event time must lie in the accepted window (``accept``) around the record's own
   Kafka time (``record_ms``), or around ``now_us`` when the record has none — so
   re-judging the same record always decides the same.
@@ -37,21 +37,15 @@ from typing import Any, get_type_hints
 import msgspec
 from pydantic import ValidationError
 
-from sensorlib.model.events import (
+from sensorlib.model.acceptance import EventTimeWindow
+from sensorlib.model.events import LiveReading, Reading, _shown, new_reading
+from sensorlib.model.limits import (
     HUMIDITY_RANGE,
     MAX_BODY_BYTES,
     TEMPERATURE_RANGE,
     TIMESTAMP_RANGE,
-    EventTimeWindow,
-    FieldError,
-    InvalidReading,
-    LiveReading,
-    Reading,
-    _shown,
-    errors_of,
-    new_reading,
-    surrogate_errors,
 )
+from sensorlib.model.rejections import FieldError, InvalidReading, errors_of, surrogate_errors
 from sensorlib.model.times import EPOCH, ONE_US
 
 __all__ = [

@@ -35,3 +35,16 @@ def from_us(us: int) -> datetime:
     '1970-01-01T00:00:01+00:00'
     """
     return EPOCH + timedelta(microseconds=us)
+
+
+def format_timestamp(value: datetime) -> str:
+    """ISO-8601 UTC with a trailing ``Z`` (microseconds only when non-zero).
+
+    >>> format_timestamp(datetime(2026, 1, 1, 12, tzinfo=UTC))
+    '2026-01-01T12:00:00Z'
+    """
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    elif value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")

@@ -55,7 +55,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 from sensorlib.config import Settings
 from sensorlib.errors import KafkaUnavailable, NotifyError
-from sensorlib.model.events import Alert, format_timestamp, parse_alert
+from sensorlib.model.events import Alert, parse_alert
+from sensorlib.model.times import format_timestamp
 
 __all__ = ["METRICS", "Notifier", "alert_payload", "serve_health"]
 

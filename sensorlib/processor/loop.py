@@ -52,17 +52,11 @@ from sensorlib.kafka.clients import (
 )
 from sensorlib.kafka.records import as_raw, consumer_record
 from sensorlib.kafka.records import install as install_fast_records
-from sensorlib.model.events import (
-    Alert,
-    EventTimeWindow,
-    FieldError,
-    InvalidReading,
-    LiveReading,
-    Reading,
-    format_timestamp,
-)
+from sensorlib.model.acceptance import EventTimeWindow
+from sensorlib.model.events import Alert, LiveReading, Reading
 from sensorlib.model.gate import judge, judge_many
-from sensorlib.model.times import EPOCH, to_us, utcnow
+from sensorlib.model.rejections import FieldError, InvalidReading
+from sensorlib.model.times import EPOCH, format_timestamp, to_us, utcnow
 from sensorlib.observe.telemetry import (
     AlertTracer,
     ProcessorMetrics,

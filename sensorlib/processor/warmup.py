@@ -14,13 +14,8 @@ from sensorlib.engine.dedup import SeenEvents, event_id_of
 from sensorlib.kafka.clients import (
     TopicReader,
 )
-from sensorlib.model.events import (
-    InvalidReading,
-    LiveReading,
-    Reading,
-    parse_alert,
-    parse_reading,
-)
+from sensorlib.model.events import LiveReading, Reading, parse_alert, parse_reading
+from sensorlib.model.rejections import InvalidReading
 from sensorlib.model.times import utcnow
 
 __all__ = ["HISTORY_TIMEOUT", "WARM_EXTRA", "first_copy", "read_history", "read_recent_alerts"]

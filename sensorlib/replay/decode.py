@@ -24,16 +24,16 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from sensorlib.engine.pipeline import ALERT_DTYPES as _FRAME_ALERT_DTYPES
-from sensorlib.model.events import (
+from sensorlib.model.acceptance import EventTimeWindow
+from sensorlib.model.limits import (
     HUMIDITY_RANGE,
     MAX_BODY_BYTES,
     MAX_LOCATION,
     MAX_SENSOR_ID,
     TEMPERATURE_RANGE,
     TIMESTAMP_RANGE,
-    EventTimeWindow,
-    text_problem,
 )
+from sensorlib.model.rejections import text_problem
 from sensorlib.model.times import EPOCH, ONE_US
 
 __all__ = [

@@ -40,7 +40,9 @@ from sensorlib.ingest.bridge import Ingest
 from sensorlib.ingest.produce import ReadingProducer, SimulatorLoop
 from sensorlib.ingest.simulate import REFERENCE_FLEET
 from sensorlib.kafka.clients import ensure_topics, kafka_reachable
-from sensorlib.model.events import EventTimeWindow, InvalidReading, Reading
+from sensorlib.model.acceptance import EventTimeWindow
+from sensorlib.model.events import Reading
+from sensorlib.model.rejections import InvalidReading
 from sensorlib.observe.telemetry import TRACEPARENT, ProducerMetrics, headers_for, tracing_enabled
 from sensorlib.services.common import (
     BodyTooLarge,

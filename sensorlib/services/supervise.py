@@ -94,30 +94,27 @@ def service_plan(settings: Settings, *, dashboard: bool = True,
                  notify: bool = False) -> list[Service]:
     """The services of ``sensorlib up`` with their commands and URLs."""
     py = [sys.executable, "-m", "sensorlib.cli"]
-    host = settings.host
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = settings.service_url
     plan = [
-        Service("producer", [*py, "producer"], f"http://{shown}:{settings.producer_port}/health",
-                f"http://{shown}:{settings.producer_port}/api/sensors"),
-        Service("processor", [*py, "processor"], f"http://{shown}:{settings.processor_port}/health",
-                f"http://{shown}:{settings.processor_port}/api/aggregates"),
+        Service("producer", [*py, "producer"], url("producer") + "/health",
+                url("producer") + "/api/sensors"),
+        Service("processor", [*py, "processor"], url("processor") + "/health",
+                url("processor") + "/api/aggregates"),
         Service("archiver", [*py, "archive", "--port", str(settings.archiver_port)],
-                f"http://{shown}:{settings.archiver_port}/health", str(settings.warehouse)),
+                url("archiver") + "/health", str(settings.warehouse)),
     ]
     if notify:
         plan.append(Service("notifier", [*py, "notify", "--port", str(settings.notifier_port)],
-                            f"http://{shown}:{settings.notifier_port}/health",
-                            f"http://{shown}:{settings.notifier_port}/metrics"))
+                            url("notifier") + "/health", url("notifier") + "/metrics"))
     if dashboard:
         try:
             from sensorlib.dashboard import serve_command
         except ImportError:
             serve_command = None  # type: ignore[assignment]
         if serve_command is not None:
-            url = f"http://{shown}:{settings.dashboard_port}/live"
             argv = serve_command(settings)
-            health = f"http://{shown}:{settings.dashboard_port}/liveness"
-            plan.append(Service("dashboard", argv, health, url))
+            plan.append(Service("dashboard", argv, url("dashboard") + "/liveness",
+                                url("dashboard") + "/live"))
     return plan
 
 

@@ -167,7 +167,10 @@ def test_untrusted_strings_are_shown_as_text_and_run_nothing(
     assert row.locator(".alert-reason").inner_text() == XSS_REASON
     quoted.hover()
     row.hover()
-    time.sleep(1.0)  # give an injected handler every chance to fire
+    # A barrier instead of a pause: two animation frames and a task later, every handler
+    # the hovers or a render could have triggered has run.
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => "
+                  "requestAnimationFrame(() => setTimeout(r, 0))))")
     assert page.dialogs == []
     assert page.locator('img[src="x"]').count() == 0
     assert page.locator("svg[onload]").count() == 0

@@ -41,8 +41,11 @@ def key_of(reading: Reading) -> Key:
 def start_kafka(directory: Path, base: Settings, nodes: int = 1, attempts: int = 2) -> LocalKafka:
     """A started LocalKafka of ``nodes`` nodes on free ports in ``directory``.
 
-    A failed start is retried once on new ports: LocalKafka has been seen to report a
-    healthy node as "exited during start-up" on this shared machine.
+    Only a lost port race is retried (on new ports): between :func:`free_port` closing its
+    probe socket and the JVM binding, another process on this shared machine may take the
+    port, and the broker's log then says "Address already in use". Any other failure is
+    raised as it is (LocalKafka once reported healthy starting nodes as exited: fixed in
+    ``LocalKafka._exited``, no longer hidden by a retry here).
     """
     for attempt in range(attempts):
         folder = directory / f"try-{attempt}"
@@ -51,10 +54,10 @@ def start_kafka(directory: Path, base: Settings, nodes: int = 1, attempts: int =
                            settings=base, heap=HEAP)
         try:
             return kafka.start(timeout=180)
-        except BrokerError:
+        except BrokerError as exc:
             kafka.stop()
             _kill_jvms_under(folder)
-            if attempt == attempts - 1:
+            if attempt == attempts - 1 or "Address already in use" not in str(exc):
                 raise
     raise AssertionError("not reached")
 

@@ -19,7 +19,7 @@ import pytest
 from sensorlib.config import Settings
 from sensorlib.ingest.produce import ReadingProducer
 from sensorlib.kafka.clients import end_offsets, ensure_topics
-from sensorlib.model.events import format_timestamp
+from sensorlib.model.times import format_timestamp
 from tests.support import eventually, read_alerts, read_topic
 
 from .test_producer_api import REFERENCE_PAYLOAD
@@ -197,7 +197,16 @@ def test_a_reading_minutes_ahead_does_not_make_other_sensors_silent(spawn, setti
             time.sleep(max(0.0, (start + timedelta(seconds=(i + 1) / 2) - datetime.now(UTC))
                            .total_seconds()))
     eventually(lambda: httpx.get(processor.url + "/health").json()["processed"] >= 49)
-    time.sleep(2)  # several more polls and ticks with the watermark 4 minutes ahead
+    # A barrier instead of a pause: three more readings, each in a poll of its own, so the
+    # processor has surely polled and ticked several times with the watermark 4 min ahead.
+    with ReadingProducer(topics) as out:
+        for n in range(3):
+            out.send_raw("sensor-a", json.dumps({
+                "SensorId": "sensor-a", "Temperature": 20.0, "Humidity": 50.0,
+                "Timestamp": format_timestamp(datetime.now(UTC))}).encode())
+            out.flush()
+            eventually(lambda n=n: httpx.get(processor.url + "/health").json()["processed"]
+                       >= 50 + n)
     assert [a for a in read_alerts(topics) if a.rule == "silent"] == []
 
 

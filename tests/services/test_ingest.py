@@ -257,8 +257,9 @@ def test_health_reports_the_in_flight_bound(api) -> None:
 def test_every_odd_record_gets_the_gates_verdict_over_http(api) -> None:
     """The API is one more reader of the shared corpus: 201 exactly when the gate accepts,
     else 422 naming the gate's fields and reasons — never a 500 or a reset connection."""
-    from sensorlib.model.events import EventTimeWindow, InvalidReading
+    from sensorlib.model.acceptance import EventTimeWindow
     from sensorlib.model.gate import judge
+    from sensorlib.model.rejections import InvalidReading
     from tests.corpus import CORPUS
 
     window = EventTimeWindow()

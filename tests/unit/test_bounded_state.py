@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from sensorlib.engine.detect import FLEET, RuleConfig
 from sensorlib.engine.pipeline import DEFAULT_MAX_SENSORS, Pipeline, TooManySensors, run_frame
 from sensorlib.engine.runs import MIN_RUN
-from sensorlib.model.events import InvalidReading, Reading, alert_id, new_reading
+from sensorlib.model.events import Reading, alert_id, new_reading
+from sensorlib.model.rejections import InvalidReading
 from sensorlib.model.times import from_us, to_us
 
 T0 = datetime(2026, 11, 29, 12, tzinfo=UTC)

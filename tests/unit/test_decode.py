@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensorlib.model.events import InvalidReading, parse_reading
+from sensorlib.model.events import parse_reading
+from sensorlib.model.rejections import InvalidReading
 from sensorlib.replay import reader as replay
 from sensorlib.replay.decode import (
     ALERT_DTYPES,

@@ -11,7 +11,8 @@ import pytest
 
 from sensorlib.config import Settings, env_duration, parse_duration
 from sensorlib.errors import ConfigError, ReplayError
-from sensorlib.model.events import EventTimeWindow, parse_reading
+from sensorlib.model.acceptance import EventTimeWindow
+from sensorlib.model.events import parse_reading
 from sensorlib.replay.periods import to_utc
 
 DAY = timedelta(days=1)

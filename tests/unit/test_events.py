@@ -12,18 +12,17 @@ from hypothesis import strategies as st
 
 from sensorlib.model import events
 from sensorlib.model.events import (
-    MAX_BODY_BYTES,
     Alert,
-    FieldError,
-    InvalidReading,
     Reading,
     alert_id,
-    format_timestamp,
     new_reading,
     parse_alert,
     parse_reading,
     status_of,
 )
+from sensorlib.model.limits import MAX_BODY_BYTES
+from sensorlib.model.rejections import FieldError, InvalidReading
+from sensorlib.model.times import format_timestamp
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 GOOD = {"sensorId": "sensor-01", "temperature": 23.4, "humidity": 57.9,

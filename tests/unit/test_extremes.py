@@ -1,6 +1,6 @@
 """No date arithmetic overflows for any reading that validation lets through (issue 12).
 
-Readings with event times anywhere in :data:`sensorlib.model.events.TIMESTAMP_RANGE` — its
+Readings with event times anywhere in :data:`sensorlib.model.limits.TIMESTAMP_RANGE` — its
 edges included — go through the windows, every rule, ticks and cooldowns, in any order.
 """
 
@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 
 from sensorlib.engine.detect import RuleConfig
 from sensorlib.engine.pipeline import Pipeline
-from sensorlib.model.events import TIMESTAMP_RANGE, EventTimeWindow, format_timestamp, parse_reading
+from sensorlib.model.acceptance import EventTimeWindow
+from sensorlib.model.events import parse_reading
+from sensorlib.model.limits import TIMESTAMP_RANGE
+from sensorlib.model.times import format_timestamp
 
 LOW, HIGH = TIMESTAMP_RANGE
 LAST = HIGH - timedelta(microseconds=1)

@@ -19,8 +19,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sensorlib.model.events import EventTimeWindow, InvalidReading, parse_reading
+from sensorlib.model.acceptance import EventTimeWindow
+from sensorlib.model.events import parse_reading
 from sensorlib.model.gate import judge, judge_full, judge_many, parse_event_time
+from sensorlib.model.rejections import InvalidReading
 from sensorlib.replay.decode import decode_readings
 from tests.corpus import CORPUS, NOW_MS, NOW_US
 

@@ -20,7 +20,8 @@ from sensorlib.engine.pipeline import (
 )
 from sensorlib.engine.windows import to_us
 from sensorlib.ingest.simulate import FaultRates, Simulator
-from sensorlib.model.events import Alert, InvalidReading, Reading
+from sensorlib.model.events import Alert, Reading
+from sensorlib.model.rejections import InvalidReading
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
