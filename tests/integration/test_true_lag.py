@@ -33,7 +33,7 @@ def _hot_readings(settings: Settings, n: int) -> None:
 
 
 def test_alerts_group_lag_is_zero_after_the_feed_read_every_alert(topics: Settings) -> None:
-    from sensorlib import cli
+    from sensorlib.cli import status as cli_status
 
     # Never committed: no number, and status says so.
     fresh = group_lag(topics, topics.dashboard_alerts_group, topics.topic_alerts)
@@ -65,7 +65,7 @@ def test_alerts_group_lag_is_zero_after_the_feed_read_every_alert(topics: Settin
         feed.stop()
 
     # What `sensorlib status` prints for the alerts group and a group never committed.
-    lags = cli._group_lags(topics, [(topics.dashboard_alerts_group, topics.topic_alerts),
+    lags = cli_status._group_lags(topics, [(topics.dashboard_alerts_group, topics.topic_alerts),
                                     ("never-used-group", topics.topic_alerts)])
     touched = {p: v for p, v in lags[(topics.dashboard_alerts_group, topics.topic_alerts)].items()
                if v["end"] > 0}
@@ -77,5 +77,5 @@ def test_alerts_group_lag_is_zero_after_the_feed_read_every_alert(topics: Settin
                                "lag": None, "partitions": {"0": {"lag": None}}}]}
     out = io.StringIO()
     with redirect_stdout(out):
-        cli._print_status(doc)
+        cli_status._print_status(doc)
     assert "never committed" in out.getvalue()
