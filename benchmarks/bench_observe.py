@@ -75,7 +75,7 @@ def child(args: argparse.Namespace) -> None:
         topic_alerts=args.topic + "-alerts", topic_dlq=args.topic + "-dlq",
         processor_group=args.group)
     if args.variant == "on":
-        from sensorlib.observe.telemetry import setup_tracing
+        from sensorlib.observe.tracing import setup_tracing
 
         assert setup_tracing("bench"), "tracing did not start"
     rate, alerts, _ = processor_rate(settings, args.n)

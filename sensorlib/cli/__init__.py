@@ -23,7 +23,7 @@ __all__ = ["MAX_WORKERS", "build_parser", "exit_codes_text", "main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sensorlib`` console script; its exit codes are :data:`EXIT_CODES`
     (each error class's ``exit_code``)."""
-    from sensorlib.observe.telemetry import quiet_kafka_noise
+    from sensorlib.observe.logs import quiet_kafka_noise
 
     quiet_kafka_noise()  # kafka-python's retried, transient errors are not ERRORs here either
     try:

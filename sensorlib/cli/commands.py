@@ -245,7 +245,8 @@ def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
     from sensorlib.kafka.clients import ensure_topics, wait_for_kafka
     from sensorlib.notify.notifier import Notifier, serve_health
-    from sensorlib.observe.telemetry import configure_logging, setup_tracing, shutdown_tracing
+    from sensorlib.observe.logs import configure_logging
+    from sensorlib.observe.tracing import setup_tracing, shutdown_tracing
     from sensorlib.services.common import SERVICE_LOG_FORMAT
 
     host = args.host or settings.host

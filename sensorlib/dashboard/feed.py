@@ -32,7 +32,7 @@ from sensorlib.kafka.clients import TopicReader, kafka_reachable, make_consumer
 from sensorlib.model.acceptance import EventTimeWindow
 from sensorlib.model.events import parse_alert
 from sensorlib.model.gate import judge, to_reading
-from sensorlib.observe.telemetry import (
+from sensorlib.observe.tracing import (
     context_from_headers,
     setup_tracing,
     trace_id_of,

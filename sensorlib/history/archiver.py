@@ -44,7 +44,7 @@ from sensorlib.history.query import (
     table_name,
 )
 from sensorlib.kafka.fetch import CONSUMER_OPTIONS
-from sensorlib.observe.telemetry import ArchiverMetrics
+from sensorlib.observe.metrics import ArchiverMetrics
 
 log = logging.getLogger("sensorlib.history.archiver")
 

@@ -18,7 +18,7 @@ from sensorlib.config import Settings
 from sensorlib.errors import KafkaUnavailable, PublishError, SensorlibError
 from sensorlib.kafka.clients import make_producer
 from sensorlib.model.events import Reading
-from sensorlib.observe.telemetry import headers_for, tracer, tracing_enabled
+from sensorlib.observe.tracing import headers_for, tracer, tracing_enabled
 
 log = logging.getLogger("sensorlib.simulator")
 
@@ -92,7 +92,7 @@ class ReadingProducer:
     def send(self, reading: Reading) -> None:
         """Queue one reading (asynchronous); failures surface at the next flush.
 
-        With tracing on (:func:`sensorlib.observe.telemetry.setup_tracing`) each reading starts a
+        With tracing on (:func:`sensorlib.observe.tracing.setup_tracing`) each reading starts a
         trace whose context travels in the record's ``traceparent`` header.
         """
         if tracing_enabled():

@@ -20,7 +20,7 @@ from sensorlib.config import Settings
 from sensorlib.kafka.clients import TopicReader
 from sensorlib.model.rejections import InvalidReading
 from sensorlib.model.times import format_timestamp, utcnow
-from sensorlib.observe.telemetry import context_headers
+from sensorlib.observe.tracing import context_headers
 
 if TYPE_CHECKING:  # the readers import these: the processor writes dead letters without them
     import pandas as pd
@@ -129,7 +129,7 @@ def dead_letter_headers(record: Any) -> list[tuple[str, bytes]]:
 
     The rejected reading's ``traceparent``/``tracestate`` go on unchanged, so a dead
     letter stays in the trace of the POST that sent the bad reading (Zipkin shows where
-    it came from; :func:`sensorlib.observe.telemetry.trace_id_of` reads it back). Other headers
+    it came from; :func:`sensorlib.observe.tracing.trace_id_of` reads it back). Other headers
     are not copied. Empty when the record had none. Send it with the value::
 
         producer.send(dlq, key=record.key, value=dead_letter(record, exc),

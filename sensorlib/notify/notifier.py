@@ -307,7 +307,7 @@ class Notifier:
                 log.info("consumer close: %s", exc)
 
     def _payloads(self, records: list[Any]) -> tuple[list[dict[str, Any]], list[Any]]:
-        from sensorlib.observe.telemetry import trace_id_of
+        from sensorlib.observe.tracing import trace_id_of
 
         out: list[dict[str, Any]] = []
         headers: list[Any] = []
@@ -331,7 +331,7 @@ class Notifier:
         from opentelemetry import trace
         from opentelemetry.trace import Link, SpanKind
 
-        from sensorlib.observe.telemetry import (
+        from sensorlib.observe.tracing import (
             MAX_BATCH_LINKS,
             context_from_headers,
             tracer,

@@ -57,12 +57,8 @@ from sensorlib.model.events import Alert, LiveReading, Reading
 from sensorlib.model.gate import judge, judge_many
 from sensorlib.model.rejections import FieldError, InvalidReading
 from sensorlib.model.times import EPOCH, format_timestamp, to_us, utcnow
-from sensorlib.observe.telemetry import (
-    AlertTracer,
-    ProcessorMetrics,
-    context_headers,
-    tracing_enabled,
-)
+from sensorlib.observe.metrics import ProcessorMetrics
+from sensorlib.observe.tracing import AlertTracer, context_headers, tracing_enabled
 from sensorlib.processor.checkpoint import Checkpoint
 from sensorlib.processor.isolation import Suspects, poisoned
 from sensorlib.processor.warmup import WARM_EXTRA, first_copy, read_history, read_recent_alerts
@@ -134,7 +130,7 @@ class Processor:
 
     A reading that causes an alert may carry a W3C ``traceparent`` header: the alert is
     published with a header continuing that trace (a span of its own when tracing is on,
-    :mod:`sensorlib.observe.telemetry`; the reading's context unchanged when it is off).
+    :mod:`sensorlib.observe.tracing`; the reading's context unchanged when it is off).
     """
 
     def __init__(

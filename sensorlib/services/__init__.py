@@ -15,7 +15,8 @@ from typing import Any
 import uvicorn
 
 from sensorlib.config import Settings
-from sensorlib.observe.telemetry import configure_logging, shutdown_tracing
+from sensorlib.observe.logs import configure_logging
+from sensorlib.observe.tracing import shutdown_tracing
 from sensorlib.services.common import SERVICE_LOG_FORMAT, server_options
 
 __all__ = ["serve"]

@@ -21,7 +21,7 @@ from sensorlib.config import Settings, is_loopback
 from sensorlib.errors import BodyTooLarge, BodyTooSlow
 from sensorlib.kafka.clients import kafka_reachable
 from sensorlib.model.limits import MAX_BODY_BYTES
-from sensorlib.observe.telemetry import setup_tracing
+from sensorlib.observe.tracing import setup_tracing
 
 #: Longest a client may take to send a request body by default (``SENSORLIB_BODY_TIMEOUT``).
 BODY_TIMEOUT = 10.0

@@ -3,7 +3,7 @@
 The loop runs in one background thread; the API reads copies of its committed state
 under a lock, so a request never sees a half-applied batch (the reference has races here).
 ``/api/aggregates`` answers the reference's shape, an object keyed by sensorId.
-``/metrics`` is the loop's Prometheus metrics (:class:`sensorlib.observe.telemetry.ProcessorMetrics`).
+``/metrics`` is the loop's Prometheus metrics (:class:`sensorlib.observe.metrics.ProcessorMetrics`).
 ``/health`` is 503 with ``problems`` naming each reason whenever the loop is not doing
 its job (see :meth:`sensorlib.processor.loop.Processor.problems`).
 """

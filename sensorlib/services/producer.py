@@ -11,7 +11,7 @@ answers per-item results. Too many readings in flight gives 429, Kafka down or s
 503, both with ``Retry-After``; an ``Idempotency-Key`` header (or ``eventId`` field)
 makes a retried POST store its reading once. Requests for other Host names or from other
 browser origins are refused (see :func:`sensorlib.services.common.guard`). ``/metrics``
-counts accepted and refused readings (:class:`sensorlib.observe.telemetry.ProducerMetrics`).
+counts accepted and refused readings (:class:`sensorlib.observe.metrics.ProducerMetrics`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from sensorlib.kafka.clients import ensure_topics, kafka_reachable
 from sensorlib.model.acceptance import EventTimeWindow
 from sensorlib.model.events import Reading
 from sensorlib.model.rejections import InvalidReading
-from sensorlib.observe.telemetry import TRACEPARENT, ProducerMetrics, headers_for, tracing_enabled
+from sensorlib.observe.metrics import ProducerMetrics
+from sensorlib.observe.tracing import TRACEPARENT, headers_for, tracing_enabled
 from sensorlib.services.common import (
     BodyTooLarge,
     BodyTooSlow,

@@ -9,7 +9,7 @@ import pytest
 from sensorlib.config import Settings
 from sensorlib.kafka.clients import make_producer
 from sensorlib.kafka.deadletters import dead_letter_headers
-from sensorlib.observe.telemetry import trace_id_of
+from sensorlib.observe.tracing import trace_id_of
 from tests.support import eventually, read_topic
 
 from .test_tracing import traceparent

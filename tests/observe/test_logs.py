@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from sensorlib.config import Settings
 from sensorlib.errors import SensorlibError
-from sensorlib.observe.telemetry import JsonFormatter, configure_logging
+from sensorlib.observe.logs import JsonFormatter, configure_logging
 from tests.support import eventually
 
 

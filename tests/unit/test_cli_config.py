@@ -16,7 +16,7 @@ from kafka import errors as kafka_errors
 from sensorlib.config import Settings, read_config_file, with_config_file
 from sensorlib.errors import ConfigError
 from sensorlib.kafka.broker import free_port
-from sensorlib.observe.telemetry import KafkaNoise
+from sensorlib.observe.logs import KafkaNoise
 
 
 def _env(**extra: str) -> dict[str, str]:
