@@ -36,7 +36,7 @@ from bench_ingest import bodies, run_client
 from common import broker, machine, private_topics
 
 from sensorlib.config import Settings
-from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.ports import free_port
 
 CLIENTS = 32
 IDLE = 1000

@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import broker, machine, plain_send_rate, private_topics
 
 from sensorlib.config import Settings
-from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.ports import free_port
 
 CLIENTS = (8, 32, 128)
 #: uvicorn's choices before this work (uvloop and httptools were not installed).

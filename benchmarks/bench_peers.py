@@ -45,7 +45,7 @@ from common import broker, machine, preload, private_topics
 
 from sensorlib.config import Settings
 from sensorlib.ingest.simulate import SensorSpec
-from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.ports import free_port
 
 #: 30 sensors, so that every partition gets a share of the keys (the reference's five
 #: land on two of three partitions, which would leave a second worker idle).

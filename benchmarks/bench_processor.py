@@ -29,8 +29,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import broker, machine, preload, private_topics
 
 from sensorlib.config import Settings
-from sensorlib.kafka.broker import free_port
 from sensorlib.kafka.clients import make_consumer
+from sensorlib.kafka.ports import free_port
 from sensorlib.processor.loop import FETCH_BYTES, MAX_RECORDS, Processor
 
 PROCESSOR_FETCH_BYTES = FETCH_BYTES

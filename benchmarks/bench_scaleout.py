@@ -30,8 +30,8 @@ from common import broker, machine, private_topics
 
 from sensorlib.config import Settings
 from sensorlib.ingest.simulate import FaultRates, SensorSpec, Simulator
-from sensorlib.kafka.broker import free_port
 from sensorlib.kafka.clients import make_producer
+from sensorlib.kafka.ports import free_port
 
 PARTITIONS = 6
 FLEET = tuple(SensorSpec(f"sensor-{i:02d}", f"Hall {i % 7}", 20.0 + i % 9, 50.0 + i % 11)

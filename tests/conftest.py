@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.kafka.broker import LocalKafka, free_port
+from sensorlib.kafka.broker import LocalKafka
 from sensorlib.kafka.clients import ensure_topics
+from sensorlib.kafka.ports import free_port
 from tests.support import Spawner
 
 #: Test folders whose every test is ``slow``: they start extra JVMs or clusters, kill and

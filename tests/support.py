@@ -19,8 +19,8 @@ import httpx
 from kafka import TopicPartition
 
 from sensorlib.config import Settings
-from sensorlib.kafka.broker import free_port
 from sensorlib.kafka.clients import make_consumer
+from sensorlib.kafka.ports import free_port
 from sensorlib.model.events import Alert, parse_alert
 
 

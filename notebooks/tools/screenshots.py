@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     from backfill import backfill
 
     from sensorlib.config import Settings
-    from sensorlib.kafka.broker import LocalKafka, free_port
+    from sensorlib.kafka.broker import LocalKafka
+    from sensorlib.kafka.ports import free_port
     from sensorlib.notebook.report import run_report
 
     out = Path(args.out)

@@ -25,7 +25,7 @@ def _local_kafka(settings: Settings):
 
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.kafka.broker import KAFKA_VERSION, resolve_libs
+    from sensorlib.kafka.jars import KAFKA_VERSION, resolve_libs
 
     if settings.external and args.action in ("start", "stop"):
         _say(
@@ -359,7 +359,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         import os
 
         os.environ["SENSORLIB_INSECURE"] = "1"  # the children (services, dashboard) agree
-    from sensorlib.kafka.broker import check_ports
+    from sensorlib.kafka.ports import check_ports
 
     # Before anything starts: a second `up` reached the first one's health checks,
     # printed "healthy" for each and then its own services died on the taken ports.

@@ -17,7 +17,7 @@ def _say(message: str) -> None:
 
 def _check_port(host: str, port: int, what: str, variable: str) -> None:
     """Refuse before starting a server whose port is taken, naming who holds it."""
-    from sensorlib.kafka.broker import check_ports
+    from sensorlib.kafka.ports import check_ports
 
     check_ports(host, [(port, what, variable)])
 

@@ -101,7 +101,7 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
     import subprocess
     import tempfile
 
-    from sensorlib.kafka.broker import kafka_tool_command
+    from sensorlib.kafka.jars import kafka_tool_command
 
     main_class = KAFKA_TOOLS[args.tool]
     extra = list(args.tool_args)

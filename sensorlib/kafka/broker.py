@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -30,29 +28,9 @@ from typing import Self
 import psutil
 
 from sensorlib.config import Settings
-from sensorlib.errors import BrokerError, PortInUse
-
-#: The pinned Apache Kafka release (the one place that names it).
-KAFKA_VERSION = "4.4.0"
-SCALA_VERSION = "2.13"
-LOG4J_VERSION = "2.25.3"
-SLF4J_VERSION = "2.0.17"
-
-_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>sensorlib</groupId>
-  <artifactId>kafka-runtime</artifactId>
-  <version>{kafka}</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_{scala}</artifactId><version>{kafka}</version></dependency>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>{kafka}</version></dependency>
-    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>{slf4j}</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>{log4j}</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>{log4j}</version></dependency>
-  </dependencies>
-</project>
-"""
+from sensorlib.errors import BrokerError
+from sensorlib.kafka.jars import KAFKA_VERSION, Progress, _quiet, check_java, resolve_libs
+from sensorlib.kafka.ports import port_holder, port_open
 
 _LOG4J2 = """status = warn
 appender.console.type = Console
@@ -69,116 +47,6 @@ logger.clients.name = org.apache.kafka.clients
 logger.clients.level = WARN
 """
 
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
-
-
-# --------------------------------------------------------------------------- jars
-
-
-def _require_tool(name: str, install_hint: str) -> str:
-    path = shutil.which(name)
-    if not path:
-        raise BrokerError(f"`{name}` was not found on PATH. {install_hint}")
-    return path
-
-
-def check_java() -> str:
-    """Return the java executable, or raise with what to install (Kafka 4 needs 17+)."""
-    hint = (
-        "Install a JDK 17 or newer (Debian/Ubuntu: `apt-get install openjdk-17-jdk-headless`), "
-        "or use Docker with compose.yml."
-    )
-    java = _require_tool("java", hint)
-    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
-    if match:
-        major = int(match.group(1))
-        if major == 1 and match.group(2):
-            major = int(match.group(2))
-        if major < 17:
-            raise BrokerError(f"Apache Kafka {KAFKA_VERSION} needs Java 17+, found {major}. {hint}")
-    return java
-
-
-def resolve_libs(settings: Settings, progress: Progress = _quiet) -> Path:
-    """The folder of Kafka jars to put on the classpath, fetching them once if needed.
-
-    ``KAFKA_HOME`` (``settings.kafka_home``) wins: its ``libs/`` is used as it is.
-    Otherwise the pinned release is resolved from Maven Central with Maven into
-    ``<cache>/kafka-<version>/lib``; later calls reuse it without any network.
-    """
-    if settings.kafka_home is not None:
-        libs = settings.kafka_home / "libs"
-        if not any(libs.glob("kafka_*.jar")):
-            raise BrokerError(
-                f"KAFKA_HOME={settings.kafka_home} has no libs/kafka_*.jar: point it at an "
-                "unpacked Apache Kafka 4.x release, or unset it to use the Maven cache"
-            )
-        return libs
-    root = settings.cache_dir / f"kafka-{KAFKA_VERSION}"
-    lib = root / "lib"
-    if (lib / ".complete").exists():
-        return lib
-    mvn = _require_tool(
-        "mvn",
-        "Install Apache Maven (Debian/Ubuntu: `apt-get install maven`) so sensorlib can fetch "
-        f"Apache Kafka {KAFKA_VERSION} from Maven Central once, or set KAFKA_HOME to a Kafka "
-        "installation.",
-    )
-    check_java()
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "pom.xml").write_text(
-        _POM.format(kafka=KAFKA_VERSION, scala=SCALA_VERSION, log4j=LOG4J_VERSION, slf4j=SLF4J_VERSION)
-    )
-    partial = root / "lib.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    progress(f"Fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central into {lib} (once) …")
-    proc = subprocess.run(
-        [mvn, "-B", "-q", "-f", str(root / "pom.xml"), "dependency:copy-dependencies",
-         f"-DoutputDirectory={partial}", "-DincludeScope=runtime"],
-        capture_output=True, text=True, check=False,
-    )
-    if proc.returncode != 0 or not any(partial.glob("kafka_*.jar")):
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
-        raise BrokerError(f"Maven could not fetch Apache Kafka {KAFKA_VERSION}:\n{tail}")
-    shutil.rmtree(lib, ignore_errors=True)
-    partial.rename(lib)
-    (lib / ".complete").write_text(KAFKA_VERSION + "\n")
-    progress(f"Kafka jars ready ({sum(1 for _ in lib.glob('*.jar'))} jars).")
-    return lib
-
-
-#: Kafka's command-line tools log warnings only, to stderr (their output is stdout).
-_TOOLS_LOG4J2 = """status = error
-appender.console.type = Console
-appender.console.name = STDERR
-appender.console.target = SYSTEM_ERR
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = WARN
-rootLogger.appenderRef.stderr.ref = STDERR
-"""
-
-
-def kafka_tool_command(settings: Settings, main_class: str, args: Sequence[str],
-                       progress: Progress = _quiet) -> list[str]:
-    """The command running one of Kafka's tools (``main_class``, e.g.
-    ``org.apache.kafka.tools.TopicCommand``) from the jars :func:`resolve_libs` provides."""
-    libs = resolve_libs(settings, progress)
-    java = check_java()
-    config = settings.cache_dir / "tools-log4j2.properties"
-    if not config.exists() or config.read_text() != _TOOLS_LOG4J2:
-        config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(_TOOLS_LOG4J2)
-    return [java, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={config}",
-            "-cp", f"{libs}/*", main_class, *args]
-
-
 # --------------------------------------------------------------------------- nodes
 
 
@@ -188,148 +56,6 @@ def new_cluster_id() -> str:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cid.startswith("-"):
             return cid
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True when something accepts TCP connections at host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    """An ephemeral TCP port that is free right now (for tests and side-by-side runs)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_free(host: str, port: int) -> bool:
-    """Whether a server could listen on host:port now: a test bind with SO_REUSEADDR, as
-    uvicorn, http.server, Tornado and the JVM bind (so a port in TIME_WAIT counts as free,
-    a listening one, on this address or on all of them, as taken)."""
-    bind_host = {"": "0.0.0.0", "localhost": "127.0.0.1"}.get(host, host).strip("[]")
-    try:
-        infos = socket.getaddrinfo(bind_host, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
-    except socket.gaierror:
-        return True  # an unknown name: the server itself will say so
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(address)
-        except OSError:
-            return False
-    return True
-
-
-def _command(proc: psutil.Process) -> str:
-    """A process's command line, short: ``sensorlib producer`` for sensorlib's own."""
-    try:
-        argv = proc.cmdline()
-    except psutil.Error:
-        return ""
-    for i, arg in enumerate(argv):
-        if arg == "sensorlib.cli" and i and argv[i - 1] == "-m":
-            return " ".join(["sensorlib", *argv[i + 1:]])
-        if arg == "sensorlib.dashboard.server" and i and argv[i - 1] == "-m":
-            return "sensorlib dashboard"
-        if Path(arg).name == "sensorlib" and i <= 1:
-            return " ".join(["sensorlib", *argv[i + 1:]])
-        if arg == "kafka.Kafka":
-            return "Apache Kafka (kafka.Kafka " + " ".join(argv[i + 1:]) + ")"
-    text = " ".join(argv)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _listeners(port: int) -> set[int | None]:
-    """Pids listening on TCP ``port`` here (None for a process psutil may not see)."""
-    try:
-        conns = psutil.net_connections(kind="tcp")
-    except (psutil.Error, OSError):
-        return set()
-    return {c.pid for c in conns
-            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
-
-
-def _sensorlib_up(proc: psutil.Process) -> psutil.Process | None:
-    """The ``sensorlib up`` that ``proc`` is or was started by, if any."""
-    try:
-        for candidate in [proc, *proc.parents()[:4]]:  # a service, or a child it forked
-            if _command(candidate).startswith("sensorlib up"):
-                return candidate
-    except psutil.Error:
-        pass
-    return None
-
-
-def port_holder(port: int) -> str | None:
-    """Who listens on TCP ``port`` on this machine, in words, e.g. ``pid 4242 (python3:
-    sensorlib producer), started by pid 4200 (sensorlib up)``; None when no listener is
-    found (psutil cannot see another user's pid: then it says so)."""
-    pids = _listeners(port)
-    if not pids:
-        return None
-    known = sorted(pid for pid in pids if pid is not None)
-    if not known:
-        return "a process of another user (its pid is not visible to you)"
-    words = []
-    for pid in known:
-        try:
-            proc = psutil.Process(pid)
-            text = f"pid {pid} ({proc.name()}: {_command(proc)})"
-            up = _sensorlib_up(proc)
-            if up is not None and up.pid != pid:
-                text += f", started by pid {up.pid} ({_command(up)})"
-        except psutil.Error:
-            text = f"pid {pid}"
-        words.append(text)
-    return " and ".join(words)
-
-
-def check_ports(host: str, ports: Sequence[tuple[int, str, str]]) -> None:
-    """Refuse at once when a port is taken, before anything starts.
-
-    Args:
-        host: the address the servers will bind.
-        ports: ``(port, what, variable)`` triples, e.g. ``(8081, "producer API",
-            "SENSORLIB_PRODUCER_PORT")``; port 0 (any free port) is skipped.
-
-    Raises:
-        PortInUse: naming each taken port, what needs it, the process that holds it and
-            how to choose another.
-    """
-    taken = [(port, what, variable) for port, what, variable in ports
-             if port and not port_free(host, port)]
-    if not taken:
-        return
-    lines = []
-    ups: set[int] = set()
-    for port, what, variable in taken:
-        lines.append(f"port {port} ({what}, {variable}) on {host} is in use by "
-                     f"{port_holder(port) or 'another program'}")
-        for pid in _listeners(port) - {None}:
-            try:
-                up = _sensorlib_up(psutil.Process(pid))
-            except psutil.Error:
-                continue
-            if up is not None:
-                ups.add(up.pid)
-    variables = ", ".join(dict.fromkeys(v for _, _, v in taken))
-    if ups:
-        pids = ", ".join(map(str, sorted(ups)))
-        advice = (f"another `sensorlib up` is running (pid {pids}): use it (`sensorlib status`), "
-                  f"stop it first (Ctrl-C in its terminal, or `kill {pids}`), or give this one "
-                  f"other ports ({variables})")
-    else:
-        advice = f"stop that program, or choose other ports ({variables})"
-    if len(lines) == 1:
-        raise PortInUse(f"{lines[0]} — {advice}")
-    raise PortInUse("ports sensorlib needs are in use:\n" + "\n".join(f"  {line}" for line in lines)
-                    + f"\n{advice[0].upper()}{advice[1:]}")
 
 
 @dataclass(frozen=True)

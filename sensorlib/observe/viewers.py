@@ -55,7 +55,7 @@ def resolve_zipkin(settings: Settings, progress: Progress = _quiet) -> Path:
     use no network. Raises :class:`SensorlibError` saying what to install when Maven or
     Java is missing, or what Maven said when the fetch failed.
     """
-    from sensorlib.kafka.broker import check_java
+    from sensorlib.kafka.jars import check_java
 
     root = settings.cache_dir / f"zipkin-{ZIPKIN_VERSION}"
     jar = root / f"zipkin-server-{ZIPKIN_VERSION}-exec.jar"
@@ -89,7 +89,7 @@ def resolve_zipkin(settings: Settings, progress: Progress = _quiet) -> Path:
 
 def zipkin_command(jar: Path, port: int = ZIPKIN_PORT, host: str = "127.0.0.1") -> list[str]:
     """The command running Zipkin (in-memory storage) on host:port."""
-    from sensorlib.kafka.broker import check_java
+    from sensorlib.kafka.jars import check_java
 
     return [check_java(), "-Xms64m", "-Xmx512m", "-XX:+UseSerialGC", "-jar", str(jar),
             "--zipkin.storage.type=mem",

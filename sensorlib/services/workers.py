@@ -39,7 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sensorlib import __version__
 from sensorlib.config import Settings
 from sensorlib.errors import UsageError
-from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.ports import free_port
 from sensorlib.services.common import guard, health_response
 
 __all__ = ["Workers", "create_front_app", "merge_metrics"]

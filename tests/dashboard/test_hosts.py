@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.ports import free_port
 from sensorlib.services.hosts import host_allowed, split_host, websocket_origins
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 

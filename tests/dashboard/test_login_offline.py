@@ -20,7 +20,7 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.dashboard import serve_command
-from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.ports import free_port
 from tests.offline import LOCAL_HOSTS, off_machine_urls
 
 pytestmark = pytest.mark.kafka

@@ -29,8 +29,9 @@ from sensorlib.history import query as history
 from sensorlib.history.archiver import HEALTH_GRACE, STALL_AFTER, Archiver
 from sensorlib.ingest.produce import ReadingProducer, SimulatorLoop
 from sensorlib.ingest.simulate import Simulator
-from sensorlib.kafka.broker import LocalKafka, free_port
+from sensorlib.kafka.broker import LocalKafka
 from sensorlib.kafka.clients import make_producer
+from sensorlib.kafka.ports import free_port
 from tests.support import eventually, read_topic, service_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -29,8 +29,8 @@ from sensorlib.history import writer as history_writer
 from sensorlib.history.archiver import ArchiveError, Archiver
 from sensorlib.history.compact import compact
 from sensorlib.ingest.simulate import Simulator
-from sensorlib.kafka.broker import free_port
 from sensorlib.kafka.clients import make_producer
+from sensorlib.kafka.ports import free_port
 from sensorlib.model.events import Alert, Reading
 from sensorlib.replay.reader import ReplayWarning, read_alerts, read_readings
 

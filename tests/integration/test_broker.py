@@ -12,8 +12,10 @@ import psutil
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.kafka.broker import LocalKafka, free_port, jvm_main_class, resolve_libs
+from sensorlib.kafka.broker import LocalKafka, jvm_main_class
 from sensorlib.kafka.clients import make_consumer
+from sensorlib.kafka.jars import resolve_libs
+from sensorlib.kafka.ports import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -10,7 +10,8 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.errors import BrokerError
-from sensorlib.kafka.broker import LocalKafka, first_errors, free_port
+from sensorlib.kafka.broker import LocalKafka, first_errors
+from sensorlib.kafka.ports import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

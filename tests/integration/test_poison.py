@@ -20,7 +20,7 @@ from kafka import KafkaProducer
 
 from sensorlib.config import Settings
 from sensorlib.history.query import READINGS, open_table
-from sensorlib.kafka.broker import check_java, resolve_libs
+from sensorlib.kafka.jars import check_java, resolve_libs
 from tests.support import eventually, read_topic, running_processor
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

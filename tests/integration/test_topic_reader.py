@@ -63,7 +63,7 @@ def test_follow_reads_what_arrives_until_the_deadline(topics: Settings) -> None:
 def test_a_missing_topic_is_said_and_a_dead_broker_is_kafka_unavailable(topics: Settings) -> None:
     with TopicReader(topics, "no-such-topic") as reader:
         assert not reader.exists and values(reader) == []
-    from sensorlib.kafka.broker import free_port
+    from sensorlib.kafka.ports import free_port
 
     nowhere = topics.replace(bootstrap_servers=f"127.0.0.1:{free_port()}")
     reader = TopicReader(nowhere, topics.topic_readings, request_timeout_ms=2000,

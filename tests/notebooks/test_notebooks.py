@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sensorlib.cli import main
-from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.ports import free_port
 from sensorlib.notebook.report import EmptyReport, ReportError, run_report
 
 from .conftest import NOTEBOOKS, PYTHON, REPO, Seeded, subprocess_env

@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.kafka.broker import LocalKafka, free_port
+from sensorlib.kafka.broker import LocalKafka
+from sensorlib.kafka.ports import free_port
 from sensorlib.notify.alertmanager import alertmanager_command, alertmanager_config
 
 needs_alertmanager = pytest.mark.skipif(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.ports import free_port
 from sensorlib.notify.alertmanager import alerting_section, operational_rules
 from sensorlib.observe.viewers import prometheus_command, prometheus_config
 from tests.notify.conftest import Alertmanager, Webhook, needs_alertmanager

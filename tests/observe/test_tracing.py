@@ -15,7 +15,7 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.errors import SensorlibError
-from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.ports import free_port
 from sensorlib.observe.tracing import trace_id_of
 from sensorlib.observe.viewers import resolve_zipkin, zipkin_command, zipkin_spans_endpoint
 from tests.support import eventually, read_topic, wait_http

@@ -14,7 +14,7 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.errors import SensorlibError
-from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.ports import free_port
 from sensorlib.observe.viewers import (
     PROMETHEUS_MISSING,
     prometheus_config,

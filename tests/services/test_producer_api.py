@@ -129,7 +129,7 @@ def test_bad_bodies_get_422_and_nothing_is_published(producer_api, topics: Setti
 
 
 def test_kafka_down_gives_503_not_500(spawn, settings: Settings) -> None:
-    from sensorlib.kafka.broker import free_port
+    from sensorlib.kafka.ports import free_port
 
     nowhere = settings.replace(bootstrap_servers=f"127.0.0.1:{free_port()}")
     api = spawn("producer", nowhere, "--no-simulate", wait=False)

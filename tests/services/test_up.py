@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.ports import free_port
 from tests.support import eventually, service_env, wait_for_up, wait_http
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

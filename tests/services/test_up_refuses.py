@@ -13,7 +13,7 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.errors import PortInUse
-from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.ports import free_port
 from tests.support import service_env, wait_for_up
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

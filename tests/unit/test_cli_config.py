@@ -15,7 +15,7 @@ from kafka import errors as kafka_errors
 
 from sensorlib.config import Settings, read_config_file, with_config_file
 from sensorlib.errors import ConfigError
-from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.ports import free_port
 from sensorlib.observe.logs import KafkaNoise
 
 

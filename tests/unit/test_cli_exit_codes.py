@@ -12,7 +12,7 @@ import pytest
 from sensorlib import errors
 from sensorlib.cli import build_parser, exit_codes_text, main
 from sensorlib.config import Settings
-from sensorlib.kafka.broker import free_port
+from sensorlib.kafka.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

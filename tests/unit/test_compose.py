@@ -9,7 +9,7 @@ import yaml
 
 from sensorlib.cli import build_parser
 from sensorlib.config import Settings
-from sensorlib.kafka.broker import KAFKA_VERSION
+from sensorlib.kafka.jars import KAFKA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "compose.yml").read_text())
