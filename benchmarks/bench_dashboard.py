@@ -44,7 +44,8 @@ from common import broker, machine
 from sensorlib.config import Settings
 from sensorlib.dashboard import serve_command
 from sensorlib.ingest.simulate import REFERENCE_FLEET, FaultRates, Simulator
-from sensorlib.kafka.clients import ensure_topics, make_producer
+from sensorlib.kafka.admin import ensure_topics
+from sensorlib.kafka.clients import make_producer
 from sensorlib.kafka.ports import free_port
 from sensorlib.model.events import Reading
 

@@ -36,7 +36,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import httpx
 from common import broker, machine, private_topics
 
-from sensorlib.kafka.clients import ensure_topics, make_producer
+from sensorlib.kafka.admin import ensure_topics
+from sensorlib.kafka.clients import make_producer
 from sensorlib.kafka.ports import free_port
 from sensorlib.model.events import Alert, alert_id
 from sensorlib.notify.alertmanager import alertmanager_command, alertmanager_config

@@ -93,7 +93,7 @@ def run(bootstrap: str | None, n: int, rounds: int, baseline: str | None) -> dic
         # Alerts and DLQ topics named after the readings topic (see child()).
         private = settings.replace(topic_alerts=settings.topic_readings + "-alerts",
                                    topic_dlq=settings.topic_readings + "-dlq")
-        from sensorlib.kafka.clients import ensure_topics
+        from sensorlib.kafka.admin import ensure_topics
 
         ensure_topics(private)
         print(f"Preloading {n:,} traced readings …", flush=True)

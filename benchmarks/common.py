@@ -16,8 +16,9 @@ import psutil
 
 from sensorlib.config import Settings
 from sensorlib.ingest.simulate import REFERENCE_FLEET, SensorSpec, Simulator
+from sensorlib.kafka.admin import ensure_topics
 from sensorlib.kafka.broker import LocalKafka
-from sensorlib.kafka.clients import ensure_topics, make_producer
+from sensorlib.kafka.clients import make_producer
 from sensorlib.kafka.ports import free_port
 
 

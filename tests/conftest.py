@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from sensorlib.config import Settings
+from sensorlib.kafka.admin import ensure_topics
 from sensorlib.kafka.broker import LocalKafka
-from sensorlib.kafka.clients import ensure_topics
 from sensorlib.kafka.ports import free_port
 from tests.support import Spawner
 

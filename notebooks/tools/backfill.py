@@ -30,7 +30,8 @@ from typing import Any
 from sensorlib.config import Settings
 from sensorlib.engine.pipeline import Pipeline
 from sensorlib.ingest.simulate import REFERENCE_FLEET, SensorSpec, Simulator
-from sensorlib.kafka.clients import ensure_topics, make_producer
+from sensorlib.kafka.admin import ensure_topics
+from sensorlib.kafka.clients import make_producer
 from sensorlib.model.events import Alert, Reading
 
 #: A sensor id and a location that run script if any output inserts them as HTML.

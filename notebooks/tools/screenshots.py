@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(settings.to_env())
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
         t0 = time.monotonic()
-        from sensorlib.kafka.clients import ensure_topics
+        from sensorlib.kafka.admin import ensure_topics
 
         ensure_topics(settings)
         # The fleet in real time meanwhile, for the live tail.

@@ -82,7 +82,7 @@ def _wait_for_signal(alive: Callable[[], bool]) -> None:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.kafka.clients import ensure_topics, wait_for_kafka
+    from sensorlib.kafka.admin import ensure_topics, wait_for_kafka
 
     wait_for_kafka(settings, timeout=args.timeout)
     for topic, status in ensure_topics(settings).items():
@@ -95,7 +95,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from sensorlib.ingest.produce import run_simulation
-    from sensorlib.kafka.clients import ensure_topics, wait_for_kafka
+    from sensorlib.kafka.admin import ensure_topics, wait_for_kafka
 
     wait_for_kafka(settings, timeout=30)
     ensure_topics(settings)
@@ -199,7 +199,7 @@ def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
     from sensorlib.history.archiver import Archiver
     from sensorlib.history.compact import compact
     from sensorlib.history.writer import can_fork_writer
-    from sensorlib.kafka.clients import ensure_topics, wait_for_kafka
+    from sensorlib.kafka.admin import ensure_topics, wait_for_kafka
     from sensorlib.services.health import serve_health
 
     if args.action == "compact":
@@ -243,7 +243,7 @@ def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.kafka.clients import ensure_topics, wait_for_kafka
+    from sensorlib.kafka.admin import ensure_topics, wait_for_kafka
     from sensorlib.notify.notifier import Notifier, serve_health
     from sensorlib.observe.logs import configure_logging
     from sensorlib.observe.tracing import setup_tracing, shutdown_tracing

@@ -61,7 +61,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     http_timeout = httpx.Timeout(STATUS_DEADLINE - 0.5)
 
     def reachable() -> bool:
-        from sensorlib.kafka.clients import kafka_reachable
+        from sensorlib.kafka.admin import kafka_reachable
 
         return kafka_reachable(settings)
 
@@ -212,7 +212,7 @@ def _print_status(doc: dict) -> None:
 
 def _group_lags(settings: Settings, pairs: list[tuple[str, str]]
                 ) -> dict[tuple[str, str], dict[int, dict[str, int | None]] | Exception]:
-    """:func:`sensorlib.kafka.clients.group_lag` of each (group, topic) pair with one consumer
+    """:func:`sensorlib.kafka.admin.group_lag` of each (group, topic) pair with one consumer
     and one admin client for all (ten clients at once took seconds on a busy machine)."""
     from kafka import TopicPartition
     from kafka.errors import KafkaError

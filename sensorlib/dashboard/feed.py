@@ -28,7 +28,9 @@ from opentelemetry.trace import SpanKind
 from sensorlib.config import Settings
 from sensorlib.dashboard.state import LiveState, default_stale_after
 from sensorlib.errors import KafkaUnavailable
-from sensorlib.kafka.clients import TopicReader, kafka_reachable, make_consumer
+from sensorlib.kafka.admin import kafka_reachable
+from sensorlib.kafka.clients import make_consumer
+from sensorlib.kafka.reader import TopicReader
 from sensorlib.model.acceptance import EventTimeWindow
 from sensorlib.model.events import parse_alert
 from sensorlib.model.gate import judge, to_reading
@@ -121,7 +123,7 @@ class _TopicPump:
     def _backfill(self) -> None:
         """Read the last ``backfill`` of every partition, by record timestamp, without a group.
 
-        A :class:`~sensorlib.kafka.clients.TopicReader` (assign + seek, up to the end offsets of
+        A :class:`~sensorlib.kafka.reader.TopicReader` (assign + seek, up to the end offsets of
         the moment it starts). It stops early, keeping what it delivered, when no record
         came for :data:`_BACKFILL_IDLE` seconds (``read_committed`` never reaches the end of
         a transaction still open), after :data:`_BACKFILL_LIMIT` seconds, or on ``stop``;

@@ -22,7 +22,8 @@ from sensorlib.config import Settings
 from sensorlib.dashboard.shared import PerSettings
 from sensorlib.dashboard.state import LagHistory
 from sensorlib.errors import UsageError
-from sensorlib.kafka.clients import TopicReader, make_admin, make_consumer
+from sensorlib.kafka.clients import make_admin, make_consumer
+from sensorlib.kafka.reader import TopicReader
 
 __all__ = [
     "ASSIGNING_ROLES",

@@ -175,7 +175,7 @@ class Archiver:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, the JSON of ``/health``): healthy while archiving with no problem."""
-        from sensorlib.kafka.clients import kafka_reachable
+        from sensorlib.kafka.admin import kafka_reachable
 
         problems = self.problems()
         reachable = kafka_reachable(self.settings)

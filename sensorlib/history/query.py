@@ -475,7 +475,7 @@ def _add_incidents_view(con: Any) -> None:
 def _add_tail(con: Any, settings: Settings, kind: TableKind, table: Any, day: str
               ) -> tuple[int, str | None]:
     """Put Kafka's records beyond the archive into ``kind``'s view; (rows, a note or None)."""
-    from sensorlib.kafka.clients import kafka_reachable
+    from sensorlib.kafka.admin import kafka_reachable
     from sensorlib.kafka.fetch import fetch
     from sensorlib.replay.decode import ALERT_RECORDS, READING_RECORDS
 

@@ -17,7 +17,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from sensorlib.config import Settings
-from sensorlib.kafka.clients import TopicReader
+from sensorlib.kafka.reader import TopicReader
 from sensorlib.model.rejections import InvalidReading
 from sensorlib.model.times import format_timestamp, utcnow
 from sensorlib.observe.tracing import context_headers
@@ -207,7 +207,7 @@ def read_dead_letters(settings: Settings | None = None, start: TimeLike | None =
     t0, t1 = resolve_period(start, end)
     topic = settings.topic_dlq
     from sensorlib.history import query as history
-    from sensorlib.kafka.clients import kafka_reachable
+    from sensorlib.kafka.admin import kafka_reachable
 
     frames: list[pd.DataFrame] = []
     archived = history.scan(settings, history.DEAD_LETTERS, t0, t1, None, DEAD_LETTER_COLUMNS)

@@ -1,6 +1,6 @@
 """Fetching for replays: a topic's records, bounded, into decoded frames.
 
-Reads with :class:`sensorlib.kafka.clients.TopicReader` (no consumer group: assign + seek, up
+Reads with :class:`sensorlib.kafka.reader.TopicReader` (no consumer group: assign + seek, up
 to the end offsets taken when the read began) and hands the records to
 :mod:`sensorlib.replay.decode` in chunks. Decoding runs on a worker thread while the next
 records are fetched (Arrow's parser releases the GIL), so a replay costs little more
@@ -23,7 +23,7 @@ from kafka.record.util import crc32c_c as _crc32c_c
 
 from sensorlib.config import Settings
 from sensorlib.errors import ReplayError
-from sensorlib.kafka.clients import TopicReader
+from sensorlib.kafka.reader import TopicReader
 from sensorlib.model.acceptance import EventTimeWindow
 from sensorlib.replay.decode import RecordKind, decode
 

@@ -129,8 +129,8 @@ def _read_newest(settings: Settings, since: pd.Timestamp, seconds: float, max_re
     more of tailing; and how many had arrived since ``since`` when the call began."""
     import math
 
-    from sensorlib.kafka.clients import TopicReader
     from sensorlib.kafka.fetch import CONSUMER_OPTIONS
+    from sensorlib.kafka.reader import TopicReader
 
     topic = settings.topic_readings
     since_ms = max(0, int(since.timestamp() * 1000))
@@ -665,7 +665,7 @@ def run_report(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from sensorlib.kafka.clients import kafka_reachable, wait_for_kafka
+    from sensorlib.kafka.admin import kafka_reachable, wait_for_kafka
 
     if keep is not None and keep < 1:
         raise ReportError(f"--keep must be at least 1 (got {keep})")

@@ -214,7 +214,7 @@ class Notifier:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, the JSON of ``/health``)."""
-        from sensorlib.kafka.clients import kafka_reachable
+        from sensorlib.kafka.admin import kafka_reachable
 
         problems = self.problems()
         reachable = kafka_reachable(self.settings)

@@ -44,12 +44,8 @@ from sensorlib.engine.pipeline import DEFAULT_TICK as TICK_EVERY
 from sensorlib.engine.pipeline import Pipeline
 from sensorlib.engine.recent import RecentById
 from sensorlib.errors import RebalanceStuck
-from sensorlib.kafka.clients import (
-    client_errors,
-    group_unowned_partitions,
-    make_consumer,
-    make_producer,
-)
+from sensorlib.kafka.admin import group_unowned_partitions
+from sensorlib.kafka.clients import client_errors, make_consumer, make_producer
 from sensorlib.kafka.records import as_raw, consumer_record
 from sensorlib.kafka.records import install as install_fast_records
 from sensorlib.model.acceptance import EventTimeWindow

@@ -11,9 +11,7 @@ from kafka import TopicPartition
 
 from sensorlib.config import Settings
 from sensorlib.engine.dedup import SeenEvents, event_id_of
-from sensorlib.kafka.clients import (
-    TopicReader,
-)
+from sensorlib.kafka.reader import TopicReader
 from sensorlib.model.events import LiveReading, Reading, parse_alert, parse_reading
 from sensorlib.model.rejections import InvalidReading
 from sensorlib.model.times import utcnow
@@ -44,7 +42,7 @@ def read_history(
     With ``seen``, the event ids of the history are remembered there and retried copies
     are skipped, as the live loop dropped them.
     Uses no consumer group (assign + seek), so it never disturbs committed offsets; a read
-    that stalls ends the session (:class:`~sensorlib.kafka.clients.TopicReader`).
+    that stalls ends the session (:class:`~sensorlib.kafka.reader.TopicReader`).
     """
     judge = accept or _parsed
     since_ms = int((clock() - span).timestamp() * 1000)

@@ -136,7 +136,7 @@ def _read(kind: RecordKind, topic_of: Callable[[Settings], str], settings: Setti
           slack: timedelta | None = DEFAULT_SLACK, timeout: float = 30.0) -> pd.DataFrame:
     from sensorlib.errors import KafkaUnavailable
     from sensorlib.history import query as history
-    from sensorlib.kafka.clients import kafka_reachable
+    from sensorlib.kafka.admin import kafka_reachable
 
     if source not in _SOURCES:
         raise ReplayError(f"source must be one of {', '.join(_SOURCES)}, got {source!r}")

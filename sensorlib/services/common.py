@@ -19,7 +19,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from sensorlib.config import Settings, is_loopback
 from sensorlib.errors import BodyTooLarge, BodyTooSlow
-from sensorlib.kafka.clients import kafka_reachable
+from sensorlib.kafka.admin import kafka_reachable
 from sensorlib.model.limits import MAX_BODY_BYTES
 from sensorlib.observe.tracing import setup_tracing
 

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 
 from sensorlib import __version__
 from sensorlib.config import Settings
-from sensorlib.kafka.clients import ensure_topics, wait_for_kafka
+from sensorlib.kafka.admin import ensure_topics, wait_for_kafka
 from sensorlib.processor.loop import Processor
 from sensorlib.services.common import (
     guard,

@@ -39,7 +39,7 @@ from sensorlib.ingest.body import NDJSON_TYPES, check_event_id, parse_posted, sp
 from sensorlib.ingest.bridge import Ingest
 from sensorlib.ingest.produce import ReadingProducer, SimulatorLoop
 from sensorlib.ingest.simulate import REFERENCE_FLEET
-from sensorlib.kafka.clients import ensure_topics, kafka_reachable
+from sensorlib.kafka.admin import ensure_topics, kafka_reachable
 from sensorlib.model.acceptance import EventTimeWindow
 from sensorlib.model.events import Reading
 from sensorlib.model.rejections import InvalidReading

@@ -210,7 +210,7 @@ class System:
         """Start everything and wait until each part is healthy (or raise, stopping all)."""
         try:
             self._start_broker()
-            from sensorlib.kafka.clients import ensure_topics, wait_for_kafka
+            from sensorlib.kafka.admin import ensure_topics, wait_for_kafka
 
             wait_for_kafka(self.settings, timeout=60)
             for topic, status in ensure_topics(self.settings).items():

@@ -18,7 +18,8 @@ import pytest
 from sensorlib.config import Settings
 from sensorlib.dashboard import app_path, serve_command
 from sensorlib.ingest.simulate import FaultRates, Simulator
-from sensorlib.kafka.clients import ensure_topics, make_producer
+from sensorlib.kafka.admin import ensure_topics
+from sensorlib.kafka.clients import make_producer
 from sensorlib.kafka.ports import free_port
 from sensorlib.model.events import Alert, Reading, alert_id
 from tests.conftest import private_settings

@@ -13,8 +13,8 @@ from playwright.sync_api import Error as PlaywrightError
 
 from sensorlib.config import Settings
 from sensorlib.ingest.simulate import REFERENCE_FLEET
+from sensorlib.kafka.admin import ensure_topics
 from sensorlib.kafka.broker import LocalKafka
-from sensorlib.kafka.clients import ensure_topics
 from sensorlib.kafka.ports import free_port
 from tests.support import eventually
 

@@ -10,7 +10,8 @@ import pytest
 from sensorlib.config import Settings
 from sensorlib.dashboard.feed import Feed
 from sensorlib.dashboard.kafka_view import GroupLag, KafkaMonitor
-from sensorlib.kafka.clients import group_lag, make_producer
+from sensorlib.kafka.admin import group_lag
+from sensorlib.kafka.clients import make_producer
 from sensorlib.model.events import Reading
 from tests.support import eventually
 

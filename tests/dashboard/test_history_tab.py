@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from sensorlib.ingest.simulate import FaultRates, Simulator
-from sensorlib.kafka.clients import ensure_topics, make_producer
+from sensorlib.kafka.admin import ensure_topics
+from sensorlib.kafka.clients import make_producer
 from sensorlib.notebook import plots
 
 HOSTILE = "<img src=x onerror=alert(7)>"

@@ -17,7 +17,7 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.history.query import table_name
-from sensorlib.kafka.clients import ensure_topics
+from sensorlib.kafka.admin import ensure_topics
 from sensorlib.kafka.ports import free_port
 from sensorlib.observe.viewers import zipkin_spans_endpoint
 from tests.conftest import private_settings

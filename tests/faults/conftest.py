@@ -20,8 +20,8 @@ from sensorlib.engine.pipeline import run_frame
 from sensorlib.errors import BrokerError
 from sensorlib.ingest.produce import PublishError, ReadingProducer
 from sensorlib.ingest.simulate import Simulator
+from sensorlib.kafka.admin import ensure_topics, group_lag
 from sensorlib.kafka.broker import LocalKafka
-from sensorlib.kafka.clients import ensure_topics, group_lag
 from sensorlib.kafka.ports import free_port
 from sensorlib.model.events import Alert, Reading, parse_reading
 from sensorlib.processor.loop import rules_from_settings

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.kafka.clients import ensure_topics, make_admin
+from sensorlib.kafka.admin import ensure_topics
+from sensorlib.kafka.clients import make_admin
 from tests.support import eventually
 
 from .conftest import (

@@ -9,7 +9,8 @@ import pytest
 from kafka import TopicPartition
 
 from sensorlib.config import Settings
-from sensorlib.kafka.clients import ensure_topics, make_consumer, make_producer, topic_partitions
+from sensorlib.kafka.admin import ensure_topics, topic_partitions
+from sensorlib.kafka.clients import make_consumer, make_producer
 
 pytestmark = pytest.mark.kafka
 

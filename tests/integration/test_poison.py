@@ -141,7 +141,7 @@ def test_batches_of_kafkas_own_console_producer_are_read(spawn, topics: Settings
 def test_sensors_beyond_the_cap_are_dead_lettered_with_the_reason(
         base_settings: Settings, kafka_cluster: str) -> None:
     """SENSORLIB_MAX_SENSORS: a reading of one sensor more is refused, not kept."""
-    from sensorlib.kafka.clients import ensure_topics
+    from sensorlib.kafka.admin import ensure_topics
     from tests.conftest import private_settings
 
     settings = private_settings(base_settings, kafka_cluster, partitions=1, max_sensors=3)

@@ -8,7 +8,8 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.errors import KafkaUnavailable
-from sensorlib.kafka.clients import TopicReader, make_producer
+from sensorlib.kafka.clients import make_producer
+from sensorlib.kafka.reader import TopicReader
 
 pytestmark = pytest.mark.kafka
 

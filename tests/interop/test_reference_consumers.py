@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.kafka.clients import end_offsets
+from sensorlib.kafka.admin import end_offsets
 from tests.support import eventually, read_topic, service_env
 
 pytestmark = pytest.mark.kafka

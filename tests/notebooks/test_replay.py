@@ -12,7 +12,8 @@ import pytest
 
 from sensorlib.cli import build_parser
 from sensorlib.config import Settings
-from sensorlib.kafka.clients import end_offsets, make_producer
+from sensorlib.kafka.admin import end_offsets
+from sensorlib.kafka.clients import make_producer
 from sensorlib.model.events import Reading
 from sensorlib.replay.export import ExportError
 from sensorlib.replay.reader import (

@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from sensorlib.config import Settings
+from sensorlib.kafka.admin import ensure_topics
 from sensorlib.kafka.broker import LocalKafka
-from sensorlib.kafka.clients import ensure_topics, make_producer
+from sensorlib.kafka.clients import make_producer
 from sensorlib.model.events import Alert, alert_id
 from tests.conftest import private_settings
 from tests.notify.conftest import Alertmanager, Mailbox, Webhook, needs_alertmanager

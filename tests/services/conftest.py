@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.kafka.clients import ensure_topics
+from sensorlib.kafka.admin import ensure_topics
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.errors import RebalanceStuck
-from sensorlib.kafka.clients import group_unowned_partitions, make_consumer
+from sensorlib.kafka.admin import group_unowned_partitions
+from sensorlib.kafka.clients import make_consumer
 from sensorlib.processor.loop import HEALTH_GRACE, STALL_AFTER, Processor
 from tests.support import eventually
 

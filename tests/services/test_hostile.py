@@ -18,7 +18,7 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.ingest.produce import ReadingProducer
-from sensorlib.kafka.clients import end_offsets, ensure_topics
+from sensorlib.kafka.admin import end_offsets, ensure_topics
 from sensorlib.model.times import format_timestamp
 from tests.support import eventually, read_alerts, read_topic
 

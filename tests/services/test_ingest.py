@@ -11,7 +11,7 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.ingest.produce import ReadingProducer
-from sensorlib.kafka.clients import end_offsets
+from sensorlib.kafka.admin import end_offsets
 from sensorlib.model.events import Reading, parse_reading
 from tests.support import read_topic
 

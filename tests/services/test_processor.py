@@ -117,7 +117,7 @@ def _offline_alert_ids(readings: list[Reading], settings: Settings) -> set[str]:
 
 
 def _lag(settings: Settings):
-    from sensorlib.kafka.clients import group_lag
+    from sensorlib.kafka.admin import group_lag
 
     return group_lag(settings, settings.processor_group, settings.topic_readings)
 

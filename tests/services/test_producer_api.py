@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.kafka.clients import end_offsets, ensure_topics
+from sensorlib.kafka.admin import end_offsets, ensure_topics
 from sensorlib.model.events import parse_reading
 from tests.support import eventually, read_topic
 
