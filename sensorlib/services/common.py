@@ -15,13 +15,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from sensorlib.config import Settings, is_loopback
 from sensorlib.errors import BodyTooLarge, BodyTooSlow
 from sensorlib.kafka.admin import kafka_reachable
 from sensorlib.model.limits import MAX_BODY_BYTES
 from sensorlib.observe.tracing import setup_tracing
+from sensorlib.services.hosts import HostGuard
 
 #: Longest a client may take to send a request body by default (``SENSORLIB_BODY_TIMEOUT``).
 BODY_TIMEOUT = 10.0
@@ -82,7 +82,7 @@ def guard(app: FastAPI, settings: Settings) -> None:
         app.add_middleware(CORSMiddleware, allow_origins=sorted(allowed),
                            allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "Authorization", "Idempotency-Key"])
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.hosts()))
+    app.add_middleware(HostGuard, allowed=settings.hosts())
     app.add_middleware(ActiveRequestLimit, limit=MAX_ACTIVE_REQUESTS)
 
 

@@ -17,10 +17,11 @@ route of the server; the app also applies it to its own sessions, for a plain
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sensorlib.config import Settings
 
-__all__ = ["host_allowed", "split_host", "websocket_origins"]
+__all__ = ["HostGuard", "host_allowed", "split_host", "websocket_origins"]
 
 
 def split_host(value: str) -> tuple[str, int | None] | None:
@@ -107,3 +108,33 @@ def websocket_origins(settings: Settings, port: int) -> list[str]:
         if origin not in origins:
             origins.append(origin)
     return origins
+
+
+class HostGuard:
+    """ASGI middleware: a request whose Host header :func:`host_allowed` refuses gets 400
+    (DNS rebinding), before any route runs. The FastAPI services' guard; the dashboard's
+    Tornado server and the background services' /health server apply the same rule."""
+
+    def __init__(self, app: Any, allowed: Iterable[str]) -> None:
+        self.app = app
+        self.allowed = tuple(allowed)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = next((v.decode("latin-1") for k, v in scope.get("headers", ())
+                     if k == b"host"), None)
+        if host_allowed(host, self.allowed, None):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        body = (b'{"error":"unknown Host header; the service answers to the names in '
+                b'SENSORLIB_ALLOWED_HOSTS"}')
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"x-content-type-options", b"nosniff")]})
+        await send({"type": "http.response.body", "body": body})
