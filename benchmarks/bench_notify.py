@@ -177,7 +177,7 @@ def run(bootstrap: str | None, n: int = 50_000, probes: int = 20) -> dict[str, A
             print(f"throughput: {notifier.sent:,} alerts in {elapsed:.2f}s = {rate:,.0f}/s "
                   f"from the group's start, {steady:,.0f}/s once joined; Alertmanager alone "
                   f"{alone:,.0f}/s (before {alone_before:,.0f}, after {alone_after:,.0f}; "
-                  f"notifier/alone = {rate / alone:.2f})")
+                  f"notifier/alone = {rate / alone:.2f}, once joined {steady / alone:.2f})")
 
             am, url = _start_alertmanager(
                 settings, folder / "latency",
@@ -212,6 +212,7 @@ def run(bootstrap: str | None, n: int = 50_000, probes: int = 20) -> dict[str, A
             "alerts_per_s": round(rate, 1), "alerts_per_s_joined": round(steady, 1),
             "alertmanager_alone_per_s": round(alone, 1),
             "alertmanager_alone_before_after": [round(alone_before, 1), round(alone_after, 1)], "ratio_vs_alone": round(rate / alone, 3),
+            "ratio_vs_alone_joined": round(steady / alone, 3),
             "group_wait_s": GROUP_WAIT,
             "latency_p50_s": round(p50, 3), "latency_p95_s": round(p95, 3), "probes": probes}
 
