@@ -7,9 +7,13 @@ Without ``--bootstrap`` a fresh local Kafka is started. A real Alertmanager (Deb
 webhook served here.
 
 1. Throughput: N alerts (200 sensors, distinct ids) preloaded into a fresh topic;
-   :class:`sensorlib.notify.notifier.Notifier` (batches of 5,000 per ``POST /api/v2/alerts``, offsets
-   committed after each) from the group's start until Alertmanager accepted all N. Target
-   ≥ 5,000 alerts/s.
+   :class:`sensorlib.notify.notifier.Notifier` (batches of up to 5,000 per ``POST /api/v2/alerts``,
+   offsets committed after each) from the group's start until Alertmanager accepted all N.
+   Target ≥ 5,000 alerts/s. Baseline in the same run: Alertmanager alone, the same N alerts
+   as ready-made JSON bodies of 5,000 posted back to back (two at once, as the notifier
+   does) into a fresh Alertmanager, before and after the notifier's run (the mean: the
+   machine's load drifts): what the notifier could reach if reading Kafka and building the
+   payloads cost nothing. The ratio says how much of it the notifier keeps.
 2. Latency: ``--probes`` alerts published one at a time (each its own group) while the
    notifier runs; time from the publish call to the webhook receiving it. Target p95 ≤
    group_wait + 1 s = 2 s.
@@ -26,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,7 +46,7 @@ from sensorlib.kafka.clients import make_producer
 from sensorlib.kafka.ports import free_port
 from sensorlib.model.events import Alert, alert_id
 from sensorlib.notify.alertmanager import alertmanager_command, alertmanager_config
-from sensorlib.notify.notifier import Notifier
+from sensorlib.notify.notifier import IN_FLIGHT, MAX_BATCH, Notifier, alert_payload
 
 GROUP_WAIT = 1.0
 
@@ -99,6 +104,27 @@ def _stop(am: subprocess.Popen[bytes]) -> None:
     am.wait(timeout=15)
 
 
+def _alertmanager_alone(settings: Any, folder: Path, alerts: list[Alert],
+                        batch: int = MAX_BATCH) -> float:
+    """Alerts/s a fresh Alertmanager accepts from ready-made bodies posted back to back,
+    :data:`~sensorlib.notify.notifier.IN_FLIGHT` at once like the notifier."""
+    now = datetime.now(UTC)
+    bodies = [json.dumps([alert_payload(a, settings, now=now) for a in alerts[i:i + batch]],
+                         ensure_ascii=False).encode() for i in range(0, len(alerts), batch)]
+    am, url = _start_alertmanager(settings, folder, [])
+    try:
+        with httpx.Client(timeout=120.0) as client, ThreadPoolExecutor(IN_FLIGHT) as pool:
+            def post(body: bytes) -> None:
+                client.post(url + "/api/v2/alerts", content=body,
+                            headers={"Content-Type": "application/json"}).raise_for_status()
+
+            started = time.perf_counter()
+            list(pool.map(post, bodies))
+            return len(alerts) / (time.perf_counter() - started)
+    finally:
+        _stop(am)
+
+
 def run(bootstrap: str | None, n: int = 50_000, probes: int = 20) -> dict[str, Any]:
     """Throughput into an Alertmanager that only receives (no notification work competing
     for this machine's two cores), then latency to a webhook through a second one."""
@@ -115,10 +141,12 @@ def run(bootstrap: str | None, n: int = 50_000, probes: int = 20) -> dict[str, A
         producer = make_producer(settings, linger_ms=20)
         try:
             now = datetime.now(UTC)
-            for i in range(n):
-                a = _alert(f"bench-{i % 200:03d}", now + timedelta(microseconds=i))
+            alerts = [_alert(f"bench-{i % 200:03d}", now + timedelta(microseconds=i))
+                      for i in range(n)]
+            for a in alerts:
                 producer.send(settings.topic_alerts, key=a.sensor_id, value=a.to_json())
             producer.flush(timeout=120)
+            alone_before = _alertmanager_alone(settings, folder / "alone-before", alerts)
 
             am, url = _start_alertmanager(settings, folder / "throughput", [])
             try:
@@ -137,6 +165,10 @@ def run(bootstrap: str | None, n: int = 50_000, probes: int = 20) -> dict[str, A
                 worker.join(timeout=30)
             finally:
                 _stop(am)
+            # Again after: the machine's load drifts; the baseline is the mean of the two.
+            alone_after = _alertmanager_alone(settings, folder / "alone-after", alerts)
+            alone = (alone_before + alone_after) / 2
+            del alerts
             elapsed = done_at - started
             rate = notifier.sent / elapsed
             # From the first accepted batch on: what the notifier sustains once its group
@@ -144,7 +176,9 @@ def run(bootstrap: str | None, n: int = 50_000, probes: int = 20) -> dict[str, A
             steady = ((notifier.sent - first_sent) / (done_at - first_at)
                       if first_at is not None and done_at > first_at else rate)
             print(f"throughput: {notifier.sent:,} alerts in {elapsed:.2f}s = {rate:,.0f}/s "
-                  f"from the group's start, {steady:,.0f}/s once joined")
+                  f"from the group's start, {steady:,.0f}/s once joined; Alertmanager alone "
+                  f"{alone:,.0f}/s (before {alone_before:,.0f}, after {alone_after:,.0f}; "
+                  f"notifier/alone = {rate / alone:.2f}, once joined {steady / alone:.2f})")
 
             am, url = _start_alertmanager(
                 settings, folder / "latency",
@@ -177,6 +211,9 @@ def run(bootstrap: str | None, n: int = 50_000, probes: int = 20) -> dict[str, A
             shutil.rmtree(folder, ignore_errors=True)
     return {"machine": machine(), "n": n, "seconds": round(elapsed, 3),
             "alerts_per_s": round(rate, 1), "alerts_per_s_joined": round(steady, 1),
+            "alertmanager_alone_per_s": round(alone, 1),
+            "alertmanager_alone_before_after": [round(alone_before, 1), round(alone_after, 1)], "ratio_vs_alone": round(rate / alone, 3),
+            "ratio_vs_alone_joined": round(steady / alone, 3),
             "group_wait_s": GROUP_WAIT,
             "latency_p50_s": round(p50, 3), "latency_p95_s": round(p95, 3), "probes": probes}
 

@@ -37,6 +37,7 @@ from sensorlib.dashboard.live_tab import PAGE_SIZE, LiveView
 from sensorlib.dashboard.metrics import dashboard_metrics
 from sensorlib.dashboard.ops_tab import OPS_EVERY, OpsView, shared_ops
 from sensorlib.dashboard.shared import trim_memory_soon
+from sensorlib.dashboard.silences import shared_silences
 from sensorlib.dashboard.theme import TABS_CSS
 from sensorlib.dashboard.theme import html_pane as _html
 from sensorlib.services.hosts import host_allowed
@@ -202,6 +203,7 @@ def build_app(settings: Settings | None = None) -> pn.template.FastListTemplate:
     ops_monitor = shared_ops(settings)
     ops = OpsView(ops_monitor)
     live.traces = lambda: ops_monitor.zipkin_traces
+    live.silences = shared_silences(settings)
     history = HistoryTab(settings)
     tabs = pn.Tabs(("Live", live.layout), ("Kafka", kafka.layout), ("Ops", ops.layout),
                    ("History", history.layout), dynamic=True, sizing_mode="stretch_width",
@@ -241,6 +243,7 @@ def build_app(settings: Settings | None = None) -> pn.template.FastListTemplate:
         # What refers back to the shared feed and monitors, or keeps widgets alive.
         live.slots.clear()
         live.traces = _no_traces
+        live.silences = None
         tabs.param.unwatch(watcher)
 
     watcher = tabs.param.watch(on_tab, "active")

@@ -10,6 +10,7 @@ import panel as pn
 
 from sensorlib.dashboard import render
 from sensorlib.dashboard.feed import Feed
+from sensorlib.dashboard.silences import SilenceWatch
 from sensorlib.dashboard.state import STATUSES, LiveState, SensorView, utc_now
 from sensorlib.dashboard.theme import CARD_CSS, CARD_TEXT_CSS, SPARK_CSS, WIDGET_CSS
 from sensorlib.dashboard.theme import html_pane as _html
@@ -120,6 +121,9 @@ class LiveView:
         #: Zipkin's per-trace URL prefix while it runs (None: alerts get no trace link).
         self.traces: Callable[[], str | None] = lambda: None
         self._traces: str | None = None
+        #: Alertmanager's silences (polled in the background; None: no marks, no links).
+        self.silences: SilenceWatch | None = None
+        self._silences_version = -1
 
     # -- controls ---------------------------------------------------------------
 
@@ -154,12 +158,16 @@ class LiveView:
                                                        self.feed.settings.bootstrap_servers, now))
             self.banner.visible = not self.state.kafka.ok
         alerts_version = self.state.alerts_version
-        if alerts_version != self._alerts_version or tick:
+        silences = self.silences
+        silences_version = silences.version if silences is not None else -1
+        if (alerts_version != self._alerts_version or tick
+                or silences_version != self._silences_version):
             self._alerts_version = alerts_version
+            self._silences_version = silences_version
             if tick:
                 self._traces = self.traces()
             self._set(self.feed_pane, render.alert_feed(self.state.alerts(ALERTS_SHOWN), now,
-                                                        self._traces))
+                                                        self._traces, silences))
         self._set(self.stats, render.header(self.state.counts()))
         return waited_since
 

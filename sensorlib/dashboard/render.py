@@ -14,6 +14,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sensorlib.dashboard import kafka_view
+from sensorlib.dashboard.silences import (
+    SilenceWatch,
+    alert_labels,
+    amtool_command,
+    silence_url,
+)
 from sensorlib.dashboard.state import (
     STATUSES,
     AlertView,
@@ -191,19 +197,47 @@ def _trace_link(alert: AlertView, traces: str | None) -> str:
             f'title="Open this alert\'s trace (POST to alert) in Zipkin">trace ↗</a>')
 
 
-def alert_feed(alerts: Sequence[AlertView], now: datetime, traces: str | None = None) -> str:
+def _silence_parts(alert: AlertView, silences: SilenceWatch | None) -> tuple[str, str, str]:
+    """(row class, the "silenced" mark, the "silence this sensor" action) of one row."""
+    if silences is None or not silences.reachable:
+        return "", "", ""
+    matching = silences.matching(alert_labels(alert))
+    mark = ""
+    if matching:
+        tip = "\n".join(s.describe() for s in matching)
+        mark = (f'<span class="alert-silenced" data-silences="'
+                f'{text(" ".join(s.id for s in matching))}" title="{text(tip)}">silenced</span>')
+    command = amtool_command(silences.url, alert.sensor_id)
+    if silences.has_ui:
+        action = (f'<a class="alert-silence" href="{text(silence_url(silences.url, alert.sensor_id))}" '
+                  f'target="_blank" rel="noopener noreferrer" '
+                  f'title="Silence this sensor in Alertmanager (or: {text(command)})">silence ↗</a>')
+    else:
+        tip = ("This Alertmanager serves no web UI (Debian's package ships none); silence "
+               f"this sensor with: {command}")
+        action = (f'<span class="alert-silence" data-command="{text(command)}" '
+                  f'title="{text(tip)}">silence…</span>')
+    return (" silenced" if matching else ""), mark, action
+
+
+def alert_feed(alerts: Sequence[AlertView], now: datetime, traces: str | None = None,
+               silences: SilenceWatch | None = None) -> str:
     """The alert feed, in the order given (newest first), or a calm placeholder.
 
     ``traces``: the trace viewer's URL prefix (``http://127.0.0.1:9411/zipkin/traces/``);
     when given, each alert whose record carried a trace context links to its trace.
+    ``silences``: Alertmanager's silences (polled elsewhere; only read here); while it
+    answers, an alert an active silence matches is marked "silenced" and every row offers
+    to silence its sensor (a link to Alertmanager's UI, or the ``amtool`` command).
     """
     if not alerts:
         return '<div class="alert-feed empty"><div class="no-alerts">No alerts. All quiet.</div></div>'
     rows = []
     for alert in alerts:
         sev = _status(alert.severity)
+        silenced, mark, action = _silence_parts(alert, silences)
         rows.append(
-            f'<div class="alert-row sev-{sev}" data-alert="{text(alert.alert_id)}" '
+            f'<div class="alert-row sev-{sev}{silenced}" data-alert="{text(alert.alert_id)}" '
             f'data-sensor="{text(alert.sensor_id)}" data-severity="{sev}">'
             f'<span class="sev sev-badge-{sev}">{sev.upper()}</span>'
             f'<span class="alert-main"><span class="alert-sensor">{text(alert.sensor_id)}</span>'
@@ -211,7 +245,7 @@ def alert_feed(alerts: Sequence[AlertView], now: datetime, traces: str | None = 
             f'<span class="alert-reason">{text(alert.reason)}</span></span>'
             f'<span class="alert-when" title="{text(alert.detected_at.isoformat())}">'
             f"{text(relative_time(alert.detected_at, now))}{_trace_link(alert, traces)}"
-            "</span></div>"
+            f"{mark}{action}</span></div>"
         )
     return f'<div class="alert-feed">{"".join(rows)}</div>'
 

@@ -103,6 +103,12 @@ CSS = BASE_CSS + """
               flex-direction: column; align-items: flex-end; gap: 3px; }
 .alert-trace { color: #79c0ff; text-decoration: none; font-size: .95em; }
 .alert-trace:hover { text-decoration: underline; }
+.alert-row.silenced { opacity: .62; border-left-style: dashed; }
+.alert-silenced { color: #d2a8ff; font-weight: 650; border: 1px solid #d2a8ff; border-radius: 4px;
+                  padding: 0 5px; text-transform: uppercase; letter-spacing: .05em; font-size: .9em; }
+.alert-silence { color: #79c0ff; text-decoration: none; font-size: .95em; cursor: help; }
+a.alert-silence { cursor: pointer; }
+a.alert-silence:hover { text-decoration: underline; }
 .no-alerts, .waiting { color: var(--muted); padding: 12px 4px; }
 h3 { margin: 4px 0 8px 0; font-weight: 600; color: #cfd6df; }
 """

@@ -38,14 +38,20 @@ import msgspec
 from pydantic import ValidationError
 
 from sensorlib.model.acceptance import EventTimeWindow
-from sensorlib.model.events import LiveReading, Reading, _shown, new_reading
+from sensorlib.model.events import LiveReading, Reading, new_reading
 from sensorlib.model.limits import (
     HUMIDITY_RANGE,
     MAX_BODY_BYTES,
     TEMPERATURE_RANGE,
     TIMESTAMP_RANGE,
 )
-from sensorlib.model.rejections import FieldError, InvalidReading, errors_of, surrogate_errors
+from sensorlib.model.rejections import (
+    FieldError,
+    InvalidReading,
+    _shown,
+    errors_of,
+    surrogate_errors,
+)
 from sensorlib.model.times import EPOCH, ONE_US
 
 __all__ = [

@@ -24,6 +24,13 @@ memory only: when its uptime changes (a restart) the notifier posts the alerts t
 still firing again, so a restart between accepting an alert and notifying about it loses
 nothing.
 
+**Throughput.** Records are decoded by msgspec (:class:`_WireAlert`; anything it refuses
+goes through :func:`~sensorlib.model.events.parse_alert`, the one authority) straight into the
+payloads, encoded by msgspec. Up to :data:`IN_FLIGHT` posts are in the air at once over
+keep-alive connections while the next poll is read and built; answers are handled oldest
+first and offsets are committed in that order, so a refused batch is posted again together
+with everything polled after it, and nothing is committed before Alertmanager took it.
+
 ``/health`` (200 or 503 with the reasons: Alertmanager refusing, Kafka unreachable, lag with
 no progress) and ``/metrics`` (:data:`METRICS`) are served on :8084
 (``SENSORLIB_NOTIFIER_PORT``).
@@ -31,17 +38,21 @@ no progress) and ``/metrics`` (:data:`METRICS`) are served on :8084
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+import msgspec
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import (
@@ -56,6 +67,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sensorlib.config import Settings
 from sensorlib.errors import KafkaUnavailable, NotifyError
 from sensorlib.model.events import Alert, parse_alert
+from sensorlib.model.limits import TIMESTAMP_RANGE
 from sensorlib.model.times import format_timestamp
 
 __all__ = ["METRICS", "Notifier", "alert_payload", "serve_health"]
@@ -66,6 +78,10 @@ log = logging.getLogger("sensorlib.notify.notifier")
 MAX_LABEL = 200
 #: Records taken per poll, and so at most per ``POST /api/v2/alerts``.
 MAX_BATCH = 5000
+#: Posts to Alertmanager at once (it parses them in parallel); answers are handled in order.
+IN_FLIGHT = 2
+#: Seconds a post may take (no answer: posted again after the back-off).
+POST_TIMEOUT = 30.0
 #: Back-off of a refused post: first, at most.
 RETRY_FIRST = 0.5
 RETRY_MAX = 30.0
@@ -82,11 +98,18 @@ METRICS = ("sensorlib_notify_sent_alerts_total", "sensorlib_notify_retried_alert
            "sensorlib_consumer_lag_records")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_LOW, _HIGH = TIMESTAMP_RANGE
 
 
 def _label(value: object) -> str:
     """A label value: no control characters (no header injection), bounded."""
-    text = _CONTROL.sub(" ", str(value)).strip()
+    text = value if type(value) is str else str(value)
+    # Fast path (almost every label): printable, short, nothing to strip. Characters
+    # isprintable() refuses but _CONTROL keeps (format characters) take the exact path.
+    if (len(text) <= MAX_LABEL and text.isprintable() and text[:1] != " "
+            and text[-1:] != " "):
+        return text
+    text = _CONTROL.sub(" ", text).strip()
     return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
 
 
@@ -94,22 +117,70 @@ def _iso(moment: datetime) -> str:
     return format_timestamp(moment)
 
 
-def alert_payload(alert: Alert, settings: Settings, *, trace_id: str | None = None,
-                  active: timedelta = DEFAULT_ACTIVE, now: datetime | None = None,
-                  trace_url: str | None = None) -> dict[str, Any]:
-    """The Alertmanager v2 alert (``postableAlert``) for ``alert`` (module docstring)."""
-    now = now or datetime.now(UTC)
-    ends = alert.timestamp + active
+class _WireAlert(msgspec.Struct):
+    """The alert wire format as the processor writes it (camelCase keys), decoded in C.
+
+    Only a fast path: a record it refuses (PascalCase keys, a naive or offset timestamp,
+    a missing field) is read by :func:`~sensorlib.model.events.parse_alert`, the one authority.
+    """
+
+    alertId: str
+    sensorId: str
+    temperature: float
+    humidity: float
+    timestamp: datetime
+    detectedAt: datetime
+    rule: str
+    severity: Literal["warning", "critical"]
+    reason: str
+    location: str = ""
+
+
+_DECODE_ALERT = msgspec.json.Decoder(_WireAlert).decode
+
+
+def _utc_in_range(moment: datetime) -> bool:
+    return moment.tzinfo is UTC and _LOW <= moment < _HIGH
+
+
+def _read_alert(raw: bytes | None) -> tuple[str, str, str, float, float, datetime, datetime,
+                                            str, str, str]:
+    """(alert id, sensor, location, temperature, humidity, timestamp, detected at, rule,
+    severity, reason) of a record's value; ``ValueError`` when it is not an alert."""
+    if raw is None:
+        raise ValueError("a record without a value")
+    try:
+        w = _DECODE_ALERT(raw)
+        if _utc_in_range(w.timestamp) and _utc_in_range(w.detectedAt):
+            return (w.alertId, w.sensorId, w.location, w.temperature, w.humidity, w.timestamp,
+                    w.detectedAt, w.rule, w.severity, w.reason)
+    except msgspec.DecodeError:
+        pass
+    a = parse_alert(raw)
+    return (a.alert_id, a.sensor_id, a.location, a.temperature, a.humidity, a.timestamp,
+            a.detected_at, a.rule, a.severity, a.reason)
+
+
+def _dashboard_url(settings: Settings) -> str:
+    shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{shown}:{settings.dashboard_port}/live"
+
+
+def _payload(fields: tuple[str, str, str, float, float, datetime, datetime, str, str, str],
+             dashboard: str, active: timedelta, now: datetime, trace_id: str | None,
+             trace_url: str | None) -> dict[str, Any]:
+    """The postable alert with its times as ``datetime`` (encoded by msgspec as ``...Z``)."""
+    alert_id, sensor, location, temperature, humidity, when, detected, rule, severity, \
+        reason = fields
+    ends = when + active
     if ends <= now:
         ends = now + active
-    shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    dashboard = f"http://{shown}:{settings.dashboard_port}/live"
     annotations = {
-        "summary": alert.reason,
-        "reason": alert.reason,
-        "values": f"{alert.temperature:.1f} °C, {alert.humidity:.1f} %",
-        "timestamp": _iso(alert.timestamp),
-        "detectedAt": _iso(alert.detected_at),
+        "summary": reason,
+        "reason": reason,
+        "values": f"{temperature:.1f} °C, {humidity:.1f} %",
+        "timestamp": when,
+        "detectedAt": detected,
         "dashboard": dashboard,
     }
     if trace_id:
@@ -117,14 +188,27 @@ def alert_payload(alert: Alert, settings: Settings, *, trace_id: str | None = No
         if trace_url:
             annotations["trace"] = trace_url.format(trace_id=trace_id)
     return {
-        "labels": {"alertname": _label(alert.rule) or "alert", "sensor": _label(alert.sensor_id),
-                   "location": _label(alert.location), "severity": _label(alert.severity),
-                   "source": "sensorlib", "alert_id": _label(alert.alert_id)},
+        "labels": {"alertname": _label(rule) or "alert", "sensor": _label(sensor),
+                   "location": _label(location), "severity": _label(severity),
+                   "source": "sensorlib", "alert_id": _label(alert_id)},
         "annotations": annotations,
-        "startsAt": _iso(alert.timestamp),
-        "endsAt": _iso(ends),
+        "startsAt": when,
+        "endsAt": ends,
         "generatorURL": dashboard,
     }
+
+
+def alert_payload(alert: Alert, settings: Settings, *, trace_id: str | None = None,
+                  active: timedelta = DEFAULT_ACTIVE, now: datetime | None = None,
+                  trace_url: str | None = None) -> dict[str, Any]:
+    """The Alertmanager v2 alert (``postableAlert``) for ``alert`` (module docstring), as
+    JSON-ready values (times as ISO-8601 ``...Z`` strings)."""
+    fields = (alert.alert_id, alert.sensor_id, alert.location, alert.temperature,
+              alert.humidity, alert.timestamp, alert.detected_at, alert.rule, alert.severity,
+              alert.reason)
+    return msgspec.json.decode(msgspec.json.encode(
+        _payload(fields, _dashboard_url(settings), active, now or datetime.now(UTC), trace_id,
+                 trace_url)))
 
 
 def _trace_url(env: Mapping[str, str]) -> str | None:
@@ -169,12 +253,13 @@ class Notifier:
 
     def __init__(self, settings: Settings, *, group: str | None = None,
                  max_batch: int = MAX_BATCH, active: timedelta = DEFAULT_ACTIVE,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, in_flight: int = IN_FLIGHT) -> None:
         import os
 
         self.settings = settings
         self.group = group or settings.notification_group
         self.max_batch = max_batch
+        self.in_flight = max(1, in_flight)
         self.active = active
         self.url = settings.alertmanager.rstrip("/") + "/api/v2/alerts"
         self.trace_url = _trace_url(os.environ if env is None else env)
@@ -190,8 +275,13 @@ class Notifier:
         #: Alerts still firing (alert id -> payload), posted again after an Alertmanager restart.
         self.firing: dict[str, dict[str, Any]] = {}
         self.metrics = _Metrics(self)
+        self.dashboard = _dashboard_url(settings)
         self._next_status = 0.0
-        self._client = httpx.Client(timeout=10.0)
+        self._next_prune = 0.0
+        # Keep-alive connections: one per post in flight, one for the status checks.
+        # A post may take seconds on a busy machine; a timeout means posting it again.
+        self._client = httpx.Client(timeout=POST_TIMEOUT,
+                                    limits=httpx.Limits(max_connections=self.in_flight + 1))
 
     # -- health --------------------------------------------------------------------------
 
@@ -263,71 +353,123 @@ class Notifier:
             self._client.close()
 
     def _session(self, stop: threading.Event) -> None:
+        """One consumer's life. Pipelined: up to :data:`IN_FLIGHT` batches are posted at
+        once (Alertmanager parses them on several cores) while the next poll's records are
+        read and its payloads built; answers are handled oldest first, and a batch's offsets
+        are committed only once Alertmanager accepted it and every batch before it."""
         from sensorlib.kafka.clients import make_consumer
 
         consumer = make_consumer(self.settings, self.settings.topic_alerts, group_id=self.group,
                                  client_id="sensorlib-notifier",
                                  isolation_level="read_committed",
                                  max_poll_records=self.max_batch)
+        poster = ThreadPoolExecutor(self.in_flight, thread_name_prefix="sensorlib-notify-post")
+        flights: deque[_Batch] = deque()  # posted, oldest first, answers not handled yet
         try:
             self.state, self.error = "running", None
             self.last_poll = self.progress_at = time.monotonic()
             delay = RETRY_FIRST
             while not stop.is_set():
-                polled = consumer.poll(timeout_ms=500, max_records=self.max_batch)
+                polled = consumer.poll(timeout_ms=20 if flights else 500,
+                                       max_records=self.max_batch)
                 self.last_poll = time.monotonic()
                 self._check_alertmanager()
-                records = [r for batch in polled.values() for r in batch]
                 self._update_lag(consumer)
-                if not records:
-                    if not any(self.partition_lag.values()):
-                        self.progress_at = time.monotonic()
-                    continue
-                ok = self._send(records)
-                if ok:
-                    delay = RETRY_FIRST
-                    offsets = {tp: OffsetAndMetadata(batch[-1].offset + 1, "", -1)
-                               for tp, batch in polled.items()}
-                    try:
-                        consumer.commit(offsets, timeout_ms=10_000)
-                    except KafkaError as exc:  # harmless: a re-post changes nothing a person sees
-                        log.warning("offsets not committed (%s); those alerts may be posted "
-                                    "again, which Alertmanager de-duplicates", exc)
-                    self.progress_at = time.monotonic()
-                else:
-                    for tp, batch in polled.items():  # the same alerts again after the back-off
-                        consumer.seek(tp, batch[0].offset)
-                    self.metrics.retried.inc(len(records))
+                batch = self._batch(polled) if any(polled.values()) else None
+                accepted: list[_Batch] = []
+                refused: _Batch | None = None
+                # Handle answers that came; wait for the oldest when the new batch needs a slot.
+                while flights and (flights[0].future.done()
+                                   or (batch is not None and len(flights) >= self.in_flight)):
+                    done = flights.popleft()
+                    if self._accepted(done):
+                        accepted.append(done)
+                    else:
+                        refused = done
+                        break
+                if refused is not None:
+                    # The refused alerts again after the back-off, and everything after
+                    # them (posted meanwhile or only built): seek back to the earliest.
+                    later = list(flights)
+                    flights.clear()
+                    for other in later:  # their answers no longer matter: read again
+                        with contextlib.suppress(Exception):
+                            other.future.result(15.0)
+                        other.close()
+                    if batch is not None:
+                        later.append(batch)
+                        batch.close()
+                    self._commit(consumer, accepted)
+                    self._rewind(consumer, refused, later)
                     stop.wait(delay)
                     delay = min(delay * 2, RETRY_MAX)
+                    continue
+                if accepted:
+                    delay = RETRY_FIRST
+                if batch is not None:
+                    flights.append(self._launch(batch, poster))
+                # Committed while the next batches are on their way.
+                self._commit(consumer, accepted)
+                if batch is None and not flights and not any(self.partition_lag.values()):
+                    self.progress_at = time.monotonic()
         finally:
+            # Leaving: the offsets of what Alertmanager took, oldest first, up to the first
+            # batch it did not.
+            try:
+                accepted = []
+                while flights:
+                    done = flights.popleft()
+                    if not self._accepted(done, timeout=15.0):
+                        break
+                    accepted.append(done)
+                self._commit(consumer, accepted)
+            except Exception as exc:  # noqa: BLE001 - a re-post is harmless
+                log.info("last batches not committed (%s); they will be posted again", exc)
+            for other in flights:
+                other.close()
+            poster.shutdown(wait=False, cancel_futures=True)
             try:
                 consumer.close(autocommit=False, timeout_ms=5000)
             except Exception as exc:  # noqa: BLE001 - closing after a failure
                 log.info("consumer close: %s", exc)
 
-    def _payloads(self, records: list[Any]) -> tuple[list[dict[str, Any]], list[Any]]:
+    def _batch(self, polled: Mapping[Any, list[Any]]) -> _Batch:
+        """One poll's records as Alertmanager payloads (records that are no alerts are
+        counted and skipped; their offsets are still committed with the batch)."""
         from sensorlib.observe.tracing import trace_id_of
 
-        out: list[dict[str, Any]] = []
-        headers: list[Any] = []
+        batch = _Batch(polled)
         now = datetime.now(UTC)
-        for record in records:
-            try:
-                alert = parse_alert(record.value)
-            except ValueError:
-                self.metrics.invalid.inc()
-                log.warning("%s partition %d offset %d is not an alert; skipped",
-                            record.topic, record.partition, record.offset)
-                continue
-            out.append(alert_payload(alert, self.settings, trace_id=trace_id_of(record.headers),
-                                     active=self.active, now=now, trace_url=self.trace_url))
-            headers.append(record.headers)
-        return out, headers
+        dashboard, active, trace_url = self.dashboard, self.active, self.trace_url
+        payloads, headers = batch.payloads, batch.headers
+        for records in polled.values():
+            for record in records:
+                try:
+                    fields = _read_alert(record.value)
+                except ValueError:
+                    self.metrics.invalid.inc()
+                    log.warning("%s partition %d offset %d is not an alert; skipped",
+                                record.topic, record.partition, record.offset)
+                    continue
+                hdrs = record.headers
+                payloads.append(_payload(fields, dashboard, active, now,
+                                         trace_id_of(hdrs) if hdrs else None, trace_url))
+                headers.append(hdrs)
+        return batch
 
-    def _send(self, records: list[Any]) -> bool:
-        """Post the records' alerts; True once Alertmanager accepted them (or there were
-        none, or it rejected them as invalid: retrying cannot help then)."""
+    def _launch(self, batch: _Batch, poster: ThreadPoolExecutor) -> _Batch:
+        """Post ``batch`` in the poster thread (nothing to post: done at once)."""
+        if not batch.payloads:
+            batch.future.set_result(None)
+            return batch
+        batch.span = self._span(batch)
+        body = _ENCODE(batch.payloads)
+        batch.started = time.perf_counter()
+        batch.future = poster.submit(self._client.post, self.url, content=body,
+                                     headers={"Content-Type": "application/json"})
+        return batch
+
+    def _span(self, batch: _Batch) -> Any:
         from opentelemetry import trace
         from opentelemetry.trace import Link, SpanKind
 
@@ -338,39 +480,81 @@ class Notifier:
             tracing_enabled,
         )
 
-        payloads, headers = self._payloads(records)
-        if not payloads:
-            return True
-        span = None
-        if tracing_enabled():
-            links = []
-            for h in headers[:MAX_BATCH_LINKS]:
-                ctx = trace.get_current_span(context_from_headers(h)).get_span_context()
-                if ctx.is_valid:
-                    links.append(Link(ctx))
-            parent = context_from_headers(headers[0]) if len(headers) == 1 else None
-            span = tracer().start_span(f"{self.settings.topic_alerts} notify", context=parent,
-                                       kind=SpanKind.CONSUMER, links=links,
-                                       attributes={"messaging.system": "kafka",
-                                                   "messaging.batch.message_count": len(payloads),
-                                                   "sensorlib.notify.alertmanager": self.url})
+        if not tracing_enabled():
+            return None
+        links = []
+        for h in batch.headers[:MAX_BATCH_LINKS]:
+            ctx = trace.get_current_span(context_from_headers(h)).get_span_context()
+            if ctx.is_valid:
+                links.append(Link(ctx))
+        parent = context_from_headers(batch.headers[0]) if len(batch.headers) == 1 else None
+        return tracer().start_span(f"{self.settings.topic_alerts} notify", context=parent,
+                                   kind=SpanKind.CONSUMER, links=links,
+                                   attributes={"messaging.system": "kafka",
+                                               "messaging.batch.message_count":
+                                                   len(batch.payloads),
+                                               "sensorlib.notify.alertmanager": self.url})
+
+    def _accepted(self, batch: _Batch, timeout: float | None = None) -> bool:
+        """Wait for Alertmanager's answer to ``batch``: True once it accepted the alerts
+        (or there were none, or it rejected them as invalid: retrying cannot help then)."""
         try:
-            with trace.use_span(span, end_on_exit=False) if span else _nothing():
-                return self._post(payloads)
+            try:
+                answer = batch.future.result(timeout)
+            except httpx.HTTPError as exc:
+                return self._answered(batch.payloads, None, f"{type(exc).__name__}: {exc}")
+            finally:
+                if batch.started:
+                    self.metrics.post_seconds.observe(time.perf_counter() - batch.started)
+            if answer is None:
+                return True
+            return self._answered(batch.payloads, answer, None)
         finally:
-            if span is not None:
-                span.end()
+            batch.close()
+
+    def _rewind(self, consumer: Any, refused: _Batch, later: list[_Batch]) -> None:
+        """Seek back to the first record of ``refused`` and of the batches polled after
+        it (``later``), so all of them are read and posted again."""
+        positions: dict[Any, int] = {}
+        for batch in reversed([refused, *later]):  # a partition's earliest batch wins
+            positions.update(batch.first)
+        assigned = consumer.assignment()
+        for tp, offset in positions.items():
+            if tp in assigned:
+                consumer.seek(tp, offset)
+        self.metrics.retried.inc(len(refused.payloads))
+
+    def _commit(self, consumer: Any, accepted: list[_Batch]) -> None:
+        """Commit the offsets after ``accepted`` (consecutive batches, oldest first)."""
+        if not accepted:
+            return
+        offsets: dict[Any, OffsetAndMetadata] = {}
+        for batch in accepted:
+            offsets.update({tp: OffsetAndMetadata(offset, "", -1)
+                            for tp, offset in batch.last.items()})
+        try:
+            consumer.commit(offsets, timeout_ms=10_000)
+        except KafkaError as exc:  # harmless: a re-post changes nothing a person sees
+            log.warning("offsets not committed (%s); those alerts may be posted "
+                        "again, which Alertmanager de-duplicates", exc)
+        self.progress_at = time.monotonic()
 
     def _post(self, payloads: list[dict[str, Any]]) -> bool:
-        body = json.dumps(payloads, ensure_ascii=False).encode()
+        """Post ``payloads`` now, in this thread (the re-post after a restart)."""
         started = time.perf_counter()
         try:
-            answer = self._client.post(self.url, content=body,
+            answer = self._client.post(self.url, content=_ENCODE(payloads),
                                        headers={"Content-Type": "application/json"})
         except httpx.HTTPError as exc:
-            return self._refused(f"{type(exc).__name__}: {exc}", len(payloads))
+            return self._answered(payloads, None, f"{type(exc).__name__}: {exc}")
         finally:
             self.metrics.post_seconds.observe(time.perf_counter() - started)
+        return self._answered(payloads, answer, None)
+
+    def _answered(self, payloads: list[dict[str, Any]], answer: httpx.Response | None,
+                  error: str | None) -> bool:
+        if answer is None:
+            return self._refused(error or "no answer", len(payloads))
         if answer.status_code == 200:
             if self.am_error:
                 log.info("Alertmanager accepts alerts again")
@@ -396,12 +580,14 @@ class Notifier:
         return False
 
     def _remember(self, payloads: list[dict[str, Any]]) -> None:
-        now = _iso(datetime.now(UTC))
-        for alert_id in [k for k, p in self.firing.items() if p["endsAt"] <= now]:
-            del self.firing[alert_id]
+        now = datetime.now(UTC)
+        if time.monotonic() >= self._next_prune:  # not per batch: firing can be large
+            self._next_prune = time.monotonic() + STATUS_EVERY
+            self.firing = {k: p for k, p in self.firing.items() if p["endsAt"] > now}
+        firing = self.firing
         for payload in payloads:
             if payload["endsAt"] > now:
-                self.firing[payload["labels"]["alert_id"]] = payload
+                firing[payload["labels"]["alert_id"]] = payload
 
     def _check_alertmanager(self) -> None:
         """Every :data:`STATUS_EVERY` s: Alertmanager's uptime; after a restart it has
@@ -420,8 +606,8 @@ class Notifier:
         restarted = self.am_uptime is not None and uptime != self.am_uptime
         self.am_uptime = uptime
         if restarted and self.firing:
-            now_iso = _iso(datetime.now(UTC))
-            again = [p for p in self.firing.values() if p["endsAt"] > now_iso]
+            moment = datetime.now(UTC)
+            again = [p for p in self.firing.values() if p["endsAt"] > moment]
             log.info("Alertmanager restarted: posting the %d alert(s) still firing again",
                      len(again))
             if again:
@@ -436,12 +622,29 @@ class Notifier:
         self.partition_lag = lag
 
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
+_ENCODE = msgspec.json.Encoder().encode
 
-    def __exit__(self, *exc: object) -> None:
-        return None
+
+class _Batch:
+    """One poll's alerts on their way to Alertmanager: payloads, the offsets to seek back
+    to (``first``) and to commit once accepted (``last``), the post's future and span."""
+
+    __slots__ = ("first", "future", "headers", "last", "payloads", "span", "started")
+
+    def __init__(self, polled: Mapping[Any, list[Any]]) -> None:
+        self.first = {tp: records[0].offset for tp, records in polled.items() if records}
+        self.last = {tp: records[-1].offset + 1 for tp, records in polled.items() if records}
+        self.payloads: list[dict[str, Any]] = []
+        self.headers: list[Any] = []
+        self.future: Future[Any] = Future()
+        self.span: Any = None
+        self.started = 0.0
+
+    def close(self) -> None:
+        """End the batch's span (if tracing)."""
+        if self.span is not None:
+            self.span.end()
+            self.span = None
 
 
 def _host_name(header: str) -> str:

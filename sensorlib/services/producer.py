@@ -34,7 +34,7 @@ from opentelemetry.propagate import extract
 
 from sensorlib import __version__
 from sensorlib.config import IngestSettings, Settings
-from sensorlib.errors import Conflict, Refused
+from sensorlib.errors import BodyTooLarge, BodyTooSlow, Conflict, Refused
 from sensorlib.ingest.body import NDJSON_TYPES, check_event_id, parse_posted, split_batch
 from sensorlib.ingest.bridge import Ingest
 from sensorlib.ingest.produce import ReadingProducer, SimulatorLoop
@@ -46,8 +46,6 @@ from sensorlib.model.rejections import InvalidReading
 from sensorlib.observe.metrics import ProducerMetrics
 from sensorlib.observe.tracing import TRACEPARENT, headers_for, tracing_enabled
 from sensorlib.services.common import (
-    BodyTooLarge,
-    BodyTooSlow,
     guard,
     health_body,
     health_response,
