@@ -317,7 +317,7 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from sensorlib.errors import EmptyReport, KafkaUnavailable, UnknownSensor
-    from sensorlib.notebook.report import run_report
+    from sensorlib.notebook.runner import run_report
 
     try:
         executed = run_report(args.start, args.end, args.out, args.sensor or None, settings,
@@ -713,7 +713,7 @@ def _config_rows(settings: Settings) -> list[dict[str, str]]:
              "SENSORLIB_STALE_AFTER": "(3 × SENSORLIB_INTERVAL, at least 10 s)",
              "SENSORLIB_METRICS_URLS": "(each service on SENSORLIB_HOST and its port)",
              "SENSORLIB_CORS_ORIGINS": "(none: only the service's own page)",
-             "SENSORLIB_LOG_FORMAT": "text", "SENSORLIB_NOTEBOOKS": "(the checkout's notebooks/)"}
+             "SENSORLIB_LOG_FORMAT": "text", "SENSORLIB_NOTEBOOKS": "(the report notebook shipped in the package)"}
     path = _CONFIG_PATH[0]
     rows = []
     known = set(VARIABLES)
@@ -1016,8 +1016,10 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     replay.set_defaults(handler=cmd_replay)
 
     report = sub.add_parser("report", help="run the report notebook for a period (papermill → HTML)",
-                       description="Execute notebooks/04_report.ipynb for start <= t < end and "
-                                   "write the executed notebook and an HTML export.")
+                       description="Execute the report notebook (notebooks/04_report.ipynb, "
+                                   "shipped in the package; SENSORLIB_NOTEBOOKS for your own) "
+                                   "for start <= t < end and write the executed notebook and "
+                                   "an HTML export.")
     _period_options(report, start="yesterday", end="today")
     report.add_argument("--out", default="reports/", help="output folder (default: reports/)")
     report.add_argument("--keep", type=int, metavar="N",
