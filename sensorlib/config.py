@@ -438,6 +438,9 @@ class Settings:
     ``SENSORLIB_CORS_ORIGINS``                browser origins allowed to POST (comma list;
                                               default: none but the service's own)
     ``SENSORLIB_WAREHOUSE``                   the history archive (``<data>/warehouse``)
+    ``SENSORLIB_NOTEBOOKS``                   a folder whose ``04_report.ipynb``
+                                              ``sensorlib report`` runs instead of the one
+                                              shipped in the package (unset)
     ``SENSORLIB_BODY_TIMEOUT``                seconds a client may take to send a body (10)
     ``SENSORLIB_HEADER_TIMEOUT``              seconds a client may take to send a request
                                               head: idle connections are closed after it (5)
@@ -524,6 +527,7 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     warehouse_dir: Path | None = None
+    notebooks_dir: Path | None = None
     body_timeout: float = 10.0
     header_timeout: float = 5.0
     max_header_bytes: int = 16384
@@ -607,6 +611,8 @@ class Settings:
             metrics_urls=_metrics_urls(env, "SENSORLIB_METRICS_URLS"),
             warehouse_dir=(_path(env, "SENSORLIB_WAREHOUSE", Path())
                            if env.get("SENSORLIB_WAREHOUSE") else None),
+            notebooks_dir=(Path(env["SENSORLIB_NOTEBOOKS"].strip()).expanduser()
+                           if (env.get("SENSORLIB_NOTEBOOKS") or "").strip() else None),
             body_timeout=_float(env, "SENSORLIB_BODY_TIMEOUT", 10.0),
             header_timeout=_float(env, "SENSORLIB_HEADER_TIMEOUT", 5.0),
             max_header_bytes=env_int(env, "SENSORLIB_MAX_HEADER_BYTES", 16384),
@@ -811,6 +817,8 @@ class Settings:
             env["SENSORLIB_METRICS_URLS"] = ",".join(f"{k}={v}" for k, v in self.metrics_urls)
         if self.warehouse_dir is not None:
             env["SENSORLIB_WAREHOUSE"] = str(self.warehouse_dir)
+        if self.notebooks_dir is not None:
+            env["SENSORLIB_NOTEBOOKS"] = str(self.notebooks_dir)
         if self.external:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
         if self.seed is not None:

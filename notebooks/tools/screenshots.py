@@ -44,7 +44,7 @@ def execute(name: str, parameters: dict, out: Path, timeout: int = 900) -> Path:
     """Run one notebook with papermill into ``out`` (kernel over local sockets)."""
     import papermill
 
-    from sensorlib.notebook.report import _kernel_config, _kernel_name
+    from sensorlib.notebook.runner import _kernel_config, _kernel_name
 
     executed = out / name
     sockets = Path(tempfile.mkdtemp(prefix="sensorlib-kernel-"))
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     from sensorlib.config import Settings
     from sensorlib.kafka.broker import LocalKafka
     from sensorlib.kafka.ports import free_port
-    from sensorlib.notebook.report import run_report
+    from sensorlib.notebook.runner import run_report
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

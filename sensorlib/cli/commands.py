@@ -312,7 +312,7 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from sensorlib.errors import EmptyReport, KafkaUnavailable, UnknownSensor
-    from sensorlib.notebook.report import run_report
+    from sensorlib.notebook.runner import run_report
 
     try:
         executed = run_report(args.start, args.end, args.out, args.sensor or None, settings,

@@ -151,8 +151,10 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     replay.set_defaults(handler=cmd_replay)
 
     report = sub.add_parser("report", help="run the report notebook for a period (papermill → HTML)",
-                       description="Execute notebooks/04_report.ipynb for start <= t < end and "
-                                   "write the executed notebook and an HTML export.")
+                       description="Execute the report notebook (notebooks/04_report.ipynb, "
+                                   "shipped in the package; SENSORLIB_NOTEBOOKS for your own) "
+                                   "for start <= t < end and write the executed notebook and "
+                                   "an HTML export.")
     _period_options(report, start="yesterday", end="today")
     report.add_argument("--out", default="reports/", help="output folder (default: reports/)")
     report.add_argument("--keep", type=int, metavar="N",

@@ -30,7 +30,7 @@ def _config_rows(settings: Settings) -> list[dict[str, str]]:
              "SENSORLIB_STALE_AFTER": "(3 × SENSORLIB_INTERVAL, at least 10 s)",
              "SENSORLIB_METRICS_URLS": "(each service on SENSORLIB_HOST and its port)",
              "SENSORLIB_CORS_ORIGINS": "(none: only the service's own page)",
-             "SENSORLIB_LOG_FORMAT": "text", "SENSORLIB_NOTEBOOKS": "(the checkout's notebooks/)"}
+             "SENSORLIB_LOG_FORMAT": "text", "SENSORLIB_NOTEBOOKS": "(the report notebook shipped in the package)"}
     path = _CONFIG_PATH[0]
     rows = []
     known = set(VARIABLES)

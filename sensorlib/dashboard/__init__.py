@@ -19,12 +19,19 @@ from pathlib import Path
 from sensorlib.config import Settings
 from sensorlib.services.hosts import websocket_origins
 
-__all__ = ["app_path", "serve", "serve_command"]
+__all__ = ["SCRIPTS", "app_path", "serve", "serve_command"]
+
+
+#: The scripts ``panel serve`` runs, shipped inside the package (a wheel has no
+#: ``dashboards/``): ``live.py`` (the app; in a checkout a link to ``dashboards/live.py``,
+#: which setuptools copies into the wheel) and ``startup.py`` (``--setup``).
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
 
 def app_path() -> Path:
-    """The dashboard script (``dashboards/live.py`` at the top of the project)."""
-    return Path(__file__).resolve().parents[2] / "dashboards" / "live.py"
+    """The dashboard script ``panel serve`` runs: ``live.py`` in the package (the URL is
+    ``/live`` after its name); the same file as ``dashboards/live.py`` of a checkout."""
+    return SCRIPTS / "live.py"
 
 
 def serve_command(settings: Settings, *, port: int | None = None, host: str | None = None,
@@ -41,7 +48,7 @@ def serve_command(settings: Settings, *, port: int | None = None, host: str | No
     argv = [sys.executable, "-m", "sensorlib.dashboard.server", str(app_path()),
             "--port", str(port), "--address", host,
             # Start consuming at server start, not at the first page view.
-            "--setup", str(app_path().with_name("startup.py")),
+            "--setup", str(SCRIPTS / "startup.py"),
             # /liveness answers without opening a session (what `sensorlib up` polls).
             "--liveness",
             # GET /metrics (Prometheus): sessions, push latency, records consumed.

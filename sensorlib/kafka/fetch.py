@@ -10,6 +10,7 @@ duplicates).
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,7 +28,7 @@ from sensorlib.kafka.reader import TopicReader
 from sensorlib.model.acceptance import EventTimeWindow
 from sensorlib.replay.decode import RecordKind, decode
 
-__all__ = ["CONSUMER_OPTIONS", "Chunk", "decode_chunk", "fetch", "tail"]
+__all__ = ["CONSUMER_OPTIONS", "Chunk", "decode_chunk", "fetch", "newest", "tail"]
 
 #: Records decoded per bulk call (a failing chunk is bisected to find its bad records).
 CHUNK = 50_000
@@ -163,3 +164,30 @@ def tail(settings: Settings, topic: str, kind: RecordKind, *, seconds: float,
             if len(chunk.values) >= max_records:
                 break
     return [decode_chunk(chunk, kind, accept_of(settings))] if chunk.values else []
+
+
+def newest(settings: Settings, topic: str, *, since_ms: int, seconds: float,
+           max_records: int) -> tuple[Chunk, int]:
+    """What arrived on ``topic`` from ``since_ms`` (record time) on, then ``seconds`` more
+    of tailing; and how many records had arrived since ``since_ms`` when the call began.
+
+    When more than ``max_records`` had arrived, only the newest ``max_records`` of them are
+    read, taken from each partition in proportion to what it holds. No consumer group.
+
+    Raises:
+        ReplayError: ``topic`` does not exist.
+    """
+    options: dict[str, Any] = {"client_id": "sensorlib-live", **CONSUMER_OPTIONS}
+    with TopicReader(settings, topic, since_ms=max(0, since_ms), **options) as probe:
+        if not probe.exists:
+            raise ReplayError(f"topic {topic!r} does not exist at {settings.bootstrap_servers}")
+        begin, end, available = dict(probe.begin), probe.end, probe.total
+    if available > max_records:  # keep the newest, in proportion per partition
+        for p, first in list(begin.items()):
+            share = math.ceil(max_records * (end[p] - first) / available)
+            begin[p] = max(first, end[p] - share)
+    chunk = Chunk()
+    with TopicReader(settings, topic, offsets=begin, follow=seconds, **options) as reader:
+        for partition, records in reader:
+            chunk.add(partition, records)
+    return chunk, available

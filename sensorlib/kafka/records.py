@@ -22,14 +22,37 @@ log-append time). kafka-python is pinned; if its internals ever change shape,
 
 from __future__ import annotations
 
+import collections
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 from kafka import KafkaConsumer
-from kafka.consumer.fetcher import ConsumerRecord, Fetcher, IsolationLevel
 from kafka.errors import CorruptRecordError
-from kafka.record.util import decode_varint
+
+# kafka-python's internals this module builds on. If a release moves any of them, importing
+# this module must still work (the processor imports it): install() then says False and
+# every consumer keeps kafka-python's own records.
+try:
+    from kafka.consumer.fetcher import Fetcher, IsolationLevel
+    from kafka.record.util import decode_varint
+
+    _BASE: type = Fetcher.PartitionRecords
+    _READ_COMMITTED: Any = IsolationLevel.READ_COMMITTED
+except (ImportError, AttributeError):  # pragma: no cover - only on another kafka-python
+    _BASE, _READ_COMMITTED = object, object()
+
+    def decode_varint(buffer: bytes, pos: int = 0) -> tuple[int, int]:
+        """Never called: the fast path is not installed on this kafka-python."""
+        raise CorruptRecordError("sensorlib.kafka.records is not usable here")
+try:  # what poll() gives; the rare paths (dead letters, traces) build them from tuples
+    from kafka.consumer.fetcher import ConsumerRecord
+except ImportError:  # pragma: no cover - the same 13 fields, should kafka-python move it
+    ConsumerRecord = collections.namedtuple(  # type: ignore[misc]
+        "ConsumerRecord", ["topic", "partition", "leader_epoch", "offset", "timestamp",
+                           "timestamp_type", "key", "value", "headers", "checksum",
+                           "serialized_key_size", "serialized_value_size",
+                           "serialized_header_size"])
 
 __all__ = ["FastPartitionRecords", "Raw", "as_raw", "consumer_record", "install", "self_test",
            "unpack_batch"]
@@ -156,7 +179,7 @@ def unpack_batch(buf: bytes, pos: int, count: int, base_offset: int, first_ts: i
     return pos
 
 
-class FastPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
+class FastPartitionRecords(_BASE):  # type: ignore[misc,valid-type]
     """kafka-python's unpacking of one fetched partition, giving :data:`Raw` tuples.
 
     kafka-python's own class pulls records one at a time through a generator; here the
@@ -206,7 +229,7 @@ class FastPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
             if batch.magic != 2:  # pre-0.11 message sets: brokers of Kafka 4 write none
                 raise CorruptRecordError(f"unsupported record batch magic {batch.magic}")
             self.leader_epoch = batch.leader_epoch
-            if (self.isolation_level == IsolationLevel.READ_COMMITTED
+            if (self.isolation_level == _READ_COMMITTED
                     and batch.has_producer_id()):
                 self._consume_aborted_transactions_up_to(batch.last_offset)
                 if self._contains_abort_marker(batch):
@@ -249,48 +272,82 @@ def install(consumer: KafkaConsumer) -> bool:
     """Make ``consumer.poll()`` return :data:`Raw` tuples; False (nothing changed) if
     this kafka-python's fetcher is not the shape this module was written against.
 
-    The shape is checked for real: the names it relies on, then a self-test that unpacks a
-    record batch built with kafka-python's own builder (keys, values and headers null or
-    not, gzip) and compares the tuples with kafka-python's own reading of it. Any
-    exception or difference, and the consumer keeps kafka-python's records.
+    The shape is checked for real, by :func:`self_test`: record batches built with
+    kafka-python's own builder are unpacked by :class:`FastPartitionRecords` and by
+    kafka-python's own class and the results compared. Any exception or difference, here
+    or in the self-test, and the consumer keeps kafka-python's records (which
+    :func:`as_raw` turns into the same tuples): a kafka-python whose internals moved makes
+    the processor slower, never broken.
     """
-    fetcher = getattr(consumer, "_fetcher", None)
-    base = getattr(Fetcher, "PartitionRecords", None)
-    if fetcher is None or base is None or not all(hasattr(base, name) for name in _NEEDED):
+    try:
+        fetcher = getattr(consumer, "_fetcher", None)
+        if (fetcher is None or _BASE is object
+                or getattr(fetcher, "PartitionRecords", None) is not _BASE
+                or not all(hasattr(_BASE, name) for name in _NEEDED) or not self_test()):
+            return False
+        fetcher.PartitionRecords = FastPartitionRecords
+        return True
+    except Exception:  # noqa: BLE001 - any failure: kafka-python's own records are used
         return False
-    if not self_test():
-        return False
-    fetcher.PartitionRecords = FastPartitionRecords
-    return True
+
+
+def _batch(records: list[tuple[bytes | None, bytes | None, list[Any]]], base_offset: int, *,
+           compression: int = 0, producer_id: int = -1, control: bool = False) -> bytes:
+    """A v2 record batch built by kafka-python's own builder (for :func:`self_test`)."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+    from kafka.record.util import calc_crc32c
+
+    builder = DefaultRecordBatchBuilder(
+        magic=2, compression_type=compression, is_transactional=int(producer_id >= 0),
+        producer_id=producer_id, producer_epoch=0 if producer_id >= 0 else -1,
+        base_sequence=0 if producer_id >= 0 else -1, batch_size=1 << 20)
+    for i, (key, value, headers) in enumerate(records):
+        builder.append(i, timestamp=1_764_444_182_000 + i, key=key, value=value, headers=headers)
+    buf = builder.build()
+    buf[0:8] = base_offset.to_bytes(8, "big", signed=True)
+    if control:  # the builder writes no control batches: set the flag, then the CRC again
+        buf[22] |= 0x20  # attributes (int16 at 21) bit 5: control batch
+        buf[17:21] = calc_crc32c(memoryview(buf)[21:]).to_bytes(4, "big")
+    return bytes(buf)
 
 
 def self_test() -> bool:
-    """Whether :class:`FastPartitionRecords` reads a built batch as kafka-python does."""
+    """Whether :class:`FastPartitionRecords` reads built batches exactly as kafka-python does.
+
+    Plain and gzip batches (keys, values and headers null or not, long varints), a fetch
+    from inside a batch, and under ``read_committed`` an aborted transaction with its abort
+    marker followed by a committed one: every record, and the next fetch offset, must
+    equal kafka-python's own ``PartitionRecords`` reading of the same bytes.
+    """
     try:
         from kafka import TopicPartition
-        from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
         from kafka.record.memory_records import MemoryRecords
 
         records = [(b"k", b'{"a":1}', []), (None, b"", [("eventId", b"e-1")]),
                    (b"key" * 50, None, [("traceparent", None), ("h", b"x" * 200)]),
                    (b"", b"v" * 300, [])]
-        buffers = []
-        for compression, base_offset in ((0, 5), (1, 9)):  # none, gzip
-            builder = DefaultRecordBatchBuilder(
-                magic=2, compression_type=compression, is_transactional=0, producer_id=-1,
-                producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
-            for i, (key, value, headers) in enumerate(records):
-                builder.append(i, timestamp=1_764_444_182_000 + i, key=key, value=value,
-                               headers=headers)
-            buf = builder.build()
-            buf[0:8] = base_offset.to_bytes(8, "big", signed=True)
-            buffers.append(bytes(buf))
-        expected = [(r.offset, r.timestamp, r.key, r.value, list(r.headers))
-                    for buf in buffers for r in DefaultRecordBatch(buf)]
-        part = FastPartitionRecords(6, TopicPartition("self-test", 0),
-                                    MemoryRecords(b"".join(buffers)))
-        got = [(o, t, k, v, list(h)) for o, t, k, v, h in part.take()]
-        return got == [r for r in expected if r[0] >= 6]
+        abort, commit = (b"\x00\x00\x00\x00", b"\x00\x00\x00\x01")  # version 0, type
+        marker = b"\x00\x00\x00\x00\x00\x00"  # version 0, coordinator epoch 0
+        plain = _batch(records, 5) + _batch(records, 9, compression=1)  # none, gzip
+        transactions = (_batch(records[:2], 13, producer_id=7)  # aborted below
+                        + _batch([(abort, marker, [])], 15, producer_id=7, control=True)
+                        + _batch(records[2:], 16, producer_id=8)
+                        + _batch([(commit, marker, [])], 18, producer_id=8, control=True))
+        aborted = collections.namedtuple("Aborted", "producer_id first_offset")
+        cases = [(plain, 6, {}),
+                 (plain + transactions, 0, {"isolation_level": _READ_COMMITTED,
+                                            "aborted_transactions": [aborted(7, 13)]})]
+        tp = TopicPartition("self-test", 0)
+        for buf, fetch_offset, options in cases:
+            theirs = _BASE(fetch_offset, tp, MemoryRecords(buf), **options)
+            ours = FastPartitionRecords(fetch_offset, tp, MemoryRecords(buf), **options)
+            expected = [(r.offset, r.timestamp, r.key, r.value, list(r.headers))
+                        for r in theirs.take()]
+            got = [(o, t, k, v, list(h)) for o, t, k, v, h in ours.take()]
+            if (not expected or got != expected
+                    or ours.next_fetch_offset != theirs.next_fetch_offset):
+                return False
+        return True
     except Exception:  # noqa: BLE001 - any failure: kafka-python's own records are used
         return False
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -369,7 +370,8 @@ def test_serve_command() -> None:
     settings = Settings().replace(dashboard_port=5999, host="127.0.0.1")
     argv = serve_command(settings)
     assert argv[1:3] == ["-m", "sensorlib.dashboard.server"]  # panel serve + the Host guard
-    assert argv[3].endswith("dashboards/live.py")
+    assert argv[3].endswith("sensorlib/dashboard/scripts/live.py")  # in the package (a wheel)
+    assert Path(argv[3]).is_file() and Path(argv[argv.index("--setup") + 1]).is_file()
     assert argv[argv.index("--port") + 1] == "5999"
     assert argv[argv.index("--address") + 1] == "127.0.0.1"
     origins = [argv[i + 1] for i, a in enumerate(argv) if a == "--allow-websocket-origin"]

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from sensorlib.cli import main
+from sensorlib.errors import EmptyReport, ReportError
 from sensorlib.kafka.ports import free_port
-from sensorlib.notebook.report import EmptyReport, ReportError, run_report
+from sensorlib.notebook.runner import run_report
 
 from .conftest import NOTEBOOKS, PYTHON, REPO, Seeded, subprocess_env
 

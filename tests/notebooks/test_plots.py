@@ -18,12 +18,11 @@ from sensorlib.notebook.report import (
     alert_summary,
     alerts_by_rule,
     format_table,
-    prune_reports,
     summary_table,
     summary_view,
     write_alerts,
-    write_index,
 )
+from sensorlib.notebook.runner import prune_reports, write_index
 
 T0 = pd.Timestamp("2026-01-01T00:00:00Z")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sensorlib.notebook.report import run_report
+from sensorlib.notebook.runner import run_report
 from tests.offline import off_machine_urls
 
 from .conftest import Seeded

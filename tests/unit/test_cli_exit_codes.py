@@ -67,7 +67,7 @@ def test_empty_period_and_unknown_sensor_differ(monkeypatch: pytest.MonkeyPatch,
                                                 tmp_path: Path) -> None:
     """The report notebook's EmptyReport crosses papermill as text: the CLI tells a sensor
     that sent nothing (5) from a period without readings (4) by its words."""
-    from sensorlib.notebook import report
+    from sensorlib.notebook import runner
 
     messages = {
         "no report: no readings on sensor-readings in 2020-01-01 00:00 → 2020-01-02 00:00: "
@@ -79,7 +79,7 @@ def test_empty_period_and_unknown_sensor_differ(monkeypatch: pytest.MonkeyPatch,
         def fail(*args: object, _m: str = message, **kwargs: object) -> Path:
             raise errors.EmptyReport(_m)
 
-        monkeypatch.setattr(report, "run_report", fail)
+        monkeypatch.setattr(runner, "run_report", fail)
         assert main(["report", "--sensor", "sensor-99", "--out", str(tmp_path)]) == code
 
 

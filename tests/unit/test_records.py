@@ -155,3 +155,46 @@ def test_install_self_tests_and_falls_back_when_the_fast_unpacking_breaks(
     monkeypatch.undo()
     assert records.install(consumer)  # type: ignore[arg-type]
     assert consumer._fetcher.PartitionRecords is records.FastPartitionRecords
+
+
+def test_the_self_test_covers_read_committed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An aborted transaction and its marker, read_committed: a fast path that kept the
+    aborted records (a changed ``_is_batch_aborted``, say) fails the self-test."""
+    from sensorlib.kafka import records
+
+    monkeypatch.setattr(records.FastPartitionRecords, "_is_batch_aborted",
+                        lambda self, batch: False)
+    assert not records.self_test()
+    monkeypatch.undo()
+    assert records.self_test()
+
+
+def test_install_refuses_a_fetcher_of_another_shape() -> None:
+    from sensorlib.kafka import records
+
+    class Other:  # a fetcher whose partition class is not the one FastPartitionRecords extends
+        PartitionRecords = type("PartitionRecords", (), {})
+
+    consumer = type("C", (), {"_fetcher": Other()})()
+    assert not records.install(consumer)  # type: ignore[arg-type]
+    assert consumer._fetcher.PartitionRecords is not records.FastPartitionRecords
+    assert not records.install(object())  # type: ignore[arg-type]  # no fetcher at all
+
+
+def test_a_kafka_python_without_the_internals_imports_and_falls_back() -> None:
+    """Were ``Fetcher.PartitionRecords`` gone, the processor must still import this module
+    and run on kafka-python's own records (install says False)."""
+    import subprocess
+    import sys
+
+    code = ("import kafka.consumer.fetcher as f\n"
+            "del f.Fetcher.PartitionRecords\n"
+            "from sensorlib.kafka import records\n"
+            "consumer = type('C', (), {'_fetcher': object()})()\n"
+            "assert records.install(consumer) is False\n"
+            "assert records.consumer_record('t', 0, (1, 2, b'k', b'v', ())).offset == 1\n"
+            "print('fell back')\n")
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "fell back"
