@@ -22,7 +22,7 @@ from tests.support import Spawner
 
 #: Test folders whose every test is ``slow``: they start extra JVMs or clusters, kill and
 #: restart services, execute notebooks or run a third-party client (see README "Tests").
-SLOW_FOLDERS = frozenset({"faults", "notify", "notebooks", "interop"})
+SLOW_FOLDERS = frozenset({"faults", "notify", "notebooks", "interop", "install"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
