@@ -46,7 +46,8 @@ from sensorlib.kafka.clients import make_producer
 from sensorlib.kafka.ports import free_port
 from sensorlib.model.events import Alert, alert_id
 from sensorlib.notify.alertmanager import alertmanager_command, alertmanager_config
-from sensorlib.notify.notifier import IN_FLIGHT, MAX_BATCH, Notifier, alert_payload
+from sensorlib.notify.notifier import IN_FLIGHT, MAX_BATCH, Notifier
+from sensorlib.notify.payload import alert_payload
 
 GROUP_WAIT = 1.0
 

@@ -244,10 +244,11 @@ def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
     from sensorlib.kafka.admin import ensure_topics, wait_for_kafka
-    from sensorlib.notify.notifier import Notifier, serve_health
+    from sensorlib.notify.notifier import Notifier
     from sensorlib.observe.logs import configure_logging
     from sensorlib.observe.tracing import setup_tracing, shutdown_tracing
     from sensorlib.services.common import SERVICE_LOG_FORMAT
+    from sensorlib.services.health import serve_health
 
     host = args.host or settings.host
     port = settings.notifier_port if args.port is None else args.port
@@ -260,7 +261,8 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
     wait_for_kafka(settings, timeout=60)
     ensure_topics(settings)
     notifier = Notifier(settings, max_batch=args.max_batch)
-    server = serve_health(notifier, host, port)
+    server = serve_health("notifier", notifier.health, notifier.metrics.registry, settings,
+                          host, port)
     _say(f"notifier health on http://{host}:{server.server_address[1]}/health; sending "
          f"{settings.topic_alerts} to Alertmanager at {settings.alertmanager}")
     stop = threading.Event()

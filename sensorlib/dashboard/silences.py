@@ -99,11 +99,10 @@ def _silence(raw: Mapping[str, Any]) -> Silence | None:
 def alert_labels(alert: Any) -> dict[str, str]:
     """The labels the notifier gives ``alert`` in Alertmanager (an
     :class:`~sensorlib.dashboard.state.AlertView` or :class:`~sensorlib.model.events.Alert`)."""
-    from sensorlib.notify.notifier import _label
+    from sensorlib.notify.payload import labels_of
 
-    return {"alertname": _label(alert.rule) or "alert", "sensor": _label(alert.sensor_id),
-            "location": _label(alert.location), "severity": _label(alert.severity),
-            "source": "sensorlib", "alert_id": _label(alert.alert_id)}
+    return labels_of(alert.rule, alert.sensor_id, alert.location, alert.severity,
+                     alert.alert_id)
 
 
 def _matcher_text(name: str, value: str) -> str:

@@ -1,2 +1,3 @@
-"""Alerts reach people: the notifier service (``notifier``) posting to Prometheus
-Alertmanager, which sensorlib can run itself (``alertmanager``)."""
+"""Alerts reach people: the notifier service (``notifier``) posting alerts to Prometheus
+Alertmanager as ``payload`` builds them, and the local Alertmanager ``sensorlib up --notify``
+runs (``alertmanager``)."""

@@ -39,43 +39,40 @@ no progress) and ``/metrics`` (:data:`METRICS`) are served on :8084
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import re
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import msgspec
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
-    generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
 
 from sensorlib.config import Settings
-from sensorlib.errors import KafkaUnavailable, NotifyError
-from sensorlib.model.events import Alert, parse_alert
-from sensorlib.model.limits import TIMESTAMP_RANGE
-from sensorlib.model.times import format_timestamp
+from sensorlib.errors import KafkaUnavailable
+from sensorlib.notify.payload import (
+    DEFAULT_ACTIVE,
+    _dashboard_url,
+    _payload,
+    _read_alert,
+    _trace_url,
+)
 
-__all__ = ["METRICS", "Notifier", "alert_payload", "serve_health"]
+__all__ = ["METRICS", "Notifier"]
 
 log = logging.getLogger("sensorlib.notify.notifier")
 
-#: Longest label value sent (labels end up in e-mail subjects and Slack titles).
-MAX_LABEL = 200
 #: Records taken per poll, and so at most per ``POST /api/v2/alerts``.
 MAX_BATCH = 5000
 #: Posts to Alertmanager at once (it parses them in parallel); answers are handled in order.
@@ -89,134 +86,11 @@ RETRY_MAX = 30.0
 STATUS_EVERY = 5.0
 #: Records waiting with none sent for this long make the notifier unhealthy.
 STALL_AFTER = 60.0
-#: How long an alert fires: the rule's cooldown (the processor's default).
-DEFAULT_ACTIVE = timedelta(minutes=1)
 #: The metrics of ``GET /metrics``.
 METRICS = ("sensorlib_notify_sent_alerts_total", "sensorlib_notify_retried_alerts_total",
            "sensorlib_notify_failed_batches_total", "sensorlib_notify_failed_alerts_total",
            "sensorlib_notify_invalid_records_total", "sensorlib_notify_post_duration_seconds",
            "sensorlib_consumer_lag_records")
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-_LOW, _HIGH = TIMESTAMP_RANGE
-
-
-def _label(value: object) -> str:
-    """A label value: no control characters (no header injection), bounded."""
-    text = value if type(value) is str else str(value)
-    # Fast path (almost every label): printable, short, nothing to strip. Characters
-    # isprintable() refuses but _CONTROL keeps (format characters) take the exact path.
-    if (len(text) <= MAX_LABEL and text.isprintable() and text[:1] != " "
-            and text[-1:] != " "):
-        return text
-    text = _CONTROL.sub(" ", text).strip()
-    return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
-
-
-def _iso(moment: datetime) -> str:
-    return format_timestamp(moment)
-
-
-class _WireAlert(msgspec.Struct):
-    """The alert wire format as the processor writes it (camelCase keys), decoded in C.
-
-    Only a fast path: a record it refuses (PascalCase keys, a naive or offset timestamp,
-    a missing field) is read by :func:`~sensorlib.model.events.parse_alert`, the one authority.
-    """
-
-    alertId: str
-    sensorId: str
-    temperature: float
-    humidity: float
-    timestamp: datetime
-    detectedAt: datetime
-    rule: str
-    severity: Literal["warning", "critical"]
-    reason: str
-    location: str = ""
-
-
-_DECODE_ALERT = msgspec.json.Decoder(_WireAlert).decode
-
-
-def _utc_in_range(moment: datetime) -> bool:
-    return moment.tzinfo is UTC and _LOW <= moment < _HIGH
-
-
-def _read_alert(raw: bytes | None) -> tuple[str, str, str, float, float, datetime, datetime,
-                                            str, str, str]:
-    """(alert id, sensor, location, temperature, humidity, timestamp, detected at, rule,
-    severity, reason) of a record's value; ``ValueError`` when it is not an alert."""
-    if raw is None:
-        raise ValueError("a record without a value")
-    try:
-        w = _DECODE_ALERT(raw)
-        if _utc_in_range(w.timestamp) and _utc_in_range(w.detectedAt):
-            return (w.alertId, w.sensorId, w.location, w.temperature, w.humidity, w.timestamp,
-                    w.detectedAt, w.rule, w.severity, w.reason)
-    except msgspec.DecodeError:
-        pass
-    a = parse_alert(raw)
-    return (a.alert_id, a.sensor_id, a.location, a.temperature, a.humidity, a.timestamp,
-            a.detected_at, a.rule, a.severity, a.reason)
-
-
-def _dashboard_url(settings: Settings) -> str:
-    shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    return f"http://{shown}:{settings.dashboard_port}/live"
-
-
-def _payload(fields: tuple[str, str, str, float, float, datetime, datetime, str, str, str],
-             dashboard: str, active: timedelta, now: datetime, trace_id: str | None,
-             trace_url: str | None) -> dict[str, Any]:
-    """The postable alert with its times as ``datetime`` (encoded by msgspec as ``...Z``)."""
-    alert_id, sensor, location, temperature, humidity, when, detected, rule, severity, \
-        reason = fields
-    ends = when + active
-    if ends <= now:
-        ends = now + active
-    annotations = {
-        "summary": reason,
-        "reason": reason,
-        "values": f"{temperature:.1f} °C, {humidity:.1f} %",
-        "timestamp": when,
-        "detectedAt": detected,
-        "dashboard": dashboard,
-    }
-    if trace_id:
-        annotations["trace_id"] = trace_id
-        if trace_url:
-            annotations["trace"] = trace_url.format(trace_id=trace_id)
-    return {
-        "labels": {"alertname": _label(rule) or "alert", "sensor": _label(sensor),
-                   "location": _label(location), "severity": _label(severity),
-                   "source": "sensorlib", "alert_id": _label(alert_id)},
-        "annotations": annotations,
-        "startsAt": when,
-        "endsAt": ends,
-        "generatorURL": dashboard,
-    }
-
-
-def alert_payload(alert: Alert, settings: Settings, *, trace_id: str | None = None,
-                  active: timedelta = DEFAULT_ACTIVE, now: datetime | None = None,
-                  trace_url: str | None = None) -> dict[str, Any]:
-    """The Alertmanager v2 alert (``postableAlert``) for ``alert`` (module docstring), as
-    JSON-ready values (times as ISO-8601 ``...Z`` strings)."""
-    fields = (alert.alert_id, alert.sensor_id, alert.location, alert.temperature,
-              alert.humidity, alert.timestamp, alert.detected_at, alert.rule, alert.severity,
-              alert.reason)
-    return msgspec.json.decode(msgspec.json.encode(
-        _payload(fields, _dashboard_url(settings), active, now or datetime.now(UTC), trace_id,
-                 trace_url)))
-
-
-def _trace_url(env: Mapping[str, str]) -> str | None:
-    """Where a trace is shown: the Zipkin UI when spans go to a Zipkin."""
-    zipkin = (env.get("OTEL_EXPORTER_ZIPKIN_ENDPOINT") or "").strip()
-    if zipkin and "/api/v2/spans" in zipkin:
-        return zipkin.split("/api/v2/spans")[0] + "/zipkin/traces/{trace_id}"
-    return None
 
 
 class _Metrics:
@@ -645,60 +519,3 @@ class _Batch:
         if self.span is not None:
             self.span.end()
             self.span = None
-
-
-def _host_name(header: str) -> str:
-    if header.startswith("["):
-        return header[: header.find("]") + 1]
-    return header.rsplit(":", 1)[0]
-
-
-def serve_health(notifier: Notifier, host: str, port: int) -> ThreadingHTTPServer:
-    """``GET /health`` (JSON; 200 healthy, 503 with the reasons) and ``GET /metrics`` in a
-    thread (the archiver's shape)."""
-    allowed = set(notifier.settings.hosts())
-
-    class Handler(BaseHTTPRequestHandler):
-        timeout = notifier.settings.header_timeout
-
-        def do_GET(self) -> None:
-            name = _host_name(self.headers.get("Host") or "")
-            path = self.path.split("?")[0]
-            if name not in allowed:
-                self._send(400, {"error": f"unknown Host header {name!r}"})
-            elif path == "/metrics":
-                data = generate_latest(notifier.metrics.registry)
-                self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("X-Content-Type-Options", "nosniff")
-                self.end_headers()
-                self.wfile.write(data)
-            elif path != "/health":
-                self._send(404, {"error": "not found; try /health or /metrics"})
-            else:
-                healthy, body = notifier.health()
-                self._send(200 if healthy else 503, body)
-
-        def _send(self, code: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    try:
-        server = ThreadingHTTPServer((host, port), Handler)
-    except OSError as exc:
-        raise NotifyError(f"the notifier's /health cannot listen on {host}:{port} ({exc}); "
-                          "set SENSORLIB_NOTIFIER_PORT") from None
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="sensorlib-notify-health",
-                     daemon=True).start()
-    return server
-
