@@ -690,6 +690,12 @@ class HistoryView:
         self.plot = hv.DynamicMap(self._draw, streams=[self.range])
 
     @property
+    def band_alpha(self) -> float:
+        """The bands' opacity: faint when several sensors overlap (a sensor whose faults
+        reach far would otherwise cover the others' lines), clear for one."""
+        return 0.25 if len(self.series) <= 1 else 0.25 / min(len(self.series), 4) + 0.02
+
+    @property
     def period(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
         """First and last reading time held (UTC), None without readings."""
         if not self.series:
@@ -831,7 +837,8 @@ class HistoryView:
             line_src = ColumnDataSource({"time": [], "value": [], "low": [], "high": [],
                                          "sensor": []})
             mark_src = ColumnDataSource({"time": [], "value": [], "sensor": []})
-            band = fig.varea("time", "low", "high", source=band_src, color=colour, alpha=0.22)
+            band = fig.varea("time", "low", "high", source=band_src, color=colour,
+                             alpha=self.band_alpha)
             line = fig.line("time", "value", source=line_src, color=colour, line_width=1.6)
             marks = fig.scatter("time", "value", source=mark_src, color=colour, size=4)
             self._sources[sensor] = (band_src, line_src, mark_src)
@@ -894,7 +901,7 @@ class HistoryView:
             colour = self.colours[sensor]
             band = (d.time, d.low, d.high) if banded else (d.time[:0], d.low[:0], d.high[:0])
             elements.append(hv.Area(band, xdim, [ydim, y2dim], label=sensor).opts(
-                color=colour, alpha=0.22, line_alpha=0))
+                color=colour, alpha=self.band_alpha, line_alpha=0))
             elements.append(hv.Curve((d.time, d.value), xdim, ydim, label=sensor).opts(
                 color=colour))
             shown = (d.time, d.value) if marked else (d.time[:0], d.value[:0])

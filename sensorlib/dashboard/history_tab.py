@@ -226,9 +226,10 @@ class HistoryTab:
         self.incidents_note.object = (
             f'<div class="history-incidents" data-incidents="{n}" data-alerts="{alerts}" '
             'style="margin-top:14px">'
-            f"<b>Incidents: {n:,}</b> ({critical:,} critical), folding {alerts:,} alerts: a "
-            "sensor's alerts of one rule with no pause over 10 min. Newest first; click one "
-            "to zoom the chart to it.</div>")
+            + (f"<b>Incidents: {n:,}</b> ({critical:,} critical), folding {alerts:,} alerts: "
+               "a sensor's alerts of one rule with no pause over 10 min. Newest first; click "
+               "one to zoom the chart to it.</div>" if n else
+               "<b>No incidents</b> in this period: no alert was raised.</div>"))
         _set_table(self.incidents, incidents_table(found))
         self.incidents.visible = n > 0
 
