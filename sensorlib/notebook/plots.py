@@ -19,7 +19,7 @@ Times are shown in UTC and every axis names its unit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -576,34 +576,58 @@ def _whole_ticks(fig: Any) -> None:
 _HISTORY_TOOLS = ["xpan", "xwheel_zoom", "box_zoom", "reset", "save"]
 #: A gap between two readings of a sensor longer than this breaks its line (a silence).
 HISTORY_GAP = pd.Timedelta("30s")
+#: What a zoomed-out draw shows (:attr:`HistoryView.algorithm`).
+BANDED = "mean line, min–max band"
 
 
-def _downsampler() -> tuple[str, Any]:
-    """The downsampling algorithm: tsdownsample's MinMaxLTTB (Rust) when it is installed, else
-    a numpy min–max per bucket (same look: every spike kept)."""
-    try:
-        from tsdownsample import MinMaxLTTBDownsampler
-    except ImportError:  # pragma: no cover - pinned, but optional at run time
-        return "minmax", None
-    return "minmax-lttb", MinMaxLTTBDownsampler()
+class Drawn(NamedTuple):
+    """What is drawn of one sensor: ``time``, ``value`` (the reading, or the bucket's
+    mean), ``low``/``high`` (the bucket's min and max; the reading itself when raw) and
+    ``n``, the readings the range holds. NaN breaks the line (a silence, an empty bucket)."""
+
+    time: Any
+    value: Any
+    low: Any
+    high: Any
+    n: int
 
 
-def _minmax_indices(x: Any, n_out: int) -> Any:
+def _bucketed(x: Any, y: Any, edges: Any) -> tuple[Any, Any, Any, Any]:
+    """Mean, min and max of ``y`` per bucket ``[edges[k], edges[k+1])`` (``x`` sorted,
+    int64 ns), with NaN for an empty bucket; times are the buckets' middles."""
     import numpy as np
 
-    buckets = np.array_split(np.arange(len(x)), max(1, n_out // 2))
-    return np.unique(np.concatenate([b[[0, -1]] for b in buckets if len(b)]))
+    bounds = np.searchsorted(x, edges, "left")
+    counts = np.diff(bounds)
+    filled = counts > 0
+    starts = bounds[:-1][filled]
+    y = y[: bounds[-1]]
+    nb = len(edges) - 1
+    mean = np.full(nb, np.nan)
+    low = np.full(nb, np.nan)
+    high = np.full(nb, np.nan)
+    if len(starts):
+        mean[filled] = np.add.reduceat(y, starts) / counts[filled]
+        low[filled] = np.minimum.reduceat(y, starts)
+        high[filled] = np.maximum.reduceat(y, starts)
+    middles = (edges[:-1] + (edges[1] - edges[0]) // 2).view("datetime64[ns]")
+    return middles, mean, low, high
 
 
 class HistoryView:
-    """Readings of any period as one line per sensor, downsampled to the visible range.
+    """Readings of any period, one series per sensor, redrawn for the visible range.
 
     Every sensor's readings are kept once in memory (numpy, sorted by time); each draw (the
-    first, and each zoom or pan: a :class:`holoviews.streams.RangeX` stream) slices the
-    visible range with a binary search and draws at most about ``width`` points per sensor
-    with MinMaxLTTB (``tsdownsample``), which keeps every spike. Zoomed in far enough, every
-    reading is drawn, with a marker on each. A silence longer than :data:`HISTORY_GAP` breaks
-    the line. :attr:`resolution` says what the last draw showed (:meth:`summary` as text).
+    first, and each zoom or pan: a :class:`holoviews.streams.RangeX` stream, or a Bokeh
+    ``RangesUpdate`` in :meth:`figure`) slices the visible range with a binary search.
+    Zoomed out (more than ``2 × points`` readings per sensor in view) each sensor is drawn
+    as its **mean line inside a min–max band** over round time buckets
+    (:func:`pick_bucket`, about ``points / 2`` of them, on a fixed grid so a pan does not
+    shift them): a month stays readable and a one-reading spike still reaches the band's
+    edge. Zoomed in, every reading is drawn (with a marker once few enough are in view). A
+    silence longer than :data:`HISTORY_GAP` (zoomed in) or an empty bucket (zoomed out)
+    breaks the line. :attr:`resolution` says what the last draw showed (:meth:`summary`
+    as text).
     """
 
     def __init__(self, readings: pd.DataFrame, field: str = "temperature", *,
@@ -620,31 +644,57 @@ class HistoryView:
         self.field = field
         self.width = width
         self.height = height
-        self.points = points or width  # points per sensor at most
-        self.algorithm, self._ds = _downsampler()
+        self.points = points or width  # raw readings per sensor at most; buckets: half
+        self.algorithm = BANDED
         self.title = title
+        #: sensor -> (times as datetime64[ns], values, where a silence breaks the line:
+        #: the index of each reading that follows one)
         self.series: dict[str, tuple[Any, Any, Any]] = {}
         if not readings.empty:
             # numpy, not groupby: a month is millions of rows (replay frames are time-sorted).
-            codes, names = pd.factorize(readings["sensorId"], sort=True)
-            order = np.argsort(codes, kind="stable")
-            times = readings["timestamp"].dt.tz_convert(None).to_numpy("datetime64[ns]")[order]
-            values = readings[field].to_numpy("float64")[order]
-            bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
-            for k, sensor in enumerate(names):
-                x, y = times[bounds[k]:bounds[k + 1]], values[bounds[k]:bounds[k + 1]]
-                if len(x) > 1 and (np.diff(x.view("int64")) < 0).any():
+            ids = readings["sensorId"]
+            if isinstance(ids.dtype, pd.CategoricalDtype):  # the archive's frames: no factorize
+                codes, names = ids.cat.codes.to_numpy(), ids.cat.categories
+            else:
+                codes, names = pd.factorize(ids)
+            stamps = readings["timestamp"]
+            if not (isinstance(stamps.dtype, pd.DatetimeTZDtype) or stamps.dtype.kind == "M"):
+                stamps = pd.to_datetime(stamps, utc=True)
+            unit = (stamps.dtype.unit if isinstance(stamps.dtype, pd.DatetimeTZDtype)
+                    else np.datetime_data(stamps.dtype)[0])
+            ticks = stamps.array.asi8  # UTC (naive times are taken as UTC), no copy
+            to_ns = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[unit]
+            values = readings[field].to_numpy("float64")
+            present = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(names)))
+            if len(present) <= 32:  # a mask per sensor: cheaper than sorting millions of rows
+                parts = {k: codes == k for k in present}
+            else:
+                order = np.argsort(codes, kind="stable")
+                bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+                parts = {k: order[bounds[k]:bounds[k + 1]] for k in present}
+            for k in sorted(present.tolist(), key=lambda k: str(names[k])):
+                rows = parts[k]
+                x = ticks[rows] * to_ns if to_ns != 1 else ticks[rows]
+                y = values[rows]
+                step = np.diff(x)
+                if len(x) > 1 and (step < 0).any():
                     by_time = np.argsort(x, kind="stable")
                     x, y = x[by_time], y[by_time]
-                gaps = np.concatenate([[0], np.cumsum(np.diff(x.view("int64"))
-                                                      > HISTORY_GAP.value)])
-                self.series[str(sensor)] = (x, y, gaps)
+                    step = np.diff(x)
+                breaks = np.flatnonzero(step > HISTORY_GAP.value) + 1
+                self.series[str(names[k])] = (x.view("datetime64[ns]"), y, breaks)
         self.colours = sensor_colours(list(self.series))
         self.total = int(sum(len(s[0]) for s in self.series.values()))
         self.resolution: dict[str, Any] = {}
         self.on_draw: list[Any] = []
         self.range = hv.streams.RangeX()
         self.plot = hv.DynamicMap(self._draw, streams=[self.range])
+
+    @property
+    def band_alpha(self) -> float:
+        """The bands' opacity: faint when several sensors overlap (a sensor whose faults
+        reach far would otherwise cover the others' lines), clear for one."""
+        return 0.25 if len(self.series) <= 1 else 0.25 / min(len(self.series), 4) + 0.02
 
     @property
     def period(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
@@ -655,66 +705,109 @@ class HistoryView:
         hi = max(s[0][-1] for s in self.series.values())
         return pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC")
 
+    @staticmethod
+    def _naive_ns(value: Any) -> Any:
+        import numpy as np
+
+        ts = pd.Timestamp(value)
+        return np.datetime64(ts.tz_convert(None) if ts.tzinfo is not None else ts, "ns")
+
+    def _bounds(self, x_range: tuple[Any, Any] | None) -> tuple[Any, Any] | None:
+        if x_range is None or x_range[0] is None or x_range[1] is None:
+            return None
+        return self._naive_ns(x_range[0]), self._naive_ns(x_range[1])
+
     def visible(self, sensor: str, x_range: tuple[Any, Any] | None) -> tuple[Any, Any, Any]:
-        """One sensor's readings inside ``x_range`` (all without a range)."""
+        """One sensor's readings inside ``x_range`` (all without a range), with one more
+        beyond each edge so a line reaches the border of the plot, and where a silence
+        breaks the line (indices into the slice)."""
         import numpy as np
 
-        x, y, gaps = self.series[sensor]
-        if x_range is None or x_range[0] is None:
-            return x, y, gaps
-        lo, hi = (np.datetime64(pd.Timestamp(v).tz_localize(None) if pd.Timestamp(v).tzinfo
-                                is None else pd.Timestamp(v).tz_convert(None), "ns")
-                  for v in x_range)
-        # One reading beyond each edge, so the line reaches the border of the plot.
-        i = max(0, int(np.searchsorted(x, lo, "left")) - 1)
-        j = min(len(x), int(np.searchsorted(x, hi, "right")) + 1)
-        return x[i:j], y[i:j], gaps[i:j]
+        x, y, breaks = self.series[sensor]
+        bounds = self._bounds(x_range)
+        if bounds is None:
+            return x, y, breaks
+        i = max(0, int(np.searchsorted(x, bounds[0], "left")) - 1)
+        j = min(len(x), int(np.searchsorted(x, bounds[1], "right")) + 1)
+        inside = breaks[np.searchsorted(breaks, i, "right"):np.searchsorted(breaks, j, "left")]
+        return x[i:j], y[i:j], inside - i
 
-    def sample(self, sensor: str, x_range: tuple[Any, Any] | None) -> tuple[Any, Any, int]:
-        """What is drawn of one sensor in ``x_range``: times, values (NaN breaks a line at a
-        silence), and how many readings the range holds."""
+    def bucket(self, x_range: tuple[Any, Any] | None) -> pd.Timedelta:
+        """The bucket width of a zoomed-out draw of ``x_range``: a round width giving about
+        ``points / 2`` buckets (at least 2 × the sensors' 2-s interval)."""
+        bounds = self._bounds(x_range)
+        if bounds is None:
+            period = self.period
+            if period is None:
+                return pd.Timedelta("1min")
+            bounds = (period[0].tz_convert(None), period[1].tz_convert(None))
+        return pick_bucket(pd.Timestamp(bounds[0]), pd.Timestamp(bounds[1]),
+                           points=max(1, self.points // 2), interval=pd.Timedelta("2s"))
+
+    def _edges(self, x_range: tuple[Any, Any] | None, bucket: pd.Timedelta) -> Any:
+        """Bucket edges (int64 ns) over the range, on the bucket's grid from the epoch."""
         import numpy as np
 
-        x, y, gaps = self.visible(sensor, x_range)
+        bounds = self._bounds(x_range)
+        if bounds is None:
+            period = self.period
+            assert period is not None
+            lo, hi = period[0].tz_convert(None), period[1].tz_convert(None)
+            bounds = (self._naive_ns(lo), self._naive_ns(hi))
+        step = bucket.value
+        first = int(bounds[0].astype("int64")) // step * step
+        last = -(-(int(bounds[1].astype("int64")) + 1) // step) * step
+        return np.arange(first, last + step, step, dtype=np.int64)
+
+    def sample(self, sensor: str, x_range: tuple[Any, Any] | None, *,
+               banded: bool | None = None) -> Drawn:
+        """What is drawn of one sensor in ``x_range``: every reading, or (``banded``; by
+        default when it holds more than ``2 × points`` readings) each bucket's mean, min
+        and max (see :class:`Drawn`)."""
+        import numpy as np
+
+        x, y, breaks = self.visible(sensor, x_range)
         n = len(x)
-        if n > 2 * self.points:
-            if self._ds is not None:
-                idx = np.asarray(self._ds.downsample(x.view("int64"), y, n_out=self.points,
-                                                     parallel=False), dtype=np.int64)
-            else:
-                idx = _minmax_indices(x, self.points)
-            x, y, gaps = x[idx], y[idx], gaps[idx]
-        breaks = np.flatnonzero(np.diff(gaps) > 0) + 1
+        if n and x_range is not None and x_range[0] is not None:  # not the edge readings
+            lo, hi = self._bounds(x_range) or (x[0], x[-1])
+            n = int(np.searchsorted(x, hi, "right") - np.searchsorted(x, lo, "left"))
+        if banded is None:
+            banded = n > 2 * self.points
+        if banded:
+            edges = self._edges(x_range, self.bucket(x_range))
+            t, mean, low, high = _bucketed(x.view("int64"), y.astype("float64", copy=False),
+                                           edges)
+            return Drawn(t, mean, low, high, n)
+        y = y.astype("float64", copy=False)
         if len(breaks):
             x = np.insert(x, breaks, x[breaks - 1])
-            y = np.insert(y.astype("float64"), breaks, np.nan)
-        return x, y, n
+            y = np.insert(y, breaks, np.nan)
+        return Drawn(x, y, y, y, n)
 
     def compute(self, x_range: tuple[Any, Any] | None = None
-                ) -> tuple[dict[str, tuple[Any, Any]], bool]:
-        """What to draw for ``x_range`` (None: everything): per sensor (times, values), and
-        whether single readings get markers. Sets :attr:`resolution`, calls :attr:`on_draw`."""
-        out = {}
-        visible = drawn = 0
-        for sensor in self.series:
-            x, y, n = self.sample(sensor, x_range)
-            visible += n
-            drawn += len(x)
-            out[sensor] = (x, y)
-        raw = visible <= 2 * self.points * max(1, len(self.series))
+                ) -> tuple[dict[str, Drawn], bool, bool]:
+        """What to draw for ``x_range`` (None: everything): per sensor a :class:`Drawn`,
+        whether it is banded (zoomed out) and whether single readings get markers. Sets
+        :attr:`resolution`, calls :attr:`on_draw`."""
+        counts = {s: len(self.visible(s, x_range)[0]) for s in self.series}
+        banded = any(n > 2 * self.points for n in counts.values())
+        out = {s: self.sample(s, x_range, banded=banded) for s in self.series}
+        visible = sum(d.n for d in out.values())
+        drawn = sum(int((~_isnan(d.value)).sum()) for d in out.values())
         lo, hi = x_range if x_range and x_range[0] is not None else (
             self.period if self.period else (None, None))
         span = (pd.Timestamp(hi) - pd.Timestamp(lo)) if lo is not None else pd.Timedelta(0)
-        per_sensor = max(1, drawn // max(1, len(self.series)))
+        bucket = self.bucket(x_range) if banded else None
         self.resolution = {
-            "visible": visible, "drawn": drawn, "raw": bool(raw),
+            "visible": visible, "drawn": drawn, "raw": not banded,
             "span_seconds": span.total_seconds(),
-            "per_point_seconds": 0.0 if raw else span.total_seconds() / per_sensor,
-            "algorithm": "none" if raw else self.algorithm, "sensors": len(self.series),
+            "per_point_seconds": bucket.total_seconds() if bucket is not None else 0.0,
+            "bucket": bucket_label(bucket) if bucket is not None else None,
+            "algorithm": BANDED if banded else "none", "sensors": len(self.series),
         }
         for hook in self.on_draw:
             hook(self.resolution)
-        return out, raw and visible <= 3000
+        return out, banded, not banded and visible <= 3000
 
     # -- Bokeh (the dashboard: a zoom updates the data sources, nothing else) --------------
 
@@ -737,23 +830,25 @@ class HistoryView:
                      output_backend="canvas")
         _time_axis(fig)
         fig.yaxis.axis_label = f"{label} ({unit})"
-        self._sources: dict[str, tuple[Any, Any]] = {}
+        self._sources: dict[str, tuple[Any, Any, Any]] = {}
         items, lines = [], []
         for sensor in self.series:
             colour = self.colours[sensor]
-            line_src = ColumnDataSource({"time": [], "value": [], "sensor": []})
+            band_src = ColumnDataSource({"time": [], "low": [], "high": []})
+            line_src = ColumnDataSource({"time": [], "value": [], "low": [], "high": [],
+                                         "sensor": []})
             mark_src = ColumnDataSource({"time": [], "value": [], "sensor": []})
-            line = fig.line("time", "value", source=line_src, color=colour, line_width=1,
-                            alpha=0.85)
+            band = fig.varea("time", "low", "high", source=band_src, color=colour,
+                             alpha=self.band_alpha)
+            line = fig.line("time", "value", source=line_src, color=colour, line_width=1.6)
             marks = fig.scatter("time", "value", source=mark_src, color=colour, size=4)
-            self._sources[sensor] = (line_src, mark_src)
-            items.append((sensor, [line, marks]))
+            self._sources[sensor] = (band_src, line_src, mark_src)
+            items.append((sensor, [band, line, marks]))
             lines.append(line)
         _legend_outside(fig, items)
         # @sensor is data: Bokeh escapes it in the tooltip.
-        fig.add_tools(HoverTool(renderers=lines, tooltips=[
-            ("sensor", "@sensor"), ("time (UTC)", "@time{%F %T}"),
-            (f"{label} ({unit})", "@value{0.00}")], formatters={"@time": "datetime"}))
+        self._hover = HoverTool(renderers=lines, formatters={"@time": "datetime"})
+        fig.add_tools(self._hover)
         self._figure = fig
         self.set_range(None)
 
@@ -764,15 +859,31 @@ class HistoryView:
             fig.on_event(RangesUpdate, on_ranges)
         return fig
 
+    def _tooltips(self, banded: bool) -> list[tuple[str, str]]:
+        label, unit = FIELDS[self.field]
+        if not banded:
+            return [("sensor", "@sensor"), ("time (UTC)", "@time{%F %T}"),
+                    (f"{label} ({unit})", "@value{0.00}")]
+        per = self.resolution.get("bucket") or ""
+        return [("sensor", "@sensor"), (f"{per} around (UTC)", "@time{%F %H:%M}"),
+                (f"mean ({unit})", "@value{0.00}"),
+                (f"min – max ({unit})", "@low{0.00} – @high{0.00}")]
+
     def set_range(self, x_range: tuple[Any, Any] | None) -> None:
         """Redraw the Bokeh figure's sources for ``x_range`` (naive UTC times)."""
-        data, marked = self.compute(x_range)
-        for sensor, (x, y) in data.items():
-            line_src, mark_src = self._sources[sensor]
-            names = [sensor] * len(x)
-            line_src.data = {"time": x, "value": y, "sensor": names}
-            mark_src.data = ({"time": x, "value": y, "sensor": names} if marked else
-                             {"time": x[:0], "value": y[:0], "sensor": []})
+        data, banded, marked = self.compute(x_range)
+        for sensor, d in data.items():
+            band_src, line_src, mark_src = self._sources[sensor]
+            names = [sensor] * len(d.time)
+            band_src.data = ({"time": d.time, "low": d.low, "high": d.high} if banded else
+                             {"time": d.time[:0], "low": d.low[:0], "high": d.high[:0]})
+            line_src.data = {"time": d.time, "value": d.value, "low": d.low, "high": d.high,
+                             "sensor": names}
+            mark_src.data = ({"time": d.time, "value": d.value, "sensor": names} if marked else
+                             {"time": d.time[:0], "value": d.value[:0], "sensor": []})
+        tooltips = self._tooltips(banded)
+        if self._hover.tooltips != tooltips:
+            self._hover.tooltips = tooltips
 
     # -- HoloViews (notebooks: a DynamicMap on a RangeX stream) ----------------------------
 
@@ -781,20 +892,28 @@ class HistoryView:
 
         label, unit = FIELDS[self.field]
         ydim = hv.Dimension(self.field, label=label, unit=unit)
+        y2dim = hv.Dimension(f"{self.field}_high", label=label, unit=unit)
         xdim = hv.Dimension("time", label=_TIME_LABEL)
-        data, marked = self.compute(x_range)
-        elements = [hv.Curve(xy, xdim, ydim, label=sensor).opts(color=self.colours[sensor])
-                    for sensor, xy in data.items()]
-        # Markers on every reading once few enough are in view; always one Scatter per sensor
-        # (empty when zoomed out): a DynamicMap's overlay cannot gain elements later.
-        for sensor, (x, y) in data.items():
-            elements.append(hv.Scatter((x, y) if marked else (x[:0], y[:0]), xdim, ydim,
-                                       label=sensor).opts(color=self.colours[sensor], size=4))
+        data, banded, marked = self.compute(x_range)
+        # Always one band, one curve and one scatter per sensor (empty when not shown): a
+        # DynamicMap's overlay cannot gain elements later.
+        elements: list[Any] = []
+        for sensor, d in data.items():
+            colour = self.colours[sensor]
+            band = (d.time, d.low, d.high) if banded else (d.time[:0], d.low[:0], d.high[:0])
+            elements.append(hv.Area(band, xdim, [ydim, y2dim], label=sensor).opts(
+                color=colour, alpha=self.band_alpha, line_alpha=0))
+            elements.append(hv.Curve((d.time, d.value), xdim, ydim, label=sensor).opts(
+                color=colour))
+            shown = (d.time, d.value) if marked else (d.time[:0], d.value[:0])
+            elements.append(hv.Scatter(shown, xdim, ydim, label=sensor).opts(color=colour,
+                                                                               size=4))
         if not elements:
             elements = [hv.Curve([], xdim, ydim)]
         return hv.Overlay(elements).opts(
-            hv.opts.Curve(line_width=1, alpha=0.85, tools=["hover"], default_tools=_HISTORY_TOOLS),
+            hv.opts.Curve(line_width=1.6, tools=["hover"], default_tools=_HISTORY_TOOLS),
             hv.opts.Scatter(default_tools=_HISTORY_TOOLS),
+            hv.opts.Area(default_tools=_HISTORY_TOOLS),
             hv.opts.Overlay(height=self.height, responsive=True, show_grid=True,
                             legend_position="right", title=self.title or f"{label} ({unit})",
                             active_tools=["xwheel_zoom", "xpan"],
@@ -809,10 +928,15 @@ class HistoryView:
         if not r["visible"]:
             return "No readings in this range."
         shown = (f"every reading drawn ({r['visible']:,})" if r["raw"] else
-                 f"{r['visible']:,} readings in view, {r['drawn']:,} points drawn "
-                 f"({r['algorithm']}, about one per {_duration(r['per_point_seconds'])} "
-                 "per sensor; zoom in for more detail)")
+                 f"{r['visible']:,} readings in view: mean line and min–max band per "
+                 f"{r['bucket']} ({r['drawn']:,} points drawn; zoom in for single readings)")
         return f"{r['sensors']} sensor{'s' if r['sensors'] != 1 else ''} · {shown}"
+
+
+def _isnan(values: Any) -> Any:
+    import numpy as np
+
+    return np.isnan(np.asarray(values, dtype="float64"))
 
 
 def _duration(seconds: float) -> str:

@@ -41,6 +41,8 @@ __all__ = [
     "ALERT_RECORDS",
     "READING_DTYPES",
     "READING_RECORDS",
+    "READ_CATEGORIES",
+    "READ_READING_DTYPES",
     "RecordKind",
     "decode",
     "decode_alerts",
@@ -55,6 +57,13 @@ READING_DTYPES: dict[str, str] = {
     "sensorId": "str", "temperature": "float64", "humidity": "float64", "location": "str",
     "timestamp": "datetime64[us, UTC]", "partition": "int32", "offset": "int64",
 }
+#: The readings columns a *read* holds as categories (:func:`sensorlib.replay.reader.read_readings`,
+#: ``tail_readings``): a handful of distinct values over millions of rows, one byte a row
+#: instead of a string each (categories sorted, so sorting by them sorts by the text).
+READ_CATEGORIES = ("sensorId", "location")
+#: Column dtypes of a frame :func:`sensorlib.replay.reader.read_readings` returns.
+READ_READING_DTYPES: dict[str, str] = {**READING_DTYPES,
+                                       **dict.fromkeys(READ_CATEGORIES, "category")}
 #: Column dtypes of an alerts frame (the same as ``pipeline.alerts_to_frame`` plus
 #: where each alert was stored).
 ALERT_DTYPES: dict[str, str] = {**_FRAME_ALERT_DTYPES, "partition": "int32", "offset": "int64"}

@@ -18,9 +18,51 @@ import pandas as pd
 
 from sensorlib.replay.decode import RecordKind, empty_frame
 
-__all__ = ["ReplayWarning", "assemble", "check_sensors", "warn"]
+__all__ = ["ReplayWarning", "as_categories", "assemble", "check_sensors", "warn"]
 
 log = logging.getLogger("sensorlib.replay.reader")
+
+
+def _sorted_categories(values: Iterable[str]) -> pd.CategoricalDtype:
+    return pd.CategoricalDtype(pd.Index(sorted(set(values)), dtype="str"))
+
+
+def _is(series: pd.Series, dtype: pd.CategoricalDtype) -> bool:
+    """Whether ``series`` has exactly ``dtype``'s categories in its order (pandas calls two
+    unordered category sets equal in any order)."""
+    return (isinstance(series.dtype, pd.CategoricalDtype)
+            and series.cat.categories.dtype == dtype.categories.dtype
+            and series.cat.categories.equals(dtype.categories))
+
+
+def _to(series: pd.Series, dtype: pd.CategoricalDtype) -> pd.Series:
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.cat.set_categories(dtype.categories)
+    return series.astype(dtype)
+
+
+def as_categories(frame: pd.DataFrame, columns: Iterable[str],
+                  like: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``frame`` with ``columns`` as categoricals whose categories are sorted text (in place
+    and returned); with ``like``, the categories are the union of both frames' and ``like``
+    is given them too, so the two concatenate as categoricals."""
+    for column in columns:
+        if column not in frame:
+            continue
+        series = frame[column]
+        values = (series.cat.categories if isinstance(series.dtype, pd.CategoricalDtype)
+                  else series.dropna().unique())
+        found = [str(v) for v in values]
+        if like is not None and column in like:
+            other = like[column]
+            found += [str(v) for v in (other.cat.categories if isinstance(
+                other.dtype, pd.CategoricalDtype) else other.dropna().unique())]
+        dtype = _sorted_categories(found)
+        if not _is(series, dtype):
+            frame[column] = _to(series, dtype)
+        if like is not None and column in like and not _is(like[column], dtype):
+            like[column] = _to(like[column], dtype)
+    return frame
 
 
 def assemble(frames: list[pd.DataFrame], kind: RecordKind, start: pd.Timestamp | None,

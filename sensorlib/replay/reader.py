@@ -46,6 +46,8 @@ from sensorlib.notebook.analysis import compare_rules, latest_by_sensor, replay_
 from sensorlib.replay.decode import (
     ALERT_DTYPES,
     ALERT_RECORDS,
+    READ_CATEGORIES,
+    READ_READING_DTYPES,
     READING_DTYPES,
     READING_RECORDS,
     RecordKind,
@@ -54,12 +56,13 @@ from sensorlib.replay.decode import (
     empty_alerts,
     empty_readings,
 )
-from sensorlib.replay.frames import ReplayWarning, assemble, check_sensors, warn
+from sensorlib.replay.frames import ReplayWarning, as_categories, assemble, check_sensors, warn
 from sensorlib.replay.periods import TimeLike, resolve_period, to_utc
 
 __all__ = [
     "ALERT_DTYPES",
     "READING_DTYPES",
+    "READ_READING_DTYPES",
     "ReadOptions",
     "ReplayError",
     "ReplayWarning",
@@ -147,9 +150,13 @@ def _read(kind: RecordKind, topic_of: Callable[[Settings], str], settings: Setti
     wanted = None if sensors is None else list(sensors)
     topic = topic_of(settings)
     table_kind = history.READINGS if kind is READING_RECORDS else history.ALERTS
+    # Readings come back with sensorId/location as categories (READ_READING_DTYPES),
+    # whatever the source: a month is millions of rows of a handful of ids.
+    categories = READ_CATEGORIES if kind is READING_RECORDS else ()
+    read_dtypes = READ_READING_DTYPES if kind is READING_RECORDS else kind.dtypes
     archived = None
     if source in ("auto", "archive"):
-        archived = history.scan(settings, table_kind, t0, t1, wanted, kind.dtypes)
+        archived = history.scan(settings, table_kind, t0, t1, wanted, read_dtypes)
         if archived is None and source == "archive":
             raise ReplayError(f"there is no archive of {topic!r} in {settings.warehouse}; run "
                               "`sensorlib archive` (or read with source='kafka')")
@@ -165,7 +172,7 @@ def _read(kind: RecordKind, topic_of: Callable[[Settings], str], settings: Setti
         if source == "auto" and not kafka_down:
             kafka_tail = fetch(settings, topic, None, kind, progress=progress,
                                slack=timedelta(0), timeout=timeout, offsets=archived.offsets)
-        out = _with_tail(archived.frame, kafka_tail, kind, t0, t1, wanted, topic)
+        out = _with_tail(archived.frame, kafka_tail, kind, t0, t1, wanted, topic, categories)
         if out.empty and (covered := history.event_range(settings, table_kind)) is not None:
             warn(out, f"no {kind.name}s with event times in the period "
                       f"({'-inf' if t0 is None else t0.isoformat()} to "
@@ -204,6 +211,7 @@ def _read(kind: RecordKind, topic_of: Callable[[Settings], str], settings: Setti
 
         def known() -> set[str]:
             return set(out.attrs["seen_sensors"])
+    as_categories(out, categories)
     check_sensors(out, wanted, known, kind)
     out.attrs.update(start=None if t0 is None else t0.isoformat(),
                      end=None if t1 is None else t1.isoformat())
@@ -212,7 +220,7 @@ def _read(kind: RecordKind, topic_of: Callable[[Settings], str], settings: Setti
 
 def _with_tail(archived: pd.DataFrame, tail: list[pd.DataFrame], kind: RecordKind,
                t0: pd.Timestamp | None, t1: pd.Timestamp | None, wanted: list[str] | None,
-               topic: str) -> pd.DataFrame:
+               topic: str, categories: tuple[str, ...] = ()) -> pd.DataFrame:
     """The archive's rows (valid, in the period, ordered: see ``history.scan``) followed by
     Kafka's tail beyond them, as :func:`~sensorlib.replay.frames.assemble` would give them both —
     without copying a month of archive rows through it when the tail adds nothing."""
@@ -226,7 +234,8 @@ def _with_tail(archived: pd.DataFrame, tail: list[pd.DataFrame], kind: RecordKin
             tail_frame = tail_frame.loc[~again]
     if tail_frame.empty:
         out = archived.reset_index(drop=True)
-    else:
+    else:  # the same categories on both sides: the concatenation stays categorical
+        tail_frame = as_categories(tail_frame.copy(), categories, like=archived)
         out = pd.concat([archived, tail_frame], ignore_index=True)
         ts = out["timestamp"].array.asi8
         if len(archived) and len(tail_frame) and ts[len(archived):].min() < ts[
@@ -287,8 +296,9 @@ def read_readings(
 
     Returns:
         Columns ``sensorId, temperature, humidity, location, timestamp, partition,
-        offset`` (see :data:`READING_DTYPES`), sorted by timestamp (then partition,
-        offset), without duplicates. ``attrs``: ``invalid`` (records that failed
+        offset`` (see :data:`READ_READING_DTYPES`: ``sensorId`` and ``location`` are
+        categoricals with sorted categories, a byte a row), sorted by timestamp (then
+        partition, offset), without duplicates. ``attrs``: ``invalid`` (records that failed
         validation, left out; ``invalid_examples`` shows a few), ``source``,
         ``from_archive`` / ``from_kafka`` and ``warnings``.
 
@@ -336,4 +346,5 @@ def tail_readings(settings: Settings | None = None, seconds: float = 5.0, *,
     t0 = to_utc(since)
     frames = tail(settings, topic, READING_RECORDS, seconds=seconds, max_records=max_records,
                   since_ms=None if t0 is None else int(t0.timestamp() * 1000))
-    return assemble(frames, READING_RECORDS, None, None, None, topic)
+    return as_categories(assemble(frames, READING_RECORDS, None, None, None, topic),
+                         READ_CATEGORIES)

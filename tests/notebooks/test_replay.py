@@ -18,7 +18,7 @@ from sensorlib.model.events import Reading
 from sensorlib.replay.export import ExportError
 from sensorlib.replay.reader import (
     ALERT_DTYPES,
-    READING_DTYPES,
+    READ_READING_DTYPES,
     ReplayError,
     read_alerts,
     read_readings,
@@ -41,7 +41,7 @@ def key(r: Reading) -> tuple[str, datetime]:
 def test_reads_everything_once_in_timestamp_order(seeded: Seeded) -> None:
     frame = read_readings(settings=seeded.settings)
     assert len(frame) == len(seeded.readings)
-    assert dtypes(frame) == READING_DTYPES
+    assert dtypes(frame) == READ_READING_DTYPES
     assert frame["timestamp"].is_monotonic_increasing
     assert not frame.duplicated(["partition", "offset"]).any()
     assert frame.attrs["invalid"] == 0
@@ -84,7 +84,7 @@ def test_empty_topic_gives_typed_empty_frames(topics: Settings) -> None:
     readings = read_readings(settings=topics)
     alerts = read_alerts("1h ago", "now", settings=topics)
     assert readings.empty and alerts.empty
-    assert dtypes(readings) == READING_DTYPES
+    assert dtypes(readings) == READ_READING_DTYPES
     assert dtypes(alerts) == ALERT_DTYPES
     assert readings.attrs["invalid"] == 0
 
