@@ -7,23 +7,28 @@ raises exactly the alerts a live run raised, with the same ids.
 from __future__ import annotations
 
 import heapq
-import math
-from collections import deque
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import count
-from typing import TYPE_CHECKING
+from itertools import count, groupby
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
 
-from sensorlib.events import Alert, Reading, Severity, alert_id, status_of
+from sensorlib.events import Alert, Reading, Severity, alert_id
+from sensorlib.rules import EVERY, SEQUENCE, TICK, Finding, Rule, Run
+from sensorlib.rules import registry as rule_registry
+from sensorlib.rules.outlier import Z_MARGIN
+from sensorlib.rules.silent import Silent
 from sensorlib.times import from_us, to_us, utcnow
 
 if TYPE_CHECKING:
     from sensorlib.windows import SensorWindow
 
-__all__ = ["ALL_RULES", "FLEET", "Detector", "RuleConfig", "utcnow"]
+__all__ = ["ALL_RULES", "FLEET", "Z_MARGIN", "Detector", "RuleConfig", "utcnow"]
 
-#: Every rule name, as it appears in ``Alert.rule``.
+#: The built-in rules' names, as they appear in ``Alert.rule`` (on by default; the registry,
+#: :func:`sensorlib.rules.registry`, lists every rule, those of other packages too).
 ALL_RULES = frozenset({"threshold", "rate_of_change", "stuck", "silent", "outlier"})
 #: The ``sensorId`` of a fleet alert (a storm of silences folded into one alert). Its
 #: ``alertId`` also names the slot and the first sensor folded (see Detector.tick), so it
@@ -32,9 +37,6 @@ FLEET = "*fleet*"
 #: How many sensor ids a fleet alert's reason names.
 FLEET_NAMED = 5
 
-_US_PER_MINUTE = 60_000_000
-#: Relative margin on the outlier limit and between the two scores (see Detector.__init__).
-Z_MARGIN = 1e-9
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,12 @@ class RuleConfig:
             one ``silent`` alert for :data:`FLEET`, raised at the slot's end, saying how
             many and naming a few. ``None``: never fold.
         silent_storm_slot: the slots of ``silent_storm``, counted from the Unix epoch.
-        rules: which rules are on.
+        rules: which rules are on (names in :func:`sensorlib.rules.registry`).
+        rule_settings: the settings of rules that have no field here (a rule of another
+            package, or one registered in a notebook): rule name -> its ``Settings``.
+
+    Each built-in rule's settings are documented on its own ``Settings`` class
+    (:mod:`sensorlib.rules`); these fields are their flat, backwards-compatible face.
     """
 
     temperature_threshold: float = 35.0
@@ -88,38 +95,27 @@ class RuleConfig:
     silent_storm: int | None = 20
     silent_storm_slot: timedelta = timedelta(seconds=10)
     rules: frozenset[str] = field(default=ALL_RULES)
+    rule_settings: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        if self.rate_min_span <= timedelta(0):
-            raise ValueError(f"rate_min_span must be positive (got {self.rate_min_span})")
-        if self.silent_storm_slot < timedelta(microseconds=1):
-            raise ValueError(f"silent_storm_slot must be positive (got {self.silent_storm_slot})")
-        if self.silent_storm is not None and self.silent_storm < 0:
-            raise ValueError(f"silent_storm must be >= 0 or None (got {self.silent_storm})")
-        unknown = set(self.rules) - ALL_RULES
+        known = rule_registry()
+        unknown = set(self.rules) - set(known)
         if unknown:
-            raise ValueError(f"unknown rules {sorted(unknown)}; known: {sorted(ALL_RULES)}")
-
-
-def _span_text(us: int) -> str:
-    seconds = us / 1e6
-    if seconds < 120:
-        return f"{seconds:.0f}s" if seconds >= 1 else f"{seconds * 1000:.0f}ms"
-    return f"{seconds / 60:.1f} min"
+            raise ValueError(f"unknown rules {sorted(unknown)}; known: {sorted(known)}")
+        for cls in known.values():  # each rule's settings check themselves
+            cls.settings_from(self)
 
 
 class _SensorState:
-    """What the rules remember about one sensor between readings."""
+    """What the detector remembers about one sensor between readings: its newest reading,
+    each rule's own state (by the rule's place in ``Detector.rules``), and its deadlines."""
 
-    __slots__ = ("evict_key", "last", "last_us", "recent", "run", "silence_key", "silenced")
+    __slots__ = ("evict_key", "last", "last_us", "rules", "silence_key", "silenced")
 
-    def __init__(self, reading: Reading, ts: int) -> None:
+    def __init__(self, reading: Reading, ts: int, rules: list[Any]) -> None:
         self.last = reading  # the newest reading (by event time)
         self.last_us = ts
-        # (event time, temperature) of in-order readings, from the newest one at least
-        # ``rate_min_span`` old on: the rate of change is measured from its head.
-        self.recent: deque[tuple[int, float]] = deque([(ts, reading.temperature)])
-        self.run = 1  # consecutive readings with exactly these values
+        self.rules = rules
         # True while no silent alert is due: after one was raised for the current silence,
         # and before the sensor's second reading. A sensor is watched for silence once it
         # streams, so a one-off reading (a test POST, a back-dated import) never raises one.
@@ -131,13 +127,15 @@ class _SensorState:
 class Detector:
     """Applies the rules to each reading of each sensor; remembers cooldowns and silences.
 
-    Call :meth:`observe` with a reading and its sensor's window *before* adding the
+    The rules are the registered ones turned on in ``config.rules``
+    (:mod:`sensorlib.rules`), in registry order; each judges the readings its ``sees``
+    says. Call :meth:`observe` with a reading and its sensor's window *before* adding the
     reading to that window: the outlier rule compares the reading with what came before
     it, and lateness is judged as on arrival. (:class:`sensorlib.pipeline.Pipeline` does
-    this in the right order.) Late readings only feed the threshold rule: they are real
-    measurements worth an alert, but too old to say anything about rates, runs or
-    silence. Out-of-order readings inside the window feed the threshold and outlier
-    rules, not the ones about consecutive readings.
+    this in the right order.) Late readings only feed the rules that see every reading (the
+    threshold rule): they are real measurements worth an alert, but too old to say anything
+    about rates, runs or silence. Out-of-order readings inside the window feed the rules of
+    the window (threshold and outlier), not the ones about consecutive readings.
 
     ``clock`` gives ``detected_at``; alert ids never depend on it.
 
@@ -160,24 +158,23 @@ class Detector:
                  evict_after: timedelta | None = None) -> None:
         self.config = config
         self.clock = clock
-        on = config.rules
-        self._threshold = "threshold" in on
-        self._rate = "rate_of_change" in on
-        self._stuck = "stuck" in on
-        self._silent = "silent" in on
-        self._outlier = "outlier" in on
+        #: The rules in force, in the order one reading's alerts come.
+        self.rules: tuple[Rule[Any], ...] = tuple(
+            cls(cls.settings_from(config)) for name, cls in rule_registry().items()
+            if name in config.rules)
+        # (place, rule's update, sees) of the rules that judge readings.
+        self._checks = [(i, rule.update, rule.sees, rule.name)
+                        for i, rule in enumerate(self.rules) if rule.sees != TICK]
+        self._every = [(rule.update, rule.name) for rule in self.rules if rule.sees == EVERY]
+        self._starts = [rule.start for rule in self.rules]
+        wanted = [rule.moments_from for rule in self.rules if rule.moments_from is not None]
+        #: The window size from which some rule needs the window's moments (maxsize: never).
+        self.moments_from: int = min(wanted) if wanted else sys.maxsize
+        silent = [rule for rule in self.rules if isinstance(rule, Silent)]
+        self._silent_rule = silent[0] if silent else None
+        self._silent = bool(silent)
         self._cooldown_us = config.cooldown // timedelta(microseconds=1)
-        self._span_us = config.rate_min_span // timedelta(microseconds=1)
         self._silent_us = config.silent_after // timedelta(microseconds=1)
-        # Squared z-scores come from running window sums whose last bits depend on the order
-        # they were added in. With readings of two decimals a score can land exactly on the
-        # limit (4.00 °C from the mean, σ at its floor), so the limit, and the choice between
-        # the two scores, carry a margin far above that noise: the decision is the same
-        # whichever way the sums went (see sensorlib.runs).
-        self._z2 = config.outlier_z ** 2 * (1 + Z_MARGIN)
-        self._hot, self._wet = config.temperature_threshold, config.humidity_threshold
-        self._min_t_var = config.outlier_min_std_temperature ** 2
-        self._min_h_var = config.outlier_min_std_humidity ** 2
         self._sensors: dict[str, _SensorState] = {}
         self._last_alert: dict[tuple[str, str], int] = {}  # (sensor, rule) -> event time
         # Deadlines, so that a tick costs what falls due, not how many sensors there are:
@@ -212,8 +209,8 @@ class Detector:
                                window.moments() if self.wants_moments(len(window)) else None)
 
     def wants_moments(self, count: int) -> bool:
-        """Whether the outlier rule needs the window's moments when it holds ``count`` readings."""
-        return self._outlier and count >= self.config.outlier_min_samples
+        """Whether some rule needs the window's moments when it holds ``count`` readings."""
+        return count >= self.moments_from
 
     def observe_us(self, reading: Reading, ts: int, late: bool,
                    moments: tuple[int, float, float, float, float] | None) -> list[Alert]:
@@ -221,95 +218,79 @@ class Detector:
         epoch µs, whether it is late for its window, and the window's moments before it
         (:meth:`sensorlib.windows.SensorWindow.moments`; only when :meth:`wants_moments`)."""
         alerts: list[Alert] = []
-        # The cheap tests are inline (this runs for every reading); the methods only
-        # build the alerts.
-        if self._threshold and (reading.temperature > self._hot or reading.humidity > self._wet):
-            self._check_threshold(reading, ts, alerts)
         if late:
+            for update, name in self._every:
+                found = update(None, reading, ts, moments)
+                if found is not None:
+                    self._emit(alerts, reading, ts, name, found.severity, found.reason)
             return alerts
         state = self._sensors.get(reading.sensor_id)
         if state is None:
-            state = self._sensors[reading.sensor_id] = _SensorState(reading, ts)
+            t, h = reading.temperature, reading.humidity
+            state = self._sensors[reading.sensor_id] = _SensorState(
+                reading, ts, [start(ts, t, h) for start in self._starts])
             if self._evict_us is not None:
                 state.evict_key = key = ts + self._evict_us
                 heapq.heappush(self._evictions, (key, next(self._seq), state))
-        elif ts > state.last_us:
-            self._check_sequence(state, reading, ts, alerts)
-        if moments is not None:
-            # Compared squared, without a square root.
-            _, t_mean, t_var, h_mean, h_var = moments
-            dt, dh = reading.temperature - t_mean, reading.humidity - h_mean
-            zt2 = dt * dt / (t_var if t_var > self._min_t_var else self._min_t_var)  # noqa: FURB136 - no call
-            zh2 = dh * dh / (h_var if h_var > self._min_h_var else self._min_h_var)  # noqa: FURB136
-            if zt2 > self._z2 or zh2 > self._z2:
-                self._emit_outlier(reading, ts, zt2, zh2, t_mean, h_mean, alerts)
+            in_order = False
+        else:
+            in_order = ts > state.last_us
+        states = state.rules
+        for i, update, sees, name in self._checks:
+            if sees is SEQUENCE and not in_order:
+                continue
+            found = update(states[i], reading, ts, moments)
+            if found is not None:
+                self._emit(alerts, reading, ts, name, found.severity, found.reason)
+        if in_order:
+            state.last, state.last_us = reading, ts
+            if state.silenced:
+                self._arm(state)
         return alerts
 
-    def _check_threshold(self, r: Reading, ts: int, alerts: list[Alert]) -> None:
-        c = self.config
-        hot = r.temperature > c.temperature_threshold
-        wet = r.humidity > c.humidity_threshold
-        if not (hot or wet):
-            return
-        parts = []
-        if hot:
-            parts.append(f"High temperature: {r.temperature:.1f}°C")
-        if wet:
-            parts.append(f"High humidity: {r.humidity:.1f}%")
-        critical = status_of(r.temperature, r.humidity) == "critical"  # as the cards show
-        self._emit(alerts, r, ts, "threshold", "critical" if critical else "warning",
-                   ", ".join(parts))
+    def last_us(self, sensor_id: str) -> int | None:
+        """The event time (µs) of the sensor's newest reading, None if it is not known."""
+        state = self._sensors.get(sensor_id)
+        return None if state is None else state.last_us
 
-    def _check_sequence(self, state: _SensorState, r: Reading, ts: int,
-                        alerts: list[Alert]) -> None:
-        """Rules about consecutive readings; ``r`` is the sensor's newest reading."""
-        prev = state.last
-        if self._rate:
-            recent = state.recent
-            cutoff = ts - self._span_us
-            while len(recent) > 1 and recent[1][0] <= cutoff:
-                recent.popleft()
-            since, before = recent[0]
-            delta = r.temperature - before
-            if abs(delta) >= self.config.rate_min_delta:
-                span = max(ts - since, self._span_us)
-                per_minute = delta * _US_PER_MINUTE / span
-                if abs(per_minute) > self.config.rate_of_change:
-                    self._emit_rate(r, ts, since, delta, per_minute, alerts)
-            recent.append((ts, r.temperature))
-        if r.temperature == prev.temperature and r.humidity == prev.humidity:
-            state.run += 1
-            if self._stuck and state.run >= self.config.stuck_readings:
-                self._emit_stuck(r, ts, state.run, alerts)
-        else:
-            state.run = 1
-        state.last, state.last_us = r, ts
+    def observe_run(self, sensor_id: str, run: Run, reading_at: Callable[[int], Reading]
+                    ) -> list[tuple[int, list[Alert]]] | None:
+        """The alerts of an in-order run of a known sensor's readings (all newer than its
+        last one and its window's end), through each rule's columnar check
+        (:meth:`sensorlib.rules.Rule.update_many`): ``(position, alerts)`` of the readings
+        that raised some, and the state as :meth:`observe_us` reading by reading would leave
+        it. ``reading_at(j)`` gives the run's j-th reading (only those that alert, and the
+        last). None, with nothing changed, when the sensor is unknown or a rule declines."""
+        state = self._sensors.get(sensor_id)
+        if state is None or int(run.ts[0]) <= state.last_us:
+            return None
+        states = state.rules
+        after = list(states)
+        pending: list[tuple[int, int, Finding]] = []
+        for i, rule in enumerate(self.rules):
+            if rule.sees is TICK:
+                continue
+            done = rule.update_many(states[i], run)
+            if done is None:
+                return None
+            found, after[i] = done
+            pending.extend((j, i, f) for j, f in found)
+        pending.sort(key=_POSITION_RULE)
+        raised: list[tuple[int, list[Alert]]] = []
+        names = [rule.name for rule in self.rules]
+        ts = run.ts
+        for j, group in groupby(pending, key=_POSITION):
+            reading, at = reading_at(j), int(ts[j])
+            alerts: list[Alert] = []
+            for _, i, f in group:
+                self._emit(alerts, reading, at, names[i], f.severity, f.reason)
+            if alerts:
+                raised.append((j, alerts))
+        state.rules = after
+        state.last, state.last_us = reading_at(len(ts) - 1), int(ts[-1])
         if state.silenced:
             self._arm(state)
-
-    def _emit_rate(self, r: Reading, ts: int, since: int, delta: float, per_minute: float,
-                   alerts: list[Alert]) -> None:
-        """The rate-of-change alert: ``delta`` °C since the reading at ``since``."""
-        self._emit(alerts, r, ts, "rate_of_change", "warning",
-                   f"Temperature {'rose' if delta > 0 else 'fell'} {abs(delta):.1f}°C in "
-                   f"{_span_text(ts - since)} ({per_minute:+.1f}°C/min)")
-
-    def _emit_stuck(self, r: Reading, ts: int, run: int, alerts: list[Alert]) -> None:
-        self._emit(alerts, r, ts, "stuck", "warning", f"Stuck: same values for {run} readings")
-
-    def _emit_outlier(self, r: Reading, ts: int, zt2: float, zh2: float, t_mean: float,
-                      h_mean: float, alerts: list[Alert]) -> None:
-        """The outlier alert, once :meth:`observe_us` found a squared z-score above the limit."""
-        if zt2 >= zh2 * (1 - Z_MARGIN):  # a tie names the temperature
-            name, value, mean, z, unit = "temperature", r.temperature, t_mean, zt2, "°C"
-        else:
-            name, value, mean, z, unit = "humidity", r.humidity, h_mean, zh2, "%"
-        # Window statistics carry rounding noise (~1e-15) that depends on the order the
-        # sums were taken in: a mean of exactly 14.75 is 14.750000000000004 one way and
-        # 14.749999999999998 the other. Rounded to 1e-9 first, the text does not depend on it.
-        self._emit(alerts, r, ts, "outlier", "warning",
-                   f"Outlier: {name} {value:.1f}{unit} is {round(math.sqrt(z), 9):.1f}σ "
-                   f"from window mean {round(mean, 9):.1f}{unit}")
+        return raised
 
     # -- time passing -----------------------------------------------------------------
 
@@ -369,9 +350,11 @@ class Detector:
                 self._folded.setdefault(slot, []).append((true, sensor_id, state.last))
         alerts: list[Alert] = []
         single.sort(key=_STATE_SENSOR)
+        rule = self._silent_rule
+        assert rule is not None
         for state in single:
-            self._emit(alerts, state.last, now_us, "silent", "warning",
-                       f"Silent: no reading for {(now_us - state.last_us) / 1e6:.0f}s")
+            found = rule.finding(now_us - state.last_us)
+            self._emit(alerts, state.last, now_us, rule.name, found.severity, found.reason)
         if self._slot_counts:
             # Slots that ended: their fleet alert (if any) goes out now, their count is done.
             ended = [slot for slot in self._slot_counts if (slot + 1) * slot_us <= now_us]
@@ -388,9 +371,9 @@ class Detector:
         start = from_us(slot * slot_us)
         folded.sort(key=_FOLDED_TIME)  # by when each fell due, then sensor id
         names = [sensor_id for _, sensor_id, _ in folded[:FLEET_NAMED]]
-        more = len(folded) - len(names)
-        shown = ", ".join(names) + (f" and {more:,} more" if more else "")
         newest = folded[-1][2]
+        assert self._silent_rule is not None
+        found = self._silent_rule.fleet_finding(len(folded), names, start)
         return Alert(
             # The slot and its first sensor folded: the same in a replay, and two partitions'
             # pipelines folding in the same slot never share an id.
@@ -402,12 +385,8 @@ class Detector:
             timestamp=newest.timestamp,
             detected_at=self.clock(),
             rule="silent",
-            severity="critical",
-            # Nothing in it depends on when the tick came (the same text in a replay).
-            reason=f"Silent fleet: {len(folded):,} more sensors fell silent (no reading for "
-                   f"over {_span_text(self._silent_us)}) in the {_span_text(slot_us)} from "
-                   f"{start:%Y-%m-%d %H:%M:%S} UTC, after {self._storm} alerted one by one: "
-                   f"{shown}",
+            severity=found.severity,
+            reason=found.reason,
         )
 
     def next_silence(self) -> datetime | None:
@@ -487,8 +466,8 @@ class Detector:
         """Forget one sensor: its state and its cooldowns (O(1))."""
         self._sensors.pop(sensor_id, None)
         last_alert = self._last_alert
-        for rule in ALL_RULES:
-            last_alert.pop((sensor_id, rule), None)
+        for rule in self.rules:
+            last_alert.pop((sensor_id, rule.name), None)
 
     def __len__(self) -> int:
         """How many sensors the rules remember."""
@@ -541,3 +520,4 @@ def _folded_time(entry: tuple[int, str, Reading]) -> tuple[int, str]:
 
 
 _DUE_ORDER, _STATE_SENSOR, _FOLDED_TIME = _due_order, _state_sensor, _folded_time
+_POSITION_RULE, _POSITION = itemgetter(0, 1), itemgetter(0)

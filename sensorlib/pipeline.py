@@ -151,9 +151,8 @@ class Pipeline:
         #: ``(index in batch, TooManySensors)`` of each reading the last
         #: :meth:`process_batch_us` refused, in batch order.
         self.refused: list[tuple[int, TooManySensors]] = []
-        # Window size from which the outlier rule needs the window's moments.
-        self._moments_from = rules.outlier_min_samples if "outlier" in rules.rules \
-            else sys.maxsize
+        # Window size from which some rule needs the window's moments.
+        self._moments_from = self.detector.moments_from
         self._watermark: int | None = None  # largest event time seen, any sensor
         self._event_us = 0  # the event time being processed, for clock="event"
 
@@ -291,7 +290,12 @@ class Pipeline:
 
     def _run(self, batch: Sequence[tuple[Reading, int]], sensor_id: str, where: list[int],
              ts: np.ndarray, raised: list[tuple[int, list[Alert]]]) -> None:
-        done = process_run(self, sensor_id, list(map(_FIRST, map(batch.__getitem__, where))), ts)
+        readings = list(map(_FIRST, map(batch.__getitem__, where)))
+        k = len(readings)
+        temp = np.fromiter(map(_TEMPERATURE, readings), np.float64, k)
+        hum = np.fromiter(map(_HUMIDITY, readings), np.float64, k)
+        done = process_run(self._windows.get(sensor_id), self.detector, sensor_id,
+                           readings.__getitem__, ts, temp, hum, self._evict_us)
         if done is None:
             self._one_by_one(batch, where, raised)
             return
@@ -444,6 +448,7 @@ class Pipeline:
 
 
 _FIRST, _SECOND, _SENSOR_ID = itemgetter(0), itemgetter(1), attrgetter("sensor_id")
+_TEMPERATURE, _HUMIDITY = attrgetter("temperature"), attrgetter("humidity")
 
 
 # -- DataFrames ---------------------------------------------------------------------------

@@ -15,34 +15,20 @@ from typing import Any
 import pandas as pd
 
 from sensorlib.detect import RuleConfig
+from sensorlib.rules import Knob
 
 __all__ = ["KNOBS", "Knob", "Sweep", "sweep"]
 
 
-@dataclass(frozen=True)
-class Knob:
-    """One rule's main setting: the RuleConfig field, the rule it drives, how to show it."""
+def _knobs() -> dict[str, Knob]:
+    from sensorlib.rules import registry
 
-    field: str
-    rule: str
-    label: str
-    unit: str
-
-    def show(self, value: Any) -> str:
-        """``33 °C``, ``5 °C/min``, ``3σ``, ``20 readings``."""
-        number = f"{value:g}" if isinstance(value, float) else str(value)
-        return f"{number}{self.unit}" if self.unit in ("σ", "%") else f"{number} {self.unit}"
+    return {label: knob for cls in registry().values() for label, knob in cls.knobs.items()}
 
 
-#: The main knob of each rule that has one (the silent rule's is a duration).
-KNOBS = {
-    "temperature threshold": Knob("temperature_threshold", "threshold", "temperature threshold",
-                                  "°C"),
-    "humidity threshold": Knob("humidity_threshold", "threshold", "humidity threshold", "%"),
-    "rate of change": Knob("rate_of_change", "rate_of_change", "rate-of-change limit", "°C/min"),
-    "outlier z": Knob("outlier_z", "outlier", "outlier distance", "σ"),
-    "stuck count": Knob("stuck_readings", "stuck", "stuck-sensor run", "readings"),
-}
+#: The main knob of each rule that has one (the silent rule's is a duration), from each
+#: rule's ``knobs`` (:mod:`sensorlib.rules`).
+KNOBS = _knobs()
 
 
 @dataclass
