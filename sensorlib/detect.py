@@ -409,6 +409,11 @@ class Detector:
             heapq.heapreplace(heap, (true, next(self._seq), state))
         return None
 
+    def next_fold(self) -> int | None:
+        """The time (µs) after which a tick raises a held fleet alert (a storm's slot ends),
+        or None when none is held."""
+        return (min(self._folded) + 1) * self._slot_us - 1 if self._folded else None
+
     def next_due(self) -> datetime | None:
         """The earliest time after which :meth:`tick` or :meth:`expire` would do something:
         a silence, the end of a slot holding folded silences, or an eviction. None: nothing."""

@@ -31,6 +31,7 @@ different moment than in a replay, and near the cap that can decide a refusal di
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -42,7 +43,14 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from sensorlib.detect import Detector, RuleConfig, utcnow
-from sensorlib.events import Alert, FieldError, InvalidReading, Reading, parse_reading
+from sensorlib.events import (
+    Alert,
+    FieldError,
+    InvalidReading,
+    Reading,
+    new_reading,
+    parse_reading,
+)
 from sensorlib.runs import MIN_RUN, process_run
 from sensorlib.windows import (
     DEFAULT_WINDOW,
@@ -424,6 +432,147 @@ class Pipeline:
         self.refused = refused
         return raised, ticked
 
+    def replay_columns(self, sensor_ids: Sequence[str], ts: np.ndarray, temperature: np.ndarray,
+                       humidity: np.ndarray, locations: Sequence[str], *,
+                       tick_every: timedelta | None = DEFAULT_TICK) -> list[Alert]:
+        """:meth:`replay` over readings given as columns in event-time order (``ts``: µs,
+        non-decreasing), with no model made per reading: each sensor's in-order runs go
+        through the rules' columnar checks (:mod:`sensorlib.runs`) between the tick
+        boundaries where something falls due, which are found from the data (a gap longer
+        than ``silent_after`` or ``evict_after`` in a sensor's readings, a storm's slot end).
+        The alerts, their order and their ids are :meth:`replay`'s; with ``clock="event"``
+        their ``detected_at`` too. Readings must be valid (see :func:`run_frame`) and the
+        pipeline unlimited (``max_sensors=None``) and unused (no reading processed yet).
+        """
+        if self.max_sensors is not None or self._watermark is not None:
+            raise ValueError("replay_columns needs a new pipeline with max_sensors=None")
+        n = len(ts)
+        if n == 0:
+            return []
+        ts = np.asarray(ts, np.int64)
+        temperature = np.asarray(temperature, np.float64)
+        humidity = np.asarray(humidity, np.float64)
+        if n > 1 and (np.diff(ts) < 0).any():
+            raise ValueError("replay_columns needs the readings in event-time order")
+        codes, names = _factorize(sensor_ids)
+        step = None if tick_every is None else tick_every // _US
+        cuts = (np.empty(0, np.int64) if step is None
+                else self._due_boundaries(codes, ts, step))
+        event_clock = self.detector.clock == self._event_time
+
+        def reading_at(i: int) -> Reading:
+            return new_reading(names[codes[i]], float(temperature[i]), float(humidity[i]),
+                               locations[i], from_us(int(ts[i])))
+
+        out: list[Alert] = []
+        pos = 0
+        while pos < n:
+            first = int(ts[pos])
+            if step is not None and self._watermark is not None \
+                    and first // step > self._watermark // step:
+                out.extend(self._tick_through(first, step))  # as replay, before this reading
+            nb = sys.maxsize
+            k = int(np.searchsorted(cuts, first, "right"))
+            if k < len(cuts):
+                nb = int(cuts[k])
+            fold = self.detector.next_fold()
+            if step is not None and fold is not None:
+                nb = min(nb, max(fold // step + 1, first // step + 1) * step)
+            end = n if nb == sys.maxsize else int(np.searchsorted(ts, nb, "left"))
+            raised: list[tuple[int, list[Alert]]] = []
+            part = codes[pos:end]
+            order = np.argsort(part, kind="stable")
+            grouped = part[order]
+            edges = [0, *(np.flatnonzero(grouped[1:] != grouped[:-1]) + 1).tolist(), len(part)]
+            for a, b in itertools.pairwise(edges):
+                rows = order[a:b] + pos
+                self._columns_of(names[grouped[a]], rows, ts, temperature, humidity,
+                                 reading_at, raised)
+            raised.sort(key=_FIRST)
+            for _, found in raised:
+                if event_clock:  # replay's detectedAt: the event time of the reading
+                    found = [a.model_copy(update={"detected_at": a.timestamp}) for a in found]
+                out.extend(found)
+            pos = end
+        return out
+
+    def _columns_of(self, sensor_id: str, rows: np.ndarray, ts_all: np.ndarray,
+                    temp_all: np.ndarray, hum_all: np.ndarray,
+                    reading_at: Callable[[int], Reading],
+                    raised: list[tuple[int, list[Alert]]]) -> None:
+        """One sensor's rows (ascending) of :meth:`replay_columns`: in-order runs through
+        :func:`~sensorlib.runs.process_run`, the rest one by one (as process_batch_us)."""
+        ts = ts_all[rows]
+        evict_us = self._evict_us
+
+        def one_by_one(lo: int, hi: int) -> None:
+            for i in rows[lo:hi].tolist():
+                found = self.process_us(reading_at(i), int(ts_all[i]))
+                if found:
+                    raised.append((i, found))
+
+        start = 0
+        steps = np.diff(ts)
+        for stop in [*(np.flatnonzero((steps <= 0) | (steps > evict_us)) + 1).tolist(),
+                     len(rows)]:
+            window = self._windows.get(sensor_id)
+            wm = None if window is None else window.watermark_us
+            if wm is not None and start < stop and ts[start] > wm + evict_us:
+                window = None  # process_us starts it afresh
+            if window is None and start < stop:  # a new sensor: its first reading alone
+                one_by_one(start, start + 1)
+                start += 1
+                window = self._windows.get(sensor_id)
+            wm = None if window is None else window.watermark_us
+            if wm is not None:
+                older = int(np.searchsorted(ts[start:stop], wm, "right"))
+                one_by_one(start, start + older)
+                start += older
+            if stop - start < MIN_RUN:
+                one_by_one(start, stop)
+            else:
+                where = rows[start:stop]
+                done = process_run(self._windows.get(sensor_id), self.detector, sensor_id,
+                                   lambda j, where=where: reading_at(int(where[j])),
+                                   ts[start:stop], temp_all[where], hum_all[where], evict_us)
+                if done is None:
+                    one_by_one(start, stop)
+                else:
+                    self.stats.processed += stop - start
+                    last = int(ts[stop - 1])
+                    if self._watermark is None or last > self._watermark:
+                        self._watermark = last
+                    for j, found in done:
+                        raised.append((int(where[j]), found))
+                        for alert in found:
+                            self.stats.alerts[alert.rule] += 1
+            start = stop
+        if self._watermark is not None:
+            self._event_us = self._watermark
+
+    def _due_boundaries(self, codes: np.ndarray, ts: np.ndarray, step: int) -> np.ndarray:
+        """The tick boundaries where a silence or an eviction may fall due in readings sorted
+        by event time: for each sensor's consecutive readings ``a < b`` (and its last one,
+        with the data's end as ``b``), the first boundary past ``a + silent_after`` (or
+        ``a + evict_after``) if it comes no later than ``b``. A tick anywhere else would find
+        nothing due, so :meth:`replay_columns` need not stop there."""
+        order = np.argsort(codes, kind="stable")
+        c, t = codes[order], ts[order]
+        nxt = np.empty_like(t)
+        nxt[:-1] = t[1:]
+        nxt[-1] = ts[-1]
+        change = np.ones(len(t), bool)
+        change[:-1] = c[1:] != c[:-1]
+        nxt[change] = ts[-1]  # a sensor's last reading: until the data's end
+        found = []
+        delays = [self.rules.silent_after // _US]
+        if self.evict_after is not None:
+            delays.append(self.evict_after // _US)
+        for delay in delays:
+            boundary = ((t + delay) // step + 1) * step
+            found.append(boundary[boundary <= nxt])
+        return np.unique(np.concatenate(found))
+
     def _tick_through(self, ts: int, step: int) -> Iterator[Alert]:
         """Tick at each boundary in (watermark, ts] where a silence, a storm's slot end or an
         eviction falls due.
@@ -448,6 +597,14 @@ class Pipeline:
 
 
 _FIRST, _SECOND, _SENSOR_ID = itemgetter(0), itemgetter(1), attrgetter("sensor_id")
+
+
+def _factorize(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Codes (int64) and the distinct values, in order of first appearance."""
+    import pandas as pd  # an offline path (replay_columns): the processor never comes here
+
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), sort=False)
+    return codes.astype(np.int64), [str(u) for u in uniques]
 _TEMPERATURE, _HUMIDITY = attrgetter("temperature"), attrgetter("humidity")
 
 
@@ -575,5 +732,53 @@ def run_frame(
     order = pd.to_datetime(df["timestamp"], utc=True).argsort(kind="stable")
     ordered = df.iloc[order.to_numpy()]
     pipeline = Pipeline(window, rules, clock="event", max_sensors=max_sensors)
-    alerts = list(pipeline.replay(readings_frame_to_records(ordered), tick_every=tick_every))
+    columns = None if max_sensors is not None else _valid_columns(ordered)
+    if columns is None:  # one reading at a time (it raises for the first invalid row)
+        alerts = list(pipeline.replay(readings_frame_to_records(ordered),
+                                      tick_every=tick_every))
+    else:
+        alerts = pipeline.replay_columns(*columns, tick_every=tick_every)
     return aggregates_to_frame(pipeline.aggregates()), alerts_to_frame(alerts)
+
+
+def _valid_columns(df: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray,
+                                             np.ndarray] | None:
+    """A readings frame (in order) as :meth:`Pipeline.replay_columns`'s columns, validated
+    as :func:`parse_reading` validates each row: numbers checked as arrays, and each
+    distinct sensor id and location once. None when some row is invalid or a column is not
+    of the usual types: the row-by-row path then decides (and names the first bad row)."""
+    import pandas as pd
+
+    from sensorlib.events import HUMIDITY_RANGE, TEMPERATURE_RANGE
+
+    missing = {"sensorId", "temperature", "humidity", "timestamp"} - set(df.columns)
+    if missing or df.empty:
+        return None
+    temp, hum = df["temperature"], df["humidity"]
+    if not (pd.api.types.is_float_dtype(temp) or pd.api.types.is_integer_dtype(temp)) or not (
+            pd.api.types.is_float_dtype(hum) or pd.api.types.is_integer_dtype(hum)):
+        return None
+    t, h = temp.to_numpy(np.float64), hum.to_numpy(np.float64)
+    lo_t, hi_t = TEMPERATURE_RANGE
+    lo_h, hi_h = HUMIDITY_RANGE
+    if not (((t >= lo_t) & (t <= hi_t)).all() and ((h >= lo_h) & (h <= hi_h)).all()):
+        return None  # NaN fails these too
+    stamps = pd.to_datetime(df["timestamp"], utc=True)
+    if stamps.isna().any():
+        return None
+    ts = ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "us")).to_numpy(np.int64)
+    sensors = df["sensorId"].to_numpy(dtype=object)
+    if "location" in df.columns:
+        loc = df["location"].astype(object).where(df["location"].notna(), "").to_numpy(object)
+    else:
+        loc = np.full(len(df), "", dtype=object)
+    pairs = pd.DataFrame({"s": sensors, "l": loc}).drop_duplicates()
+    for sensor_id, location in zip(pairs["s"].tolist(), pairs["l"].tolist(), strict=True):
+        try:  # the strings' own rules (type, length, blank, control characters)
+            got = parse_reading({"sensorId": sensor_id, "temperature": 20.0, "humidity": 50.0,
+                                 "location": location, "timestamp": from_us(int(ts[0]))})
+        except InvalidReading:
+            return None
+        if got.sensor_id != sensor_id or got.location != location:
+            return None  # the parser would normalise it: row by row then
+    return sensors.tolist(), ts, t, h, loc
