@@ -196,6 +196,9 @@ class Detector:
         self._slot_counts: dict[int, int] = {}
         self._folded: dict[int, list[tuple[int, str, Reading]]] = {}
         self.evicted = 0  # sensors evicted so far (expire)
+        #: When set, :meth:`observe_run` stamps ``detected_at`` with it, from the reading's
+        #: event time (µs), instead of ``clock`` (a replay over columns, event-time clock).
+        self.run_clock: Callable[[int], datetime] | None = None
 
     # -- readings ---------------------------------------------------------------------
 
@@ -279,11 +282,19 @@ class Detector:
         raised: list[tuple[int, list[Alert]]] = []
         names = [rule.name for rule in self.rules]
         ts = run.ts
+        held = self._held
+        stamp = self.run_clock
         for j, group in groupby(pending, key=_POSITION):
-            reading, at = reading_at(j), int(ts[j])
+            at = int(ts[j])
             alerts: list[Alert] = []
+            reading = None
             for _, i, f in group:
-                self._emit(alerts, reading, at, names[i], f.severity, f.reason)
+                if held(sensor_id, names[i], at):
+                    continue
+                if reading is None:  # made only for the readings that do alert
+                    reading = reading_at(j)
+                alerts.append(self._alert(reading, names[i], f.severity, f.reason,  # type: ignore[arg-type]
+                                          None if stamp is None else stamp(at)))
             if alerts:
                 raised.append((j, alerts))
         state.rules = after
@@ -492,24 +503,35 @@ class Detector:
         The alert's timestamp (and so its id) is always the reading's; ``at`` is the
         event time the cooldown runs on (the tick time for the silent rule).
         """
-        key = (r.sensor_id, rule)
+        if self._held(r.sensor_id, rule, at):
+            return
+        alerts.append(self._alert(r, rule, severity, reason))
+
+    def _held(self, sensor_id: str, rule: str, at: int) -> bool:
+        """Whether the (sensor, rule) cooldown around ``at`` holds an alert back; if not,
+        the alert at ``at`` is recorded as raised."""
+        key = (sensor_id, rule)
         last = self._last_alert.get(key)
         cd = self._cooldown_us
         if last is not None and last - cd < at < last + cd:
-            return
+            return True
         self._last_alert[key] = at if last is None else max(last, at)
-        alerts.append(Alert(
+        return False
+
+    def _alert(self, r: Reading, rule: str, severity: Severity, reason: str,
+               detected_at: datetime | None = None) -> Alert:
+        return Alert(
             alert_id=alert_id(r.sensor_id, rule, r.timestamp),
             sensor_id=r.sensor_id,
             location=r.location,
             temperature=r.temperature,
             humidity=r.humidity,
             timestamp=r.timestamp,
-            detected_at=self.clock(),
+            detected_at=self.clock() if detected_at is None else detected_at,
             rule=rule,
             severity=severity,
             reason=reason,
-        ))
+        )
 
 
 def _due_order(entry: tuple[int, str, _SensorState]) -> tuple[int, str]:

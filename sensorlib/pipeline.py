@@ -31,14 +31,14 @@ different moment than in a replay, and near the cap that can decide a refusal di
 
 from __future__ import annotations
 
-import itertools
+import heapq
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter, itemgetter
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -456,45 +456,82 @@ class Pipeline:
             raise ValueError("replay_columns needs the readings in event-time order")
         codes, names = _factorize(sensor_ids)
         step = None if tick_every is None else tick_every // _US
-        cuts = (np.empty(0, np.int64) if step is None
-                else self._due_boundaries(codes, ts, step))
         event_clock = self.detector.clock == self._event_time
 
-        def reading_at(i: int) -> Reading:
+        def reading_at(i: int) -> Reading:  # only for the readings that alert (and a few)
             return new_reading(names[codes[i]], float(temperature[i]), float(humidity[i]),
                                locations[i], from_us(int(ts[i])))
 
-        out: list[Alert] = []
-        pos = 0
-        while pos < n:
-            first = int(ts[pos])
-            if step is not None and self._watermark is not None \
-                    and first // step > self._watermark // step:
-                out.extend(self._tick_through(first, step))  # as replay, before this reading
-            nb = sys.maxsize
-            k = int(np.searchsorted(cuts, first, "right"))
-            if k < len(cuts):
-                nb = int(cuts[k])
+        # Each sensor's rows (ascending, so in event-time order) and the tick boundaries where
+        # it may fall due (_due_boundaries). A tick only touches the sensors due at it: each
+        # sensor goes through its readings up to its own next boundary at once, and at a
+        # boundary the sensors due there have exactly their readings before it behind them
+        # while every other one is past it (not due), as in a replay.
+        order = np.argsort(codes, kind="stable")
+        edges = np.flatnonzero(np.diff(codes[order])) + 1
+        rows_of = np.split(order, edges)
+        own = self._due_boundaries(rows_of, ts, step) if step is not None else \
+            [np.empty(0, np.int64)] * len(rows_of)
+        done_upto = [0] * len(rows_of)  # rows processed, per sensor
+        next_cut = [0] * len(rows_of)  # index into own[s]
+        raised: list[tuple[int, list[Alert]]] = []
+        ts_of = [ts[rows] for rows in rows_of]
+        # replay's detectedAt with the event clock: the event time of the reading (in order)
+        self.detector.run_clock = from_us if event_clock else None
+
+        def advance(s: int, limit: int) -> None:
+            rows = rows_of[s]
+            stop = int(np.searchsorted(ts_of[s], limit, "left")) if limit < sys.maxsize \
+                else len(rows)
+            if stop > done_upto[s]:
+                first = int(codes[rows[0]])
+                self._columns_of(names[first], rows[done_upto[s]:stop], ts, temperature,
+                                 humidity, reading_at, raised)
+                done_upto[s] = stop
+
+        def to_next_cut(s: int) -> None:
+            cuts = own[s]
+            k = next_cut[s]
+            advance(s, int(cuts[k]) if k < len(cuts) else sys.maxsize)
+
+        # boundary -> the sensors whose own boundary it is
+        due_at: dict[int, list[int]] = {}
+        for s, cuts in enumerate(own):
+            for b in cuts.tolist():
+                due_at.setdefault(b, []).append(s)
+        heap = sorted(due_at)
+        heapq.heapify(heap)
+        for s in range(len(rows_of)):
+            to_next_cut(s)
+        ticked: list[tuple[int, int, list[Alert]]] = []  # (row it comes before, seq, alerts)
+        last_ts = int(ts[-1])
+        seen: set[int] = set(heap)
+        while heap:
+            b = heapq.heappop(heap)
+            if b > last_ts:
+                break  # a replay ticks only up to its last reading
+            alerts = self.tick(from_us(b))
+            if alerts:
+                ticked.append((int(np.searchsorted(ts, b, "left")), len(ticked), alerts))
+            for s in due_at.get(b, ()):
+                next_cut[s] += 1
+                to_next_cut(s)
             fold = self.detector.next_fold()
             if step is not None and fold is not None:
-                nb = min(nb, max(fold // step + 1, first // step + 1) * step)
-            end = n if nb == sys.maxsize else int(np.searchsorted(ts, nb, "left"))
-            raised: list[tuple[int, list[Alert]]] = []
-            part = codes[pos:end]
-            order = np.argsort(part, kind="stable")
-            grouped = part[order]
-            edges = [0, *(np.flatnonzero(grouped[1:] != grouped[:-1]) + 1).tolist(), len(part)]
-            for a, b in itertools.pairwise(edges):
-                rows = order[a:b] + pos
-                self._columns_of(names[grouped[a]], rows, ts, temperature, humidity,
-                                 reading_at, raised)
-            raised.sort(key=_FIRST)
-            for _, found in raised:
-                if event_clock:  # replay's detectedAt: the event time of the reading
-                    found = [a.model_copy(update={"detected_at": a.timestamp}) for a in found]
-                out.extend(found)
-            pos = end
-        return out
+                f = (fold // step + 1) * step
+                if f not in seen:
+                    seen.add(f)
+                    heapq.heappush(heap, f)
+        for s in range(len(rows_of)):
+            advance(s, sys.maxsize)
+        if self._watermark is not None:
+            self._event_us = self._watermark
+        merged: list[tuple[int, int, int, list[Alert]]] = [
+            (row, 0, seq, alerts) for row, seq, alerts in ticked]
+        merged.extend((row, 1, 0, found) for row, found in raised)
+        merged.sort(key=_MERGE_ORDER)
+        self.detector.run_clock = None
+        return [alert for _, _, _, found in merged for alert in found]
 
     def _columns_of(self, sensor_id: str, rows: np.ndarray, ts_all: np.ndarray,
                     temp_all: np.ndarray, hum_all: np.ndarray,
@@ -505,10 +542,15 @@ class Pipeline:
         ts = ts_all[rows]
         evict_us = self._evict_us
 
+        event_clock = self.detector.run_clock is not None
+
         def one_by_one(lo: int, hi: int) -> None:
             for i in rows[lo:hi].tolist():
                 found = self.process_us(reading_at(i), int(ts_all[i]))
                 if found:
+                    if event_clock:  # replay's detectedAt: this reading's event time
+                        found = [a.model_copy(update={"detected_at": a.timestamp})
+                                 for a in found]
                     raised.append((i, found))
 
         start = 0
@@ -550,28 +592,29 @@ class Pipeline:
         if self._watermark is not None:
             self._event_us = self._watermark
 
-    def _due_boundaries(self, codes: np.ndarray, ts: np.ndarray, step: int) -> np.ndarray:
-        """The tick boundaries where a silence or an eviction may fall due in readings sorted
-        by event time: for each sensor's consecutive readings ``a < b`` (and its last one,
+    def _due_boundaries(self, rows_of: list[np.ndarray], ts: np.ndarray, step: int
+                        ) -> list[np.ndarray]:
+        """Per sensor (its rows in event-time order), the tick boundaries where its silence or
+        eviction may fall due: for each two consecutive readings ``a < b`` (and its last one,
         with the data's end as ``b``), the first boundary past ``a + silent_after`` (or
-        ``a + evict_after``) if it comes no later than ``b``. A tick anywhere else would find
-        nothing due, so :meth:`replay_columns` need not stop there."""
-        order = np.argsort(codes, kind="stable")
-        c, t = codes[order], ts[order]
-        nxt = np.empty_like(t)
-        nxt[:-1] = t[1:]
-        nxt[-1] = ts[-1]
-        change = np.ones(len(t), bool)
-        change[:-1] = c[1:] != c[:-1]
-        nxt[change] = ts[-1]  # a sensor's last reading: until the data's end
-        found = []
+        ``a + evict_after``) if it comes no later than ``b``. A tick anywhere else finds
+        nothing of this sensor due."""
+        end = int(ts[-1])
         delays = [self.rules.silent_after // _US]
         if self.evict_after is not None:
             delays.append(self.evict_after // _US)
-        for delay in delays:
-            boundary = ((t + delay) // step + 1) * step
-            found.append(boundary[boundary <= nxt])
-        return np.unique(np.concatenate(found))
+        out = []
+        for rows in rows_of:
+            t = ts[rows]
+            nxt = np.empty_like(t)
+            nxt[:-1] = t[1:]
+            nxt[-1] = end
+            found = []
+            for delay in delays:
+                boundary = ((t + delay) // step + 1) * step
+                found.append(boundary[boundary <= nxt])
+            out.append(np.unique(np.concatenate(found)))
+        return out
 
     def _tick_through(self, ts: int, step: int) -> Iterator[Alert]:
         """Tick at each boundary in (watermark, ts] where a silence, a storm's slot end or an
@@ -597,13 +640,14 @@ class Pipeline:
 
 
 _FIRST, _SECOND, _SENSOR_ID = itemgetter(0), itemgetter(1), attrgetter("sensor_id")
+_MERGE_ORDER = itemgetter(0, 1, 2)
 
 
 def _factorize(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """Codes (int64) and the distinct values, in order of first appearance."""
     import pandas as pd  # an offline path (replay_columns): the processor never comes here
 
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object), sort=False)
+    codes, uniques = pd.factorize(values, sort=False)  # type: ignore[call-overload]
     return codes.astype(np.int64), [str(u) for u in uniques]
 _TEMPERATURE, _HUMIDITY = attrgetter("temperature"), attrgetter("humidity")
 
@@ -729,21 +773,36 @@ def run_frame(
     """
     import pandas as pd
 
-    order = pd.to_datetime(df["timestamp"], utc=True).argsort(kind="stable")
-    ordered = df.iloc[order.to_numpy()]
+    stamps = pd.to_datetime(df["timestamp"], utc=True)
+    order = stamps.argsort(kind="stable").to_numpy()
     pipeline = Pipeline(window, rules, clock="event", max_sensors=max_sensors)
-    columns = None if max_sensors is not None else _valid_columns(ordered)
+    columns = None if max_sensors is not None else _valid_columns(df, stamps, order)
     if columns is None:  # one reading at a time (it raises for the first invalid row)
-        alerts = list(pipeline.replay(readings_frame_to_records(ordered),
+        alerts = list(pipeline.replay(readings_frame_to_records(df.iloc[order]),
                                       tick_every=tick_every))
     else:
         alerts = pipeline.replay_columns(*columns, tick_every=tick_every)
     return aggregates_to_frame(pipeline.aggregates()), alerts_to_frame(alerts)
 
 
-def _valid_columns(df: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray,
-                                             np.ndarray] | None:
-    """A readings frame (in order) as :meth:`Pipeline.replay_columns`'s columns, validated
+class _Lookup:
+    """``names[codes[i]]``: a column of few distinct strings, without a string per row."""
+
+    __slots__ = ("codes", "names")
+
+    def __init__(self, codes: np.ndarray, names: list[str]) -> None:
+        self.codes, self.names = codes, names
+
+    def __getitem__(self, i: int) -> str:
+        return self.names[self.codes[i]]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+def _valid_columns(df: pd.DataFrame, stamps: pd.Series, order: np.ndarray
+                   ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, _Lookup] | None:
+    """A readings frame as :meth:`Pipeline.replay_columns`'s columns in ``order``, validated
     as :func:`parse_reading` validates each row: numbers checked as arrays, and each
     distinct sensor id and location once. None when some row is invalid or a column is not
     of the usual types: the row-by-row path then decides (and names the first bad row)."""
@@ -755,30 +814,36 @@ def _valid_columns(df: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray,
     if missing or df.empty:
         return None
     temp, hum = df["temperature"], df["humidity"]
-    if not (pd.api.types.is_float_dtype(temp) or pd.api.types.is_integer_dtype(temp)) or not (
-            pd.api.types.is_float_dtype(hum) or pd.api.types.is_integer_dtype(hum)):
+    numeric = pd.api.types.is_float_dtype, pd.api.types.is_integer_dtype
+    if not (any(f(temp) for f in numeric) and any(f(hum) for f in numeric)):
         return None
     t, h = temp.to_numpy(np.float64), hum.to_numpy(np.float64)
     lo_t, hi_t = TEMPERATURE_RANGE
     lo_h, hi_h = HUMIDITY_RANGE
     if not (((t >= lo_t) & (t <= hi_t)).all() and ((h >= lo_h) & (h <= hi_h)).all()):
         return None  # NaN fails these too
-    stamps = pd.to_datetime(df["timestamp"], utc=True)
     if stamps.isna().any():
         return None
     ts = ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "us")).to_numpy(np.int64)
-    sensors = df["sensorId"].to_numpy(dtype=object)
+    s_codes, s_names = pd.factorize(df["sensorId"])
+    if (s_codes < 0).any():
+        return None
     if "location" in df.columns:
-        loc = df["location"].astype(object).where(df["location"].notna(), "").to_numpy(object)
+        l_codes, l_uniques = pd.factorize(df["location"])  # a missing one: -1, ""
+        l_names = [*list(l_uniques), ""]
     else:
-        loc = np.full(len(df), "", dtype=object)
-    pairs = pd.DataFrame({"s": sensors, "l": loc}).drop_duplicates()
-    for sensor_id, location in zip(pairs["s"].tolist(), pairs["l"].tolist(), strict=True):
+        l_codes, l_names = np.full(len(df), -1, np.int64), [""]
+    pairs = np.unique(s_codes.astype(np.int64) * len(l_names) + (l_codes + 1))
+    first_us = int(ts[order[0]])
+    for pair in pairs.tolist():
+        sensor_id, location = s_names[pair // len(l_names)], l_names[pair % len(l_names) - 1]
         try:  # the strings' own rules (type, length, blank, control characters)
             got = parse_reading({"sensorId": sensor_id, "temperature": 20.0, "humidity": 50.0,
-                                 "location": location, "timestamp": from_us(int(ts[0]))})
+                                 "location": location, "timestamp": from_us(first_us)})
         except InvalidReading:
             return None
         if got.sensor_id != sensor_id or got.location != location:
             return None  # the parser would normalise it: row by row then
-    return sensors.tolist(), ts, t, h, loc
+    sensors = pd.Categorical.from_codes(s_codes[order], categories=pd.Index(s_names))
+    return (sensors, ts[order], t[order], h[order],
+            _Lookup(l_codes[order], l_names))
