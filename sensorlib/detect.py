@@ -15,7 +15,7 @@ from itertools import count, groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from sensorlib.events import Alert, Reading, Severity, alert_id
+from sensorlib.events import Alert, Reading, Severity, alert_id, new_alert
 from sensorlib.rules import EVERY, SEQUENCE, TICK, Finding, Rule, Run
 from sensorlib.rules import registry as rule_registry
 from sensorlib.rules.outlier import Z_MARGIN
@@ -520,6 +520,10 @@ class Detector:
 
     def _alert(self, r: Reading, rule: str, severity: Severity, reason: str,
                detected_at: datetime | None = None) -> Alert:
+        if detected_at is not None:  # run_clock's: the values are the detector's own, valid
+            return new_alert(alert_id(r.sensor_id, rule, r.timestamp), r.sensor_id, r.location,
+                             r.temperature, r.humidity, r.timestamp, detected_at, rule,
+                             severity, reason)
         return Alert(
             alert_id=alert_id(r.sensor_id, rule, r.timestamp),
             sensor_id=r.sensor_id,

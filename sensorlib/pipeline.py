@@ -74,6 +74,7 @@ __all__ = [
     "alerts_to_frame",
     "readings_frame_to_records",
     "run_frame",
+    "run_frame_variants",
 ]
 
 #: How often replays tick the silence rule, in event time.
@@ -771,18 +772,41 @@ def run_frame(
     >>> list(aggregates["count"]), list(zip(alerts["sensorId"], alerts["rule"]))
     ([3, 1], [('a', 'silent'), ('a', 'threshold')])
     """
+
+    aggregates, alerts = _run_prepared(_prepare(df, max_sensors is None), window, rules,
+                                       tick_every, max_sensors)
+    return aggregates_to_frame(aggregates), alerts_to_frame(alerts)
+
+
+def run_frame_variants(df: pd.DataFrame, variants: Sequence[RuleConfig], *,
+                       window: timedelta = DEFAULT_WINDOW,
+                       tick_every: timedelta | None = DEFAULT_TICK) -> list[pd.DataFrame]:
+    """:func:`run_frame`'s alerts for each rule configuration over the same frame, which is
+    sorted and validated once (tuning sweeps)."""
+    prepared = _prepare(df, True)
+    return [alerts_to_frame(_run_prepared(prepared, window, rules, tick_every, None)[1])
+            for rules in variants]
+
+
+def _prepare(df: pd.DataFrame, columnar: bool) -> tuple[pd.DataFrame, np.ndarray, Any]:
     import pandas as pd
 
     stamps = pd.to_datetime(df["timestamp"], utc=True)
     order = stamps.argsort(kind="stable").to_numpy()
+    return df, order, _valid_columns(df, stamps, order) if columnar else None
+
+
+def _run_prepared(prepared: tuple[pd.DataFrame, np.ndarray, Any], window: timedelta,
+                  rules: RuleConfig, tick_every: timedelta | None, max_sensors: int | None
+                  ) -> tuple[list[Aggregate], list[Alert]]:
+    df, order, columns = prepared
     pipeline = Pipeline(window, rules, clock="event", max_sensors=max_sensors)
-    columns = None if max_sensors is not None else _valid_columns(df, stamps, order)
     if columns is None:  # one reading at a time (it raises for the first invalid row)
         alerts = list(pipeline.replay(readings_frame_to_records(df.iloc[order]),
                                       tick_every=tick_every))
     else:
         alerts = pipeline.replay_columns(*columns, tick_every=tick_every)
-    return aggregates_to_frame(pipeline.aggregates()), alerts_to_frame(alerts)
+    return pipeline.aggregates(), alerts
 
 
 class _Lookup:

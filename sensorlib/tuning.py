@@ -51,12 +51,14 @@ class Sweep:
     timeline: dict[str, pd.DataFrame]
 
 
-def _alerts(readings: pd.DataFrame, rules: RuleConfig, only: str) -> pd.DataFrame:
-    from sensorlib.replay import replay_rules
+def _alerts(readings: pd.DataFrame, variants: list[RuleConfig], only: str
+            ) -> list[pd.DataFrame]:
+    from sensorlib.pipeline import run_frame_variants
 
     # Only the knob's rule runs: the others would raise the same alerts in every variant.
-    alerts = replay_rules(readings, replace(rules, rules=frozenset({only})))
-    return alerts[alerts["rule"] == only]
+    # The frame is sorted and validated once for all of them (run_frame_variants).
+    runs = run_frame_variants(readings, [replace(r, rules=frozenset({only})) for r in variants])
+    return [alerts[alerts["rule"] == only] for alerts in runs]
 
 
 def sweep(readings: pd.DataFrame, knob: str | Knob, values: list[Any], *,
@@ -70,7 +72,8 @@ def sweep(readings: pd.DataFrame, knob: str | Knob, values: list[Any], *,
     base = base or RuleConfig()
     live_value = getattr(base, k.field)
     ordered = list(dict.fromkeys([live_value, *values]))
-    runs = {v: _alerts(readings, replace(base, **{k.field: v}), k.rule) for v in ordered}
+    runs = dict(zip(ordered, _alerts(readings, [replace(base, **{k.field: v}) for v in ordered],
+                                     k.rule), strict=True))
     live_ids = set(runs[live_value]["alertId"])
     rows, extra, missing, timeline = [], {}, {}, {}
     start = readings["timestamp"].min().floor(bucket) if not readings.empty else None

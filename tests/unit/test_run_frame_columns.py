@@ -110,3 +110,15 @@ def test_an_invalid_row_is_named_as_before() -> None:
     with pytest.raises(InvalidReading, match="humidity") as info:
         run_frame(df)
     assert any("in row" in note for note in info.value.__notes__)
+
+
+def test_variants_of_a_sweep_are_run_frame_each() -> None:
+    from sensorlib.pipeline import run_frame_variants
+    from sensorlib.tuning import sweep
+
+    df = fleet_frame(8, 5000)
+    variants = [RuleConfig(temperature_threshold=v) for v in (20.0, 30.0, 35.0)]
+    for got, rules in zip(run_frame_variants(df, variants), variants, strict=True):
+        pd.testing.assert_frame_equal(got, one_by_one(df, rules, timedelta(seconds=10))[1])
+    result = sweep(df, "temperature threshold", [20.0, 30.0])
+    assert result.table["alerts"].tolist()[0] > 0  # the live 35 °C first, then 20 and 30
