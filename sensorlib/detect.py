@@ -9,10 +9,11 @@ from __future__ import annotations
 import heapq
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 from itertools import count, groupby
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sensorlib.events import Alert, Reading, Severity, alert_id, new_alert
@@ -25,7 +26,8 @@ from sensorlib.times import from_us, to_us, utcnow
 if TYPE_CHECKING:
     from sensorlib.windows import SensorWindow
 
-__all__ = ["ALL_RULES", "FLEET", "Z_MARGIN", "Detector", "RuleConfig", "utcnow"]
+__all__ = ["ALL_RULES", "COLD_STORAGE", "FLEET", "Z_MARGIN", "Detector", "RuleConfig",
+           "SensorRules", "utcnow"]
 
 #: The built-in rules' names, as they appear in ``Alert.rule`` (on by default; the registry,
 #: :func:`sensorlib.rules.registry`, lists every rule, those of other packages too).
@@ -37,6 +39,60 @@ FLEET = "*fleet*"
 #: How many sensor ids a fleet alert's reason names.
 FLEET_NAMED = 5
 
+
+
+#: What a settings layer may change: the rules' own settings (not which rules are on, nor
+#: the cooldown and the silent rule's timing, which the detector's deadlines share).
+_FIXED = frozenset({"rules", "rule_settings", "per_sensor", "cooldown", "silent_after",
+                    "silent_storm", "silent_storm_slot"})
+
+
+@dataclass(frozen=True)
+class SensorRules:
+    """Rule settings for some sensors, layered over the defaults (``RuleConfig.per_sensor``).
+
+    Matches a sensor by exactly one of: its ``sensor_id``, its ``location`` (of its first
+    reading), or a shell-style ``glob`` of ids (``"freezer-*"``). ``settings``: RuleConfig
+    field -> value (e.g. ``{"temperature_threshold": 8.0}``). When several layers match, the
+    more specific wins field by field: location, then glob, then sensor id (and, among
+    equals, the later one).
+
+    >>> cold = SensorRules({"temperature_threshold": 8.0}, location="Cold Storage")
+    >>> RuleConfig(per_sensor=(cold,)).for_sensor("s9", "Cold Storage").temperature_threshold
+    8.0
+    """
+
+    settings: Mapping[str, Any]
+    sensor_id: str | None = None
+    location: str | None = None
+    glob: str | None = None
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("sensor_id", "location", "glob") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a SensorRules matches by exactly one of sensor_id, location, glob "
+                             f"(got {given or 'none'})")
+        for key in self.settings:  # unknown fields: RuleConfig says (it knows its fields)
+            if key in _FIXED:
+                raise ValueError(f"settings: {key!r} cannot be set per sensor")
+
+    @property
+    def specificity(self) -> int:
+        """1 location, 2 glob, 3 sensor id: the more specific layer wins."""
+        return 3 if self.sensor_id is not None else 2 if self.glob is not None else 1
+
+    def matches(self, sensor_id: str, location: str) -> bool:
+        """Whether this layer applies to the sensor."""
+        if self.sensor_id is not None:
+            return sensor_id == self.sensor_id
+        if self.location is not None:
+            return location == self.location
+        return fnmatchcase(sensor_id, self.glob or "")
+
+
+#: The reference fleet's Cold Storage hovers at 5 °C: 35 °C (the server room's limit) would
+#: never catch a failing cooler, 8 °C does (the usual limit of a chilled store).
+COLD_STORAGE = SensorRules({"temperature_threshold": 8.0}, location="Cold Storage")
 
 
 @dataclass(frozen=True)
@@ -73,6 +129,9 @@ class RuleConfig:
             many and naming a few. ``None``: never fold.
         silent_storm_slot: the slots of ``silent_storm``, counted from the Unix epoch.
         rules: which rules are on (names in :func:`sensorlib.rules.registry`).
+        per_sensor: settings layered per sensor id, location or glob of ids
+            (:class:`SensorRules`); the default sets 8 °C for the reference fleet's Cold
+            Storage. ``()``: the same settings for every sensor.
         rule_settings: the settings of rules that have no field here (a rule of another
             package, or one registered in a notebook): rule name -> its ``Settings``.
 
@@ -96,6 +155,7 @@ class RuleConfig:
     silent_storm_slot: timedelta = timedelta(seconds=10)
     rules: frozenset[str] = field(default=ALL_RULES)
     rule_settings: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    per_sensor: tuple[SensorRules, ...] = field(default=(COLD_STORAGE,), hash=False)
 
     def __post_init__(self) -> None:
         known = rule_registry()
@@ -104,18 +164,59 @@ class RuleConfig:
             raise ValueError(f"unknown rules {sorted(unknown)}; known: {sorted(known)}")
         for cls in known.values():  # each rule's settings check themselves
             cls.settings_from(self)
+        names = {f.name for f in fields(self)}
+        for layer in self.per_sensor:  # and with each layer over them
+            unknown = set(layer.settings) - names
+            if unknown:
+                raise ValueError(f"per_sensor settings: unknown field(s) {sorted(unknown)}")
+            layered = replace(self, per_sensor=(), **dict(layer.settings))
+            for cls in known.values():
+                cls.settings_from(layered)
+
+    def for_sensor(self, sensor_id: str, location: str) -> RuleConfig:
+        """The settings in force for one sensor: :attr:`per_sensor`'s matching layers over
+        these (``self`` when none matches)."""
+        layers = [layer for layer in self.per_sensor if layer.matches(sensor_id, location)]
+        if not layers:
+            return self
+        merged: dict[str, Any] = {}
+        for layer in sorted(layers, key=_SPECIFICITY):  # stable: later equals win
+            merged.update(layer.settings)
+        return replace(self, per_sensor=(), **merged)
+
+
+class _Profile:
+    """The rules in force for some sensors (one settings layer), and their dispatch lists."""
+
+    __slots__ = ("checks", "config", "every", "moments_from", "names", "rules", "starts")
+
+    def __init__(self, config: RuleConfig) -> None:
+        self.config = config
+        self.rules: tuple[Rule[Any], ...] = tuple(
+            cls(cls.settings_from(config)) for name, cls in rule_registry().items()
+            if name in config.rules)
+        # (place, rule's update, sees, name) of the rules that judge readings.
+        self.checks = [(i, rule.update, rule.sees, rule.name)
+                       for i, rule in enumerate(self.rules) if rule.sees != TICK]
+        self.every = [(rule.update, rule.name) for rule in self.rules if rule.sees == EVERY]
+        self.starts = [rule.start for rule in self.rules]
+        self.names = [rule.name for rule in self.rules]
+        wanted = [rule.moments_from for rule in self.rules if rule.moments_from is not None]
+        self.moments_from = min(wanted) if wanted else sys.maxsize
 
 
 class _SensorState:
     """What the detector remembers about one sensor between readings: its newest reading,
     each rule's own state (by the rule's place in ``Detector.rules``), and its deadlines."""
 
-    __slots__ = ("evict_key", "last", "last_us", "rules", "silence_key", "silenced")
+    __slots__ = ("evict_key", "last", "last_us", "profile", "rules", "silence_key", "silenced")
 
-    def __init__(self, reading: Reading, ts: int, rules: list[Any]) -> None:
+    def __init__(self, reading: Reading, ts: int, profile: _Profile) -> None:
         self.last = reading  # the newest reading (by event time)
         self.last_us = ts
-        self.rules = rules
+        self.profile = profile  # the sensor's settings layer, chosen at its first reading
+        self.rules = [start(ts, reading.temperature, reading.humidity)
+                      for start in profile.starts]
         # True while no silent alert is due: after one was raised for the current silence,
         # and before the sensor's second reading. A sensor is watched for silence once it
         # streams, so a one-off reading (a test POST, a back-dated import) never raises one.
@@ -158,18 +259,18 @@ class Detector:
                  evict_after: timedelta | None = None) -> None:
         self.config = config
         self.clock = clock
-        #: The rules in force, in the order one reading's alerts come.
-        self.rules: tuple[Rule[Any], ...] = tuple(
-            cls(cls.settings_from(config)) for name, cls in rule_registry().items()
-            if name in config.rules)
-        # (place, rule's update, sees) of the rules that judge readings.
-        self._checks = [(i, rule.update, rule.sees, rule.name)
-                        for i, rule in enumerate(self.rules) if rule.sees != TICK]
-        self._every = [(rule.update, rule.name) for rule in self.rules if rule.sees == EVERY]
-        self._starts = [rule.start for rule in self.rules]
-        wanted = [rule.moments_from for rule in self.rules if rule.moments_from is not None]
+        self._default = _Profile(config)
+        #: The rules in force with the default settings, in the order one reading's alerts
+        #: come (sensors matched by ``config.per_sensor`` have their own instances).
+        self.rules: tuple[Rule[Any], ...] = self._default.rules
+        # One profile per distinct layered configuration (RuleConfig.per_sensor).
+        self._profiles: dict[RuleConfig, _Profile] = {}
+        for layer in config.per_sensor:
+            layered = replace(config, per_sensor=(), **dict(layer.settings))
+            self._profiles.setdefault(layered, _Profile(layered))
         #: The window size from which some rule needs the window's moments (maxsize: never).
-        self.moments_from: int = min(wanted) if wanted else sys.maxsize
+        self.moments_from: int = min(
+            [self._default.moments_from, *(p.moments_from for p in self._profiles.values())])
         silent = [rule for rule in self.rules if isinstance(rule, Silent)]
         self._silent_rule = silent[0] if silent else None
         self._silent = bool(silent)
@@ -222,16 +323,18 @@ class Detector:
         (:meth:`sensorlib.windows.SensorWindow.moments`; only when :meth:`wants_moments`)."""
         alerts: list[Alert] = []
         if late:
-            for update, name in self._every:
+            known = self._sensors.get(reading.sensor_id)
+            profile = known.profile if known is not None else self._profile_for(
+                reading.sensor_id, reading.location)
+            for update, name in profile.every:
                 found = update(None, reading, ts, moments)
                 if found is not None:
                     self._emit(alerts, reading, ts, name, found.severity, found.reason)
             return alerts
         state = self._sensors.get(reading.sensor_id)
         if state is None:
-            t, h = reading.temperature, reading.humidity
             state = self._sensors[reading.sensor_id] = _SensorState(
-                reading, ts, [start(ts, t, h) for start in self._starts])
+                reading, ts, self._profile_for(reading.sensor_id, reading.location))
             if self._evict_us is not None:
                 state.evict_key = key = ts + self._evict_us
                 heapq.heappush(self._evictions, (key, next(self._seq), state))
@@ -239,7 +342,7 @@ class Detector:
         else:
             in_order = ts > state.last_us
         states = state.rules
-        for i, update, sees, name in self._checks:
+        for i, update, sees, name in state.profile.checks:
             if sees is SEQUENCE and not in_order:
                 continue
             found = update(states[i], reading, ts, moments)
@@ -250,6 +353,26 @@ class Detector:
             if state.silenced:
                 self._arm(state)
         return alerts
+
+    def _profile_for(self, sensor_id: str, location: str) -> _Profile:
+        """The settings layer of a sensor (``RuleConfig.per_sensor``)."""
+        if not self._profiles:
+            return self._default
+        layered = self.config.for_sensor(sensor_id, location)
+        if layered is self.config:
+            return self._default
+        profile = self._profiles.get(layered)
+        if profile is None:  # several layers at once: a combination of its own
+            profile = self._profiles[layered] = _Profile(layered)
+        return profile
+
+    def settings_for(self, sensor_id: str, location: str = "") -> RuleConfig:
+        """The settings in force for a sensor: the one it was first seen with, else what a
+        first reading from ``location`` would get (``RuleConfig.for_sensor``)."""
+        state = self._sensors.get(sensor_id)
+        if state is not None:
+            return state.profile.config
+        return self.config.for_sensor(sensor_id, location)
 
     def last_us(self, sensor_id: str) -> int | None:
         """The event time (µs) of the sensor's newest reading, None if it is not known."""
@@ -270,7 +393,8 @@ class Detector:
         states = state.rules
         after = list(states)
         pending: list[tuple[int, int, Finding]] = []
-        for i, rule in enumerate(self.rules):
+        profile = state.profile
+        for i, rule in enumerate(profile.rules):
             if rule.sees is TICK:
                 continue
             done = rule.update_many(states[i], run)
@@ -280,7 +404,7 @@ class Detector:
             pending.extend((j, i, f) for j, f in found)
         pending.sort(key=_POSITION_RULE)
         raised: list[tuple[int, list[Alert]]] = []
-        names = [rule.name for rule in self.rules]
+        names = profile.names
         ts = run.ts
         held = self._held
         stamp = self.run_clock
@@ -552,3 +676,4 @@ def _folded_time(entry: tuple[int, str, Reading]) -> tuple[int, str]:
 
 _DUE_ORDER, _STATE_SENSOR, _FOLDED_TIME = _due_order, _state_sensor, _folded_time
 _POSITION_RULE, _POSITION = itemgetter(0, 1), itemgetter(0)
+_SPECIFICITY = attrgetter("specificity")
