@@ -601,7 +601,9 @@ class Pipeline:
         ``a + evict_after``) if it comes no later than ``b``. A tick anywhere else finds
         nothing of this sensor due."""
         end = int(ts[-1])
-        delays = [self.rules.silent_after // _US]
+        delays = []
+        if "silent" in self.rules.rules:  # else no silence falls due (a sweep of another rule)
+            delays.append(self.rules.silent_after // _US)
         if self.evict_after is not None:
             delays.append(self.evict_after // _US)
         out = []
@@ -614,7 +616,7 @@ class Pipeline:
             for delay in delays:
                 boundary = ((t + delay) // step + 1) * step
                 found.append(boundary[boundary <= nxt])
-            out.append(np.unique(np.concatenate(found)))
+            out.append(np.unique(np.concatenate(found)) if found else np.empty(0, np.int64))
         return out
 
     def _tick_through(self, ts: int, step: int) -> Iterator[Alert]:

@@ -78,6 +78,7 @@ def one_by_one(df: pd.DataFrame, rules: RuleConfig, tick: timedelta | None
     RuleConfig(), RuleConfig(silent_storm=2, silent_after=timedelta(seconds=20)),
     RuleConfig(outlier_min_samples=10, cooldown=timedelta(seconds=5), silent_storm=None),
     RuleConfig(rules=frozenset({"silent", "stuck"}), stuck_readings=3),
+    RuleConfig(rules=frozenset({"threshold", "outlier"}), outlier_min_samples=10),
 ]), st.sampled_from([timedelta(seconds=10), timedelta(seconds=3), None]))
 def test_columns_raise_what_one_by_one_raises(seed: int, rules: RuleConfig,
                                               tick: timedelta | None) -> None:
