@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,7 @@ from sensorlib.pipeline import Pipeline, alerts_to_frame, readings_frame_to_reco
 from sensorlib.simulate import Simulator
 from sensorlib.tuning import sweep
 
+T = TypeVar("T")
 START = datetime(2026, 1, 1, tzinfo=UTC)
 SWEEP_VALUES = [30.0, 31.0, 32.0, 33.0, 34.0, 35.0, 36.0, 37.0, 38.0, 40.0]
 
@@ -61,7 +64,7 @@ def _per_row(df: pd.DataFrame, rules: RuleConfig) -> pd.DataFrame:
     return alerts_to_frame(pipeline.replay(readings_frame_to_records(df.iloc[order.to_numpy()])))
 
 
-def _timed(fn):  # noqa: ANN001, ANN202 - a tiny helper
+def _timed(fn: Callable[[], T]) -> tuple[T, float]:
     # CPU time of this process: "seconds of one core", steady on a busy, shared machine.
     started = time.process_time()
     out = fn()
