@@ -265,15 +265,15 @@ class Pipeline:
             for stop in [*(np.flatnonzero((steps <= 0) | (steps > evict_us)) + 1).tolist(),
                          len(where)]:
                 window = self._windows.get(sensor_id)
-                if (window is not None and window._watermark is not None
-                        and start < stop and ts[start] > window._watermark + evict_us):
+                if (window is not None and window.watermark_us is not None
+                        and start < stop and ts[start] > window.watermark_us + evict_us):
                     window = None  # process_us starts it afresh
                 if window is None and start < stop:  # a new sensor: its first reading alone
                     self._one_by_one(batch, where[start:start + 1], raised)
                     start += 1
                     window = self.windows.get(sensor_id)
-                if window is not None and window._watermark is not None:
-                    older = int(np.searchsorted(ts[start:stop], window._watermark, "right"))
+                if window is not None and window.watermark_us is not None:
+                    older = int(np.searchsorted(ts[start:stop], window.watermark_us, "right"))
                     self._one_by_one(batch, where[start:start + older], raised)
                     start += older
                 if stop - start < MIN_RUN:
