@@ -17,7 +17,7 @@ from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sensorlib.events import Alert, Reading, Severity, alert_id, new_alert
-from sensorlib.rules import EVERY, SEQUENCE, TICK, Finding, Rule, Run
+from sensorlib.rules import EVERY, TICK, WINDOW, Finding, Rule, Run
 from sensorlib.rules import registry as rule_registry
 from sensorlib.rules.outlier import Z_MARGIN
 from sensorlib.rules.silent import Silent
@@ -188,16 +188,20 @@ class RuleConfig:
 class _Profile:
     """The rules in force for some sensors (one settings layer), and their dispatch lists."""
 
-    __slots__ = ("checks", "config", "every", "moments_from", "names", "rules", "starts")
+    __slots__ = ("checks", "config", "every", "moments_from", "names", "rules", "starts",
+                 "window_checks")
 
     def __init__(self, config: RuleConfig) -> None:
         self.config = config
         self.rules: tuple[Rule[Any], ...] = tuple(
             cls(cls.settings_from(config)) for name, cls in rule_registry().items()
             if name in config.rules)
-        # (place, rule's update, sees, name) of the rules that judge readings.
-        self.checks = [(i, rule.update, rule.sees, rule.name)
+        # (place, rule's update, name) of the rules that judge in-order readings (all but
+        # TICK), and of those that judge any reading in the window (not SEQUENCE).
+        self.checks = [(i, rule.update, rule.name)
                        for i, rule in enumerate(self.rules) if rule.sees != TICK]
+        self.window_checks = [(i, rule.update, rule.name) for i, rule in enumerate(self.rules)
+                              if rule.sees in (EVERY, WINDOW)]
         self.every = [(rule.update, rule.name) for rule in self.rules if rule.sees == EVERY]
         self.starts = [rule.start for rule in self.rules]
         self.names = [rule.name for rule in self.rules]
@@ -342,9 +346,8 @@ class Detector:
         else:
             in_order = ts > state.last_us
         states = state.rules
-        for i, update, sees, name in state.profile.checks:
-            if sees is SEQUENCE and not in_order:
-                continue
+        profile = state.profile
+        for i, update, name in profile.checks if in_order else profile.window_checks:
             found = update(states[i], reading, ts, moments)
             if found is not None:
                 self._emit(alerts, reading, ts, name, found.severity, found.reason)
