@@ -7,24 +7,31 @@ raises exactly the alerts a live run raised, with the same ids.
 from __future__ import annotations
 
 import heapq
-import math
-from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
-from itertools import count
-from typing import TYPE_CHECKING
+from fnmatch import fnmatchcase
+from itertools import count, groupby
+from operator import attrgetter, itemgetter
+from typing import TYPE_CHECKING, Any
 
 from sensorlib.errors import ConfigError
-from sensorlib.model.events import Alert, Reading, Severity, alert_id, status_of
+from sensorlib.model.events import Alert, Reading, Severity, alert_id, new_alert
 from sensorlib.model.times import from_us, to_us, utcnow
+from sensorlib.rules import EVERY, TICK, WINDOW, Finding, Rule, Run
+from sensorlib.rules import registry as rule_registry
+from sensorlib.rules.outlier import Z_MARGIN
+from sensorlib.rules.silent import Silent
 
 if TYPE_CHECKING:
     from sensorlib.engine.windows import SensorWindow
 
-__all__ = ["ALL_RULES", "FLEET", "Detector", "RuleConfig", "utcnow"]
+__all__ = ["ALL_RULES", "COLD_STORAGE", "FLEET", "Z_MARGIN", "Detector", "RuleConfig",
+           "SensorRules", "utcnow"]
 
-#: Every rule name, as it appears in ``Alert.rule``.
+#: The built-in rules' names, as they appear in ``Alert.rule`` (on by default; the registry,
+#: :func:`sensorlib.rules.registry`, lists every rule, those of other packages too).
 ALL_RULES = frozenset({"threshold", "rate_of_change", "stuck", "silent", "outlier"})
 #: The ``sensorId`` of a fleet alert (a storm of silences folded into one alert). Its
 #: ``alertId`` also names the slot and the first sensor folded (see Detector.tick), so it
@@ -33,9 +40,60 @@ FLEET = "*fleet*"
 #: How many sensor ids a fleet alert's reason names.
 FLEET_NAMED = 5
 
-_US_PER_MINUTE = 60_000_000
-#: Relative margin on the outlier limit and between the two scores (see Detector.__init__).
-Z_MARGIN = 1e-9
+
+
+#: What a settings layer may change: the rules' own settings (not which rules are on, nor
+#: the cooldown and the silent rule's timing, which the detector's deadlines share).
+_FIXED = frozenset({"rules", "rule_settings", "per_sensor", "cooldown", "silent_after",
+                    "silent_storm", "silent_storm_slot"})
+
+
+@dataclass(frozen=True)
+class SensorRules:
+    """Rule settings for some sensors, layered over the defaults (``RuleConfig.per_sensor``).
+
+    Matches a sensor by exactly one of: its ``sensor_id``, its ``location`` (of its first
+    reading), or a shell-style ``glob`` of ids (``"freezer-*"``). ``settings``: RuleConfig
+    field -> value (e.g. ``{"temperature_threshold": 8.0}``). When several layers match, the
+    more specific wins field by field: location, then glob, then sensor id (and, among
+    equals, the later one).
+
+    >>> cold = SensorRules({"temperature_threshold": 8.0}, location="Cold Storage")
+    >>> RuleConfig(per_sensor=(cold,)).for_sensor("s9", "Cold Storage").temperature_threshold
+    8.0
+    """
+
+    settings: Mapping[str, Any]
+    sensor_id: str | None = None
+    location: str | None = None
+    glob: str | None = None
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("sensor_id", "location", "glob") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ConfigError("a SensorRules matches by exactly one of sensor_id, location, glob "
+                             f"(got {given or 'none'})")
+        for key in self.settings:  # unknown fields: RuleConfig says (it knows its fields)
+            if key in _FIXED:
+                raise ConfigError(f"settings: {key!r} cannot be set per sensor")
+
+    @property
+    def specificity(self) -> int:
+        """1 location, 2 glob, 3 sensor id: the more specific layer wins."""
+        return 3 if self.sensor_id is not None else 2 if self.glob is not None else 1
+
+    def matches(self, sensor_id: str, location: str) -> bool:
+        """Whether this layer applies to the sensor."""
+        if self.sensor_id is not None:
+            return sensor_id == self.sensor_id
+        if self.location is not None:
+            return location == self.location
+        return fnmatchcase(sensor_id, self.glob or "")
+
+
+#: The reference fleet's Cold Storage hovers at 5 °C: 35 °C (the server room's limit) would
+#: never catch a failing cooler, 8 °C does (the usual limit of a chilled store).
+COLD_STORAGE = SensorRules({"temperature_threshold": 8.0}, location="Cold Storage")
 
 
 @dataclass(frozen=True)
@@ -71,7 +129,15 @@ class RuleConfig:
             one ``silent`` alert for :data:`FLEET`, raised at the slot's end, saying how
             many and naming a few. ``None``: never fold.
         silent_storm_slot: the slots of ``silent_storm``, counted from the Unix epoch.
-        rules: which rules are on.
+        rules: which rules are on (names in :func:`sensorlib.rules.registry`).
+        per_sensor: settings layered per sensor id, location or glob of ids
+            (:class:`SensorRules`); the default sets 8 °C for the reference fleet's Cold
+            Storage. ``()``: the same settings for every sensor.
+        rule_settings: the settings of rules that have no field here (a rule of another
+            package, or one registered in a notebook): rule name -> its ``Settings``.
+
+    Each built-in rule's settings are documented on its own ``Settings`` class
+    (:mod:`sensorlib.rules`); these fields are their flat, backwards-compatible face.
     """
 
     temperature_threshold: float = 35.0
@@ -89,38 +155,73 @@ class RuleConfig:
     silent_storm: int | None = 20
     silent_storm_slot: timedelta = timedelta(seconds=10)
     rules: frozenset[str] = field(default=ALL_RULES)
+    rule_settings: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    per_sensor: tuple[SensorRules, ...] = field(default=(COLD_STORAGE,), hash=False)
 
     def __post_init__(self) -> None:
-        if self.rate_min_span <= timedelta(0):
-            raise ConfigError(f"rate_min_span must be positive (got {self.rate_min_span})")
-        if self.silent_storm_slot < timedelta(microseconds=1):
-            raise ConfigError(f"silent_storm_slot must be positive (got {self.silent_storm_slot})")
-        if self.silent_storm is not None and self.silent_storm < 0:
-            raise ConfigError(f"silent_storm must be >= 0 or None (got {self.silent_storm})")
-        unknown = set(self.rules) - ALL_RULES
+        known = rule_registry()
+        unknown = set(self.rules) - set(known)
         if unknown:
-            raise ConfigError(f"unknown rules {sorted(unknown)}; known: {sorted(ALL_RULES)}")
+            raise ConfigError(f"unknown rules {sorted(unknown)}; known: {sorted(known)}")
+        for cls in known.values():  # each rule's settings check themselves
+            cls.settings_from(self)
+        names = {f.name for f in fields(self)}
+        for layer in self.per_sensor:  # and with each layer over them
+            unknown = set(layer.settings) - names
+            if unknown:
+                raise ConfigError(f"per_sensor settings: unknown field(s) {sorted(unknown)}")
+            layered = replace(self, per_sensor=(), **dict(layer.settings))
+            for cls in known.values():
+                cls.settings_from(layered)
+
+    def for_sensor(self, sensor_id: str, location: str) -> RuleConfig:
+        """The settings in force for one sensor: :attr:`per_sensor`'s matching layers over
+        these (``self`` when none matches)."""
+        layers = [layer for layer in self.per_sensor if layer.matches(sensor_id, location)]
+        if not layers:
+            return self
+        merged: dict[str, Any] = {}
+        for layer in sorted(layers, key=_SPECIFICITY):  # stable: later equals win
+            merged.update(layer.settings)
+        return replace(self, per_sensor=(), **merged)
 
 
-def _span_text(us: int) -> str:
-    seconds = us / 1e6
-    if seconds < 120:
-        return f"{seconds:.0f}s" if seconds >= 1 else f"{seconds * 1000:.0f}ms"
-    return f"{seconds / 60:.1f} min"
+class _Profile:
+    """The rules in force for some sensors (one settings layer), and their dispatch lists."""
+
+    __slots__ = ("checks", "config", "every", "moments_from", "names", "rules", "starts",
+                 "window_checks")
+
+    def __init__(self, config: RuleConfig) -> None:
+        self.config = config
+        self.rules: tuple[Rule[Any], ...] = tuple(
+            cls(cls.settings_from(config)) for name, cls in rule_registry().items()
+            if name in config.rules)
+        # (place, rule's update, name) of the rules that judge in-order readings (all but
+        # TICK), and of those that judge any reading in the window (not SEQUENCE).
+        self.checks = [(i, rule.update, rule.name)
+                       for i, rule in enumerate(self.rules) if rule.sees != TICK]
+        self.window_checks = [(i, rule.update, rule.name) for i, rule in enumerate(self.rules)
+                              if rule.sees in (EVERY, WINDOW)]
+        self.every = [(rule.update, rule.name) for rule in self.rules if rule.sees == EVERY]
+        self.starts = [rule.start for rule in self.rules]
+        self.names = [rule.name for rule in self.rules]
+        wanted = [rule.moments_from for rule in self.rules if rule.moments_from is not None]
+        self.moments_from = min(wanted) if wanted else sys.maxsize
 
 
 class _SensorState:
-    """What the rules remember about one sensor between readings."""
+    """What the detector remembers about one sensor between readings: its newest reading,
+    each rule's own state (by the rule's place in ``Detector.rules``), and its deadlines."""
 
-    __slots__ = ("evict_key", "last", "last_us", "recent", "run", "silence_key", "silenced")
+    __slots__ = ("evict_key", "last", "last_us", "profile", "rules", "silence_key", "silenced")
 
-    def __init__(self, reading: Reading, ts: int) -> None:
+    def __init__(self, reading: Reading, ts: int, profile: _Profile) -> None:
         self.last = reading  # the newest reading (by event time)
         self.last_us = ts
-        # (event time, temperature) of in-order readings, from the newest one at least
-        # ``rate_min_span`` old on: the rate of change is measured from its head.
-        self.recent: deque[tuple[int, float]] = deque([(ts, reading.temperature)])
-        self.run = 1  # consecutive readings with exactly these values
+        self.profile = profile  # the sensor's settings layer, chosen at its first reading
+        self.rules = [start(ts, reading.temperature, reading.humidity)
+                      for start in profile.starts]
         # True while no silent alert is due: after one was raised for the current silence,
         # and before the sensor's second reading. A sensor is watched for silence once it
         # streams, so a one-off reading (a test POST, a back-dated import) never raises one.
@@ -132,13 +233,15 @@ class _SensorState:
 class Detector:
     """Applies the rules to each reading of each sensor; remembers cooldowns and silences.
 
-    Call :meth:`observe` with a reading and its sensor's window *before* adding the
+    The rules are the registered ones turned on in ``config.rules``
+    (:mod:`sensorlib.rules`), in registry order; each judges the readings its ``sees``
+    says. Call :meth:`observe` with a reading and its sensor's window *before* adding the
     reading to that window: the outlier rule compares the reading with what came before
     it, and lateness is judged as on arrival. (:class:`sensorlib.engine.pipeline.Pipeline` does
-    this in the right order.) Late readings only feed the threshold rule: they are real
-    measurements worth an alert, but too old to say anything about rates, runs or
-    silence. Out-of-order readings inside the window feed the threshold and outlier
-    rules, not the ones about consecutive readings.
+    this in the right order.) Late readings only feed the rules that see every reading (the
+    threshold rule): they are real measurements worth an alert, but too old to say anything
+    about rates, runs or silence. Out-of-order readings inside the window feed the rules of
+    the window (threshold and outlier), not the ones about consecutive readings.
 
     ``clock`` gives ``detected_at``; alert ids never depend on it.
 
@@ -161,24 +264,23 @@ class Detector:
                  evict_after: timedelta | None = None) -> None:
         self.config = config
         self.clock = clock
-        on = config.rules
-        self._threshold = "threshold" in on
-        self._rate = "rate_of_change" in on
-        self._stuck = "stuck" in on
-        self._silent = "silent" in on
-        self._outlier = "outlier" in on
+        self._default = _Profile(config)
+        #: The rules in force with the default settings, in the order one reading's alerts
+        #: come (sensors matched by ``config.per_sensor`` have their own instances).
+        self.rules: tuple[Rule[Any], ...] = self._default.rules
+        # One profile per distinct layered configuration (RuleConfig.per_sensor).
+        self._profiles: dict[RuleConfig, _Profile] = {}
+        for layer in config.per_sensor:
+            layered = replace(config, per_sensor=(), **dict(layer.settings))
+            self._profiles.setdefault(layered, _Profile(layered))
+        #: The window size from which some rule needs the window's moments (maxsize: never).
+        self.moments_from: int = min(
+            [self._default.moments_from, *(p.moments_from for p in self._profiles.values())])
+        silent = [rule for rule in self.rules if isinstance(rule, Silent)]
+        self._silent_rule = silent[0] if silent else None
+        self._silent = bool(silent)
         self._cooldown_us = config.cooldown // timedelta(microseconds=1)
-        self._span_us = config.rate_min_span // timedelta(microseconds=1)
         self._silent_us = config.silent_after // timedelta(microseconds=1)
-        # Squared z-scores come from running window sums whose last bits depend on the order
-        # they were added in. With readings of two decimals a score can land exactly on the
-        # limit (4.00 °C from the mean, σ at its floor), so the limit, and the choice between
-        # the two scores, carry a margin far above that noise: the decision is the same
-        # whichever way the sums went (see sensorlib.engine.runs).
-        self._z2 = config.outlier_z ** 2 * (1 + Z_MARGIN)
-        self._hot, self._wet = config.temperature_threshold, config.humidity_threshold
-        self._min_t_var = config.outlier_min_std_temperature ** 2
-        self._min_h_var = config.outlier_min_std_humidity ** 2
         self._sensors: dict[str, _SensorState] = {}
         self._last_alert: dict[tuple[str, str], int] = {}  # (sensor, rule) -> event time
         # Deadlines, so that a tick costs what falls due, not how many sensors there are:
@@ -200,6 +302,9 @@ class Detector:
         self._slot_counts: dict[int, int] = {}
         self._folded: dict[int, list[tuple[int, str, Reading]]] = {}
         self.evicted = 0  # sensors evicted so far (expire)
+        #: When set, :meth:`observe_run` stamps ``detected_at`` with it, from the reading's
+        #: event time (µs), instead of ``clock`` (a replay over columns, event-time clock).
+        self.run_clock: Callable[[int], datetime] | None = None
 
     # -- readings ---------------------------------------------------------------------
 
@@ -213,8 +318,8 @@ class Detector:
                                window.moments() if self.wants_moments(len(window)) else None)
 
     def wants_moments(self, count: int) -> bool:
-        """Whether the outlier rule needs the window's moments when it holds ``count`` readings."""
-        return self._outlier and count >= self.config.outlier_min_samples
+        """Whether some rule needs the window's moments when it holds ``count`` readings."""
+        return count >= self.moments_from
 
     def observe_us(self, reading: Reading, ts: int, late: bool,
                    moments: tuple[int, float, float, float, float] | None) -> list[Alert]:
@@ -222,95 +327,109 @@ class Detector:
         epoch µs, whether it is late for its window, and the window's moments before it
         (:meth:`sensorlib.engine.windows.SensorWindow.moments`; only when :meth:`wants_moments`)."""
         alerts: list[Alert] = []
-        # The cheap tests are inline (this runs for every reading); the methods only
-        # build the alerts.
-        if self._threshold and (reading.temperature > self._hot or reading.humidity > self._wet):
-            self._check_threshold(reading, ts, alerts)
         if late:
+            known = self._sensors.get(reading.sensor_id)
+            profile = known.profile if known is not None else self._profile_for(
+                reading.sensor_id, reading.location)
+            for update, name in profile.every:
+                found = update(None, reading, ts, moments)
+                if found is not None:
+                    self._emit(alerts, reading, ts, name, found.severity, found.reason)
             return alerts
         state = self._sensors.get(reading.sensor_id)
         if state is None:
-            state = self._sensors[reading.sensor_id] = _SensorState(reading, ts)
+            state = self._sensors[reading.sensor_id] = _SensorState(
+                reading, ts, self._profile_for(reading.sensor_id, reading.location))
             if self._evict_us is not None:
                 state.evict_key = key = ts + self._evict_us
                 heapq.heappush(self._evictions, (key, next(self._seq), state))
-        elif ts > state.last_us:
-            self._check_sequence(state, reading, ts, alerts)
-        if moments is not None:
-            # Compared squared, without a square root.
-            _, t_mean, t_var, h_mean, h_var = moments
-            dt, dh = reading.temperature - t_mean, reading.humidity - h_mean
-            zt2 = dt * dt / (t_var if t_var > self._min_t_var else self._min_t_var)  # noqa: FURB136 - no call
-            zh2 = dh * dh / (h_var if h_var > self._min_h_var else self._min_h_var)  # noqa: FURB136
-            if zt2 > self._z2 or zh2 > self._z2:
-                self._emit_outlier(reading, ts, zt2, zh2, t_mean, h_mean, alerts)
+            in_order = False
+        else:
+            in_order = ts > state.last_us
+        states = state.rules
+        profile = state.profile
+        for i, update, name in profile.checks if in_order else profile.window_checks:
+            found = update(states[i], reading, ts, moments)
+            if found is not None:
+                self._emit(alerts, reading, ts, name, found.severity, found.reason)
+        if in_order:
+            state.last, state.last_us = reading, ts
+            if state.silenced:
+                self._arm(state)
         return alerts
 
-    def _check_threshold(self, r: Reading, ts: int, alerts: list[Alert]) -> None:
-        c = self.config
-        hot = r.temperature > c.temperature_threshold
-        wet = r.humidity > c.humidity_threshold
-        if not (hot or wet):
-            return
-        parts = []
-        if hot:
-            parts.append(f"High temperature: {r.temperature:.1f}°C")
-        if wet:
-            parts.append(f"High humidity: {r.humidity:.1f}%")
-        critical = status_of(r.temperature, r.humidity) == "critical"  # as the cards show
-        self._emit(alerts, r, ts, "threshold", "critical" if critical else "warning",
-                   ", ".join(parts))
+    def _profile_for(self, sensor_id: str, location: str) -> _Profile:
+        """The settings layer of a sensor (``RuleConfig.per_sensor``)."""
+        if not self._profiles:
+            return self._default
+        layered = self.config.for_sensor(sensor_id, location)
+        if layered is self.config:
+            return self._default
+        profile = self._profiles.get(layered)
+        if profile is None:  # several layers at once: a combination of its own
+            profile = self._profiles[layered] = _Profile(layered)
+        return profile
 
-    def _check_sequence(self, state: _SensorState, r: Reading, ts: int,
-                        alerts: list[Alert]) -> None:
-        """Rules about consecutive readings; ``r`` is the sensor's newest reading."""
-        prev = state.last
-        if self._rate:
-            recent = state.recent
-            cutoff = ts - self._span_us
-            while len(recent) > 1 and recent[1][0] <= cutoff:
-                recent.popleft()
-            since, before = recent[0]
-            delta = r.temperature - before
-            if abs(delta) >= self.config.rate_min_delta:
-                span = max(ts - since, self._span_us)
-                per_minute = delta * _US_PER_MINUTE / span
-                if abs(per_minute) > self.config.rate_of_change:
-                    self._emit_rate(r, ts, since, delta, per_minute, alerts)
-            recent.append((ts, r.temperature))
-        if r.temperature == prev.temperature and r.humidity == prev.humidity:
-            state.run += 1
-            if self._stuck and state.run >= self.config.stuck_readings:
-                self._emit_stuck(r, ts, state.run, alerts)
-        else:
-            state.run = 1
-        state.last, state.last_us = r, ts
+    def settings_for(self, sensor_id: str, location: str = "") -> RuleConfig:
+        """The settings in force for a sensor: the one it was first seen with, else what a
+        first reading from ``location`` would get (``RuleConfig.for_sensor``)."""
+        state = self._sensors.get(sensor_id)
+        if state is not None:
+            return state.profile.config
+        return self.config.for_sensor(sensor_id, location)
+
+    def last_us(self, sensor_id: str) -> int | None:
+        """The event time (µs) of the sensor's newest reading, None if it is not known."""
+        state = self._sensors.get(sensor_id)
+        return None if state is None else state.last_us
+
+    def observe_run(self, sensor_id: str, run: Run, reading_at: Callable[[int], Reading]
+                    ) -> list[tuple[int, list[Alert]]] | None:
+        """The alerts of an in-order run of a known sensor's readings (all newer than its
+        last one and its window's end), through each rule's columnar check
+        (:meth:`sensorlib.rules.Rule.update_many`): ``(position, alerts)`` of the readings
+        that raised some, and the state as :meth:`observe_us` reading by reading would leave
+        it. ``reading_at(j)`` gives the run's j-th reading (only those that alert, and the
+        last). None, with nothing changed, when the sensor is unknown or a rule declines."""
+        state = self._sensors.get(sensor_id)
+        if state is None or int(run.ts[0]) <= state.last_us:
+            return None
+        states = state.rules
+        after = list(states)
+        pending: list[tuple[int, int, Finding]] = []
+        profile = state.profile
+        for i, rule in enumerate(profile.rules):
+            if rule.sees is TICK:
+                continue
+            done = rule.update_many(states[i], run)
+            if done is None:
+                return None
+            found, after[i] = done
+            pending.extend((j, i, f) for j, f in found)
+        pending.sort(key=_POSITION_RULE)
+        raised: list[tuple[int, list[Alert]]] = []
+        names = profile.names
+        ts = run.ts
+        held = self._held
+        stamp = self.run_clock
+        for j, group in groupby(pending, key=_POSITION):
+            at = int(ts[j])
+            alerts: list[Alert] = []
+            reading = None
+            for _, i, f in group:
+                if held(sensor_id, names[i], at):
+                    continue
+                if reading is None:  # made only for the readings that do alert
+                    reading = reading_at(j)
+                alerts.append(self._alert(reading, names[i], f.severity, f.reason,  # type: ignore[arg-type]
+                                          None if stamp is None else stamp(at)))
+            if alerts:
+                raised.append((j, alerts))
+        state.rules = after
+        state.last, state.last_us = reading_at(len(ts) - 1), int(ts[-1])
         if state.silenced:
             self._arm(state)
-
-    def _emit_rate(self, r: Reading, ts: int, since: int, delta: float, per_minute: float,
-                   alerts: list[Alert]) -> None:
-        """The rate-of-change alert: ``delta`` °C since the reading at ``since``."""
-        self._emit(alerts, r, ts, "rate_of_change", "warning",
-                   f"Temperature {'rose' if delta > 0 else 'fell'} {abs(delta):.1f}°C in "
-                   f"{_span_text(ts - since)} ({per_minute:+.1f}°C/min)")
-
-    def _emit_stuck(self, r: Reading, ts: int, run: int, alerts: list[Alert]) -> None:
-        self._emit(alerts, r, ts, "stuck", "warning", f"Stuck: same values for {run} readings")
-
-    def _emit_outlier(self, r: Reading, ts: int, zt2: float, zh2: float, t_mean: float,
-                      h_mean: float, alerts: list[Alert]) -> None:
-        """The outlier alert, once :meth:`observe_us` found a squared z-score above the limit."""
-        if zt2 >= zh2 * (1 - Z_MARGIN):  # a tie names the temperature
-            name, value, mean, z, unit = "temperature", r.temperature, t_mean, zt2, "°C"
-        else:
-            name, value, mean, z, unit = "humidity", r.humidity, h_mean, zh2, "%"
-        # Window statistics carry rounding noise (~1e-15) that depends on the order the
-        # sums were taken in: a mean of exactly 14.75 is 14.750000000000004 one way and
-        # 14.749999999999998 the other. Rounded to 1e-9 first, the text does not depend on it.
-        self._emit(alerts, r, ts, "outlier", "warning",
-                   f"Outlier: {name} {value:.1f}{unit} is {round(math.sqrt(z), 9):.1f}σ "
-                   f"from window mean {round(mean, 9):.1f}{unit}")
+        return raised
 
     # -- time passing -----------------------------------------------------------------
 
@@ -370,9 +489,11 @@ class Detector:
                 self._folded.setdefault(slot, []).append((true, sensor_id, state.last))
         alerts: list[Alert] = []
         single.sort(key=_STATE_SENSOR)
+        rule = self._silent_rule
+        assert rule is not None
         for state in single:
-            self._emit(alerts, state.last, now_us, "silent", "warning",
-                       f"Silent: no reading for {(now_us - state.last_us) / 1e6:.0f}s")
+            found = rule.finding(now_us - state.last_us)
+            self._emit(alerts, state.last, now_us, rule.name, found.severity, found.reason)
         if self._slot_counts:
             # Slots that ended: their fleet alert (if any) goes out now, their count is done.
             ended = [slot for slot in self._slot_counts if (slot + 1) * slot_us <= now_us]
@@ -389,9 +510,9 @@ class Detector:
         start = from_us(slot * slot_us)
         folded.sort(key=_FOLDED_TIME)  # by when each fell due, then sensor id
         names = [sensor_id for _, sensor_id, _ in folded[:FLEET_NAMED]]
-        more = len(folded) - len(names)
-        shown = ", ".join(names) + (f" and {more:,} more" if more else "")
         newest = folded[-1][2]
+        assert self._silent_rule is not None
+        found = self._silent_rule.fleet_finding(len(folded), names, start)
         return Alert(
             # The slot and its first sensor folded: the same in a replay, and two partitions'
             # pipelines folding in the same slot never share an id.
@@ -403,12 +524,8 @@ class Detector:
             timestamp=newest.timestamp,
             detected_at=self.clock(),
             rule="silent",
-            severity="critical",
-            # Nothing in it depends on when the tick came (the same text in a replay).
-            reason=f"Silent fleet: {len(folded):,} more sensors fell silent (no reading for "
-                   f"over {_span_text(self._silent_us)}) in the {_span_text(slot_us)} from "
-                   f"{start:%Y-%m-%d %H:%M:%S} UTC, after {self._storm} alerted one by one: "
-                   f"{shown}",
+            severity=found.severity,
+            reason=found.reason,
         )
 
     def next_silence(self) -> datetime | None:
@@ -430,6 +547,11 @@ class Detector:
             state.silence_key = true
             heapq.heapreplace(heap, (true, next(self._seq), state))
         return None
+
+    def next_fold(self) -> int | None:
+        """The time (µs) after which a tick raises a held fleet alert (a storm's slot ends),
+        or None when none is held."""
+        return (min(self._folded) + 1) * self._slot_us - 1 if self._folded else None
 
     def next_due(self) -> datetime | None:
         """The earliest time after which :meth:`tick` or :meth:`expire` would do something:
@@ -488,8 +610,8 @@ class Detector:
         """Forget one sensor: its state and its cooldowns (O(1))."""
         self._sensors.pop(sensor_id, None)
         last_alert = self._last_alert
-        for rule in ALL_RULES:
-            last_alert.pop((sensor_id, rule), None)
+        for rule in self.rules:
+            last_alert.pop((sensor_id, rule.name), None)
 
     def __len__(self) -> int:
         """How many sensors the rules remember."""
@@ -509,24 +631,39 @@ class Detector:
         The alert's timestamp (and so its id) is always the reading's; ``at`` is the
         event time the cooldown runs on (the tick time for the silent rule).
         """
-        key = (r.sensor_id, rule)
+        if self._held(r.sensor_id, rule, at):
+            return
+        alerts.append(self._alert(r, rule, severity, reason))
+
+    def _held(self, sensor_id: str, rule: str, at: int) -> bool:
+        """Whether the (sensor, rule) cooldown around ``at`` holds an alert back; if not,
+        the alert at ``at`` is recorded as raised."""
+        key = (sensor_id, rule)
         last = self._last_alert.get(key)
         cd = self._cooldown_us
         if last is not None and last - cd < at < last + cd:
-            return
+            return True
         self._last_alert[key] = at if last is None else max(last, at)
-        alerts.append(Alert(
+        return False
+
+    def _alert(self, r: Reading, rule: str, severity: Severity, reason: str,
+               detected_at: datetime | None = None) -> Alert:
+        if detected_at is not None:  # run_clock's: the values are the detector's own, valid
+            return new_alert(alert_id(r.sensor_id, rule, r.timestamp), r.sensor_id, r.location,
+                             r.temperature, r.humidity, r.timestamp, detected_at, rule,
+                             severity, reason)
+        return Alert(
             alert_id=alert_id(r.sensor_id, rule, r.timestamp),
             sensor_id=r.sensor_id,
             location=r.location,
             temperature=r.temperature,
             humidity=r.humidity,
             timestamp=r.timestamp,
-            detected_at=self.clock(),
+            detected_at=self.clock() if detected_at is None else detected_at,
             rule=rule,
             severity=severity,
             reason=reason,
-        ))
+        )
 
 
 def _due_order(entry: tuple[int, str, _SensorState]) -> tuple[int, str]:
@@ -542,3 +679,5 @@ def _folded_time(entry: tuple[int, str, Reading]) -> tuple[int, str]:
 
 
 _DUE_ORDER, _STATE_SENSOR, _FOLDED_TIME = _due_order, _state_sensor, _folded_time
+_POSITION_RULE, _POSITION = itemgetter(0, 1), itemgetter(0)
+_SPECIFICITY = attrgetter("specificity")

@@ -31,13 +31,14 @@ different moment than in a replay, and near the cap that can decide a refusal di
 
 from __future__ import annotations
 
+import heapq
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter, itemgetter
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -52,7 +53,7 @@ from sensorlib.engine.windows import (
     to_us,
 )
 from sensorlib.errors import UsageError
-from sensorlib.model.events import Alert, Reading, parse_reading
+from sensorlib.model.events import Alert, Reading, new_reading, parse_reading
 from sensorlib.model.rejections import FieldError, InvalidReading
 
 if TYPE_CHECKING:  # pandas is imported by the DataFrame functions: the processor needs none
@@ -68,6 +69,7 @@ __all__ = [
     "alerts_to_frame",
     "readings_frame_to_records",
     "run_frame",
+    "run_frame_variants",
 ]
 
 #: How often replays tick the silence rule, in event time.
@@ -153,9 +155,8 @@ class Pipeline:
         #: ``(index in batch, TooManySensors)`` of each reading the last
         #: :meth:`process_batch_us` refused, in batch order.
         self.refused: list[tuple[int, TooManySensors]] = []
-        # Window size from which the outlier rule needs the window's moments.
-        self._moments_from = rules.outlier_min_samples if "outlier" in rules.rules \
-            else sys.maxsize
+        # Window size from which some rule needs the window's moments.
+        self._moments_from = self.detector.moments_from
         self._watermark: int | None = None  # largest event time seen, any sensor
         self._event_us = 0  # the event time being processed, for clock="event"
 
@@ -259,15 +260,15 @@ class Pipeline:
             for stop in [*(np.flatnonzero((steps <= 0) | (steps > evict_us)) + 1).tolist(),
                          len(where)]:
                 window = self._windows.get(sensor_id)
-                if (window is not None and window._watermark is not None
-                        and start < stop and ts[start] > window._watermark + evict_us):
+                if (window is not None and window.watermark_us is not None
+                        and start < stop and ts[start] > window.watermark_us + evict_us):
                     window = None  # process_us starts it afresh
                 if window is None and start < stop:  # a new sensor: its first reading alone
                     self._one_by_one(batch, where[start:start + 1], raised)
                     start += 1
                     window = self.windows.get(sensor_id)
-                if window is not None and window._watermark is not None:
-                    older = int(np.searchsorted(ts[start:stop], window._watermark, "right"))
+                if window is not None and window.watermark_us is not None:
+                    older = int(np.searchsorted(ts[start:stop], window.watermark_us, "right"))
                     self._one_by_one(batch, where[start:start + older], raised)
                     start += older
                 if stop - start < MIN_RUN:
@@ -293,7 +294,12 @@ class Pipeline:
 
     def _run(self, batch: Sequence[tuple[Reading, int]], sensor_id: str, where: list[int],
              ts: np.ndarray, raised: list[tuple[int, list[Alert]]]) -> None:
-        done = process_run(self, sensor_id, list(map(_FIRST, map(batch.__getitem__, where))), ts)
+        readings = list(map(_FIRST, map(batch.__getitem__, where)))
+        k = len(readings)
+        temp = np.fromiter(map(_TEMPERATURE, readings), np.float64, k)
+        hum = np.fromiter(map(_HUMIDITY, readings), np.float64, k)
+        done = process_run(self._windows.get(sensor_id), self.detector, sensor_id,
+                           readings.__getitem__, ts, temp, hum, self._evict_us)
         if done is None:
             self._one_by_one(batch, where, raised)
             return
@@ -422,6 +428,192 @@ class Pipeline:
         self.refused = refused
         return raised, ticked
 
+    def replay_columns(self, sensor_ids: Sequence[str], ts: np.ndarray, temperature: np.ndarray,
+                       humidity: np.ndarray, locations: Sequence[str], *,
+                       tick_every: timedelta | None = DEFAULT_TICK) -> list[Alert]:
+        """:meth:`replay` over readings given as columns in event-time order (``ts``: µs,
+        non-decreasing), with no model made per reading: each sensor's in-order runs go
+        through the rules' columnar checks (:mod:`sensorlib.engine.runs`) between the tick
+        boundaries where something falls due, which are found from the data (a gap longer
+        than ``silent_after`` or ``evict_after`` in a sensor's readings, a storm's slot end).
+        The alerts, their order and their ids are :meth:`replay`'s; with ``clock="event"``
+        their ``detected_at`` too. Readings must be valid (see :func:`run_frame`) and the
+        pipeline unlimited (``max_sensors=None``) and unused (no reading processed yet).
+        """
+        if self.max_sensors is not None or self._watermark is not None:
+            raise UsageError("replay_columns needs a new pipeline with max_sensors=None")
+        n = len(ts)
+        if n == 0:
+            return []
+        ts = np.asarray(ts, np.int64)
+        temperature = np.asarray(temperature, np.float64)
+        humidity = np.asarray(humidity, np.float64)
+        if n > 1 and (np.diff(ts) < 0).any():
+            raise UsageError("replay_columns needs the readings in event-time order")
+        codes, names = _factorize(sensor_ids)
+        step = None if tick_every is None else tick_every // _US
+        event_clock = self.detector.clock == self._event_time
+
+        def reading_at(i: int) -> Reading:  # only for the readings that alert (and a few)
+            return new_reading(names[codes[i]], float(temperature[i]), float(humidity[i]),
+                               locations[i], from_us(int(ts[i])))
+
+        # Each sensor's rows (ascending, so in event-time order) and the tick boundaries where
+        # it may fall due (_due_boundaries). A tick only touches the sensors due at it: each
+        # sensor goes through its readings up to its own next boundary at once, and at a
+        # boundary the sensors due there have exactly their readings before it behind them
+        # while every other one is past it (not due), as in a replay.
+        order = np.argsort(codes, kind="stable")
+        edges = np.flatnonzero(np.diff(codes[order])) + 1
+        rows_of = np.split(order, edges)
+        own = self._due_boundaries(rows_of, ts, step) if step is not None else \
+            [np.empty(0, np.int64)] * len(rows_of)
+        done_upto = [0] * len(rows_of)  # rows processed, per sensor
+        next_cut = [0] * len(rows_of)  # index into own[s]
+        raised: list[tuple[int, list[Alert]]] = []
+        ts_of = [ts[rows] for rows in rows_of]
+        # replay's detectedAt with the event clock: the event time of the reading (in order)
+        self.detector.run_clock = from_us if event_clock else None
+
+        def advance(s: int, limit: int) -> None:
+            rows = rows_of[s]
+            stop = int(np.searchsorted(ts_of[s], limit, "left")) if limit < sys.maxsize \
+                else len(rows)
+            if stop > done_upto[s]:
+                first = int(codes[rows[0]])
+                self._columns_of(names[first], rows[done_upto[s]:stop], ts, temperature,
+                                 humidity, reading_at, raised)
+                done_upto[s] = stop
+
+        def to_next_cut(s: int) -> None:
+            cuts = own[s]
+            k = next_cut[s]
+            advance(s, int(cuts[k]) if k < len(cuts) else sys.maxsize)
+
+        # boundary -> the sensors whose own boundary it is
+        due_at: dict[int, list[int]] = {}
+        for s, cuts in enumerate(own):
+            for b in cuts.tolist():
+                due_at.setdefault(b, []).append(s)
+        heap = sorted(due_at)
+        heapq.heapify(heap)
+        for s in range(len(rows_of)):
+            to_next_cut(s)
+        ticked: list[tuple[int, int, list[Alert]]] = []  # (row it comes before, seq, alerts)
+        last_ts = int(ts[-1])
+        seen: set[int] = set(heap)
+        while heap:
+            b = heapq.heappop(heap)
+            if b > last_ts:
+                break  # a replay ticks only up to its last reading
+            alerts = self.tick(from_us(b))
+            if alerts:
+                ticked.append((int(np.searchsorted(ts, b, "left")), len(ticked), alerts))
+            for s in due_at.get(b, ()):
+                next_cut[s] += 1
+                to_next_cut(s)
+            fold = self.detector.next_fold()
+            if step is not None and fold is not None:
+                f = (fold // step + 1) * step
+                if f not in seen:
+                    seen.add(f)
+                    heapq.heappush(heap, f)
+        for s in range(len(rows_of)):
+            advance(s, sys.maxsize)
+        if self._watermark is not None:
+            self._event_us = self._watermark
+        merged: list[tuple[int, int, int, list[Alert]]] = [
+            (row, 0, seq, alerts) for row, seq, alerts in ticked]
+        merged.extend((row, 1, 0, found) for row, found in raised)
+        merged.sort(key=_MERGE_ORDER)
+        self.detector.run_clock = None
+        return [alert for _, _, _, found in merged for alert in found]
+
+    def _columns_of(self, sensor_id: str, rows: np.ndarray, ts_all: np.ndarray,
+                    temp_all: np.ndarray, hum_all: np.ndarray,
+                    reading_at: Callable[[int], Reading],
+                    raised: list[tuple[int, list[Alert]]]) -> None:
+        """One sensor's rows (ascending) of :meth:`replay_columns`: in-order runs through
+        :func:`~sensorlib.engine.runs.process_run`, the rest one by one (as process_batch_us)."""
+        ts = ts_all[rows]
+        evict_us = self._evict_us
+
+        event_clock = self.detector.run_clock is not None
+
+        def one_by_one(lo: int, hi: int) -> None:
+            for i in rows[lo:hi].tolist():
+                found = self.process_us(reading_at(i), int(ts_all[i]))
+                if found:
+                    if event_clock:  # replay's detectedAt: this reading's event time
+                        found = [a.model_copy(update={"detected_at": a.timestamp})
+                                 for a in found]
+                    raised.append((i, found))
+
+        start = 0
+        steps = np.diff(ts)
+        for stop in [*(np.flatnonzero((steps <= 0) | (steps > evict_us)) + 1).tolist(),
+                     len(rows)]:
+            window = self._windows.get(sensor_id)
+            wm = None if window is None else window.watermark_us
+            if wm is not None and start < stop and ts[start] > wm + evict_us:
+                window = None  # process_us starts it afresh
+            if window is None and start < stop:  # a new sensor: its first reading alone
+                one_by_one(start, start + 1)
+                start += 1
+                window = self._windows.get(sensor_id)
+            wm = None if window is None else window.watermark_us
+            if wm is not None:
+                older = int(np.searchsorted(ts[start:stop], wm, "right"))
+                one_by_one(start, start + older)
+                start += older
+            if stop - start < MIN_RUN:
+                one_by_one(start, stop)
+            else:
+                where = rows[start:stop]
+                done = process_run(self._windows.get(sensor_id), self.detector, sensor_id,
+                                   lambda j, where=where: reading_at(int(where[j])),
+                                   ts[start:stop], temp_all[where], hum_all[where], evict_us)
+                if done is None:
+                    one_by_one(start, stop)
+                else:
+                    self.stats.processed += stop - start
+                    last = int(ts[stop - 1])
+                    if self._watermark is None or last > self._watermark:
+                        self._watermark = last
+                    for j, found in done:
+                        raised.append((int(where[j]), found))
+                        for alert in found:
+                            self.stats.alerts[alert.rule] += 1
+            start = stop
+        if self._watermark is not None:
+            self._event_us = self._watermark
+
+    def _due_boundaries(self, rows_of: list[np.ndarray], ts: np.ndarray, step: int
+                        ) -> list[np.ndarray]:
+        """Per sensor (its rows in event-time order), the tick boundaries where its silence or
+        eviction may fall due: for each two consecutive readings ``a < b`` (and its last one,
+        with the data's end as ``b``), the first boundary past ``a + silent_after`` (or
+        ``a + evict_after``) if it comes no later than ``b``. A tick anywhere else finds
+        nothing of this sensor due."""
+        end = int(ts[-1])
+        delays = []
+        if "silent" in self.rules.rules:  # else no silence falls due (a sweep of another rule)
+            delays.append(self.rules.silent_after // _US)
+        if self.evict_after is not None:
+            delays.append(self.evict_after // _US)
+        out = []
+        for rows in rows_of:
+            t = ts[rows]
+            nxt = np.empty_like(t)
+            nxt[:-1] = t[1:]
+            nxt[-1] = end
+            found = []
+            for delay in delays:
+                boundary = ((t + delay) // step + 1) * step
+                found.append(boundary[boundary <= nxt])
+            out.append(np.unique(np.concatenate(found)) if found else np.empty(0, np.int64))
+        return out
+
     def _tick_through(self, ts: int, step: int) -> Iterator[Alert]:
         """Tick at each boundary in (watermark, ts] where a silence, a storm's slot end or an
         eviction falls due.
@@ -446,6 +638,16 @@ class Pipeline:
 
 
 _FIRST, _SECOND, _SENSOR_ID = itemgetter(0), itemgetter(1), attrgetter("sensor_id")
+_MERGE_ORDER = itemgetter(0, 1, 2)
+
+
+def _factorize(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Codes (int64) and the distinct values, in order of first appearance."""
+    import pandas as pd  # an offline path (replay_columns): the processor never comes here
+
+    codes, uniques = pd.factorize(values, sort=False)  # type: ignore[call-overload]
+    return codes.astype(np.int64), [str(u) for u in uniques]
+_TEMPERATURE, _HUMIDITY = attrgetter("temperature"), attrgetter("humidity")
 
 
 # -- DataFrames ---------------------------------------------------------------------------
@@ -567,10 +769,102 @@ def run_frame(
     >>> list(aggregates["count"]), list(zip(alerts["sensorId"], alerts["rule"]))
     ([3, 1], [('a', 'silent'), ('a', 'threshold')])
     """
+
+    aggregates, alerts = _run_prepared(_prepare(df, max_sensors is None), window, rules,
+                                       tick_every, max_sensors)
+    return aggregates_to_frame(aggregates), alerts_to_frame(alerts)
+
+
+def run_frame_variants(df: pd.DataFrame, variants: Sequence[RuleConfig], *,
+                       window: timedelta = DEFAULT_WINDOW,
+                       tick_every: timedelta | None = DEFAULT_TICK) -> list[pd.DataFrame]:
+    """:func:`run_frame`'s alerts for each rule configuration over the same frame, which is
+    sorted and validated once (tuning sweeps)."""
+    prepared = _prepare(df, True)
+    return [alerts_to_frame(_run_prepared(prepared, window, rules, tick_every, None)[1])
+            for rules in variants]
+
+
+def _prepare(df: pd.DataFrame, columnar: bool) -> tuple[pd.DataFrame, np.ndarray, Any]:
     import pandas as pd
 
-    order = pd.to_datetime(df["timestamp"], utc=True).argsort(kind="stable")
-    ordered = df.iloc[order.to_numpy()]
+    stamps = pd.to_datetime(df["timestamp"], utc=True)
+    order = stamps.argsort(kind="stable").to_numpy()
+    return df, order, _valid_columns(df, stamps, order) if columnar else None
+
+
+def _run_prepared(prepared: tuple[pd.DataFrame, np.ndarray, Any], window: timedelta,
+                  rules: RuleConfig, tick_every: timedelta | None, max_sensors: int | None
+                  ) -> tuple[list[Aggregate], list[Alert]]:
+    df, order, columns = prepared
     pipeline = Pipeline(window, rules, clock="event", max_sensors=max_sensors)
-    alerts = list(pipeline.replay(readings_frame_to_records(ordered), tick_every=tick_every))
-    return aggregates_to_frame(pipeline.aggregates()), alerts_to_frame(alerts)
+    if columns is None:  # one reading at a time (it raises for the first invalid row)
+        alerts = list(pipeline.replay(readings_frame_to_records(df.iloc[order]),
+                                      tick_every=tick_every))
+    else:
+        alerts = pipeline.replay_columns(*columns, tick_every=tick_every)
+    return pipeline.aggregates(), alerts
+
+
+class _Lookup:
+    """``names[codes[i]]``: a column of few distinct strings, without a string per row."""
+
+    __slots__ = ("codes", "names")
+
+    def __init__(self, codes: np.ndarray, names: list[str]) -> None:
+        self.codes, self.names = codes, names
+
+    def __getitem__(self, i: int) -> str:
+        return self.names[self.codes[i]]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+def _valid_columns(df: pd.DataFrame, stamps: pd.Series, order: np.ndarray
+                   ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, _Lookup] | None:
+    """A readings frame as :meth:`Pipeline.replay_columns`'s columns in ``order``, validated
+    as :func:`parse_reading` validates each row: numbers checked as arrays, and each
+    distinct sensor id and location once. None when some row is invalid or a column is not
+    of the usual types: the row-by-row path then decides (and names the first bad row)."""
+    import pandas as pd
+
+    from sensorlib.model.limits import HUMIDITY_RANGE, TEMPERATURE_RANGE
+
+    missing = {"sensorId", "temperature", "humidity", "timestamp"} - set(df.columns)
+    if missing or df.empty:
+        return None
+    temp, hum = df["temperature"], df["humidity"]
+    numeric = pd.api.types.is_float_dtype, pd.api.types.is_integer_dtype
+    if not (any(f(temp) for f in numeric) and any(f(hum) for f in numeric)):
+        return None
+    t, h = temp.to_numpy(np.float64), hum.to_numpy(np.float64)
+    lo_t, hi_t = TEMPERATURE_RANGE
+    lo_h, hi_h = HUMIDITY_RANGE
+    if not (((t >= lo_t) & (t <= hi_t)).all() and ((h >= lo_h) & (h <= hi_h)).all()):
+        return None  # NaN fails these too
+    if stamps.isna().any():
+        return None
+    ts = ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "us")).to_numpy(np.int64)
+    s_codes, s_names = pd.factorize(df["sensorId"])
+    if (s_codes < 0).any():
+        return None
+    if "location" in df.columns:
+        l_codes, l_uniques = pd.factorize(df["location"])  # a missing one: -1, ""
+        l_names = [*list(l_uniques), ""]
+    else:
+        l_codes, l_names = np.full(len(df), -1, np.int64), [""]
+    pairs = np.unique(s_codes.astype(np.int64) * len(l_names) + (l_codes + 1))
+    first_us = int(ts[order[0]])
+    for pair in pairs.tolist():
+        sensor_id, location = s_names[pair // len(l_names)], l_names[pair % len(l_names) - 1]
+        try:  # the strings' own rules (type, length, blank, control characters)
+            got = parse_reading({"sensorId": sensor_id, "temperature": 20.0, "humidity": 50.0,
+                                 "location": location, "timestamp": from_us(first_us)})
+        except InvalidReading:
+            return None
+        if got.sensor_id != sensor_id or got.location != location:
+            return None  # the parser would normalise it: row by row then
+    sensors = pd.Categorical.from_codes(s_codes[order], categories=pd.Index(s_names))
+    return (sensors, ts[order], t[order], h[order],
+            _Lookup(l_codes[order], l_names))

@@ -17,10 +17,13 @@ from __future__ import annotations
 import math
 from bisect import bisect_right, insort
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta  # noqa: F401 - UTC for the doctests
+from itertools import takewhile
 from typing import Any, Literal
+
+import numpy as np
 
 from sensorlib.errors import UsageError
 from sensorlib.model.events import Reading
@@ -256,6 +259,83 @@ class SensorWindow:
         """How many readings arrived too late for the window."""
         return self._late
 
+    @property
+    def watermark_us(self) -> int | None:
+        """:attr:`watermark` in :func:`to_us` microseconds."""
+        return self._watermark
+
+    def plan_run(self, ts: np.ndarray, temp: np.ndarray, hum: np.ndarray, moments_from: int
+                 ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None, Callable[[str], None]]:
+        """The window before each reading of an in-order run (event times ``ts`` µs, all
+        newer than the watermark, strictly increasing), without adding it yet.
+
+        Returns the window's count before each reading, its moments
+        ``(t_mean, t_var, h_mean, h_var)`` as arrays (meaningful where the count is at least
+        ``moments_from``; None when no reading has them) and ``commit(location)``, which adds
+        the run: the window is then as :meth:`add_us` reading by reading leaves it (its
+        sums added in another order: equal to about 1e-15 relative).
+        """
+        k = len(ts)
+        assert self._watermark is not None
+        wm_old = self._watermark
+        length = self._length_us
+        items = self._items
+        n_old = len(items)
+        final_cut = int(ts[-1]) - length
+        # A = the old items this run evicts (the deque's head), then the run itself.
+        evicted = list(takewhile(lambda item: item[0] <= final_cut, items))
+        n_ev = len(evicted)
+        if n_ev:
+            ev_ts, ev_t, ev_h = (np.array(col) for col in zip(*evicted, strict=True))
+            a_ts = np.concatenate((ev_ts.astype(np.int64), ts))
+            a_t, a_h = np.concatenate((ev_t, temp)), np.concatenate((ev_h, hum))
+        else:
+            a_ts, a_t, a_h = ts, temp, hum
+        t0, h0 = self._t0, self._h0
+        d_t, d_h = a_t - t0, a_h - h0
+        p_t, p_t2 = _prefix(d_t), _prefix(d_t * d_t)
+        p_h, p_h2 = _prefix(d_h), _prefix(d_h * d_h)
+        previous = np.empty(k, np.int64)
+        previous[0] = wm_old
+        previous[1:] = ts[:-1]
+        gone = np.searchsorted(a_ts, previous - length, side="right")  # evicted before j
+        at = n_ev + np.arange(k)  # reading j's place in A
+        count = n_old + np.arange(k) - gone
+        moments = None
+        if (count >= moments_from).any():
+            n = np.maximum(count, 1).astype(np.float64)
+            s_t = self._st + (p_t[at] - p_t[n_ev]) - p_t[gone]
+            s_t2 = self._st2 + (p_t2[at] - p_t2[n_ev]) - p_t2[gone]
+            s_h = self._sh + (p_h[at] - p_h[n_ev]) - p_h[gone]
+            s_h2 = self._sh2 + (p_h2[at] - p_h2[n_ev]) - p_h2[gone]
+            mt, mh = s_t / n, s_h / n
+            moments = (t0 + mt, np.maximum(0.0, s_t2 / n - mt * mt),
+                       h0 + mh, np.maximum(0.0, s_h2 / n - mh * mh))
+
+        def commit(location: str) -> None:
+            end = int(np.searchsorted(a_ts, final_cut, side="right"))  # A items evicted
+            for _ in range(n_ev):
+                items.popleft()
+            first = end - n_ev  # the run's own readings already out of the window
+            ts_list = ts.tolist()
+            items.extend(zip(ts_list[first:], temp[first:].tolist(), hum[first:].tolist(),
+                             strict=True))
+            # Python floats, as the one-by-one path keeps (not numpy scalars).
+            self._st += float(p_t[-1] - p_t[n_ev] - p_t[end])
+            self._st2 += float(p_t2[-1] - p_t2[n_ev] - p_t2[end])
+            self._sh += float(p_h[-1] - p_h[n_ev] - p_h[end])
+            self._sh2 += float(p_h2[-1] - p_h2[n_ev] - p_h2[end])
+            self._removed += end
+            self._watermark = ts_list[-1]
+            self._location = location
+            for q, values in ((self._tmax, temp), (self._tmin, -temp), (self._hmax, hum),
+                              (self._hmin, -hum)):
+                _push_run(q, values, ts, final_cut)
+            if self._removed > max(256, 4 * len(items)):
+                self._refresh()
+
+        return count, moments, commit
+
     def is_late(self, timestamp: datetime) -> bool:
         """Whether a reading at ``timestamp`` would be late if it arrived now."""
         return self.is_late_us(to_us(timestamp))
@@ -326,6 +406,30 @@ class SensorWindow:
 
 def _first(item: tuple[int, float, float]) -> int:
     return item[0]
+
+
+def _prefix(values: np.ndarray) -> np.ndarray:
+    """Sums of the first i values for i = 0..n."""
+    out = np.empty(len(values) + 1)
+    out[0] = 0.0
+    np.cumsum(values, out=out[1:])
+    return out
+
+
+def _push_run(q: deque[tuple[float, int]], values: np.ndarray, ts: np.ndarray,
+              cut: int) -> None:
+    """A monotonic max-deque after pushing an in-order run and evicting up to ``cut``: the
+    entries larger than everything after them (as :func:`_push_max` one by one)."""
+    top = values.max()
+    while q and q[-1][0] <= top:
+        q.pop()
+    later = np.empty(len(values))
+    later[-1] = -np.inf
+    later[:-1] = np.maximum.accumulate(values[::-1])[::-1][1:]
+    keep = np.flatnonzero((values > later) & (ts > cut))
+    q.extend(zip(values[keep].tolist(), ts[keep].tolist(), strict=True))
+    while q[0][1] <= cut:
+        q.popleft()
 
 
 class WindowStore:

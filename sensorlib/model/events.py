@@ -17,6 +17,7 @@ the HTTP API judges it by the wall clock, the processor by the record's Kafka ti
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,7 @@ __all__ = [
     "Severity",
     "Status",
     "alert_id",
+    "new_alert",
     "new_reading",
     "parse_alert",
     "parse_reading",
@@ -265,6 +267,7 @@ def parse_alert(raw: bytes | str | Mapping[str, Any]) -> Alert:
 # -- derived values ------------------------------------------------------------------------
 
 _ALERT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://sensorlib/alerts")
+_ALERT_NS_BYTES = _ALERT_NAMESPACE.bytes
 
 
 def alert_id(sensor_id: str, rule: str, timestamp: datetime) -> str:
@@ -274,7 +277,15 @@ def alert_id(sensor_id: str, rule: str, timestamp: datetime) -> str:
     >>> alert_id("sensor-01", "threshold", ts) == alert_id("sensor-01", "threshold", ts)
     True
     """
-    return str(uuid.uuid5(_ALERT_NAMESPACE, f"{sensor_id}|{rule}|{format_timestamp(timestamp)}"))
+    # uuid.uuid5 by hand (the same bytes: SHA-1 of namespace + name, version 5, RFC 4122
+    # variant) without its UUID object: half the cost, on every alert.
+    digest = bytearray(hashlib.sha1(
+        _ALERT_NS_BYTES + f"{sensor_id}|{rule}|{format_timestamp(timestamp)}".encode(),
+        usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def status_of(temperature: float, humidity: float) -> Status:
@@ -309,6 +320,25 @@ def new_reading(
     return reading
 
 
+def new_alert(alert_id: str, sensor_id: str, location: str, temperature: float,
+              humidity: float, timestamp: datetime, detected_at: datetime, rule: str,
+              severity: Severity, reason: str) -> Alert:
+    """Build an Alert from values already known to be valid (the detector's), without
+    validating them: about ten times cheaper than ``Alert(...)``. Datetimes must be UTC-aware,
+    numbers floats."""
+    alert = _new(Alert)
+    _set(alert, "__dict__", {
+        "alert_id": alert_id, "sensor_id": sensor_id, "location": location,
+        "temperature": temperature, "humidity": humidity, "timestamp": timestamp,
+        "detected_at": detected_at, "rule": rule, "severity": severity, "reason": reason,
+    })
+    _set(alert, "__pydantic_fields_set__", set(_ALL_ALERT_FIELDS))
+    _set(alert, "__pydantic_extra__", None)
+    _set(alert, "__pydantic_private__", None)
+    return alert
+
+
 _new = object.__new__
 _set = object.__setattr__
 _ALL_READING_FIELDS = frozenset(Reading.model_fields)
+_ALL_ALERT_FIELDS = frozenset(Alert.model_fields)

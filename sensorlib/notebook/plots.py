@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from sensorlib.errors import UsageError
@@ -146,23 +147,21 @@ def envelope(readings: pd.DataFrame, field: str, bucket: pd.Timedelta,
 def alert_quantities(alerts: pd.DataFrame) -> pd.DataFrame:
     """Which quantity each alert is about: columns ``temperature`` and ``humidity`` (bool).
 
-    From the rule and its reason (see :mod:`sensorlib.engine.detect`): a threshold alert is about
+    Each rule says it (:meth:`sensorlib.rules.Rule.quantities_of`): a threshold alert is about
     the value(s) it names, a rate-of-change alert about temperature, an outlier about the
     value it names, a stuck sensor about both; a silent sensor is about neither (it has
     no new value), so it is counted but never marked on a value figure.
     """
+    from sensorlib.rules import registry
+
     rule = alerts["rule"].astype("str")
-    reason = alerts["reason"].astype("str").str.lower()
-    stuck = rule.eq("stuck")
-    temperature = ((rule.eq("threshold") & reason.str.contains("high temperature", regex=False))
-                   | rule.eq("rate_of_change")
-                   | (rule.eq("outlier") & reason.str.startswith("outlier: temperature"))
-                   | stuck)
-    humidity = ((rule.eq("threshold") & reason.str.contains("high humidity", regex=False))
-                | (rule.eq("outlier") & reason.str.startswith("outlier: humidity"))
-                | stuck)
-    return pd.DataFrame({"temperature": temperature.to_numpy(), "humidity": humidity.to_numpy()},
-                        index=alerts.index)
+    out = pd.DataFrame({"temperature": np.zeros(len(alerts), bool),
+                        "humidity": np.zeros(len(alerts), bool)}, index=alerts.index)
+    for name, cls in registry().items():  # each rule says what its own alerts are about
+        mask = rule.eq(name).to_numpy()
+        if mask.any():
+            out.loc[mask] = cls.quantities_of(alerts.loc[mask]).to_numpy()
+    return out
 
 
 def top_alerts(alerts: pd.DataFrame, field: str, top: int = 20) -> pd.DataFrame:

@@ -15,34 +15,20 @@ from typing import Any
 import pandas as pd
 
 from sensorlib.engine.detect import RuleConfig
+from sensorlib.rules import Knob
 
 __all__ = ["KNOBS", "Knob", "Sweep", "sweep"]
 
 
-@dataclass(frozen=True)
-class Knob:
-    """One rule's main setting: the RuleConfig field, the rule it drives, how to show it."""
+def _knobs() -> dict[str, Knob]:
+    from sensorlib.rules import registry
 
-    field: str
-    rule: str
-    label: str
-    unit: str
-
-    def show(self, value: Any) -> str:
-        """``33 °C``, ``5 °C/min``, ``3σ``, ``20 readings``."""
-        number = f"{value:g}" if isinstance(value, float) else str(value)
-        return f"{number}{self.unit}" if self.unit in ("σ", "%") else f"{number} {self.unit}"
+    return {label: knob for cls in registry().values() for label, knob in cls.knobs.items()}
 
 
-#: The main knob of each rule that has one (the silent rule's is a duration).
-KNOBS = {
-    "temperature threshold": Knob("temperature_threshold", "threshold", "temperature threshold",
-                                  "°C"),
-    "humidity threshold": Knob("humidity_threshold", "threshold", "humidity threshold", "%"),
-    "rate of change": Knob("rate_of_change", "rate_of_change", "rate-of-change limit", "°C/min"),
-    "outlier z": Knob("outlier_z", "outlier", "outlier distance", "σ"),
-    "stuck count": Knob("stuck_readings", "stuck", "stuck-sensor run", "readings"),
-}
+#: The main knob of each rule that has one (the silent rule's is a duration), from each
+#: rule's ``knobs`` (:mod:`sensorlib.rules`).
+KNOBS = _knobs()
 
 
 @dataclass
@@ -65,12 +51,14 @@ class Sweep:
     timeline: dict[str, pd.DataFrame]
 
 
-def _alerts(readings: pd.DataFrame, rules: RuleConfig, only: str) -> pd.DataFrame:
-    from sensorlib.replay.reader import replay_rules
+def _alerts(readings: pd.DataFrame, variants: list[RuleConfig], only: str
+            ) -> list[pd.DataFrame]:
+    from sensorlib.engine.pipeline import run_frame_variants
 
     # Only the knob's rule runs: the others would raise the same alerts in every variant.
-    alerts = replay_rules(readings, replace(rules, rules=frozenset({only})))
-    return alerts[alerts["rule"] == only]
+    # The frame is sorted and validated once for all of them (run_frame_variants).
+    runs = run_frame_variants(readings, [replace(r, rules=frozenset({only})) for r in variants])
+    return [alerts[alerts["rule"] == only] for alerts in runs]
 
 
 def sweep(readings: pd.DataFrame, knob: str | Knob, values: list[Any], *,
@@ -84,7 +72,8 @@ def sweep(readings: pd.DataFrame, knob: str | Knob, values: list[Any], *,
     base = base or RuleConfig()
     live_value = getattr(base, k.field)
     ordered = list(dict.fromkeys([live_value, *values]))
-    runs = {v: _alerts(readings, replace(base, **{k.field: v}), k.rule) for v in ordered}
+    runs = dict(zip(ordered, _alerts(readings, [replace(base, **{k.field: v}) for v in ordered],
+                                     k.rule), strict=True))
     live_ids = set(runs[live_value]["alertId"])
     rows, extra, missing, timeline = [], {}, {}, {}
     start = readings["timestamp"].min().floor(bucket) if not readings.empty else None
