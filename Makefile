@@ -143,7 +143,7 @@ bench: setup
 
 ## lab: JupyterLab on the notebooks (http://127.0.0.1:8888, local only); prints the URL with its token
 lab: setup
-	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$${SENSORLIB_JUPYTER_PORT:-8888} --no-browser \
+	ARROW_DEFAULT_MEMORY_POOL=$${ARROW_DEFAULT_MEMORY_POOL:-system} $(BIN)/jupyter lab --ip=127.0.0.1 --port=$${SENSORLIB_JUPYTER_PORT:-8888} --no-browser \
 		$$(test "$$(id -u)" = 0 && echo --allow-root) notebooks/
 
 ## screenshots: report + every notebook over a week of history → build/screenshots/*.png and notebooks/img/report.png
