@@ -72,6 +72,18 @@ async def wait_closed(url: str, timeout: float = 90.0) -> None:
     await asyncio.sleep(4.0)  # the release's collection and trim run 2 s after the last
 
 
+async def settled_rss(process: psutil.Process, timeout: float = 30.0) -> int:
+    """The server's RSS once it stops falling (the trim after the last close has run)."""
+    deadline = time.monotonic() + timeout
+    low, steady = process.memory_info().rss, 0
+    while steady < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        rss = process.memory_info().rss
+        steady = steady + 1 if rss >= low * 0.995 else 0
+        low = min(low, rss)
+    return low
+
+
 @pytest.fixture(scope="module")
 def served(dash_settings: Any, kit: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     kit.seed_fleet(dash_settings)
@@ -87,10 +99,10 @@ def test_the_51st_session_gets_the_busy_page_and_200_sessions_give_memory_back(s
     url = served.url
     process = psutil.Process(served.process.pid)
 
-    async def scenario() -> tuple[float, list[float], list[str]]:
+    async def scenario() -> tuple[float, list[float], list[str], int]:
         close_all(await open_many(url, 3))  # the first sessions import and cache for good
         await wait_closed(url)
-        before = process.memory_info().rss
+        before = await settled_rss(process)
         peaks: list[float] = []
         refused: list[str] = []
         for wave in range(4):  # 4 x 50 = 200 sessions, 50 open at once
@@ -108,10 +120,9 @@ def test_the_51st_session_gets_the_busy_page_and_200_sessions_give_memory_back(s
             peaks.append(process.memory_info().rss / before)
             close_all(sessions)
             await wait_closed(url)
-        return before, peaks, refused
+        return before, peaks, refused, await settled_rss(process)
 
-    before, peaks, refused = run_apart(scenario())
-    after = process.memory_info().rss
+    before, peaks, refused, after = run_apart(scenario())
     print(f"dashboard RSS {before / 2**20:.0f} MB before, peaks x{max(peaks):.2f}, "
           f"{after / 2**20:.0f} MB after 200 sessions")
     assert refused == ["sensorlib · busy"]
@@ -123,8 +134,11 @@ def test_the_51st_session_gets_the_busy_page_and_200_sessions_give_memory_back(s
     (title, _, _), = run_apart(_one(url))
     assert title == "sensorlib · live sensors"
     if after > 1.2 * before:
-        # The issue's goal: back within 20 % of before. Not met yet: the allocator keeps the
-        # high-water mark of 50 concurrent sessions (about +40 %) even with malloc_trim.
+        # The issue's goal: back within 20 % of before. Not met yet (about +40 %), and not a
+        # leak: every object of the closed sessions is freed (gc counts as before, live heap
+        # +1 MB), but CPython's small-object arenas they filled stay pinned by the few
+        # long-lived objects made meanwhile (93 -> 191 arenas of 1 MiB, none ever returned;
+        # malloc_trim cannot return them). PYTHONMALLOC=malloc + trim: x1.15-1.38, not reliably.
         pytest.xfail(f"RSS {before / 2**20:.0f} MB before, {after / 2**20:.0f} MB after "
                      f"(x{after / before:.2f}): not back within 20 %")
 
