@@ -124,9 +124,12 @@ interop:
 	  npm install --prefix tests/interop --no-audit --no-fund --silent; \
 	else echo "npm not found: the Node.js interop test will be skipped"; fi
 
-## test: the whole suite against a real broker the tests start themselves
+## test: the whole suite against a real broker the tests start themselves, on
+## $(TEST_WORKERS) workers (pytest-xdist; each worker has its own broker and browser, a test
+## file stays on one worker); TEST_WORKERS=0 runs it in one process
+TEST_WORKERS ?= 2
 test: setup interop
-	$(BIN)/pytest
+	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 ## test-fast: the pure unit tests only (no broker, no browser, no Kafka jars needed)
 test-fast: $(STAMP)
@@ -134,7 +137,7 @@ test-fast: $(STAMP)
 
 ## test-core: the middle tier: unit + the real-broker and HTTP tests, no browser, nothing slow
 test-core: setup
-	$(BIN)/pytest -m "not slow and not browser"
+	$(BIN)/pytest -m "not slow and not browser" $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 ## bench: every benchmark, one table (also written as JSON)
 bench: setup
