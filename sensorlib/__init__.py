@@ -55,6 +55,7 @@ _EXPORTS = {
     "Simulator": "sensorlib.ingest.simulate",
     "SensorSpec": "sensorlib.ingest.simulate",
     "FaultRates": "sensorlib.ingest.simulate",
+    "FaultLabel": "sensorlib.ingest.simulate",
     "REFERENCE_FLEET": "sensorlib.ingest.simulate",
     "Aggregate": "sensorlib.engine.windows",
     "SensorWindow": "sensorlib.engine.windows",
