@@ -70,6 +70,7 @@ _EXPORTS = {
     "ReadingProducer": "sensorlib.ingest.produce",
     "run_simulation": "sensorlib.ingest.produce",
     "Processor": "sensorlib.processor.loop",
+    "backtest": "sensorlib.notebook.backtest",
     "read_readings": "sensorlib.replay.reader",
     "read_alerts": "sensorlib.replay.reader",
 }
