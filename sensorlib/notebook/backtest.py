@@ -8,8 +8,10 @@ labels. Pure: no Kafka, no clock, the same table on every run.
 
 An alert *detects* a fault when it is about the fault's sensor and raised (``detectedAt``,
 event time) between the fault's start and its end plus ``tolerance`` (a silence is only
-noticed ``silent_after`` into it; a spike's echo, when values come back, still counts). An
-alert that detects no fault is a *false alert*.
+noticed ``silent_after`` into it; a spike's echo, when values come back, still counts);
+when several faults of the sensor hold it, it is about a quick one (spike, stuck, silent)
+rather than a drift, then the one that began last (a spike inside a drift explains its own
+alerts). An alert that detects no fault is a *false alert*.
 
 >>> from datetime import UTC, datetime
 >>> readings, labels = simulated_history(days=0.25, seed=3, start=datetime(2026, 1, 1, tzinfo=UTC))
@@ -22,6 +24,7 @@ alert that detects no fault is a *false alert*.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -44,7 +47,8 @@ from sensorlib.ingest.simulate import (
 )
 from sensorlib.model.events import Reading
 
-__all__ = ["ANY", "BACKTEST_FAULTS", "COLUMNS", "backtest", "score", "simulated_history"]
+__all__ = ["ANY", "BACKTEST_FAULTS", "COLUMNS", "backtest", "render", "score",
+           "simulated_history"]
 
 #: The ``rule`` (every rule together: the fleet's view) and ``fault`` (every kind) of the
 #: pooled rows of :func:`backtest`'s table.
@@ -163,24 +167,26 @@ def backtest(readings: pd.DataFrame | Iterable[Reading],
 
 
 def _attribute(a_sensor: np.ndarray, a_at: np.ndarray, l_sensor: np.ndarray,
-               l_start: np.ndarray, l_end: np.ndarray) -> np.ndarray:
+               l_kind: np.ndarray, l_start: np.ndarray, l_end: np.ndarray) -> np.ndarray:
     """The label each alert is about (index), or -1: among the faults of its sensor whose
-    span (end plus tolerance) holds the alert, the one that began last: a spike in the
-    middle of a drift explains the alerts it raises, the drift only those left over."""
+    span (end plus tolerance) holds the alert, a quick one (spike, stuck, silent) before
+    a slow drift, then the one that began last. A spike or a stuck spell in the middle of
+    a drift explains the alerts it raises (and a silence those after a spike's); the drift
+    only those left over."""
     owner = np.full(len(a_at), -1, dtype=np.int64)
     for sensor in np.unique(a_sensor):
         labels = np.flatnonzero(l_sensor == sensor)
         if not len(labels):
             continue
-        labels = labels[np.argsort(l_start[labels], kind="stable")]
+        # Preferred first: quick faults before drifts, then the latest start first.
+        labels = labels[np.lexsort((-l_start[labels], l_kind[labels] == "drift"))]
         starts, ends = l_start[labels], l_end[labels]
         alerts = np.flatnonzero(a_sensor == sensor)
         for chunk in np.array_split(alerts, max(1, len(alerts) // 2048)):
             at = a_at[chunk][:, None]
             holds = (starts[None, :] <= at) & (at <= ends[None, :])
-            # The last True of each row: the latest-starting fault that holds the alert.
-            last = holds.shape[1] - 1 - np.argmax(holds[:, ::-1], axis=1)
-            owner[chunk] = np.where(holds.any(axis=1), labels[last], -1)
+            best = np.argmax(holds, axis=1)  # the first (preferred) label that holds it
+            owner[chunk] = np.where(holds.any(axis=1), labels[best], -1)
     return owner
 
 
@@ -201,7 +207,7 @@ def score(alerts: pd.DataFrame, labels: pd.DataFrame | Sequence[FaultLabel], *,
     a_sensor = alerts["sensorId"].astype(str).to_numpy()
     a_rule = alerts["rule"].astype(str).to_numpy()
     a_at = _us(alerts["detectedAt"])
-    owner = _attribute(a_sensor, a_at, l_sensor, l_start, l_end)
+    owner = _attribute(a_sensor, a_at, l_sensor, l_kind, l_start, l_end)
     true_alert = owner >= 0
     exposure = max(sensors, 1) * days
     rows = []
@@ -232,3 +238,48 @@ def score(alerts: pd.DataFrame, labels: pd.DataFrame | Sequence[FaultLabel], *,
             })
     return pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "variant"]).astype(
         {"faults": "int64", "detected": "int64", "alerts": "int64", "false_alerts": "int64"})
+
+
+def _duration(seconds: float) -> str:
+    if math.isnan(seconds):  # never detected
+        return "–"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def render(table: pd.DataFrame) -> str:
+    """:func:`backtest`'s table as text for a terminal: per variant, the detection of each
+    fault kind by each rule (recall, delays), then each rule's alerts (precision, false
+    alerts per sensor per day)."""
+    out: list[str] = []
+    for variant, rows in table.groupby("variant", sort=False):
+        detection = rows[rows["fault"] != ANY].assign(
+            recall=lambda f: ["–" if math.isnan(r) else f"{r:.0%}" for r in f["recall"]],
+            median=lambda f: [_duration(x) for x in f["delay_median_s"]],
+            p95=lambda f: [_duration(x) for x in f["delay_p95_s"]])
+        wide = detection.pivot(index="rule", columns="fault", values="recall")
+        delays = detection.pivot(index="rule", columns="fault", values="median")
+        p95 = detection.pivot(index="rule", columns="fault", values="p95")
+        kinds = [k for k in FAULT_KINDS if k in wide.columns]
+        order = list(dict.fromkeys(rows["rule"]))
+        found = detection.groupby("fault")["faults"].first()
+        lines = pd.DataFrame(index=pd.Index(order, name="rule"))
+        for kind in kinds:
+            lines[f"{kind} ({found[kind]})"] = [
+                f"{wide.loc[r, kind]} {delays.loc[r, kind]}/{p95.loc[r, kind]}"
+                if wide.loc[r, kind] not in ("0%", "–") else wide.loc[r, kind]
+                for r in order]
+        own = rows[rows["fault"] == ANY].set_index("rule").loc[order]
+        alerts = pd.DataFrame({
+            "alerts": own["alerts"],
+            "false": own["false_alerts"],
+            "precision": ["–" if math.isnan(p) else f"{p:.1%}" for p in own["precision"]],
+            "false/sensor/day": [f"{x:.2f}" for x in own["false_per_sensor_day"]],
+        })
+        out += [f"{variant}: faults detected (recall, delay median/p95 from the fault's start)",
+                lines.to_string(), "",
+                f"{variant}: alerts", alerts.to_string(), ""]
+    return "\n".join(out).rstrip() + "\n"

@@ -6,6 +6,7 @@ import doctest
 import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -40,33 +41,45 @@ def test_score_by_hand() -> None:
         FaultLabel("spike", "a", T0 + 600 * S, T0 + 602 * S, 2),  # in the middle of the drift
         FaultLabel("silent", "b", T0 + 100 * S, T0 + 160 * S, 60),
         FaultLabel("stuck", "b", T0 + 1000 * S, T0 + 1040 * S, 20),  # nobody sees it
+        FaultLabel("stuck", "d", T0, T0 + 200 * S, 20),
+        FaultLabel("drift", "d", T0 + 100 * S, T0 + 3600 * S, 1.0),  # began during the stuck
+        FaultLabel("spike", "e", T0, T0, 1),
+        FaultLabel("silent", "e", T0 + 10 * S, T0 + 100 * S, 90),  # right after the spike
     ]
     found = alerts(
         ("a", "threshold", 600), ("a", "rate_of_change", 650),  # the spike and its echo
         ("a", "threshold", 3000),  # the drift, 50 min in
         ("b", "silent", 130),  # the silence, 30 s in
         ("b", "threshold", 5000), ("c", "threshold", 10),  # false alerts
+        ("d", "stuck", 150),  # the stuck spell's, not the drift's
+        ("e", "silent", 40),  # the silence's, not the spike's (within its tolerance)
     )
     table = score(found, labels, rules=["threshold", "rate_of_change", "silent", "stuck"],
                   sensors=3, days=0.5, tolerance=timedelta(minutes=1))
+    assert row(table, "stuck", "stuck")["detected"] == 1
+    assert row(table, "stuck", "drift")["detected"] == 0
     assert list(table.columns) == [c for c in COLUMNS if c != "variant"]
     assert len(table) == 5 * (len(FAULT_KINDS) + 1)
     threshold = row(table, "threshold", "spike")
-    assert (threshold["faults"], threshold["detected"], threshold["delay_median_s"]) == (1, 1, 0)
+    assert (threshold["faults"], threshold["detected"], threshold["delay_median_s"]) == (2, 1, 0)
     # The spike explains the alerts it raised: the drift is detected only at 3000 s.
     assert row(table, "threshold", "drift")["delay_median_s"] == 3000
     assert row(table, "rate_of_change", "drift")["detected"] == 0
     assert row(table, "rate_of_change", "spike")["delay_median_s"] == 50  # within tolerance
     assert row(table, "silent", "silent")["delay_median_s"] == 30
-    assert row(table, ANY, "stuck")["recall"] == 0
-    assert row(table, ANY, ANY)["recall"] == 3 / 4
+    assert row(table, "silent", "silent")["detected"] == 2
+    assert row(table, "silent", "spike")["detected"] == 0
+    assert row(table, ANY, "stuck")["recall"] == 1 / 2
+    assert row(table, ANY, ANY)["recall"] == 5 / 8
     assert threshold["alerts"] == 4 and threshold["false_alerts"] == 2
     assert threshold["precision"] == 0.5
     assert threshold["false_per_sensor_day"] == pytest.approx(2 / (3 * 0.5))
-    assert row(table, "stuck", ANY)["alerts"] == 0
-    assert math.isnan(row(table, "stuck", ANY)["precision"])
-    assert math.isnan(row(table, "stuck", "stuck")["delay_median_s"])
-    assert row(table, ANY, ANY)["precision"] == 4 / 6
+    assert row(table, "silent", ANY)["alerts"] == 2
+    assert math.isnan(row(table, "rate_of_change", "stuck")["delay_median_s"])
+    assert row(table, ANY, ANY)["precision"] == 6 / 8
+    table = score(found, labels, rules=["outlier"], sensors=3, days=0.5)
+    assert row(table, "outlier", ANY)["alerts"] == 0
+    assert math.isnan(row(table, "outlier", ANY)["precision"])
     # Median and p95 over several faults.
     many = [FaultLabel("spike", "a", T0 + i * 100 * S, T0 + i * 100 * S, 1) for i in range(20)]
     late = alerts(*[("a", "outlier", i * 100 + i) for i in range(20)])
@@ -178,3 +191,22 @@ def test_exported_and_documented() -> None:
     assert sensorlib.backtest is backtest
     assert sensorlib.FaultLabel is FaultLabel
     assert doctest.testmod(module).failed == 0
+
+
+def test_the_command_prints_the_scores_without_kafka(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from sensorlib.cli import main
+
+    # Nothing listens there: the command must not need Kafka.
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
+    csv = tmp_path / "scores.csv"
+    assert main(["backtest", "--days", "0.5", "--seed", "3", "--csv", str(csv)]) == 0
+    out, err = capsys.readouterr()
+    assert "backtest: simulating 0.5 day(s)" in err and "readings, faults injected:" in err
+    for text in ("configured: faults detected", "spike (", "stuck (", "silent (", "drift (",
+                 "threshold", "precision", "false/sensor/day"):
+        assert text in out, text
+    table = pd.read_csv(csv)
+    assert list(table.columns) == list(COLUMNS) and set(table["variant"]) == {"configured"}
+    assert main(["backtest", "--days", "0"]) != 0
