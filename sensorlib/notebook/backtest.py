@@ -47,8 +47,8 @@ from sensorlib.ingest.simulate import (
 )
 from sensorlib.model.events import Reading
 
-__all__ = ["ANY", "BACKTEST_FAULTS", "COLUMNS", "backtest", "render", "score",
-           "simulated_history"]
+__all__ = ["ANY", "BACKTEST_FAULTS", "COLUMNS", "backtest", "fault_figure", "render", "score",
+           "scores_figure", "simulated_history"]
 
 #: The ``rule`` (every rule together: the fleet's view) and ``fault`` (every kind) of the
 #: pooled rows of :func:`backtest`'s table.
@@ -283,3 +283,131 @@ def render(table: pd.DataFrame) -> str:
                 lines.to_string(), "",
                 f"{variant}: alerts", alerts.to_string(), ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+# -- figures (Bokeh, like sensorlib.notebook.plots; shown after plots.load()) -------------
+
+def _bars(rows: pd.DataFrame, value: str, category: str, variants: list[str], *, title: str,
+          xlabel: str, fmt: str, log: bool = False, width: int = 350, height: int = 230
+          ) -> object:
+    from bokeh.models import ColumnDataSource, HoverTool, Range1d
+    from bokeh.plotting import figure
+    from bokeh.transform import dodge
+
+    from sensorlib.notebook.plots import SENSOR_PALETTE
+
+    categories = list(dict.fromkeys(rows[category]))
+    values = rows[value].to_numpy(dtype="float64")
+    finite = values[np.isfinite(values)]
+    top = float(finite.max()) if len(finite) else 1.0
+    if log:
+        low = max(float(finite[finite > 0].min()) / 2 if (finite > 0).any() else 1.0, 0.1)
+        x_range = Range1d(low, max(top * 3, low * 10))
+    else:
+        x_range = Range1d(0, max(top * 1.15, 1e-9 if top == 0 else 0) or 1.0)
+    fig = figure(y_range=categories[::-1], x_range=x_range, width=width, height=height,
+                 title=title, x_axis_type="log" if log else "linear", toolbar_location=None,
+                 x_axis_label=xlabel)
+    band = 0.8 / max(len(variants), 1)
+    for i, variant in enumerate(variants):
+        mine = rows[rows["variant"] == variant].set_index(category).reindex(categories)
+        shown = mine[value].to_numpy(dtype="float64")
+        base = x_range.start if log else 0.0
+        src = ColumnDataSource({
+            "category": categories, "value": np.where(np.isfinite(shown), shown, base),
+            "base": [base] * len(categories),
+            "text": ["never" if not np.isfinite(v) else format(v, fmt) for v in shown],
+            "variant": [variant] * len(categories)})
+        offset = -0.4 + band * (i + 0.5)
+        r = fig.hbar(y=dodge("category", -offset, range=fig.y_range), left="base",
+                     right="value", height=band * 0.9, source=src,
+                     color=SENSOR_PALETTE[i % len(SENSOR_PALETTE)], legend_label=variant)
+        fig.add_tools(HoverTool(renderers=[r], tooltips=[("", "@variant"),
+                                                         (category, "@category"),
+                                                         (xlabel, "@text")]))
+    legend = fig.legend[0]  # above the bars, in a row: it never hides one
+    legend.orientation = "horizontal"
+    legend.label_text_font_size = "8pt"
+    legend.spacing = 8
+    fig.add_layout(legend, "above")
+    fig.ygrid.grid_line_color = None
+    return fig
+
+
+def scores_figure(table: pd.DataFrame, rule: str = ANY) -> object:
+    """Three panels comparing the variants of :func:`backtest`'s table, for ``rule`` (by
+    default all rules together): recall per fault kind, median detection delay per fault
+    kind (log scale; "never" when none was detected), false alerts per sensor per day
+    per rule. A :class:`sensorlib.notebook.plots.Figure` (display it after ``plots.load()``).
+    """
+    from bokeh.layouts import row
+
+    from sensorlib.notebook.plots import Figure
+
+    variants = list(dict.fromkeys(table["variant"]))
+    by_kind = table[(table["rule"] == rule) & (table["fault"] != ANY)].assign(
+        recall_pct=lambda f: f["recall"] * 100,
+        delay_min=lambda f: f["delay_median_s"] / 60)
+    per_rule = table[table["fault"] == ANY]
+    who = "all rules" if rule == ANY else rule.replace("_", " ")
+    return Figure(row(
+        _bars(by_kind, "recall_pct", "fault", variants, title=f"Faults detected ({who})",
+              xlabel="recall (%)", fmt=".0f"),
+        _bars(by_kind, "delay_min", "fault", variants, log=True,
+              title=f"Median delay to the first alert ({who})", xlabel="minutes", fmt=".1f"),
+        _bars(per_rule, "false_per_sensor_day", "rule", variants,
+              title="False alerts per sensor per day", xlabel="false alerts", fmt=".2f"),
+    ), "backtest scores")
+
+
+def fault_figure(readings: pd.DataFrame, label: FaultLabel, alerts: Mapping[str, pd.DataFrame],
+                 *, margin: timedelta = timedelta(hours=1), width: int = 1080,
+                 height: int = 300) -> object:
+    """One fault up close: its sensor's temperature from ``margin`` before to ``margin``
+    after it, the fault's span shaded, and each variant's alerts on that sensor marked, one
+    row of triangles per variant above the line (``alerts``: variant -> alerts frame, e.g.
+    :func:`~sensorlib.engine.pipeline.run_frame`'s)."""
+    from bokeh.models import BoxAnnotation, ColumnDataSource, HoverTool
+    from bokeh.plotting import figure
+
+    from sensorlib.notebook.plots import SENSOR_PALETTE, Figure, html_label
+
+    lo = pd.Timestamp(label.start) - pd.Timedelta(margin)
+    hi = pd.Timestamp(label.end) + pd.Timedelta(margin)
+    ts = pd.to_datetime(readings["timestamp"], utc=True)
+    mine = readings[(readings["sensorId"].astype(str) == label.sensor_id)
+                    & (ts >= lo) & (ts <= hi)]
+    what = f"{label.kind} of {label.sensor_id}"
+    if label.kind == "drift":
+        what += f" ({label.detail:+g} °C per hour)"
+    fig = figure(width=width, height=height, x_axis_type="datetime", title=what,
+                 y_axis_label="temperature (°C)", tools="xpan,xwheel_zoom,box_zoom,reset,save",
+                 active_scroll=None, x_axis_label="event time (UTC)")
+    naive = pd.DatetimeIndex(pd.to_datetime(mine["timestamp"], utc=True)).tz_localize(None)
+    fig.line(naive, mine["temperature"].to_numpy(), color="#555555", line_width=1.2,
+             legend_label="temperature")
+    fig.add_layout(BoxAnnotation(left=pd.Timestamp(label.start).tz_localize(None),
+                                 right=pd.Timestamp(label.end).tz_localize(None),
+                                 fill_color="#f5a623", fill_alpha=0.15))
+    top = float(mine["temperature"].max()) if len(mine) else 0.0
+    step = max(1.0, (top - float(mine["temperature"].min())) / 12) if len(mine) else 1.0
+    for i, (variant, frame) in enumerate(alerts.items()):
+        at = pd.to_datetime(frame["detectedAt"], utc=True)
+        hits = frame[(frame["sensorId"].astype(str) == label.sensor_id) & (at >= lo)
+                     & (at <= hi)]
+        if hits.empty:
+            continue
+        src = ColumnDataSource({
+            "x": pd.DatetimeIndex(pd.to_datetime(hits["detectedAt"], utc=True)).tz_localize(None),
+            "y": [top + step * (i + 1)] * len(hits),
+            "reason": [html_label(str(r)) for r in hits["reason"]],
+            "rule": [html_label(str(r)) for r in hits["rule"]]})
+        r = fig.scatter("x", "y", source=src, size=9, marker="triangle",
+                        color=SENSOR_PALETTE[i % len(SENSOR_PALETTE)],
+                        legend_label=f"{variant}: alerts")
+        fig.add_tools(HoverTool(renderers=[r], formatters={"@x": "datetime"},
+                                tooltips=[("", "@rule"), ("", "@reason"),
+                                          ("at", "@x{%Y-%m-%d %H:%M:%S} UTC")]))
+    fig.legend.location = "top_left"
+    fig.legend.click_policy = "hide"
+    return Figure(fig, what)
