@@ -169,6 +169,9 @@ class Simulator:
     True
     """
 
+    #: At most this many labels are kept (:attr:`labels`): past it, the older half goes.
+    MAX_LABELS = 100_000
+
     def __init__(
         self,
         fleet: Sequence[SensorSpec] = REFERENCE_FLEET,
@@ -187,8 +190,11 @@ class Simulator:
         self._random = random.Random(seed)
         # Drift has a stream of its own: the other values of a seed do not depend on it.
         self._drift_random = random.Random(None if seed is None else f"{seed}/drift")
-        #: Every fault injected so far, in order of start (see :class:`FaultLabel`).
+        #: Every fault injected so far, in order of start (see :class:`FaultLabel`); the
+        #: newest :attr:`MAX_LABELS` only, so that a fleet simulated for months (the
+        #: producer service) does not grow without bound.
         self.labels: list[FaultLabel] = []
+        self._dropped = 0  # labels dropped from the front of self.labels
         self._sensors = [_Sensor(spec) for spec in self.fleet]
         self._ticks = 0  # ticks done by stream(), which sets its own clock
         self._clock: float | None = None  # seconds since start of the previous tick
@@ -324,9 +330,14 @@ class Simulator:
         return self.start + timedelta(seconds=now)
 
     def _label(self, s: _Sensor, kind: str, now: float, end: float, detail: float) -> int:
-        self.labels.append(FaultLabel(kind, s.spec.sensor_id, self._at(now), self._at(end),
-                                      detail))
-        return len(self.labels) - 1
+        """Record a fault; returns its number (its index, counting dropped labels too)."""
+        labels = self.labels
+        if len(labels) >= self.MAX_LABELS:
+            half = len(labels) // 2
+            del labels[:half]
+            self._dropped += half
+        labels.append(FaultLabel(kind, s.spec.sensor_id, self._at(now), self._at(end), detail))
+        return self._dropped + len(labels) - 1
 
     def _calibration(self, s: _Sensor, now: float) -> None:
         """The slow calibration drift, on its own random stream (see FaultRates.drift)."""
@@ -360,8 +371,9 @@ class Simulator:
 
     def _extend(self, s: _Sensor, now: float) -> None:
         """The spike or stuck spell going on lasts at least until ``now``."""
-        label = self.labels[s.label]
-        self.labels[s.label] = replace(label, end=self._at(now))
+        i = s.label - self._dropped
+        if i >= 0:  # else dropped already (MAX_LABELS)
+            self.labels[i] = replace(self.labels[i], end=self._at(now))
 
     def _values(self, s: _Sensor, now: float) -> tuple[float, float]:
         if s.mode == _STUCK:

@@ -208,3 +208,16 @@ def test_frame_holds_the_stream_s_readings_and_labels() -> None:
     assert a.labels == b.labels and a.labels
     # It carries on the same clock as stream().
     assert next(iter(a.stream(count=1))).timestamp == T0 + timedelta(seconds=1200)
+
+
+def test_labels_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet simulated for months keeps its newest labels only (the producer service)."""
+    whole = Simulator(seed=9, start=T0)
+    for _ in whole.stream(duration=3600):
+        pass
+    monkeypatch.setattr(Simulator, "MAX_LABELS", 8)
+    bounded = Simulator(seed=9, start=T0)
+    for _ in bounded.stream(duration=3600):
+        pass
+    assert len(whole.labels) > 8 >= len(bounded.labels) >= 4
+    assert bounded.labels == whole.labels[-len(bounded.labels):]  # spells still extended
