@@ -55,6 +55,7 @@ _EXPORTS = {
     "Simulator": "sensorlib.ingest.simulate",
     "SensorSpec": "sensorlib.ingest.simulate",
     "FaultRates": "sensorlib.ingest.simulate",
+    "FaultLabel": "sensorlib.ingest.simulate",
     "REFERENCE_FLEET": "sensorlib.ingest.simulate",
     "Aggregate": "sensorlib.engine.windows",
     "SensorWindow": "sensorlib.engine.windows",
@@ -69,6 +70,7 @@ _EXPORTS = {
     "ReadingProducer": "sensorlib.ingest.produce",
     "run_simulation": "sensorlib.ingest.produce",
     "Processor": "sensorlib.processor.loop",
+    "backtest": "sensorlib.notebook.backtest",
     "read_readings": "sensorlib.replay.reader",
     "read_alerts": "sensorlib.replay.reader",
 }

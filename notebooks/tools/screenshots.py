@@ -36,6 +36,7 @@ WEEK = {
     "03_tune_rules.ipynb": {"start": "-1d"},
     "05_history_sql.ipynb": {"start": "-7d"},  # over the archive the tool fills too
     "06_dead_letters.ipynb": {"start": "-7d"},
+    "07_backtest_rules.ipynb": {},  # in memory: its own simulated week
     "01_live_tail.ipynb": {"live_chart": False},  # last: by then the simulator has sent minutes
 }
 

@@ -6,6 +6,7 @@ import argparse
 
 from sensorlib.cli.commands import (
     cmd_archive,
+    cmd_backtest,
     cmd_broker,
     cmd_dashboard,
     cmd_notify,
@@ -115,6 +116,25 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     simulate.add_argument("--end", help="--fast: event time of the last reading (default: now)")
     simulate.add_argument("--quiet", "-q", action="store_true", help="don't print each reading")
     simulate.set_defaults(handler=cmd_simulate)
+
+    backtest = sub.add_parser(
+        "backtest", help="score the rules against a simulated fleet's known faults (no Kafka)",
+        description="Simulate the reference fleet in memory, with the faults it injects "
+                    "recorded (spike, stuck, silent, drift), run the configured rules over it "
+                    "offline (the live processor's alerts) and print, per rule, recall and "
+                    "detection delay per fault kind, precision and false alerts per sensor "
+                    "per day.")
+    backtest.add_argument("--days", type=float, default=7.0,
+                          help="simulated days (default: %(default)g)")
+    backtest.add_argument("--seed", type=int, default=0,
+                          help="seed of the fleet (default: %(default)s)")
+    backtest.add_argument("--interval", type=float, default=10.0,
+                          help="seconds between a sensor's readings (default: %(default)g)")
+    backtest.add_argument("--tolerance", type=float, default=60.0,
+                          help="seconds after a fault's end an alert still detects it "
+                               "(default: %(default)g)")
+    backtest.add_argument("--csv", metavar="PATH", help="also write the tidy table as CSV")
+    backtest.set_defaults(handler=cmd_backtest)
 
     producer = sub.add_parser("producer", help="the producer service (simulator + REST API, :8081)")
     _service_options(producer, settings, settings.producer_port, "SENSORLIB_PRODUCER_PORT")

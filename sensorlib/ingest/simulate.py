@@ -1,4 +1,9 @@
-"""The simulated sensor fleet: realistic drift and noise, plus injected faults, seedable."""
+"""The simulated sensor fleet: realistic drift and noise, plus injected faults, seedable.
+
+Every fault the simulator injects is recorded as a :class:`FaultLabel` (kind, sensor, start
+and end in event time) in :attr:`Simulator.labels`, so that rules can be scored against
+known faults (:func:`sensorlib.notebook.backtest.backtest`).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,21 @@ import copy
 import math
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sensorlib.errors import UsageError
 from sensorlib.model.events import Reading, new_reading
 
-__all__ = ["REFERENCE_FLEET", "FaultRates", "SensorSpec", "Simulator"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["FAULT_KINDS", "REFERENCE_FLEET", "FaultLabel", "FaultRates", "SensorSpec",
+           "Simulator", "labels_to_frame"]
+
+#: The kinds of fault the simulator injects, as in :attr:`FaultLabel.kind`.
+FAULT_KINDS = ("spike", "stuck", "silent", "drift")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +61,13 @@ class FaultRates:
         stuck: chance the sensor freezes, repeating its last values exactly for
             ``stuck_readings`` readings.
         silent: chance the sensor stops sending for ``silent_seconds`` seconds.
+        drift: chance per tick that a sensor's calibration starts to drift: its
+            temperature creeps away from the truth by ``drift_per_hour`` °C per hour
+            (either way) for ``drift_seconds``, then snaps back (recalibrated). Rare
+            (the default: about one drift per sensor per two weeks at one reading every
+            2 s) and slow, so no threshold catches it early. Drawn from a random stream of
+            its own, so that turning it on or off leaves every other value of a seeded
+            fleet unchanged outside the drifting spells.
     """
 
     spike: float = 0.003
@@ -56,11 +76,52 @@ class FaultRates:
     spike_readings: tuple[int, int] = (1, 3)
     stuck_readings: tuple[int, int] = (15, 40)
     silent_seconds: tuple[float, float] = (40.0, 120.0)
+    drift: float = 1.5e-6
+    drift_per_hour: tuple[float, float] = (0.5, 3.0)
+    drift_seconds: tuple[float, float] = (2 * 3600.0, 8 * 3600.0)
 
     @classmethod
     def none(cls) -> FaultRates:
-        """A fleet that never misbehaves (drift and noise only)."""
-        return cls(spike=0.0, stuck=0.0, silent=0.0)
+        """A fleet that never misbehaves (natural wander and noise only)."""
+        return cls(spike=0.0, stuck=0.0, silent=0.0, drift=0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultLabel:
+    """One injected fault, for scoring rules against (a backtest).
+
+    Attributes:
+        kind: ``spike``, ``stuck``, ``silent`` or ``drift`` (:data:`FAULT_KINDS`).
+        sensor_id: the sensor at fault.
+        start: event time of the first faulty reading (``silent``: the tick when the
+            sensor fell silent; ``drift``: when the creep began).
+        end: event time of the last faulty reading (``silent``: when the sensor may
+            speak again; ``drift``: when it snaps back; both planned at the start, so they
+            may lie after the end of the simulation). A spike or stuck spell still going on
+            when the simulation stopped ends at its last reading so far.
+        detail: what it was: ``drift`` its rate in °C per hour (signed), ``spike`` and
+            ``stuck`` the readings planned, ``silent`` the seconds planned.
+    """
+
+    kind: str
+    sensor_id: str
+    start: datetime
+    end: datetime
+    detail: float = 0.0
+
+
+def labels_to_frame(labels: Sequence[FaultLabel]) -> pd.DataFrame:
+    """Fault labels as a DataFrame: ``kind``, ``sensorId``, ``start``, ``end``, ``detail``."""
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "kind": pd.Series([f.kind for f in labels], dtype="str"),
+        "sensorId": pd.Series([f.sensor_id for f in labels], dtype="str"),
+        "start": pd.Series([f.start for f in labels], dtype="datetime64[us, UTC]"),
+        "end": pd.Series([f.end for f in labels], dtype="datetime64[us, UTC]"),
+        "detail": pd.Series([f.detail for f in labels], dtype="float64"),
+    })
+    return frame
 
 
 # Drift: an Ornstein–Uhlenbeck process around the base value, so readings wander
@@ -75,7 +136,8 @@ _OK, _SPIKE, _STUCK, _SILENT = 0, 1, 2, 3
 
 
 class _Sensor:
-    __slots__ = ("humidity", "last", "left", "mode", "spec", "temperature", "until")
+    __slots__ = ("drift_rate", "drift_since", "drift_until", "humidity", "label", "last",
+                 "left", "mode", "spec", "temperature", "until")
 
     def __init__(self, spec: SensorSpec) -> None:
         self.spec = spec
@@ -85,6 +147,10 @@ class _Sensor:
         self.left = 0  # readings left in a spike or a stuck episode
         self.until = 0.0  # simulated seconds when a silence ends
         self.last = (spec.base_temperature, spec.base_humidity)
+        self.label = -1  # index in Simulator.labels of the spike/stuck/silent going on
+        self.drift_rate = 0.0  # °C per second while drifting
+        self.drift_since = 0.0
+        self.drift_until = -1.0  # simulated seconds when a drift ends; < 0: no drift
 
 
 class Simulator:
@@ -103,6 +169,9 @@ class Simulator:
     True
     """
 
+    #: At most this many labels are kept (:attr:`labels`): past it, the older half goes.
+    MAX_LABELS = 100_000
+
     def __init__(
         self,
         fleet: Sequence[SensorSpec] = REFERENCE_FLEET,
@@ -119,6 +188,13 @@ class Simulator:
         self.interval = interval
         self.start = (start or datetime.now(UTC)).astimezone(UTC)
         self._random = random.Random(seed)
+        # Drift has a stream of its own: the other values of a seed do not depend on it.
+        self._drift_random = random.Random(None if seed is None else f"{seed}/drift")
+        #: Every fault injected so far, in order of start (see :class:`FaultLabel`); the
+        #: newest :attr:`MAX_LABELS` only, so that a fleet simulated for months (the
+        #: producer service) does not grow without bound.
+        self.labels: list[FaultLabel] = []
+        self._dropped = 0  # labels dropped from the front of self.labels
         self._sensors = [_Sensor(spec) for spec in self.fleet]
         self._ticks = 0  # ticks done by stream(), which sets its own clock
         self._clock: float | None = None  # seconds since start of the previous tick
@@ -155,6 +231,46 @@ class Simulator:
             if count is not None and emitted >= count:
                 return
 
+    def frame(self, duration: float) -> pd.DataFrame:
+        """:meth:`stream`'s readings over ``duration`` simulated seconds as a DataFrame
+        (``sensorId``, ``temperature``, ``humidity``, ``location``, ``timestamp``): the same
+        values, made without a :class:`Reading` per row (a week of the reference fleet
+        in seconds). Carries on from, and advances, the same clock as :meth:`stream`.
+        """
+        import numpy as np
+        import pandas as pd
+
+        ids: list[int] = []
+        temperatures: list[float] = []
+        humidities: list[float] = []
+        ticks: list[int] = []
+        first = self._ticks
+        while (self._ticks - first) * self.interval < duration:
+            now = (timedelta(seconds=self.interval) * self._ticks).total_seconds()
+            dt = self.interval if self._clock is None else max(0.0, now - self._clock)
+            self._clock = now
+            keep = math.exp(-dt / _REVERSION_SECONDS)
+            shake = math.sqrt(1.0 - keep * keep)
+            for i, s in enumerate(self._sensors):
+                values = self._step(s, now, keep, shake)
+                if values is not None:
+                    ids.append(i)
+                    temperatures.append(values[0])
+                    humidities.append(values[1])
+                    ticks.append(self._ticks)
+            self._ticks += 1
+        which = np.asarray(ids, dtype=np.int64)
+        step_us = round(self.interval * 1_000_000)
+        stamps = pd.Timestamp(self.start) + pd.to_timedelta(
+            np.asarray(ticks, dtype=np.int64) * step_us, unit="us")
+        return pd.DataFrame({
+            "sensorId": pd.Categorical.from_codes(which, [s.sensor_id for s in self.fleet]),
+            "temperature": np.asarray(temperatures, dtype=np.float64),
+            "humidity": np.asarray(humidities, dtype=np.float64),
+            "location": pd.Categorical.from_codes(which, [s.location for s in self.fleet]),
+            "timestamp": pd.DatetimeIndex(stamps).as_unit("us"),
+        })
+
     # -- one sensor, one tick --------------------------------------------------------
 
     def ticks_for(self, count: int) -> int:
@@ -189,15 +305,16 @@ class Simulator:
               ) -> tuple[float, float] | None:
         """Advance one sensor one tick: its values, or None while it is silent."""
         self._drift(s, keep, shake)
+        self._calibration(s, now)
         if s.mode == _SILENT:
             if now < s.until:
                 return None
-            s.mode = _OK
+            s.mode, s.label = _OK, -1
         if s.mode == _OK:
             self._maybe_fail(s, now)
             if s.mode == _SILENT:
                 return None
-        temperature, humidity = self._values(s)
+        temperature, humidity = self._values(s, now)
         s.last = (temperature, humidity)
         return temperature, humidity
 
@@ -209,30 +326,73 @@ class Simulator:
         s.humidity = base.base_humidity + (s.humidity - base.base_humidity) * keep \
             + _HUMIDITY_SD * shake * gauss()
 
+    def _at(self, now: float) -> datetime:
+        return self.start + timedelta(seconds=now)
+
+    def _label(self, s: _Sensor, kind: str, now: float, end: float, detail: float) -> int:
+        """Record a fault; returns its number (its index, counting dropped labels too)."""
+        labels = self.labels
+        if len(labels) >= self.MAX_LABELS:
+            half = len(labels) // 2
+            del labels[:half]
+            self._dropped += half
+        labels.append(FaultLabel(kind, s.spec.sensor_id, self._at(now), self._at(end), detail))
+        return self._dropped + len(labels) - 1
+
+    def _calibration(self, s: _Sensor, now: float) -> None:
+        """The slow calibration drift, on its own random stream (see FaultRates.drift)."""
+        if s.drift_until >= 0.0:
+            if now >= s.drift_until:  # recalibrated: back to the truth at once
+                s.drift_until, s.drift_rate = -1.0, 0.0
+            return
+        f = self.faults
+        if f.drift <= 0.0:
+            return
+        rnd = self._drift_random
+        if rnd.random() < f.drift:
+            per_hour = rnd.uniform(*f.drift_per_hour) * (1.0 if rnd.random() < 0.5 else -1.0)
+            s.drift_rate, s.drift_since = per_hour / 3600.0, now
+            s.drift_until = now + rnd.uniform(*f.drift_seconds)
+            self._label(s, "drift", now, s.drift_until, round(per_hour, 3))
+
     def _maybe_fail(self, s: _Sensor, now: float) -> None:
         f, rnd = self.faults, self._random
         u = rnd.random()
         if u < f.spike:
             s.mode, s.left = _SPIKE, rnd.randint(*f.spike_readings)
+            s.label = self._label(s, "spike", now, now, s.left)
         elif u < f.spike + f.stuck:
             s.mode, s.left = _STUCK, rnd.randint(*f.stuck_readings)
+            s.label = self._label(s, "stuck", now, now, s.left)
         elif u < f.spike + f.stuck + f.silent:
-            s.mode, s.until = _SILENT, now + rnd.uniform(*f.silent_seconds)
+            seconds = rnd.uniform(*f.silent_seconds)
+            s.mode, s.until = _SILENT, now + seconds
+            s.label = self._label(s, "silent", now, s.until, round(seconds, 3))
 
-    def _values(self, s: _Sensor) -> tuple[float, float]:
+    def _extend(self, s: _Sensor, now: float) -> None:
+        """The spike or stuck spell going on lasts at least until ``now``."""
+        i = s.label - self._dropped
+        if i >= 0:  # else dropped already (MAX_LABELS)
+            self.labels[i] = replace(self.labels[i], end=self._at(now))
+
+    def _values(self, s: _Sensor, now: float) -> tuple[float, float]:
         if s.mode == _STUCK:
+            self._extend(s, now)
             s.left -= 1
             if s.left <= 0:
-                s.mode = _OK
+                s.mode, s.label = _OK, -1
             return s.last
         rnd = self._random
         temperature = s.temperature + rnd.gauss(0.0, _NOISE_SD)
         humidity = s.humidity + rnd.gauss(0.0, _NOISE_SD)
         if s.mode == _SPIKE:
+            self._extend(s, now)
             s.left -= 1
             if s.left <= 0:
-                s.mode = _OK
+                s.mode, s.label = _OK, -1
             temperature = rnd.uniform(38.0, 50.0)
             if rnd.random() < 0.5:
                 humidity = rnd.uniform(91.0, 99.0)
+        elif s.drift_until >= 0.0:
+            temperature += s.drift_rate * (now - s.drift_since)
         return round(temperature, 2), round(min(100.0, max(0.0, humidity)), 2)
