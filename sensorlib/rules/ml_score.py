@@ -262,10 +262,10 @@ class MLScore(Rule[MLState]):
         fast = q.fast.get()
         jump = x - fast
         jump2 = q.jump2.get()
-        scale2 = jump2 if jump2 > self._min_jump2[name] else self._min_jump2[name]
+        scale2 = max(self._min_jump2[name], jump2)
         spike = abs(jump) / math.sqrt(scale2)
         limit = self._s.ml_threshold * math.sqrt(scale2)
-        clipped = fast + (limit if jump > limit else -limit if jump < -limit else jump)
+        clipped = fast + (limit if jump > limit else max(jump, -limit))
         if spike <= self._s.ml_threshold:
             q.jump2.update(jump * jump)
         q.fast.update(clipped)
@@ -278,7 +278,7 @@ class MLScore(Rule[MLState]):
         base = q.base.get()
         gap = level - base
         spread2 = q.spread2.get()
-        spread2 = spread2 if spread2 > self._min_spread2[name] else self._min_spread2[name]
+        spread2 = max(self._min_spread2[name], spread2)
         drift = abs(gap) / math.sqrt(spread2)
         q.base.update(clipped)
         if drift <= self._learn_below:  # learn the spread from calm times only
