@@ -166,9 +166,9 @@ class MLScore(Rule[MLState]):
     quantities = frozenset({"temperature", "humidity"})
     examples = (MLScoreSettings(ml_threshold=5.0, ml_drift=1.0, ml_warmup=50, ml_fast=5,
                                 ml_level=20, ml_baseline=200),)
-    knobs: ClassVar[Mapping[str, Knob]] = {
-        "ml spike": Knob("ml_threshold", "ml_score", "ML spike score", "σ"),
-    }
+    # No tuning knob: a Knob names a RuleConfig field, and this rule's settings live in
+    # RuleConfig.rule_settings (sweep it by building RuleConfigs with MLScoreSettings).
+    knobs: ClassVar[Mapping[str, Knob]] = {}
 
     def __init__(self, settings: MLScoreSettings | None = None) -> None:
         super().__init__(settings)
