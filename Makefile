@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # extra arguments for `python -m venv` (e.g. --system-site-packages)
 VENV_ARGS ?=
-BENCH_EXTRAS := '.[test,bench]'
+BENCH_EXTRAS := '.[test,bench,ml]'
 
 .PHONY: setup venv check-python run test test-fast test-core bench lab lint clean broker-stop interop \
 	screenshots FORCE
@@ -97,7 +97,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(MAKE_VENV)
 	@: >$(VENV)/pip.log
 	@$(call PIP_INSTALL,--upgrade pip)
-	@$(call PIP_INSTALL,-c constraints.txt -e '.[test]')
+	@$(call PIP_INSTALL,-c constraints.txt -e '.[test,ml]')
 	@touch $(STAMP)
 
 ## check-python: is $(PYTHON) one sensorlib supports (requires-python) and able to make a venv?

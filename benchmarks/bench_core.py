@@ -7,6 +7,9 @@ readings per second of:
 - ``batch``: :meth:`sensorlib.engine.pipeline.Pipeline.process_batch_us` on polls of 20,000 readings,
   as the processor calls it (each sensor's in-order run at once, :mod:`sensorlib.engine.runs`); the
   same alerts as ``pipeline`` (checked here);
+- ``ml``: the same ``batch`` path with the online-ML rule turned on too (``ml_score``,
+  :mod:`sensorlib.rules.ml_score`, off by default; needs river), and ``ml_vs_batch`` its
+  throughput over ``batch``'s in the same run (None without river);
 - ``reference``: the reference sample's approach, a ``deque(maxlen=150)`` per sensor
   averaged in full (sum/len, min, max) on every reading, plus the threshold check;
 - ``recompute``: the same 5-minute event-time window as ours, but recomputed in full
@@ -27,11 +30,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sensorlib.engine.detect import RuleConfig
+from sensorlib.engine.detect import ALL_RULES, RuleConfig
 from sensorlib.engine.pipeline import Pipeline
 from sensorlib.engine.windows import to_us
 from sensorlib.ingest.simulate import Simulator
 from sensorlib.model.events import Reading, parse_reading
+from sensorlib.rules.ml_score import river_missing
 
 INTERVAL = 0.1  # seconds of event time between ticks: 10 readings/s per sensor
 WINDOW = timedelta(minutes=5)
@@ -57,8 +61,9 @@ def _pipeline(readings: Sequence[Reading]) -> int:
 POLL = 20_000  # the processor's records per poll
 
 
-def _batch(judged: Sequence[tuple[Reading, int]]) -> int:
-    pipeline = Pipeline(WINDOW, RuleConfig(), clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+def _batch(judged: Sequence[tuple[Reading, int]], rules: RuleConfig | None = None) -> int:
+    pipeline = Pipeline(WINDOW, rules or RuleConfig(),
+                        clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
     alerts = 0
     for start in range(0, len(judged), POLL):
         for _, found in pipeline.process_batch_us(judged[start:start + POLL]):
@@ -123,6 +128,11 @@ def run(n: int = 300_000, *, seed: int = 1) -> dict[str, float]:
     if counted["one"] != counted["batch"]:
         raise AssertionError(f"process_batch_us raised {counted['batch']} alerts, "
                              f"Pipeline.process {counted['one']}")
+    # The online-ML rule's cost on the processor's path: the default rules plus ml_score.
+    ml: float | None = None
+    if river_missing() is None:
+        with_ml = RuleConfig(rules=ALL_RULES | {"ml_score"})
+        ml = _rate(n, lambda: counted.update(ml=_batch(judged, with_ml)))
     reference = _rate(n, lambda: _reference(readings))
 
     full = int(WINDOW.total_seconds() / INTERVAL) * len(sim.fleet)  # readings to fill windows
@@ -135,6 +145,9 @@ def run(n: int = 300_000, *, seed: int = 1) -> dict[str, float]:
         "pipeline_per_s": pipeline,
         "batch_per_s": batch,
         "batch_vs_pipeline": batch / pipeline,
+        "ml_per_s": ml,
+        "ml_vs_batch": None if ml is None else ml / batch,
+        "ml_alerts": counted.get("ml", 0) - counted["batch"],
         "alerts": counted["one"],
         "reference_per_s": reference,
         "recompute_per_s": recompute,
@@ -158,8 +171,13 @@ def _print(figures: dict[str, float]) -> None:
     ]
     print(f"{int(figures['readings']):,} readings, 5 sensors at 10 readings/s (event time)")
     print(f"{'what':<48} {'readings/s':>12}")
+    if figures["ml_per_s"] is not None:
+        rows.insert(2, ("process_batch_us + the ml_score rule", figures["ml_per_s"]))
     for name, rate in rows:
         print(f"{name:<48} {rate:>12,.0f}")
+    if figures["ml_vs_batch"] is not None:
+        print(f"with ml_score / without: {figures['ml_vs_batch']:.2f}x "
+              f"({int(figures['ml_alerts']):,} more alerts)")
     print(f"pipeline / reference: {figures['pipeline_vs_reference']:.1f}x   "
           f"pipeline / full recompute: {figures['pipeline_vs_recompute']:.1f}x")
 

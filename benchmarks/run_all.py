@@ -127,7 +127,11 @@ def core_rows(r: dict[str, Any]) -> list[Row]:
                 "≥ 100k/s and ≥ 20×", rate >= 100_000 and ratio >= 20),
             Row(f"windows+rules, a poll at once (process_batch_us, 20,000 readings) vs one by "
                 f"one (same {r['alerts']:,} alerts)", _rate(r["batch_per_s"]), _rate(rate),
-                f"{r['batch_vs_pipeline']:.1f}×", "none (informative)", None)]
+                f"{r['batch_vs_pipeline']:.1f}×", "none (informative)", None)] + ([
+            Row("windows+rules+ml_score (online ML, off by default) vs the default rules, a poll "
+                f"at once ({r['ml_alerts']:,} more alerts)", _rate(r["ml_per_s"]),
+                _rate(r["batch_per_s"]), f"{r['ml_vs_batch']:.2f}×", "none (informative)",
+                None)] if r.get("ml_per_s") else [])
 
 
 def rules_rows(r: dict[str, Any]) -> list[Row]:

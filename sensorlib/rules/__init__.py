@@ -202,7 +202,7 @@ def _load() -> None:
     if _LOADED:
         return
     _LOADED = True
-    from sensorlib.rules import outlier, rate_of_change, silent, stuck, threshold  # noqa: F401
+    from sensorlib.rules import ml_score, outlier, rate_of_change, silent, stuck, threshold  # noqa: F401
 
     for entry in entry_points(group="sensorlib.rules"):
         if entry.name not in _REGISTRY:
