@@ -128,7 +128,7 @@ def backfill(settings: Settings, *, days: float = 7.0, interval: float = 2.0, se
              hostile: bool = False, dead_letters: int = 0, end: datetime | None = None,
              say: bool = False) -> Filled:
     """Publish a history ending at ``end`` (default now) to the settings' topics."""
-    from sensorlib.processor.loop import dead_letter
+    from sensorlib.kafka.deadletters import dead_letter
 
     ensure_topics(settings)
     t0 = time.monotonic()

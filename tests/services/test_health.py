@@ -61,7 +61,7 @@ def test_a_consumer_that_owns_nothing_while_partitions_are_unowned_is_replaced(t
     assert group_unowned_partitions(topics, group, topics.topic_readings) == 0  # no group yet
     member = make_consumer(topics, group_id=group)
     member.subscribe([topics.topic_readings])
-    eventually(lambda: member.poll(timeout_ms=200) is not None and member.assignment())
+    eventually(lambda: member.poll(timeout_ms=200) is not None and member.assignment(), timeout=90)
     assert group_unowned_partitions(topics, group, topics.topic_readings) == 0
     member.close()
     assert group_unowned_partitions(topics, group, topics.topic_readings) == topics.partitions
