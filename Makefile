@@ -11,6 +11,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # extra arguments for `python -m venv` (e.g. --system-site-packages)
 VENV_ARGS ?=
+# (in variables: a comma inside $(call ...) would split its arguments)
+TEST_EXTRAS  := '.[test,ml]'
 BENCH_EXTRAS := '.[test,bench,ml]'
 
 .PHONY: setup venv check-python run test test-fast test-core bench lab lint clean broker-stop interop \
@@ -97,7 +99,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(MAKE_VENV)
 	@: >$(VENV)/pip.log
 	@$(call PIP_INSTALL,--upgrade pip)
-	@$(call PIP_INSTALL,-c constraints.txt -e '.[test,ml]')
+	@$(call PIP_INSTALL,-c constraints.txt -e $(TEST_EXTRAS))
 	@touch $(STAMP)
 
 ## check-python: is $(PYTHON) one sensorlib supports (requires-python) and able to make a venv?
