@@ -21,11 +21,25 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+#: Ports :func:`free_port` has handed out in this process (never handed out twice).
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    """An ephemeral TCP port that is free right now (for tests and side-by-side runs)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """An ephemeral TCP port that is free right now (for tests and side-by-side runs).
+
+    Never the same port twice in one process: a caller that asks for several ports before
+    binding any (``sensorlib up`` on free ports: producer, processor, archiver, dashboard)
+    gets distinct ones, although the kernel may offer a just-closed port again.
+    """
+    for _ in range(1000):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+    raise PortInUse("no free TCP port found that this process has not handed out already")
 
 
 def port_free(host: str, port: int) -> bool:
