@@ -333,6 +333,10 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+#: Longest simulated history ``sensorlib backtest`` builds in memory.
+MAX_BACKTEST_DAYS = 366
+
+
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     """Simulate ``--days`` of the reference fleet in memory and score the configured rules
     against the faults injected (no Kafka)."""
@@ -342,8 +346,11 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from sensorlib.notebook.backtest import backtest, render, simulated_history
     from sensorlib.processor.loop import rules_from_settings
 
-    if args.days <= 0 or args.interval <= 0:
-        raise UsageError("--days and --interval must be positive")
+    # In memory: a year of the reference fleet is ~15M readings. NaN fails every comparison.
+    if not (0 < args.days <= MAX_BACKTEST_DAYS and 0 < args.interval <= 86400):
+        raise UsageError(f"--days must be in (0, {MAX_BACKTEST_DAYS}] and --interval in "
+                         f"(0, 86400] seconds (got --days {args.days:g}, "
+                         f"--interval {args.interval:g})")
     began = time.perf_counter()
     _say(f"backtest: simulating {args.days:g} day(s) of the reference fleet in memory "
          f"(seed {args.seed}, a reading every {args.interval:g} s per sensor)…")

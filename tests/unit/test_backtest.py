@@ -210,3 +210,11 @@ def test_the_command_prints_the_scores_without_kafka(tmp_path: Path,
     table = pd.read_csv(csv)
     assert list(table.columns) == list(COLUMNS) and set(table["variant"]) == {"configured"}
     assert main(["backtest", "--days", "0"]) != 0
+
+
+def test_the_command_refuses_days_at_their_extremes_with_the_range(capsys) -> None:
+    from sensorlib.cli import main
+
+    for days in ("nan", "inf", "1e9", "-1"):
+        assert main(["backtest", "--days", days]) == 2
+        assert "--days must be in (0, 366]" in capsys.readouterr().err
