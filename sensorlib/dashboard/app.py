@@ -19,6 +19,7 @@ then the freed memory is handed back to the system (:func:`sensorlib.dashboard.s
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -174,6 +175,19 @@ def _on_closed(session_id: str | None, stop: list[Any], opened: bool) -> Any:
     return closed
 
 
+@functools.cache
+def _holoviews_bokeh() -> None:
+    """Load HoloViews' Bokeh backend once per process.
+
+    ``hv.extension`` rebuilds every ``hv.opts`` builder (thousands of ``inspect.Signature``
+    parameters) on each call. The backend is process-wide in a server, so one load serves
+    every session; called per session it left ~65 KB of new long-lived objects per session,
+    scattered over the arenas the session filled, and those arenas could never be returned
+    (the dashboard's RSS stayed ~40 % up after the sessions closed).
+    """
+    hv.extension("bokeh", logo=False)
+
+
 def build_app(settings: Settings | None = None) -> pn.template.FastListTemplate:
     """The dashboard of one browser session, wired to the process-wide feed and monitor.
 
@@ -182,7 +196,7 @@ def build_app(settings: Settings | None = None) -> pn.template.FastListTemplate:
     Host check of its own (``sensorlib dashboard`` refuses such requests before this).
     """
     pn.extension("tabulator", design="fast", notifications=False)
-    hv.extension("bokeh", logo=False)
+    _holoviews_bokeh()
     settings = settings or Settings.from_env()
     host = request_host()
     if host is not None and not host_allowed(host, settings.hosts(), None):
