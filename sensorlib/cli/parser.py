@@ -269,6 +269,11 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
                     help="also send alerts to people: Alertmanager (on 127.0.0.1:"
                          f"{settings.alertmanager_port}, SENSORLIB_ALERTMANAGER_PORT; none with "
                          "SENSORLIB_ALERTMANAGER_URL) and `sensorlib notify`")
+    up.add_argument("--catalog", choices=["sqlite", "postgres"],
+                    help="the archive's Iceberg catalog: postgres starts the local PostgreSQL "
+                         f"(`sensorlib db start`, 127.0.0.1:{settings.db_port}, "
+                         "SENSORLIB_DB_PORT) and gives every service its URL; sqlite the "
+                         "warehouse's file (default: SENSORLIB_CATALOG_URI, else sqlite)")
     up.set_defaults(handler=cmd_up)
 
     status = sub.add_parser("status", help="health of each service and lag of each consumer group",

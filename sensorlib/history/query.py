@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import sqlite3
 import warnings
@@ -210,6 +211,18 @@ def catalog_exists(settings: Settings) -> bool:
 _SERVER_CATALOGS: dict[tuple[str, str, int], SqlCatalog] = {}
 
 
+def _forget_catalogs_in_child() -> None:
+    """After a fork (the archiver's writer process): the child opens its own connections,
+    and never closes the parent's (that would end the parent's sessions)."""
+    for catalog in _SERVER_CATALOGS.values():
+        catalog.engine.dispose(close=False)
+    _SERVER_CATALOGS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_catalogs_in_child)
+
+
 def close_catalogs() -> None:
     """Close the connections of every catalog on a server this process opened (tests drop
     their databases; a long-running process never needs to)."""
@@ -253,8 +266,6 @@ def open_catalog(settings: Settings, *, create: bool = False) -> SqlCatalog | No
     warehouse = settings.warehouse.resolve().as_uri()
     if path is not None:
         return SqlCatalog(NAMESPACE, uri=uri, warehouse=warehouse)
-    import os
-
     key = (uri, warehouse, os.getpid())
     catalog = _SERVER_CATALOGS.get(key)
     if catalog is not None:
