@@ -480,6 +480,7 @@ def test_service_health_status_and_clean_stop(archived: Settings, tmp_path: Path
         printed = capsys.readouterr().out
         assert f"sensorlib.{history.table_name(settings.topic_readings)}" in printed
         assert f"{n:,} rows" in printed
+        assert f"catalog    {history.describe_catalog(settings)}: answering" in printed
         assert "archiver-group" in printed
     finally:
         proc.send_signal(signal.SIGTERM)

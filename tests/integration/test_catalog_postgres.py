@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from sensorlib.config import Settings
-from sensorlib.errors import HistoryError
+from sensorlib.errors import DatabaseError, HistoryError
 from sensorlib.history.postgres import LocalPostgres
 from sensorlib.history.query import (
     READINGS,
@@ -63,3 +64,67 @@ def test_a_server_that_does_not_answer_is_named_without_its_password(tmp_path: P
     message = str(caught.value)
     assert "hunter2secret" not in message
     assert "me:***@127.0.0.1" in message and "does not answer" in message
+
+
+def test_status_says_the_catalog_does_not_answer_without_its_password(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from sensorlib.cli import build_parser
+    from sensorlib.kafka.ports import free_port
+
+    settings = Settings().replace(
+        warehouse_dir=tmp_path, bootstrap_servers=f"127.0.0.1:{free_port()}", external=True,
+        catalog_uri=f"postgresql://me:hunter2secret@127.0.0.1:{free_port()}/catalog")
+    args = build_parser().parse_args(["status", "--json"])
+    assert args.handler(args, settings) == 1
+    printed = capsys.readouterr().out
+    assert "hunter2secret" not in printed
+    archive = json.loads(printed)["archive"]
+    assert archive["catalog"].startswith("postgresql+psycopg://me:***@127.0.0.1:")
+    assert archive["catalogAnswers"] is False and "does not answer" in archive["error"]
+
+
+def test_the_db_command_starts_once_reports_and_stops(tmp_path: Path) -> None:
+    """``sensorlib db`` as a user runs it: its own folder and port, the URL on stdout."""
+    import subprocess
+    import sys
+
+    from sensorlib.history.postgres import find_binaries
+    from sensorlib.kafka.ports import free_port
+
+    try:
+        find_binaries()
+    except DatabaseError as exc:  # the programs are missing: say what to install
+        pytest.skip(str(exc))
+    port = free_port()
+    env = {**os.environ, "SENSORLIB_DATA": str(tmp_path / "data"),
+           "SENSORLIB_DB_PORT": str(port)}
+    env.pop("SENSORLIB_CATALOG_URI", None)
+
+    def db(action: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sensorlib.cli", "db", action], env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    url = f"postgresql+psycopg://sensorlib@127.0.0.1:{port}/sensorlib"
+    try:
+        assert db("status").returncode == 1
+        first = db("start")
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.strip() == url
+        again = db("start")
+        assert again.returncode == 0 and "already running" in again.stderr
+        status = db("status")
+        assert status.returncode == 0 and "postgres: running" in status.stdout
+        assert url in status.stdout
+        settings = Settings().replace(warehouse_dir=tmp_path / "w", catalog_uri=url)
+        open_table(settings, READINGS)  # the database answers as a catalog
+        assert load_table(settings, READINGS) is not None
+        stopped = db("stop")
+        assert stopped.returncode == 0 and "PostgreSQL stopped." in stopped.stderr
+        assert db("status").returncode == 1
+    finally:
+        from sensorlib.history.query import close_catalogs
+
+        close_catalogs()
+        LocalPostgres(tmp_path / "data" / "postgres", port=port).remove()
