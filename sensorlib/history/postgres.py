@@ -26,6 +26,7 @@ import pwd
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Self
@@ -148,7 +149,13 @@ class LocalPostgres:
 
     @property
     def socket_dir(self) -> Path:
-        return self.home / "run"
+        """The server's Unix socket folder: ``run/`` beside the cluster, or a short folder
+        in the temporary directory when that path is too long for a socket (~100 bytes)."""
+        own = self.home / "run"
+        if len(str(own)) <= 80:
+            return own
+        key = hashlib.sha256(str(self.directory).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"sensorlib-pg-{key}"
 
     @property
     def uri(self) -> str:
@@ -306,6 +313,7 @@ class LocalPostgres:
         """Stop the server and delete its cluster (tests): every catalog in it is lost."""
         self.stop()
         shutil.rmtree(self.home, ignore_errors=True)
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
         if self.as_root:
             shutil.rmtree(self.directory, ignore_errors=True)
 
