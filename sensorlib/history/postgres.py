@@ -145,6 +145,7 @@ class LocalPostgres:
 
     @property
     def log_file(self) -> Path:
+        """The server's log (``pg_ctl -l``)."""
         return self.home / "postgres.log"
 
     @property
@@ -177,6 +178,7 @@ class LocalPostgres:
 
     @property
     def bin_dir(self) -> Path:
+        """The folder of the server programs (:func:`find_binaries` on first use)."""
         if self._bin_dir is None:
             self._bin_dir = find_binaries()
         return self._bin_dir
@@ -257,6 +259,7 @@ class LocalPostgres:
         return None
 
     def running(self) -> bool:
+        """Whether the server runs (its ``postmaster.pid`` names a live ``postgres``)."""
         return self.pid() is not None
 
     def _server_options(self) -> str:
