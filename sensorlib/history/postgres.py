@@ -91,6 +91,19 @@ def server_uri(host: str, port: int, database: str = DB_NAME, user: str = DB_USE
     return f"postgresql+psycopg://{user}@{host}:{port}/{database}"
 
 
+#: What to do when the driver is missing (a plain ``pip install sensorlib``).
+DRIVER_HINT = ("PostgreSQL needs the psycopg driver: pip install 'sensorlib[postgres]' "
+               "(or psycopg[binary])")
+
+
+def require_driver() -> None:
+    """Raise :class:`DatabaseError` with the install command unless psycopg 3 imports."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise DatabaseError(DRIVER_HINT) from None
+
+
 def _valid_name(name: str) -> str:
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
         raise DatabaseError(f"{name!r} is not a usable database name (lower-case letters, "
@@ -279,6 +292,7 @@ class LocalPostgres:
             PortInUse: another program holds the port.
         """
         _ = self.bin_dir  # the missing-binaries error first
+        require_driver()
         if not self.running():
             if port_open(self.host, self.port):
                 raise PortInUse(
@@ -324,6 +338,7 @@ class LocalPostgres:
 
     def connect(self, database: str = "postgres", timeout: float = 10.0) -> object:
         """A psycopg connection (autocommit) to ``database`` on this server."""
+        require_driver()
         import psycopg
 
         try:
@@ -336,6 +351,7 @@ class LocalPostgres:
 
     def create_database(self, name: str) -> str:
         """Create database ``name`` unless it exists; its SQLAlchemy URL."""
+        require_driver()
         import psycopg
         from psycopg import sql
 

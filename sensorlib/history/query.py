@@ -270,6 +270,14 @@ def open_catalog(settings: Settings, *, create: bool = False) -> SqlCatalog | No
     catalog = _SERVER_CATALOGS.get(key)
     if catalog is not None:
         return catalog
+    if uri.startswith("postgresql+psycopg"):
+        from sensorlib.history.postgres import DRIVER_HINT
+
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise HistoryError(f"the archive's catalog ({describe_catalog(settings)}, "
+                               f"SENSORLIB_CATALOG_URI) is on PostgreSQL: {DRIVER_HINT}") from None
     if "connect_timeout=" not in uri:  # an unreachable host fails in seconds, not minutes
         uri += ("&" if "?" in uri else "?") + "connect_timeout=10"
     from sqlalchemy.exc import OperationalError, SQLAlchemyError
