@@ -6,6 +6,7 @@ import argparse
 
 from sensorlib.cli.common import _say
 from sensorlib.config import Settings
+from sensorlib.errors import ConfigError
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
@@ -16,6 +17,8 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     """
     from sensorlib.history.postgres import LocalPostgres
 
+    if not 0 < args.timeout <= 3600:  # also refuses nan
+        raise ConfigError(f"--timeout must be between 0 and 3600 seconds, got {args.timeout:g}")
     db = LocalPostgres.from_settings(settings)
     if args.action == "stop":
         _say("PostgreSQL stopped." if db.stop(timeout=args.timeout)
