@@ -54,6 +54,7 @@ class Sizes:
     history_days: float = 7.0
     rules_days: float = 30.0
     rules_sweep_days: float = 7.0
+    catalog_commits: int = 60
 
 
 FULL = Sizes(producer=300_000, processor=1_000_000, probes=200, replay=1_000_000, core=300_000,
@@ -62,7 +63,7 @@ QUICK = Sizes(producer=30_000, processor=30_000, probes=20, replay=30_000, core=
               dashboard_readings=20, dashboard_minutes=0.25, archive=30_000,
               archive_big=300_000, ingest_seconds=2.0, peers=100_000,
               observe=30_000, observe_rounds=1, notify=10_000, history_days=0.5,
-              rules_days=1.0, rules_sweep_days=0.5)
+              rules_days=1.0, rules_sweep_days=0.5, catalog_commits=20)
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,20 @@ def history_rows(r: dict[str, Any]) -> list[Row]:
         Row(f"History tab, each zoom (mean + min–max band of the visible range, {r['zooms']} zooms "
             "from a day to 2 min)", _ms(r["zoom_median_s"] * 1000),
             f"worst {_ms(r['zoom_max_s'] * 1000)}", "—", "≤ 300 ms", r["zoom_max_s"] <= 0.3),
+    ]
+
+
+def catalog_rows(r: dict[str, Any]) -> list[Row]:
+    pg, lite, ratio = r["postgres_ms"], r["sqlite_ms"], r["postgres_vs_sqlite"]
+    ops = ("load_table", "list_tables", "plan_day")
+    return [
+        Row(f"catalog lookups on PostgreSQL vs the sqlite file: load_table / list tables / "
+            f"plan of one event day ({r['commits']} commits, medians)",
+            " / ".join(_ms(pg[op]) for op in ops), " / ".join(_ms(lite[op]) for op in ops),
+            " / ".join(f"{ratio[op]:.2f}×" for op in ops), "report", None),
+        Row("sensorlib sql's three views (connect, tail=False) on PostgreSQL vs sqlite",
+            _ms(pg["sql_views"]), _ms(lite["sql_views"]), f"{ratio['sql_views']:.2f}×",
+            "report", None),
     ]
 
 
@@ -325,6 +340,7 @@ BENCHES = [
           exhaustion_rows),
     Bench("notify", "bench_notify", lambda m, b, s: m.run(b, s.notify), notify_rows),
     Bench("history", "bench_history", lambda m, b, s: m.run(b, s.history_days), history_rows),
+    Bench("catalog", "bench_catalog", lambda m, b, s: m.run(b, s.catalog_commits), catalog_rows),
     Bench("dashboard", "bench_dashboard",
           lambda m, b, s: m.run(b, readings=s.dashboard_readings, minutes=s.dashboard_minutes),
           dashboard_rows),

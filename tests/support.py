@@ -43,6 +43,8 @@ class Running:
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
+    if not settings.catalog_uri:  # the settings' sqlite catalog, not one of the environment's
+        env.pop("SENSORLIB_CATALOG_URI", None)
     env.update(settings.to_env())
     env["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     env["PYTHONUNBUFFERED"] = "1"

@@ -20,7 +20,7 @@ def _config_rows(settings: Settings) -> list[dict[str, str]]:
     ``***``) and where it came from (environment, config file, default)."""
     import os
 
-    from sensorlib.config import SECRET_VARIABLES, VARIABLES
+    from sensorlib.config import SECRET_VARIABLES, VARIABLES, mask_uri
     effective = settings.to_env()
     effective["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     effective["SENSORLIB_WAREHOUSE"] = str(settings.warehouse)
@@ -52,6 +52,9 @@ def _config_rows(settings: Settings) -> list[dict[str, str]]:
         value = effective.get(name) or raw or unset.get(name, "(unset)")
         if name in SECRET_VARIABLES or "PASSWORD" in name or "TOKEN" in name:
             value = "***" if raw or effective.get(name) else "(unset)"
+        elif name == "SENSORLIB_CATALOG_URI":
+            value = (mask_uri(settings.catalog_uri) if settings.catalog_uri
+                     else f"(unset: sqlite {settings.warehouse / 'catalog.db'})")
         row = {"name": name, "value": value, "source": source}
         if name not in known:
             row["note"] = "not a setting this version reads (a typo?)"

@@ -21,8 +21,11 @@ pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture
-def archived(topics: Settings, tmp_path: Path) -> Settings:
-    settings = topics.replace(warehouse_dir=tmp_path / "warehouse", data_dir=tmp_path / "data")
+def archived(topics: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    catalog = (request.getfixturevalue("history_catalog")
+               if "history_catalog" in request.fixturenames else None)
+    settings = topics.replace(warehouse_dir=tmp_path / "warehouse", data_dir=tmp_path / "data",
+                              catalog_uri=catalog)
     readings = fleet(datetime(2026, 6, 1, 23, 50, tzinfo=UTC), 20)
     publish(settings, readings)
     archive_all(settings)
@@ -35,6 +38,7 @@ def _prompt(settings: Settings, lines: list[str], *extra: str) -> subprocess.Com
                           env=service_env(settings), timeout=120)
 
 
+@pytest.mark.usefixtures("history_catalog")  # on sqlite and on PostgreSQL
 def test_the_prompt_answers_piped_queries_on_one_connection(archived: Settings,
                                                             tmp_path: Path) -> None:
     out = tmp_path / "daily.csv"

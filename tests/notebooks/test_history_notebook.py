@@ -39,8 +39,11 @@ def test_notebook_is_committed_without_outputs() -> None:
     assert any("parameters" in c.metadata.get("tags", []) for c in code)
 
 
-def test_history_notebook_runs_with_nbval(topics: Settings, tmp_path: Path) -> None:
-    settings = topics.replace(warehouse_dir=tmp_path / "warehouse")
+def test_history_notebook_runs_with_nbval(topics: Settings, tmp_path: Path,
+                                          history_catalog: str | None) -> None:
+    """On the sqlite catalog and on PostgreSQL: the notebook is the same, only its
+    environment's SENSORLIB_CATALOG_URI differs."""
+    settings = topics.replace(warehouse_dir=tmp_path / "warehouse", catalog_uri=history_catalog)
     readings, alerts = seed_week(settings)
     assert readings > 40_000 and alerts > 0
     result = subprocess.run(
