@@ -33,6 +33,7 @@ import pyarrow.compute
 
 from sensorlib.config import Settings
 from sensorlib.errors import HistoryError
+from sensorlib.history.queries import ALERTS_PER_RULE, DAILY_STATS, NAMED_QUERIES, named_query
 
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
@@ -41,7 +42,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ALERTS",
+    "ALERTS_PER_RULE",
+    "DAILY_STATS",
     "DEAD_LETTERS",
+    "NAMED_QUERIES",
     "OFFSETS_PROPERTY",
     "READINGS",
     "HistoryError",
@@ -51,6 +55,7 @@ __all__ = [
     "connect",
     "event_range",
     "load_table",
+    "named_query",
     "open_catalog",
     "open_table",
     "scan",
@@ -454,6 +459,7 @@ def _local_path(location: str) -> str:
 
 #: The partition column the views add: the event day (UTC) of each row, a DATE.
 EVENT_DAY = "event_day"
+
 
 
 def connect(settings: Settings | None = None, *, kinds: Iterable[TableKind] = KINDS,
