@@ -279,7 +279,8 @@ def session(settings: Settings | None = None, *, master: str = "local[2]",
     if not log_config.exists() or log_config.read_text() != _LOG4J2:
         log_config.parent.mkdir(parents=True, exist_ok=True)
         log_config.write_text(_LOG4J2)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
     java_options = f"-Dlog4j2.configurationFile={log_config.as_uri()}"
@@ -292,11 +293,17 @@ def session(settings: Settings | None = None, *, master: str = "local[2]",
     if master.startswith("local"):
         builder = (builder.config("spark.driver.host", "127.0.0.1")
                    .config("spark.driver.bindAddress", "127.0.0.1"))
-    for key, value in {**catalog_conf(catalog), **dict(conf or {})}.items():
+    settings_conf = {**catalog_conf(catalog), **dict(conf or {})}
+    # The password is set once the JVM runs: pyspark passes the builder's settings to
+    # spark-submit as command-line arguments, which every user of the machine can list.
+    password = settings_conf.pop(f"spark.sql.catalog.{CATALOG}.jdbc.password", None)
+    for key, value in settings_conf.items():
         builder = builder.config(key, value)
     progress(f"Starting Spark ({master}) on the catalog {catalog.url} …")
     spark = builder.getOrCreate()
     try:
+        if password:  # before the catalog's first use (Spark loads catalogs lazily)
+            spark.conf.set(f"spark.sql.catalog.{CATALOG}.jdbc.password", password)
         present = {row.tableName for row in spark.sql(f"SHOW TABLES IN {CATALOG}.{NAMESPACE}")
                    .collect()} if _has_namespace(spark) else set()
         for statement in views_sql(settings, {kind.name: table_name(kind.topic(settings))

@@ -68,14 +68,12 @@ def _append(settings: Settings, kind: history.TableKind, frame: pd.DataFrame, pa
         table.append(pa.table(data, schema=kind.arrow_schema))
 
 
-@pytest.fixture(scope="module", params=["postgres", "sqlite"])
-def archived(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-             ) -> Iterator[Settings]:
-    """Settings of an archive of two days (catalog: ``request.param``), for every test."""
-    settings = Settings.from_env().replace(warehouse_dir=tmp_path_factory.mktemp("warehouse"))
+def _archive(request: pytest.FixtureRequest, folder: Path, catalog: str) -> Iterator[Settings]:
+    """Settings of an archive of two days with its catalog on ``catalog`` (postgres/sqlite)."""
+    settings = Settings.from_env().replace(warehouse_dir=folder)
     _spark_or_skip(settings)
     name = None
-    if request.param == "postgres":
+    if catalog == "postgres":
         postgres = request.getfixturevalue("postgres")
         name = f"spark_{uuid.uuid4().hex[:10]}"
         settings = settings.replace(catalog_uri=postgres.create_database(name))
@@ -95,6 +93,25 @@ def archived(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     if name is not None:
         history.close_catalogs()
         request.getfixturevalue("postgres").drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def pg_archive(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[Settings]:
+    """The archive with its catalog on a real PostgreSQL (the issue's case)."""
+    yield from _archive(request, tmp_path_factory.mktemp("warehouse"), "postgres")
+
+
+@pytest.fixture(scope="module")
+def sqlite_archive(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                   ) -> Iterator[Settings]:
+    """The archive with its default catalog, the sqlite file (xerial's JDBC driver)."""
+    yield from _archive(request, tmp_path_factory.mktemp("warehouse"), "sqlite")
+
+
+@pytest.fixture(params=["pg_archive", "sqlite_archive"])
+def archived(request: pytest.FixtureRequest) -> Settings:
+    return request.getfixturevalue(request.param)
 
 
 def _env(settings: Settings) -> dict[str, str]:
@@ -139,10 +156,8 @@ def test_spark_daily_stats_equal_sensorlib_sql(archived: Settings, tmp_path: Pat
           close=["t_mean", "h_mean"])
 
 
-def test_spark_alerts_per_rule_equal_sensorlib_sql(archived: Settings, tmp_path: Path) -> None:
-    if not archived.catalog_uri:
-        pytest.skip("one more JVM: alerts per rule is compared on the PostgreSQL catalog")
-    duck, spk = _both(archived, "alerts-per-rule", tmp_path)
+def test_spark_alerts_per_rule_equal_sensorlib_sql(pg_archive: Settings, tmp_path: Path) -> None:
+    duck, spk = _both(pg_archive, "alerts-per-rule", tmp_path)
     assert duck["rule"].nunique() > 1
     _same(duck, spk, exact=["rule", "severity", "alerts", "sensors", "first_alert",
                             "last_alert"], close=[])
