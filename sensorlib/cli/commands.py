@@ -329,6 +329,18 @@ def cmd_spark_sql(args: argparse.Namespace, settings: Settings) -> int:
     query = named_query(args.query)
     if not query.strip():
         raise ConfigError("the SQL query is empty")
+    if args.out:  # before Spark's start-up (seconds), not after it
+        from pathlib import Path
+
+        from sensorlib.errors import ExportError
+        from sensorlib.replay.export import SUFFIXES
+
+        out = Path(args.out)
+        if out.suffix not in SUFFIXES:
+            raise ExportError(f"the output must end in .parquet or .csv, got {out.name!r}")
+        if out.exists() and not args.force:
+            raise ExportError(f"{out} already exists; choose another name, or pass --force "
+                              "to replace it")
     table = spark.sql(query, settings, master=args.master or "local[2]", progress=_say)
     return _show_result(table, args)
 
