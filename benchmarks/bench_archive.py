@@ -229,6 +229,7 @@ def write_big(settings: Settings, n: int, days: int = 30) -> float:
             "kafka_partition": pa.array((which % 3).astype(np.int32)),
             "kafka_offset": pa.array(idx),
             "record_time": pa.array(micros, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "event_id": pa.nulls(count, pa.string()),  # (the header column added later)
         }
         batch = pa.table(arrays, schema=history.READINGS.arrow_schema)
         table.append(batch, snapshot_properties=history.offsets_property(
