@@ -11,9 +11,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # extra arguments for `python -m venv` (e.g. --system-site-packages)
 VENV_ARGS ?=
-# (in variables: a comma inside $(call ...) would split its arguments)
-TEST_EXTRAS  := '.[test,ml]'
-BENCH_EXTRAS := '.[test,bench,ml]'
+# (in variables: a comma inside $(call ...) would split its arguments). spark: pyspark (~490 MB,
+# ~40 s to install) so the slow tier's Spark test (tests/integration/test_spark_archive.py) runs.
+TEST_EXTRAS  := '.[test,ml,spark]'
+BENCH_EXTRAS := '.[test,bench,ml,spark]'
 
 .PHONY: setup venv check-python run test test-fast test-core bench lab lint clean broker-stop interop \
 	screenshots FORCE

@@ -58,13 +58,9 @@ from sensorlib.history.archiver import Archiver
 from sensorlib.history.writer import can_fork_writer
 from sensorlib.replay.reader import read_readings
 
-#: Daily stats per sensor by the partition column ``event_day`` (the way to ask it).
-DAILY_STATS = """
-select sensor_id, event_day as day, count(*) as n,
-       min(temperature) as t_min, avg(temperature) as t_mean, max(temperature) as t_max,
-       min(humidity) as h_min, avg(humidity) as h_mean, max(humidity) as h_max
-from readings group by all order by 1, 2
-"""
+#: Daily stats per sensor by the partition column ``event_day`` (the way to ask it; the
+#: text ``sensorlib sql daily-stats`` and ``sensorlib spark-sql daily-stats`` run).
+DAILY_STATS = history.DAILY_STATS
 #: The same with a per-row ``date_trunc`` on the TIMESTAMPTZ (ICU time zone arithmetic).
 DAILY_STATS_TRUNC = DAILY_STATS.replace("event_day as day", "date_trunc('day', event_time) as day")
 
@@ -233,6 +229,7 @@ def write_big(settings: Settings, n: int, days: int = 30) -> float:
             "kafka_partition": pa.array((which % 3).astype(np.int32)),
             "kafka_offset": pa.array(idx),
             "record_time": pa.array(micros, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "event_id": pa.nulls(count, pa.string()),  # (the header column added later)
         }
         batch = pa.table(arrays, schema=history.READINGS.arrow_schema)
         table.append(batch, snapshot_properties=history.offsets_property(

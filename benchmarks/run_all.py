@@ -170,6 +170,17 @@ def archive_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def spark_rows(r: dict[str, Any]) -> list[Row]:
+    return [
+        Row(f"SQL daily stats over {r['rows']:,} readings: Spark {r['spark_master']} (warm) vs "
+            "DuckDB, the same SQL", _ms(r["spark_warm_s"] * 1000), _ms(r["duckdb_s"] * 1000),
+            f"{r['spark_vs_duckdb']:.1f}× DuckDB's time", "report", None),
+        Row("Spark: session start-up (JVM, jars, catalog) and the first query",
+            f"{r['spark_session_s']:.1f} s + {r['spark_cold_s']:.1f} s", "—", "—", "report",
+            None),
+    ]
+
+
 def history_rows(r: dict[str, Any]) -> list[Row]:
     days, month = r["days"], 30 / r["days"]
     read_s, peak = r["read_s"] * month, r["peak_added_bytes"] * month / 1e9
@@ -332,6 +343,7 @@ BENCHES = [
           rules_rows),
     Bench("archive", "bench_archive", lambda m, b, s: m.run(b, s.archive, s.archive_big),
           archive_rows),
+    Bench("spark", "bench_spark", lambda m, b, s: m.run(s.archive_big), spark_rows),
     Bench("peers", "bench_peers", lambda m, b, s: m.run(b, s.peers), peers_rows),
     Bench("observe", "bench_observe",
           lambda m, b, s: m.run(b, s.observe, s.observe_rounds, None), observe_rows),

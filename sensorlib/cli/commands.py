@@ -278,9 +278,8 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.history.query import catalog_exists
-    from sensorlib.history.sqlshell import Session, format_table, run_prompt
-    from sensorlib.replay.export import write_frame
+    from sensorlib.history.query import catalog_exists, named_query
+    from sensorlib.history.sqlshell import Session, run_prompt
 
     if not catalog_exists(settings):
         _say(f"note: there is no archive in {settings.warehouse} yet (start `sensorlib "
@@ -291,7 +290,7 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
         return run_prompt(settings, tail=not args.no_tail, max_rows=args.max_rows)
     session = Session(settings, tail=not args.no_tail)
     try:
-        table = session.query(args.query)
+        table = session.query(named_query(args.query))
     finally:
         session.close()
     for note in session.notes:
@@ -301,6 +300,14 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
         _say("note: the views include what Kafka holds beyond the archive ("
              + ", ".join(f"{view}: {rows:,} rows" for view, rows in tail.items())
              + "; --no-tail for the archive alone)")
+    return _show_result(table, args)
+
+
+def _show_result(table, args: argparse.Namespace) -> int:
+    """Print a query's Arrow result (``--max-rows``) or write it to ``--out``."""
+    from sensorlib.history.sqlshell import format_table
+    from sensorlib.replay.export import write_frame
+
     if args.out:  # Arrow, not pandas: dates stay dates, integer sums integers
         out = write_frame(table, args.out, force=args.force)
         _say(f"{table.num_rows:,} rows → {out}")
@@ -310,6 +317,32 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
         _say(f"… {table.num_rows - args.max_rows:,} more rows ({table.num_rows:,} in all; "
              "--out writes them all)")
     return 0
+
+
+def cmd_spark_sql(args: argparse.Namespace, settings: Settings) -> int:
+    """``sensorlib spark-sql "select …"``: one query in a local Spark session on the archive."""
+    from sensorlib.history import spark
+    from sensorlib.history.queries import named_query
+
+    if args.master is not None and not args.master.strip():
+        raise ConfigError("--master is empty (e.g. local[2], spark://host:7077)")
+    query = named_query(args.query)
+    if not query.strip():
+        raise ConfigError("the SQL query is empty")
+    if args.out:  # before Spark's start-up (seconds), not after it
+        from pathlib import Path
+
+        from sensorlib.errors import ExportError
+        from sensorlib.replay.export import SUFFIXES
+
+        out = Path(args.out)
+        if out.suffix not in SUFFIXES:
+            raise ExportError(f"the output must end in .parquet or .csv, got {out.name!r}")
+        if out.exists() and not args.force:
+            raise ExportError(f"{out} already exists; choose another name, or pass --force "
+                              "to replace it")
+    table = spark.sql(query, settings, master=args.master or "local[2]", progress=_say)
+    return _show_result(table, args)
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,6 +15,7 @@ from sensorlib.cli.commands import (
     cmd_replay,
     cmd_report,
     cmd_simulate,
+    cmd_spark_sql,
     cmd_sql,
     cmd_topics,
     cmd_up,
@@ -24,6 +25,7 @@ from sensorlib.cli.status import cmd_status
 from sensorlib.cli.tools import KAFKA_TOOLS, cmd_completion, cmd_config, cmd_kafka
 from sensorlib.config import Settings
 from sensorlib.errors import EXIT_CODES, SensorlibError
+from sensorlib.history.queries import NAMED_QUERIES
 
 # --------------------------------------------------------------------------- parser
 
@@ -252,6 +254,25 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
                      help="the archive alone (default: the views also hold what Kafka has "
                           "beyond the archive, the minutes the archiver has not written yet)")
     sql.set_defaults(handler=cmd_sql)
+    sql.epilog = ("named queries (the same text `sensorlib spark-sql NAME` runs): "
+                  + ", ".join(NAMED_QUERIES))
+
+    spark_sql = sub.add_parser(
+        "spark-sql", help="query the archive with Apache Spark (a local session; sensorlib[spark])",
+        description="Run one Spark SQL query over the archive's Iceberg tables, read through "
+                    "Iceberg's JDBC catalog on the archive's catalog database (the views "
+                    "readings, alerts, dead_letters as in `sensorlib sql`, archive only, no "
+                    "Kafka tail). Needs pyspark (pip install 'sensorlib[spark]'), Java 17+ "
+                    "and Maven (the Iceberg and JDBC jars are fetched once). For a cluster: "
+                    "`sensorlib status --spark` prints the spark-sql command line.",
+        epilog="named queries: " + ", ".join(NAMED_QUERIES))
+    spark_sql.add_argument("query", help="the SQL, or a named query ("
+                                         + ", ".join(NAMED_QUERIES) + ")")
+    spark_sql.add_argument("--master", help="Spark master (default local[2])")
+    spark_sql.add_argument("--out", help="write the result to a .parquet or .csv file instead")
+    spark_sql.add_argument("--force", action="store_true", help="replace --out if it exists")
+    spark_sql.add_argument("--max-rows", type=int, default=50, help="rows printed (default 50)")
+    spark_sql.set_defaults(handler=cmd_spark_sql)
 
     up = sub.add_parser("up", help="run the whole system: broker, topics, producer, processor, "
                                    "archiver, dashboard")
@@ -281,6 +302,9 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
                                         "1 otherwise.")
     status.add_argument("--json", action="store_true",
                         help="print the same content as one JSON object (for scripts)")
+    status.add_argument("--spark", action="store_true",
+                        help="print the spark-sql command line (packages, --conf) that opens "
+                             "the archive in Spark on a cluster, and the views' SQL; no checks")
     status.set_defaults(handler=cmd_status)
 
     dashboard = sub.add_parser("dashboard", help="the live dashboard (Panel, :5006/live)")

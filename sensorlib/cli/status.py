@@ -43,6 +43,8 @@ def _all_bounded(checks: dict[str, Callable[[], object]], deadline: float) -> di
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     import httpx
 
+    if getattr(args, "spark", False):
+        return _print_spark(settings)
     started = time.monotonic()
     deadline = started + STATUS_DEADLINE
     url = settings.service_url
@@ -303,3 +305,26 @@ def _archive_status(settings: Settings) -> dict[str, object]:
                        "lastCommit": last.strftime("%Y-%m-%d %H:%M:%S UTC") if last else None})
     out["tables"] = tables
     return out
+
+
+def _print_spark(settings: Settings) -> int:
+    """``sensorlib status --spark``: the command line opening the archive in Spark."""
+    from sensorlib.history import spark
+    from sensorlib.history.query import KINDS, load_table
+
+    catalog = spark.jdbc_catalog(settings)
+    print(f"# The archive in Apache Spark {spark.SPARK_LINE} (Iceberg {spark.ICEBERG_VERSION}, "
+          f"catalog {catalog.url}, warehouse {catalog.warehouse}).")
+    if catalog.password:
+        print(f"# The catalog's password is not shown: export {spark.PASSWORD_VARIABLE}=… first.")
+    if catalog.engine == "sqlite" or catalog.warehouse.startswith("file:"):
+        print("# A sqlite catalog and a file: warehouse are reachable from this machine only "
+              "(or where the same path is mounted): for a cluster, use a PostgreSQL catalog "
+              "and shared or object storage.")
+    print("# pyspark and spark-submit take the same options.")
+    print(spark.shell_line(spark.command_line(settings)))
+    print("# Then, for the views of `sensorlib sql` (save as views.sql and add -i views.sql):")
+    present = {kind.name: load_table(settings, kind) is not None for kind in KINDS}
+    for statement in spark.views_sql(settings, present):
+        print(statement + ";")
+    return 0

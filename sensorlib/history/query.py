@@ -36,6 +36,7 @@ import pyarrow.compute
 
 from sensorlib.config import Settings
 from sensorlib.errors import HistoryError
+from sensorlib.history.queries import ALERTS_PER_RULE, DAILY_STATS, NAMED_QUERIES, named_query
 
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
@@ -44,7 +45,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ALERTS",
+    "ALERTS_PER_RULE",
+    "DAILY_STATS",
     "DEAD_LETTERS",
+    "NAMED_QUERIES",
     "OFFSETS_PROPERTY",
     "READINGS",
     "HistoryError",
@@ -57,6 +61,7 @@ __all__ = [
     "describe_catalog",
     "event_range",
     "load_table",
+    "named_query",
     "open_catalog",
     "open_table",
     "scan",
@@ -578,6 +583,7 @@ def _local_path(location: str) -> str:
 
 #: The partition column the views add: the event day (UTC) of each row, a DATE.
 EVENT_DAY = "event_day"
+
 
 
 def connect(settings: Settings | None = None, *, kinds: Iterable[TableKind] = KINDS,

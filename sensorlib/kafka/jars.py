@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sensorlib.config import Settings
-from sensorlib.errors import BrokerError
+from sensorlib.errors import BrokerError, SensorlibError
 
 #: The pinned Apache Kafka release (the one place that names it).
 KAFKA_VERSION = "4.4.0"
@@ -18,21 +18,28 @@ SCALA_VERSION = "2.13"
 LOG4J_VERSION = "2.25.3"
 SLF4J_VERSION = "2.0.17"
 
+#: The Kafka runtime: the broker, its tools and their logging.
+KAFKA_ARTIFACTS = (
+    f"org.apache.kafka:kafka_{SCALA_VERSION}:{KAFKA_VERSION}",
+    f"org.apache.kafka:kafka-tools:{KAFKA_VERSION}",
+    f"org.slf4j:slf4j-api:{SLF4J_VERSION}",
+    f"org.apache.logging.log4j:log4j-slf4j2-impl:{LOG4J_VERSION}",
+    f"org.apache.logging.log4j:log4j-core:{LOG4J_VERSION}",
+)
+
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>sensorlib</groupId>
-  <artifactId>kafka-runtime</artifactId>
-  <version>{kafka}</version>
+  <artifactId>{name}-runtime</artifactId>
+  <version>{version}</version>
   <packaging>pom</packaging>
   <dependencies>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_{scala}</artifactId><version>{kafka}</version></dependency>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>{kafka}</version></dependency>
-    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>{slf4j}</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>{log4j}</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>{log4j}</version></dependency>
+{dependencies}
   </dependencies>
 </project>
 """
+_DEPENDENCY = ("    <dependency><groupId>{}</groupId><artifactId>{}</artifactId>"
+               "<version>{}</version></dependency>")
 Progress = Callable[[str], None]
 
 
@@ -43,20 +50,21 @@ def _quiet(_: str) -> None:
 # --------------------------------------------------------------------------- jars
 
 
-def _require_tool(name: str, install_hint: str) -> str:
+def _require_tool(name: str, install_hint: str,
+                  error: type[SensorlibError] = BrokerError) -> str:
     path = shutil.which(name)
     if not path:
-        raise BrokerError(f"`{name}` was not found on PATH. {install_hint}")
+        raise error(f"`{name}` was not found on PATH. {install_hint}")
     return path
 
 
-def check_java() -> str:
-    """Return the java executable, or raise with what to install (Kafka 4 needs 17+)."""
-    hint = (
-        "Install a JDK 17 or newer (Debian/Ubuntu: `apt-get install openjdk-17-jdk-headless`), "
-        "or use Docker with compose.yml."
-    )
-    java = _require_tool("java", hint)
+def check_java(error: type[SensorlibError] = BrokerError,
+               needed_by: str = f"Apache Kafka {KAFKA_VERSION}") -> str:
+    """Return the java executable, or raise ``error`` with what to install (Kafka 4 and
+    Spark 4 need 17+)."""
+    hint = "Install a JDK 17 or newer (Debian/Ubuntu: `apt-get install openjdk-17-jdk-headless`)"
+    hint += ", or use Docker with compose.yml." if error is BrokerError else "."
+    java = _require_tool("java", hint, error)
     out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     if match:
@@ -64,7 +72,7 @@ def check_java() -> str:
         if major == 1 and match.group(2):
             major = int(match.group(2))
         if major < 17:
-            raise BrokerError(f"Apache Kafka {KAFKA_VERSION} needs Java 17+, found {major}. {hint}")
+            raise error(f"{needed_by} needs Java 17+, found {major}. {hint}")
     return java
 
 
@@ -83,36 +91,54 @@ def resolve_libs(settings: Settings, progress: Progress = _quiet) -> Path:
                 "unpacked Apache Kafka 4.x release, or unset it to use the Maven cache"
             )
         return libs
-    root = settings.cache_dir / f"kafka-{KAFKA_VERSION}"
+    return maven_jars(
+        settings, f"kafka-{KAFKA_VERSION}", KAFKA_ARTIFACTS, what=f"Apache Kafka {KAFKA_VERSION}",
+        must_have="kafka_*.jar", progress=progress,
+        mvn_hint="or set KAFKA_HOME to a Kafka installation.")
+
+
+def maven_jars(settings: Settings, name: str, artifacts: Sequence[str], *, what: str,
+               must_have: str = "*.jar", transitive: bool = True, progress: Progress = _quiet,
+               mvn_hint: str = "", error: type[SensorlibError] = BrokerError) -> Path:
+    """The folder ``<cache>/<name>/lib`` holding ``artifacts`` (``group:artifact:version``)
+    and, with ``transitive``, their runtime dependencies, fetched once from Maven Central.
+
+    Maven resolves and downloads them (checksums checked: ``--strict-checksums``) into a
+    partial folder that is renamed into place only when complete (a ``.complete`` marker),
+    so an interrupted fetch is redone, never half used; later calls use no network.
+    ``must_have`` is a glob that must match in the result. Raises ``error`` when Maven or
+    Java is missing or the fetch fails.
+    """
+    root = settings.cache_dir / name
     lib = root / "lib"
     if (lib / ".complete").exists():
         return lib
     mvn = _require_tool(
-        "mvn",
-        "Install Apache Maven (Debian/Ubuntu: `apt-get install maven`) so sensorlib can fetch "
-        f"Apache Kafka {KAFKA_VERSION} from Maven Central once, or set KAFKA_HOME to a Kafka "
-        "installation.",
-    )
-    check_java()
+        "mvn", "Install Apache Maven (Debian/Ubuntu: `apt-get install maven`) so sensorlib can "
+        f"fetch {what} from Maven Central once{', ' + mvn_hint if mvn_hint else '.'}", error)
+    check_java(error, what)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "pom.xml").write_text(
-        _POM.format(kafka=KAFKA_VERSION, scala=SCALA_VERSION, log4j=LOG4J_VERSION, slf4j=SLF4J_VERSION)
-    )
+    version = name.rpartition("-")[2] if "-" in name else "0"
+    dependencies = "\n".join(_DEPENDENCY.format(*coordinate.split(":", 2))
+                             for coordinate in artifacts)
+    (root / "pom.xml").write_text(_POM.format(name=name, version=version,
+                                              dependencies=dependencies))
     partial = root / "lib.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    progress(f"Fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central into {lib} (once) …")
+    progress(f"Fetching {what} jars from Maven Central into {lib} (once) …")
     proc = subprocess.run(
-        [mvn, "-B", "-q", "-f", str(root / "pom.xml"), "dependency:copy-dependencies",
-         f"-DoutputDirectory={partial}", "-DincludeScope=runtime"],
+        [mvn, "-B", "-q", "--strict-checksums", "-f", str(root / "pom.xml"),
+         "dependency:copy-dependencies", f"-DoutputDirectory={partial}",
+         "-DincludeScope=runtime", f"-DexcludeTransitive={str(not transitive).lower()}"],
         capture_output=True, text=True, check=False,
     )
-    if proc.returncode != 0 or not any(partial.glob("kafka_*.jar")):
+    if proc.returncode != 0 or not any(partial.glob(must_have)):
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
-        raise BrokerError(f"Maven could not fetch Apache Kafka {KAFKA_VERSION}:\n{tail}")
+        raise error(f"Maven could not fetch {what}:\n{tail}")
     shutil.rmtree(lib, ignore_errors=True)
     partial.rename(lib)
-    (lib / ".complete").write_text(KAFKA_VERSION + "\n")
-    progress(f"Kafka jars ready ({sum(1 for _ in lib.glob('*.jar'))} jars).")
+    (lib / ".complete").write_text("\n".join(artifacts) + "\n")
+    progress(f"{what} jars ready ({sum(1 for _ in lib.glob('*.jar'))} jars).")
     return lib
 
 
