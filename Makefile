@@ -12,7 +12,9 @@ STAMP  := $(VENV)/.installed
 # extra arguments for `python -m venv` (e.g. --system-site-packages)
 VENV_ARGS ?=
 # (in variables: a comma inside $(call ...) would split its arguments). spark: pyspark (~490 MB,
-# ~40 s to install) so the slow tier's Spark test (tests/integration/test_spark_archive.py) runs.
+# ~40 s to install) so the slow tier's Spark test (tests/integration/test_spark_archive.py) runs:
+# installed by `make test` and `make bench` only (`make run` and `make test-fast` do without).
+SETUP_EXTRAS := '.[test,ml]'
 TEST_EXTRAS  := '.[test,ml,spark]'
 BENCH_EXTRAS := '.[test,bench,ml,spark]'
 
@@ -100,7 +102,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(MAKE_VENV)
 	@: >$(VENV)/pip.log
 	@$(call PIP_INSTALL,--upgrade pip)
-	@$(call PIP_INSTALL,-c constraints.txt -e $(TEST_EXTRAS))
+	@$(call PIP_INSTALL,-c constraints.txt -e $(SETUP_EXTRAS))
 	@touch $(STAMP)
 
 ## check-python: is $(PYTHON) one sensorlib supports (requires-python) and able to make a venv?
@@ -132,6 +134,7 @@ interop:
 ## file stays on one worker); TEST_WORKERS=0 runs it in one process
 TEST_WORKERS ?= 2
 test: setup interop
+	@$(call PIP_INSTALL,-c constraints.txt -e $(TEST_EXTRAS))
 	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 ## test-fast: the pure unit tests only (no broker, no browser, no Kafka jars needed)
