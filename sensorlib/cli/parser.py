@@ -19,6 +19,7 @@ from sensorlib.cli.commands import (
     cmd_topics,
     cmd_up,
 )
+from sensorlib.cli.rules import add_rules_parser
 from sensorlib.cli.status import cmd_status
 from sensorlib.cli.tools import KAFKA_TOOLS, cmd_completion, cmd_config, cmd_kafka
 from sensorlib.config import Settings
@@ -263,6 +264,8 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true",
                         help="print the same content as one JSON object (for scripts)")
     status.set_defaults(handler=cmd_status)
+
+    add_rules_parser(sub)
 
     dashboard = sub.add_parser("dashboard", help="the live dashboard (Panel, :5006/live)")
     _service_options(dashboard, settings, settings.dashboard_port, "SENSORLIB_DASHBOARD_PORT")

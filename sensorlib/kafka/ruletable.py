@@ -18,9 +18,9 @@ from sensorlib.config import Settings
 from sensorlib.engine.detect import RuleConfig
 from sensorlib.errors import KafkaUnavailable
 from sensorlib.kafka.clients import make_consumer, make_producer
-from sensorlib.rules.table import RulesTable, encode_value, parse_layer, validate_layer
+from sensorlib.rules.table import RulesTable, edited, encode_value, parse_layer, validate_layer
 
-__all__ = ["RulesFollower", "read_rules", "write_layer"]
+__all__ = ["RulesFollower", "edit_layer", "read_rules", "write_layer"]
 
 
 class RulesFollower:
@@ -98,3 +98,13 @@ def write_layer(settings: Settings, key: str, values: Mapping[str, Any] | None,
         return int(meta.offset)
     finally:
         producer.close(timeout=5)
+
+
+def edit_layer(settings: Settings, key: str, values: Mapping[str, Any] | None = None,
+               unset: tuple[str, ...] = ()) -> tuple[int, dict[str, Any] | None]:
+    """Set ``values`` in one layer and remove the ``unset`` fields, keeping its other
+    settings (read, merge, write; the last writer wins). Returns the record's offset and the
+    layer's settings now (None: the layer was deleted, nothing being left)."""
+    edited(RulesTable(), key, values, unset)  # bad input is refused before Kafka is asked
+    merged = edited(read_rules(settings), key, values, unset)
+    return write_layer(settings, key, merged), merged

@@ -31,8 +31,8 @@ from typing import Any
 from sensorlib.engine.detect import LAYERED, RuleConfig, SensorRules, layer_settings
 from sensorlib.errors import ConfigError, InvalidSetting
 
-__all__ = ["DEFAULTS", "KINDS", "RulesTable", "layer_key", "parse_layer", "settings_json",
-           "validate_layer"]
+__all__ = ["DEFAULTS", "KINDS", "RulesTable", "edited", "layer_key", "parse_layer",
+           "settings_json", "validate_layer"]
 
 #: The key of the layer over the defaults, for every sensor.
 DEFAULTS = "defaults"
@@ -99,6 +99,21 @@ def validate_layer(key: str, settings: Mapping[str, Any],
         named = next((f for f in typed if f in text), "settings")
         raise InvalidSetting(named, text) from None
     return typed
+
+
+def edited(table: RulesTable, key: str, values: Mapping[str, Any] | None = None,
+           unset: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """A layer's settings after ``values`` are set and ``unset`` fields removed (what
+    ``sensorlib rules set/unset`` write); None when nothing is left (a tombstone). Checked by
+    the table's validator (InvalidSetting naming the field)."""
+    parse_layer(key)
+    merged = dict(table.layers.get(key, {}))
+    merged.update(layer_settings(values or {}))
+    for name in unset:
+        if name not in LAYERED:
+            raise InvalidSetting(name, f"unknown setting; known: {', '.join(LAYERED)}")
+        merged.pop(name, None)
+    return validate_layer(key, merged) if merged else None
 
 
 def settings_json(settings: Mapping[str, Any]) -> dict[str, Any]:
