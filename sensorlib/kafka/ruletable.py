@@ -20,7 +20,11 @@ from sensorlib.errors import KafkaUnavailable
 from sensorlib.kafka.clients import make_consumer, make_producer
 from sensorlib.rules.table import RulesTable, edited, encode_value, parse_layer, validate_layer
 
-__all__ = ["RulesFollower", "edit_layer", "read_rules", "write_layer"]
+__all__ = ["NoRulesTopic", "RulesFollower", "edit_layer", "read_rules", "write_layer"]
+
+
+class NoRulesTopic(KafkaUnavailable):
+    """The ``sensor-rules`` topic does not exist (``sensorlib topics`` creates it)."""
 
 
 class RulesFollower:
@@ -40,9 +44,9 @@ class RulesFollower:
         parts = self._consumer.partitions_for_topic(settings.topic_rules) or set()
         if not parts:
             self._consumer.close()
-            raise KafkaUnavailable(settings.bootstrap_servers,
-                                   f"topic {settings.topic_rules} does not exist "
-                                   "(sensorlib topics creates it)")
+            raise NoRulesTopic(settings.bootstrap_servers,
+                               f"topic {settings.topic_rules} does not exist "
+                               "(sensorlib topics creates it)")
         self._partitions = [TopicPartition(settings.topic_rules, p) for p in sorted(parts)]
         self._consumer.assign(self._partitions)
         self._consumer.seek_to_beginning(*self._partitions)

@@ -48,7 +48,7 @@ from sensorlib.kafka.admin import group_unowned_partitions
 from sensorlib.kafka.clients import client_errors, make_consumer, make_producer
 from sensorlib.kafka.records import as_raw, consumer_record
 from sensorlib.kafka.records import install as install_fast_records
-from sensorlib.kafka.ruletable import RulesFollower
+from sensorlib.kafka.ruletable import NoRulesTopic, RulesFollower
 from sensorlib.model.acceptance import EventTimeWindow
 from sensorlib.model.events import Alert, LiveReading, Reading
 from sensorlib.model.gate import judge, judge_many
@@ -77,6 +77,8 @@ FETCH_BYTES = 4 * 1024 * 1024
 HEALTH_GRACE = 30.0
 #: Readings waiting this long with no committed transaction make the processor unhealthy.
 STALL_AFTER = 60.0
+#: Seconds between looks for a missing ``sensor-rules`` topic.
+RULES_RETRY = 10.0
 
 
 def rules_from_settings(settings: Settings) -> RuleConfig:
@@ -152,7 +154,6 @@ class Processor:
         self.rules_table = RulesTable()
         self.rules = self.base_rules
         self._rules_version: str | None = None
-        self._follower: RulesFollower | None = None
         self.max_records = max_records
         self.clock = clock
         self.window = timedelta(seconds=settings.window_seconds)
@@ -299,13 +300,16 @@ class Processor:
         try:
             # The rule settings table, whole, before any reading: a restart judges what it
             # replays with the table as it is now (see README "Settings per sensor").
-            follower = self._follower = RulesFollower(s, self.base_rules)
-            follower.catch_up()
-            self._apply_rules(follower.table)
+            follower = self._open_rules()
+            retry_rules = time.monotonic() + RULES_RETRY
             rebalance = _Rebalance()
             consumer.subscribe([s.topic_readings], listener=rebalance)
             while not stop.is_set():
-                if follower.poll():
+                if follower is None:
+                    if time.monotonic() > retry_rules:
+                        follower = self._open_rules()
+                        retry_rules = time.monotonic() + RULES_RETRY
+                elif follower.poll():
                     self._apply_rules(follower.table)
                 else:  # nothing new, or records that left the content as it was
                     self.rules_table = follower.table
@@ -324,13 +328,28 @@ class Processor:
             self._healthy = False
             with self._lock:
                 self._pipelines.clear()
-            self._follower = None
             try:
                 consumer.close()
                 if follower is not None:
                     follower.close()
             finally:
                 producer.close(timeout=5)
+
+    def _open_rules(self) -> RulesFollower | None:
+        """Read the ``sensor-rules`` table to its end and put it in force; None (settings as
+        configured, tried again every :data:`RULES_RETRY` s) when the topic does not exist."""
+        try:
+            follower = RulesFollower(self.settings, self.base_rules)
+        except NoRulesTopic as exc:
+            log.warning("no rule settings table: %s; the configured settings apply", exc)
+            return None
+        try:
+            follower.catch_up()
+        except Exception:
+            follower.close()
+            raise
+        self._apply_rules(follower.table)
+        return follower
 
     def _apply_rules(self, table: RulesTable) -> None:
         """Put the table's settings in force in every partition's pipeline, at once (between

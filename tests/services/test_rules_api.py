@@ -16,7 +16,7 @@ import pytest
 from sensorlib.config import Settings
 from sensorlib.ingest.produce import ReadingProducer
 from sensorlib.model.events import new_reading
-from tests.support import eventually, read_alerts, service_env
+from tests.support import eventually, read_alerts, running_processor, service_env
 
 pytestmark = pytest.mark.kafka
 
@@ -142,3 +142,13 @@ def test_cli_set_show_unset_round_trip(processor: str, module_topics: Settings) 
     bad = cli(module_topics, "set", "--sensor", "rt-3", "temperature_threshold")
     assert bad.returncode == 2 and "temperature_threshold" in bad.stderr
     assert cli(module_topics, "unset", "--location", "Hall").returncode == 0
+
+
+def test_without_the_rules_topic_the_configured_settings_apply(topics: Settings) -> None:
+    """A processor run on topics made before sensor-rules existed still processes."""
+    missing = topics.replace(topic_rules=topics.topic_rules + "-missing")
+    with running_processor(missing) as processor:
+        send(missing, 40.0, datetime.now(UTC) - timedelta(seconds=5), sensor="rt-9")
+        found = eventually(lambda: [a for a in processor.alerts() if a["sensorId"] == "rt-9"])
+        assert found[0]["rule"] == "threshold" and "rulesVersion" not in found[0]
+        assert processor.rules_view()["layers"] == {}
