@@ -159,3 +159,17 @@ def test_what_cannot_change_live_is_refused() -> None:
     p = Pipeline(clock=lambda: T0)
     with pytest.raises(ConfigError, match="cooldown"):
         p.reconfigure(RuleConfig(cooldown=timedelta(seconds=5)))
+
+
+def test_notifications_carry_the_rules_version_when_the_alert_has_one() -> None:
+    from sensorlib.config import Settings
+    from sensorlib.notify.payload import _read_alert, alert_payload
+
+    p = Pipeline(clock=lambda: T0)
+    p.reconfigure(RuleConfig(), "v123")
+    [hot] = p.process(new_reading("s1", 40.0, 50.0, "Hall", T0))
+    assert _read_alert(hot.to_json())[-1] == "v123"  # the msgspec fast path
+    assert alert_payload(hot, Settings(), now=T0)["annotations"]["rulesVersion"] == "v123"
+    [plain] = Pipeline(clock=lambda: T0).process(new_reading("s1", 40.0, 50.0, "Hall", T0))
+    assert _read_alert(plain.to_json())[-1] is None
+    assert "rulesVersion" not in alert_payload(plain, Settings(), now=T0)["annotations"]
