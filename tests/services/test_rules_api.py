@@ -152,3 +152,11 @@ def test_without_the_rules_topic_the_configured_settings_apply(topics: Settings)
         found = eventually(lambda: [a for a in processor.alerts() if a["sensorId"] == "rt-9"])
         assert found[0]["rule"] == "threshold" and "rulesVersion" not in found[0]
         assert processor.rules_view()["layers"] == {}
+
+
+def test_the_host_guard_covers_the_rules_api(processor: str) -> None:
+    evil = {"Host": "evil.example"}
+    put = httpx.put(processor + "/api/rules/sensor:rt-4", json={"outlier_z": 5}, headers=evil)
+    assert put.status_code == 400
+    assert httpx.get(processor + "/api/rules", headers=evil).status_code == 400
+    assert "sensor:rt-4" not in httpx.get(processor + "/api/rules").json()["layers"]
