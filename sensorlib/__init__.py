@@ -71,6 +71,9 @@ _EXPORTS = {
     "run_simulation": "sensorlib.ingest.produce",
     "Processor": "sensorlib.processor.loop",
     "backtest": "sensorlib.notebook.backtest",
+    "rules_table": "sensorlib.notebook.rules",
+    "set_rules": "sensorlib.notebook.rules",
+    "unset_rules": "sensorlib.notebook.rules",
     "read_readings": "sensorlib.replay.reader",
     "read_alerts": "sensorlib.replay.reader",
 }

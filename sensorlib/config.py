@@ -211,6 +211,7 @@ VARIABLES = (
     "KAFKA_BOOTSTRAP_SERVERS", "ConnectionStrings__messaging", "KAFKA_SECURITY_PROTOCOL",
     "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE",
     "KAFKA_HOME", "SENSORLIB_TOPIC_READINGS", "SENSORLIB_TOPIC_ALERTS", "SENSORLIB_TOPIC_DLQ",
+    "SENSORLIB_TOPIC_RULES",
     "SENSORLIB_PARTITIONS", "SENSORLIB_REPLICATION_FACTOR", "SENSORLIB_RETENTION_HOURS",
     "SENSORLIB_PROCESSOR_GROUP", "SENSORLIB_ARCHIVER_GROUP",
     "SENSORLIB_DASHBOARD_READINGS_GROUP", "SENSORLIB_DASHBOARD_ALERTS_GROUP", "SENSORLIB_HOST",
@@ -462,6 +463,7 @@ class Settings:
     ``KAFKA_SECURITY_PROTOCOL``               e.g. ``SASL_SSL``
     ``KAFKA_SASL_MECHANISM`` / ``_USERNAME`` / ``_PASSWORD``, ``KAFKA_SSL_CAFILE``
     ``SENSORLIB_TOPIC_READINGS`` / ``_ALERTS`` / ``_DLQ``   topic names
+    ``SENSORLIB_TOPIC_RULES``                 the compacted rule-settings table (``sensor-rules``)
     ``SENSORLIB_PARTITIONS``                  partitions of readings and alerts (3)
     ``SENSORLIB_RETENTION_HOURS``             retention of the three topics (168)
     ``SENSORLIB_PROCESSOR_GROUP``             ``python-consumer-group``
@@ -546,6 +548,7 @@ class Settings:
     topic_readings: str = "sensor-readings"
     topic_alerts: str = "sensor-alerts"
     topic_dlq: str = "sensor-readings-dlq"
+    topic_rules: str = "sensor-rules"
     partitions: int = 3
     dlq_partitions: int = 1
     replication_factor: int = 1
@@ -634,6 +637,7 @@ class Settings:
             topic_readings=_str(env, "SENSORLIB_TOPIC_READINGS", "sensor-readings"),
             topic_alerts=_str(env, "SENSORLIB_TOPIC_ALERTS", "sensor-alerts"),
             topic_dlq=_str(env, "SENSORLIB_TOPIC_DLQ", "sensor-readings-dlq"),
+            topic_rules=_str(env, "SENSORLIB_TOPIC_RULES", "sensor-rules"),
             partitions=env_int(env, "SENSORLIB_PARTITIONS", 3),
             replication_factor=env_int(env, "SENSORLIB_REPLICATION_FACTOR", 1),
             retention_hours=env_int(env, "SENSORLIB_RETENTION_HOURS", 168),
@@ -799,7 +803,8 @@ class Settings:
 
     @property
     def topics(self) -> tuple[str, str, str]:
-        """The three topics this project owns: readings, alerts, dead letters."""
+        """The three topics of the data flow: readings, alerts, dead letters (what the
+        dashboard's Kafka tab lists; the rule settings table, ``topic_rules``, is not one)."""
         return (self.topic_readings, self.topic_alerts, self.topic_dlq)
 
     def to_env(self) -> dict[str, str]:
@@ -812,6 +817,7 @@ class Settings:
             "SENSORLIB_TOPIC_READINGS": self.topic_readings,
             "SENSORLIB_TOPIC_ALERTS": self.topic_alerts,
             "SENSORLIB_TOPIC_DLQ": self.topic_dlq,
+            "SENSORLIB_TOPIC_RULES": self.topic_rules,
             "SENSORLIB_PARTITIONS": str(self.partitions),
             "SENSORLIB_REPLICATION_FACTOR": str(self.replication_factor),
             "SENSORLIB_RETENTION_HOURS": str(self.retention_hours),

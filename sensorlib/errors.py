@@ -37,6 +37,16 @@ class ConfigError(SensorlibError, ValueError):
     exit_code = 2
 
 
+class InvalidSetting(ConfigError):
+    """A rule setting (of a layer of ``sensor-rules``, a ``sensorlib rules set`` argument, a
+    ``PUT /api/rules`` body) is refused: ``field`` names it, ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
 class UsageError(SensorlibError, ValueError):
     """A function or command was given an argument it cannot use (the message says which and
     what it accepts). A ``ValueError``, as Python code expects of a bad argument."""

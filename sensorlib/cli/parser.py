@@ -21,6 +21,7 @@ from sensorlib.cli.commands import (
     cmd_up,
 )
 from sensorlib.cli.db import cmd_db
+from sensorlib.cli.rules import add_rules_parser
 from sensorlib.cli.status import cmd_status
 from sensorlib.cli.tools import KAFKA_TOOLS, cmd_completion, cmd_config, cmd_kafka
 from sensorlib.config import Settings
@@ -306,6 +307,8 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
                         help="print the spark-sql command line (packages, --conf) that opens "
                              "the archive in Spark on a cluster, and the views' SQL; no checks")
     status.set_defaults(handler=cmd_status)
+
+    add_rules_parser(sub)
 
     dashboard = sub.add_parser("dashboard", help="the live dashboard (Panel, :5006/live)")
     _service_options(dashboard, settings, settings.dashboard_port, "SENSORLIB_DASHBOARD_PORT")

@@ -245,7 +245,8 @@ def stale_after(settings: Settings) -> timedelta:
 
 
 class Feed:
-    """Readings and alerts from Kafka into a :class:`LiveState`, in background threads.
+    """Readings and alerts from Kafka into a :class:`LiveState`, in background threads, and
+    the rule settings table (``sensor-rules``) for the thresholds each card shows.
 
     Args:
         settings: the broker, topics and the two dashboard consumer groups.
@@ -300,6 +301,33 @@ class Feed:
             shown = self.state.add_alert(alert, trace_id)
             span.set_attribute("sensorlib.dashboard.shown", shown)
 
+    def _follow_rules(self) -> None:
+        """Follow the ``sensor-rules`` table: each card shows its sensor's thresholds as the
+        processor applies them (the same layers over the same configured defaults)."""
+        from sensorlib.kafka.ruletable import RulesFollower
+        from sensorlib.processor.loop import rules_from_settings
+
+        base = rules_from_settings(self.settings)
+        self.state.set_rules(base)
+        while not self._stop.is_set():
+            try:
+                follower = RulesFollower(self.settings, base)
+            except Exception as exc:  # noqa: BLE001 - Kafka away or no topic yet: try again
+                log.debug("rules table not readable yet: %s", exc)
+                self._stop.wait(_HEALTH_EVERY)
+                continue
+            try:
+                changed = True
+                while not self._stop.is_set():
+                    if changed:
+                        table = follower.table
+                        self.state.set_rules(table.config(base), table.version)
+                    changed = follower.poll(timeout_ms=500)
+            except Exception as exc:  # noqa: BLE001 - a Kafka failure: start again
+                log.debug("rules table follower failed: %s", exc)
+            finally:
+                follower.close()
+
     def _watch_health(self) -> None:
         while not self._stop.is_set():
             ok = kafka_reachable(self.settings, timeout=1.0)
@@ -318,7 +346,7 @@ class Feed:
         setup_tracing("dashboard")
         logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the banner says it once
         for name, target in (("readings", self.readings.run), ("alerts", self.alerts.run),
-                             ("health", self._watch_health)):
+                             ("health", self._watch_health), ("rules", self._follow_rules)):
             thread = threading.Thread(target=target, name=f"dashboard-feed-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)

@@ -77,8 +77,19 @@ def sensor_card(view: SensorView, now: datetime) -> str:
         f'<span class="value humidity" data-field="humidity">{view.humidity:.1f}'
         f'<small> %</small></span></div>'
         f'<div class="updated" title="{text(view.timestamp.isoformat())}">{text(age)}</div>'
-        f"</div>"
+        f"{_limits(view)}</div>"
     )
+
+
+def _limits(view: SensorView) -> str:
+    """The threshold rule's limits in force for the card's sensor (empty when unknown)."""
+    if view.alert_above is None:
+        return ""
+    hot, wet = view.alert_above
+    version = f"rule settings {view.rules_version}" if view.rules_version else "rule settings"
+    return (f'<div class="limits" data-temperature="{hot:g}" data-humidity="{wet:g}" '
+            f'title="{text(version)}: sensorlib rules show --sensor {text(view.sensor_id)}">'
+            f"alerts above {hot:g} °C · {wet:g} %</div>")
 
 
 def board_summary(board: Board, query: str = "", status: str = "all") -> str:

@@ -31,6 +31,7 @@ from sensorlib.errors import UsageError
 from sensorlib.model.events import status_of
 
 if TYPE_CHECKING:
+    from sensorlib.engine.detect import RuleConfig
     from sensorlib.model.events import Alert, Reading
 
 __all__ = [
@@ -132,6 +133,11 @@ class SensorView:
     samples: int
     value_status: str = "normal"
     arrived: datetime | None = None
+    #: The threshold rule's limits in force for this sensor (°C, %), from the
+    #: ``sensor-rules`` table (:meth:`LiveState.set_rules`); None: not known yet.
+    alert_above: tuple[float, float] | None = None
+    #: The version of that table (as alerts carry it in ``rulesVersion``).
+    rules_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +258,10 @@ class LiveState:
         self._kafka = KafkaStatus()
         # (seq, time.monotonic()) of the latest changes: how long a change waited for a push.
         self._changes: deque[tuple[int, float]] = deque(maxlen=CHANGE_TIMES)
+        # The rule settings in force (set_rules) and each (sensor, location)'s thresholds.
+        self._rules: RuleConfig | None = None
+        self._rules_version: str | None = None
+        self._limits: dict[tuple[str, str], tuple[float, float]] = {}
 
     # -- writers (the feed threads) -----------------------------------------
 
@@ -309,6 +319,26 @@ class LiveState:
             self._alerts_version = self._seq
             return True
 
+    def set_rules(self, rules: RuleConfig, version: str | None = None) -> None:
+        """The rule settings in force (the ``sensor-rules`` table over the configured
+        defaults): each card shows its sensor's thresholds from them."""
+        with self._lock:
+            self._rules, self._rules_version = rules, version
+            self._limits = {}
+            self._seq += 1
+            self._changes.append((self._seq, time.monotonic()))
+
+    def _limits_of(self, sensor_id: str, location: str) -> tuple[float, float] | None:
+        """The threshold rule's limits for one sensor (cached until the settings change)."""
+        if self._rules is None:
+            return None
+        key = (sensor_id, location)
+        got = self._limits.get(key)
+        if got is None:
+            mine = self._rules.for_sensor(sensor_id, location)
+            got = self._limits[key] = (mine.temperature_threshold, mine.humidity_threshold)
+        return got
+
     def note_invalid(self) -> None:
         """Count a record that could not be parsed (it is skipped, not shown)."""
         with self._lock:
@@ -357,7 +387,8 @@ class LiveState:
         """One view per sensor, sorted by sensor id; stale ones as of ``now`` (the clock)."""
         stale_before = (self.clock() if now is None else now) - self.stale_after
         with self._lock:
-            return [_sensor_view(s, stale_before)
+            return [_sensor_view(s, stale_before, self._limits_of(s.sensor_id, s.location),
+                                 self._rules_version)
                     for _, s in sorted(self._series.items()) if s.samples]
 
     def board(self, *, query: str = "", status: str = "all", page: int = 0,
@@ -415,7 +446,9 @@ def _alert_order(alert: AlertView) -> tuple[datetime, str]:
     return (alert.detected_at, alert.alert_id)
 
 
-def _sensor_view(series: _Series, stale_before: datetime) -> SensorView:
+def _sensor_view(series: _Series, stale_before: datetime,
+                 limits: tuple[float, float] | None = None,
+                 rules_version: str | None = None) -> SensorView:
     last = series.samples[-1]
     value_status = status_of(last.temperature, last.humidity)
     return SensorView(
@@ -429,6 +462,8 @@ def _sensor_view(series: _Series, stale_before: datetime) -> SensorView:
         samples=len(series.samples),
         value_status=value_status,
         arrived=series.arrived,
+        alert_above=limits,
+        rules_version=rules_version,
     )
 
 

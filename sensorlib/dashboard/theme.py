@@ -56,6 +56,7 @@ CARD_TEXT_CSS = BASE_CSS + """
 .status-stale .value { color: @stale@; }
 .status-stale .updated { color: #c9d1d9; }
 .updated { color: var(--faint); font-size: .75em; margin-top: 2px; }
+.limits { color: var(--muted); font-size: .75em; margin-top: 1px; }
 """
 
 SPARK_CSS = BASE_CSS + """

@@ -7,6 +7,7 @@ raises exactly the alerts a live run raised, with the same ids.
 from __future__ import annotations
 
 import heapq
+import math
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -16,7 +17,7 @@ from itertools import count, groupby
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
-from sensorlib.errors import ConfigError
+from sensorlib.errors import ConfigError, InvalidSetting
 from sensorlib.model.events import Alert, Reading, Severity, alert_id, new_alert
 from sensorlib.model.times import from_us, to_us, utcnow
 from sensorlib.rules import EVERY, TICK, WINDOW, Finding, Rule, Run
@@ -27,8 +28,8 @@ from sensorlib.rules.silent import Silent
 if TYPE_CHECKING:
     from sensorlib.engine.windows import SensorWindow
 
-__all__ = ["ALL_RULES", "COLD_STORAGE", "FLEET", "Z_MARGIN", "Detector", "RuleConfig",
-           "SensorRules", "utcnow"]
+__all__ = ["ALL_RULES", "COLD_STORAGE", "FLEET", "LAYERED", "Z_MARGIN", "Detector", "RuleConfig",
+           "SensorRules", "layer_settings", "utcnow"]
 
 #: The built-in rules' names, as they appear in ``Alert.rule`` (on by default; the registry,
 #: :func:`sensorlib.rules.registry`, lists every rule, those of other packages too).
@@ -46,6 +47,78 @@ FLEET_NAMED = 5
 #: the cooldown and the silent rule's timing, which the detector's deadlines share).
 _FIXED = frozenset({"rules", "rule_settings", "per_sensor", "cooldown", "silent_after",
                     "silent_storm", "silent_storm_slot"})
+
+
+#: The settings a layer may change (every RuleConfig field but :data:`_FIXED`): their type
+#: and bounds (lowest, highest, whether the lowest itself is allowed; None: no bound).
+_LAYERED: dict[str, tuple[type, float | None, float | None, bool]] = {
+    "temperature_threshold": (float, -273.15, None, True),
+    "humidity_threshold": (float, 0.0, 100.0, True),
+    "rate_of_change": (float, 0.0, None, False),
+    "rate_min_delta": (float, 0.0, None, True),
+    "rate_min_span": (timedelta, 0.0, 86_400.0, False),
+    "stuck_readings": (int, 2, 1_000_000, True),
+    "outlier_z": (float, 0.0, None, False),
+    "outlier_min_samples": (int, 2, 1_000_000, True),
+    "outlier_min_std_temperature": (float, 0.0, None, False),
+    "outlier_min_std_humidity": (float, 0.0, None, False),
+}
+#: The RuleConfig fields a settings layer may change, in RuleConfig's order.
+LAYERED = tuple(_LAYERED)
+
+
+def layer_settings(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check and convert a settings layer's values (RuleConfig field -> value): the one
+    validator of per-sensor settings, whether they come from code (:class:`SensorRules`),
+    the ``sensor-rules`` topic, ``sensorlib rules set`` or ``PUT /api/rules``.
+
+    Numbers may come as JSON numbers or as text (``"8"``, ``"8.5"``); ``rate_min_span`` as a
+    :class:`~datetime.timedelta` or seconds. Returns the typed values.
+
+    Raises:
+        InvalidSetting: naming the first bad field and why (unknown, not settable per
+            sensor, wrong type, out of range).
+    """
+    if not isinstance(values, Mapping):
+        raise InvalidSetting("settings", "must be an object of RuleConfig field -> value")
+    out: dict[str, Any] = {}
+    for key, raw in values.items():
+        if key in _FIXED:
+            raise InvalidSetting(key, "cannot be set per sensor (the detector shares it)")
+        if key not in _LAYERED:
+            raise InvalidSetting(key, f"unknown setting; known: {', '.join(sorted(_LAYERED))}")
+        kind, low, high, inclusive = _LAYERED[key]
+        value = _number(key, raw, kind)
+        seconds = value.total_seconds() if isinstance(value, timedelta) else value
+        if low is not None and (seconds < low or (seconds == low and not inclusive)):
+            raise InvalidSetting(key, f"must be {'at least' if inclusive else 'above'} {low:g} "
+                                      f"(got {raw!r})")
+        if high is not None and seconds > high:
+            raise InvalidSetting(key, f"must be at most {high:g} (got {raw!r})")
+        out[key] = value
+    return out
+
+
+def _number(key: str, raw: Any, kind: type) -> Any:
+    """``raw`` as a value of ``kind`` (float, int or timedelta in seconds), or InvalidSetting."""
+    if kind is timedelta and isinstance(raw, timedelta):
+        return raw
+    what = {float: "a number", int: "a whole number", timedelta: "a number of seconds"}[kind]
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise InvalidSetting(key, f"must be {what} (got {raw!r})")
+    try:
+        number = float(raw)
+    except ValueError:
+        raise InvalidSetting(key, f"must be {what} (got {raw!r})") from None
+    if not math.isfinite(number):
+        raise InvalidSetting(key, f"must be a finite number (got {raw!r})")
+    if kind is int:
+        if number != int(number):
+            raise InvalidSetting(key, f"must be a whole number (got {raw!r})")
+        return int(number)
+    if kind is timedelta:
+        return timedelta(seconds=number)
+    return number
 
 
 @dataclass(frozen=True)
@@ -73,9 +146,8 @@ class SensorRules:
         if len(given) != 1:
             raise ConfigError("a SensorRules matches by exactly one of sensor_id, location, glob "
                              f"(got {given or 'none'})")
-        for key in self.settings:  # unknown fields: RuleConfig says (it knows its fields)
-            if key in _FIXED:
-                raise ConfigError(f"settings: {key!r} cannot be set per sensor")
+        # The one validator (typed values; InvalidSetting naming the field).
+        object.__setattr__(self, "settings", layer_settings(self.settings))
 
     @property
     def specificity(self) -> int:
@@ -262,26 +334,15 @@ class Detector:
     def __init__(self, config: RuleConfig = RuleConfig(), *,
                  clock: Callable[[], datetime] = utcnow,
                  evict_after: timedelta | None = None) -> None:
-        self.config = config
         self.clock = clock
-        self._default = _Profile(config)
-        #: The rules in force with the default settings, in the order one reading's alerts
-        #: come (sensors matched by ``config.per_sensor`` have their own instances).
-        self.rules: tuple[Rule[Any], ...] = self._default.rules
-        # One profile per distinct layered configuration (RuleConfig.per_sensor).
+        #: Stamped on each alert as ``rulesVersion`` (the version of the ``sensor-rules``
+        #: table in force, :meth:`reconfigure`); None: settings given in code.
+        self.version: str | None = None
         self._profiles: dict[RuleConfig, _Profile] = {}
-        for layer in config.per_sensor:
-            layered = replace(config, per_sensor=(), **dict(layer.settings))
-            self._profiles.setdefault(layered, _Profile(layered))
-        #: The window size from which some rule needs the window's moments (maxsize: never).
-        self.moments_from: int = min(
-            [self._default.moments_from, *(p.moments_from for p in self._profiles.values())])
-        silent = [rule for rule in self.rules if isinstance(rule, Silent)]
-        self._silent_rule = silent[0] if silent else None
-        self._silent = bool(silent)
+        self._configure(config)
+        self._sensors: dict[str, _SensorState] = {}
         self._cooldown_us = config.cooldown // timedelta(microseconds=1)
         self._silent_us = config.silent_after // timedelta(microseconds=1)
-        self._sensors: dict[str, _SensorState] = {}
         self._last_alert: dict[tuple[str, str], int] = {}  # (sensor, rule) -> event time
         # Deadlines, so that a tick costs what falls due, not how many sensors there are:
         # min-heaps of (key µs, seq, state). A state has at most one live entry in each, the
@@ -305,6 +366,51 @@ class Detector:
         #: When set, :meth:`observe_run` stamps ``detected_at`` with it, from the reading's
         #: event time (µs), instead of ``clock`` (a replay over columns, event-time clock).
         self.run_clock: Callable[[int], datetime] | None = None
+
+    def _configure(self, config: RuleConfig) -> None:
+        """Build the rule instances of ``config`` and of each of its layers."""
+        self.config = config
+        self._default = _Profile(config)
+        #: The rules in force with the default settings, in the order one reading's alerts
+        #: come (sensors matched by ``config.per_sensor`` have their own instances).
+        self.rules: tuple[Rule[Any], ...] = self._default.rules
+        # One profile per distinct layered configuration (RuleConfig.per_sensor).
+        self._profiles = {}
+        for layer in config.per_sensor:
+            layered = replace(config, per_sensor=(), **dict(layer.settings))
+            self._profiles.setdefault(layered, _Profile(layered))
+        #: The window size from which some rule needs the window's moments (maxsize: never).
+        self.moments_from: int = min(
+            [self._default.moments_from, *(p.moments_from for p in self._profiles.values())])
+        silent = [rule for rule in self.rules if isinstance(rule, Silent)]
+        self._silent_rule = silent[0] if silent else None
+        self._silent = bool(silent)
+
+    def reconfigure(self, config: RuleConfig, version: str | None = None) -> list[str]:
+        """Put new settings in force at once (a changed ``sensor-rules`` table): each known
+        sensor's layer is chosen again (by its id and its newest reading's location) and its
+        rules' state is kept: the same rules stay on in the same order (which rules are on,
+        the cooldown and the silent rule's timing cannot change here), and their states hold
+        what the readings were, not settings. Cooldowns and deadlines are kept too.
+
+        ``version`` is stamped on the alerts raised from now on. Returns the ids of the
+        sensors whose settings changed.
+
+        Raises:
+            ConfigError: ``config`` differs in a setting that cannot change live.
+        """
+        for name in sorted(_FIXED - {"per_sensor"}):
+            if getattr(config, name) != getattr(self.config, name):
+                raise ConfigError(f"{name} cannot change while the detector runs")
+        self._configure(config)
+        self.version = version
+        changed = []
+        for sensor_id, state in self._sensors.items():
+            profile = self._profile_for(sensor_id, state.last.location)
+            if profile.config != state.profile.config:
+                changed.append(sensor_id)
+            state.profile = profile
+        return sorted(changed)
 
     # -- readings ---------------------------------------------------------------------
 
@@ -526,6 +632,7 @@ class Detector:
             rule="silent",
             severity=found.severity,
             reason=found.reason,
+            rules_version=self.version,
         )
 
     def next_silence(self) -> datetime | None:
@@ -651,7 +758,7 @@ class Detector:
         if detected_at is not None:  # run_clock's: the values are the detector's own, valid
             return new_alert(alert_id(r.sensor_id, rule, r.timestamp), r.sensor_id, r.location,
                              r.temperature, r.humidity, r.timestamp, detected_at, rule,
-                             severity, reason)
+                             severity, reason, self.version)
         return Alert(
             alert_id=alert_id(r.sensor_id, rule, r.timestamp),
             sensor_id=r.sensor_id,
@@ -663,6 +770,7 @@ class Detector:
             rule=rule,
             severity=severity,
             reason=reason,
+            rules_version=self.version,
         )
 
 

@@ -165,6 +165,14 @@ class Pipeline:
         """The rule configuration in force."""
         return self.detector.config
 
+    def reconfigure(self, rules: RuleConfig, version: str | None = None) -> list[str]:
+        """Put new rule settings in force at once, keeping windows and rule state
+        (:meth:`Detector.reconfigure <sensorlib.engine.detect.Detector.reconfigure>`);
+        ``version`` is stamped on later alerts. Returns the sensors whose settings changed."""
+        changed = self.detector.reconfigure(rules, version)
+        self._moments_from = self.detector.moments_from
+        return changed
+
     @property
     def watermark(self) -> datetime | None:
         """The largest event time processed so far, across all sensors."""

@@ -202,6 +202,20 @@ class Alert(_Record):
     severity: Annotated[Severity, Field(validation_alias=_wire("severity"),
                                         serialization_alias="severity")]
     reason: Annotated[str, Field(validation_alias=_wire("reason"), serialization_alias="reason")]
+    #: The version of the rule settings (the ``sensor-rules`` table) in force when the
+    #: reading was judged; None (left out of the JSON) when the settings were given in code.
+    rules_version: Annotated[str | None, Field(validation_alias=_wire("rulesVersion"),
+                                               serialization_alias="rulesVersion")] = None
+
+    def to_json(self) -> bytes:
+        """The UTF-8 JSON wire format (camelCase; ``rulesVersion`` only when set)."""
+        return self.__pydantic_serializer__.to_json(self, by_alias=True,
+                                                   exclude_none=self.rules_version is None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire format as a dict (timestamps as ISO-8601 ``Z`` strings; ``rulesVersion``
+        only when set)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=self.rules_version is None)
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -322,7 +336,7 @@ def new_reading(
 
 def new_alert(alert_id: str, sensor_id: str, location: str, temperature: float,
               humidity: float, timestamp: datetime, detected_at: datetime, rule: str,
-              severity: Severity, reason: str) -> Alert:
+              severity: Severity, reason: str, rules_version: str | None = None) -> Alert:
     """Build an Alert from values already known to be valid (the detector's), without
     validating them: about ten times cheaper than ``Alert(...)``. Datetimes must be UTC-aware,
     numbers floats."""
@@ -331,6 +345,7 @@ def new_alert(alert_id: str, sensor_id: str, location: str, temperature: float,
         "alert_id": alert_id, "sensor_id": sensor_id, "location": location,
         "temperature": temperature, "humidity": humidity, "timestamp": timestamp,
         "detected_at": detected_at, "rule": rule, "severity": severity, "reason": reason,
+        "rules_version": rules_version,
     })
     _set(alert, "__pydantic_fields_set__", set(_ALL_ALERT_FIELDS))
     _set(alert, "__pydantic_extra__", None)

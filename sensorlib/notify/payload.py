@@ -66,6 +66,7 @@ class _WireAlert(msgspec.Struct):
     severity: Literal["warning", "critical"]
     reason: str
     location: str = ""
+    rulesVersion: str | None = None
 
 
 _DECODE_ALERT = msgspec.json.Decoder(_WireAlert).decode
@@ -76,33 +77,35 @@ def _utc_in_range(moment: datetime) -> bool:
 
 
 def _read_alert(raw: bytes | None) -> tuple[str, str, str, float, float, datetime, datetime,
-                                            str, str, str]:
+                                            str, str, str, str | None]:
     """(alert id, sensor, location, temperature, humidity, timestamp, detected at, rule,
-    severity, reason) of a record's value; ``ValueError`` when it is not an alert."""
+    severity, reason, rules version) of a record's value; ``ValueError`` when it is not an
+    alert."""
     if raw is None:
         raise ValueError("a record without a value")
     try:
         w = _DECODE_ALERT(raw)
         if _utc_in_range(w.timestamp) and _utc_in_range(w.detectedAt):
             return (w.alertId, w.sensorId, w.location, w.temperature, w.humidity, w.timestamp,
-                    w.detectedAt, w.rule, w.severity, w.reason)
+                    w.detectedAt, w.rule, w.severity, w.reason, w.rulesVersion)
     except msgspec.DecodeError:
         pass
     a = parse_alert(raw)
     return (a.alert_id, a.sensor_id, a.location, a.temperature, a.humidity, a.timestamp,
-            a.detected_at, a.rule, a.severity, a.reason)
+            a.detected_at, a.rule, a.severity, a.reason, a.rules_version)
 
 
 def _dashboard_url(settings: Settings) -> str:
     return settings.service_url("dashboard") + "/live"
 
 
-def _payload(fields: tuple[str, str, str, float, float, datetime, datetime, str, str, str],
+def _payload(fields: tuple[str, str, str, float, float, datetime, datetime, str, str, str,
+                          str | None],
              dashboard: str, active: timedelta, now: datetime, trace_id: str | None,
              trace_url: str | None) -> dict[str, Any]:
     """The postable alert with its times as ``datetime`` (encoded by msgspec as ``...Z``)."""
     alert_id, sensor, location, temperature, humidity, when, detected, rule, severity, \
-        reason = fields
+        reason, rules_version = fields
     ends = when + active
     if ends <= now:
         ends = now + active
@@ -114,6 +117,8 @@ def _payload(fields: tuple[str, str, str, float, float, datetime, datetime, str,
         "detectedAt": detected,
         "dashboard": dashboard,
     }
+    if rules_version:  # the rule settings' version the alert was judged with
+        annotations["rulesVersion"] = _label(rules_version)
     if trace_id:
         annotations["trace_id"] = trace_id
         if trace_url:
@@ -134,7 +139,7 @@ def alert_payload(alert: Alert, settings: Settings, *, trace_id: str | None = No
     JSON-ready values (times as ISO-8601 ``...Z`` strings)."""
     fields = (alert.alert_id, alert.sensor_id, alert.location, alert.temperature,
               alert.humidity, alert.timestamp, alert.detected_at, alert.rule, alert.severity,
-              alert.reason)
+              alert.reason, alert.rules_version)
     return msgspec.json.decode(msgspec.json.encode(
         _payload(fields, _dashboard_url(settings), active, now or datetime.now(UTC), trace_id,
                  trace_url)))

@@ -48,6 +48,7 @@ from sensorlib.kafka.admin import group_unowned_partitions
 from sensorlib.kafka.clients import client_errors, make_consumer, make_producer
 from sensorlib.kafka.records import as_raw, consumer_record
 from sensorlib.kafka.records import install as install_fast_records
+from sensorlib.kafka.ruletable import NoRulesTopic, RulesFollower
 from sensorlib.model.acceptance import EventTimeWindow
 from sensorlib.model.events import Alert, LiveReading, Reading
 from sensorlib.model.gate import judge, judge_many
@@ -58,6 +59,7 @@ from sensorlib.observe.tracing import AlertTracer, context_headers, tracing_enab
 from sensorlib.processor.checkpoint import Checkpoint
 from sensorlib.processor.isolation import Suspects, poisoned
 from sensorlib.processor.warmup import WARM_EXTRA, first_copy, read_history, read_recent_alerts
+from sensorlib.rules.table import RulesTable
 
 log = logging.getLogger("sensorlib.processor.loop")
 
@@ -75,6 +77,8 @@ FETCH_BYTES = 4 * 1024 * 1024
 HEALTH_GRACE = 30.0
 #: Readings waiting this long with no committed transaction make the processor unhealthy.
 STALL_AFTER = 60.0
+#: Seconds between looks for a missing ``sensor-rules`` topic.
+RULES_RETRY = 10.0
 
 
 def rules_from_settings(settings: Settings) -> RuleConfig:
@@ -143,7 +147,13 @@ class Processor:
         self.settings = settings
         self.metrics = metrics or ProcessorMetrics()
         self.instance = instance
-        self.rules = rules or rules_from_settings(settings)
+        #: The settings the ``sensor-rules`` table's layers go over.
+        self.base_rules = rules or rules_from_settings(settings)
+        #: The table in force (read at each session's start, followed while it runs) and
+        #: the configuration it makes; alerts carry ``rules_table.version``.
+        self.rules_table = RulesTable()
+        self.rules = self.base_rules
+        self._rules_version: str | None = None
         self.max_records = max_records
         self.clock = clock
         self.window = timedelta(seconds=settings.window_seconds)
@@ -286,10 +296,23 @@ class Processor:
         )
         self._consumer, self._producer = consumer, producer
         self._fast_records = install_fast_records(consumer)
+        follower = None
         try:
+            # The rule settings table, whole, before any reading: a restart judges what it
+            # replays with the table as it is now (see README "Settings per sensor").
+            follower = self._open_rules()
+            retry_rules = time.monotonic() + RULES_RETRY
             rebalance = _Rebalance()
             consumer.subscribe([s.topic_readings], listener=rebalance)
             while not stop.is_set():
+                if follower is None:
+                    if time.monotonic() > retry_rules:
+                        follower = self._open_rules()
+                        retry_rules = time.monotonic() + RULES_RETRY
+                elif follower.poll():
+                    self._apply_rules(follower.table)
+                else:  # nothing new, or records that left the content as it was
+                    self.rules_table = follower.table
                 batch = consumer.poll(timeout_ms=200)
                 # Rebalance callbacks run on kafka-python's IO thread, which must not
                 # block: they only queue, and the state work happens here, before any
@@ -307,8 +330,57 @@ class Processor:
                 self._pipelines.clear()
             try:
                 consumer.close()
+                if follower is not None:
+                    follower.close()
             finally:
                 producer.close(timeout=5)
+
+    def _open_rules(self) -> RulesFollower | None:
+        """Read the ``sensor-rules`` table to its end and put it in force; None (settings as
+        configured, tried again every :data:`RULES_RETRY` s) when the topic does not exist."""
+        try:
+            follower = RulesFollower(self.settings, self.base_rules)
+        except NoRulesTopic as exc:
+            log.warning("no rule settings table: %s; the configured settings apply", exc)
+            return None
+        try:
+            follower.catch_up()
+        except Exception:
+            follower.close()
+            raise
+        self._apply_rules(follower.table)
+        return follower
+
+    def _apply_rules(self, table: RulesTable) -> None:
+        """Put the table's settings in force in every partition's pipeline, at once (between
+        two transactions): each known sensor's settings are resolved again, rule state kept."""
+        config = table.config(self.base_rules)
+        version = table.version
+        changed = []
+        for pipeline in self._pipelines.values():
+            changed += pipeline.reconfigure(config, version)
+        self.rules, self._rules_version, self.rules_table = config, version, table
+        if changed or table.layers:
+            log.info("rule settings %s in force (table offset %d): %d sensor(s) changed",
+                     version, table.offset, len(changed))
+
+    def rules_view(self) -> dict[str, Any]:
+        """``GET /api/rules``: the table (layers, version, offset), the defaults in force and
+        each known sensor's effective settings (safe from any thread)."""
+        from sensorlib.engine.detect import LAYERED
+        from sensorlib.rules.table import settings_json
+
+        table, config = self.rules_table, self.rules
+        out = table.to_json()
+        out["defaults"] = settings_json({k: getattr(config, k) for k in LAYERED})
+        sensors = {}
+        for aggregate in self.aggregates():
+            sensor_id, location = aggregate["sensorId"], aggregate.get("location") or ""
+            mine = config.for_sensor(sensor_id, location)
+            sensors[sensor_id] = settings_json({k: getattr(mine, k) for k in LAYERED})
+        out["sensors"] = sensors
+        out["skipped"] = [{"offset": o, "why": why} for o, why in table.skipped]
+        return out
 
     def _watch(self, consumer: Any) -> None:
         """Lag, and the stuck-consumer check: no partition while the group leaves some.
@@ -556,6 +628,7 @@ class Processor:
                 committed = begins[tp]
             pipeline = Pipeline(window=self.window, rules=self.rules, clock=self.clock,
                                 max_sensors=self.settings.max_sensors)
+            pipeline.reconfigure(self.rules, self._rules_version)
             seen = SeenEvents(self._dedup_span_ms)
             rebuild_started = time.perf_counter()
             # Nothing processed before (a new group, or a topic cut by retention up to

@@ -80,7 +80,7 @@ def guard(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(SameOriginGuard, allowed=allowed)
     if allowed:
         app.add_middleware(CORSMiddleware, allow_origins=sorted(allowed),
-                           allow_methods=["GET", "POST"],
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Content-Type", "Authorization", "Idempotency-Key"])
     app.add_middleware(HostGuard, allowed=settings.hosts())
     app.add_middleware(ActiveRequestLimit, limit=MAX_ACTIVE_REQUESTS)

@@ -6,29 +6,48 @@ under a lock, so a request never sees a half-applied batch (the reference has ra
 ``/metrics`` is the loop's Prometheus metrics (:class:`sensorlib.observe.metrics.ProcessorMetrics`).
 ``/health`` is 503 with ``problems`` naming each reason whenever the loop is not doing
 its job (see :meth:`sensorlib.processor.loop.Processor.problems`).
+
+``GET /api/rules`` shows the rule settings table in force (layers, version, the defaults and
+each known sensor's effective settings); ``PUT /api/rules/{layer}`` (a JSON object of
+settings) and ``DELETE /api/rules/{layer}`` write the ``sensor-rules`` topic, after the
+table's validator (422 naming the field), and answer once the loop has applied the record
+from the topic (200; 202 when it did not within :data:`APPLY_WAIT`): one path for every
+writer, the topic.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
+from kafka.errors import KafkaError
+from starlette.concurrency import run_in_threadpool
 
 from sensorlib import __version__
 from sensorlib.config import Settings
+from sensorlib.errors import BodyTooLarge, BodyTooSlow, InvalidSetting, KafkaUnavailable
 from sensorlib.kafka.admin import ensure_topics, wait_for_kafka
+from sensorlib.kafka.ruletable import write_layer
 from sensorlib.processor.loop import Processor
 from sensorlib.services.common import (
     guard,
     health_body,
     health_response,
     metrics_response,
+    problem,
+    read_limited_body,
     trace_app,
 )
+
+#: How long ``PUT``/``DELETE /api/rules/{layer}`` waits for the loop to apply its record.
+APPLY_WAIT = 10.0
 
 
 def create_app(settings: Settings | None = None, *, instance: str = "1") -> FastAPI:
@@ -74,6 +93,55 @@ def create_app(settings: Settings | None = None, *, instance: str = "1") -> Fast
     ) -> list[dict[str, Any]]:
         """Recent alerts, newest first."""
         return processor.alerts(limit=limit, sensor_id=sensorId)
+
+    @app.get("/api/rules")
+    def rules() -> dict[str, Any]:
+        """The rule settings in force: ``version`` (stamped on alerts as ``rulesVersion``),
+        ``offset`` (the newest ``sensor-rules`` record applied), ``layers``, ``defaults``
+        and ``sensors`` (each known sensor's effective settings)."""
+        return processor.rules_view()
+
+    async def write(layer: str, values: Mapping[str, Any] | None) -> JSONResponse:
+        try:
+            offset = await run_in_threadpool(write_layer, settings, layer, values)
+        except InvalidSetting as exc:
+            return problem(422, [{"field": exc.field, "reason": exc.reason}],
+                           "invalid rule settings")
+        except (KafkaUnavailable, KafkaError, OSError) as exc:
+            return problem(503, [{"field": "kafka", "reason": str(exc)}],
+                           "could not write the rule settings", retry_after=5)
+        deadline = time.monotonic() + APPLY_WAIT
+        while processor.rules_table.offset < offset and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        applied = processor.rules_table.offset >= offset
+        view = processor.rules_table.to_json()
+        return JSONResponse(status_code=200 if applied else 202, content={
+            "layer": layer, "settings": view["layers"].get(layer), "offset": offset,
+            "applied": applied, "version": view["version"] if applied else None})
+
+    @app.put("/api/rules/{layer:path}")
+    async def put_rules(layer: str, request: Request) -> JSONResponse:
+        """Set one layer (``defaults``, ``location:<name>``, ``glob:<pattern>``,
+        ``sensor:<id>``) to a JSON object of settings; it replaces the layer."""
+        try:
+            body = await read_limited_body(request)
+        except (BodyTooLarge, BodyTooSlow):
+            return problem(413, [{"field": "body", "reason": "too large or too slow"}],
+                           "invalid request body")
+        try:
+            values = json.loads(body)
+        except ValueError as exc:
+            return problem(422, [{"field": "body", "reason": f"not JSON: {exc}"}],
+                           "invalid rule settings")
+        if not isinstance(values, dict):
+            return problem(422, [{"field": "body", "reason": "must be a JSON object of "
+                                  "setting -> value"}], "invalid rule settings")
+        return await write(layer, values)
+
+    @app.delete("/api/rules/{layer:path}")
+    async def delete_rules(layer: str) -> JSONResponse:
+        """Delete one layer (a tombstone on ``sensor-rules``)."""
+        return await write(layer, None)
 
     @app.get("/health")
     def health() -> JSONResponse:

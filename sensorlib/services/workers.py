@@ -9,6 +9,9 @@ reference's API over all workers:
 
 - ``/api/aggregates``: the union of the workers' (each owns different sensors' partitions);
 - ``/api/alerts``: merged newest first (``limit``, ``sensorId`` as for one processor);
+- ``/api/rules``: the first worker's table, ``sensors`` of all, ``workers``: each one's
+  version; ``PUT``/``DELETE /api/rules/{layer}`` go to the first worker (which writes the
+  ``sensor-rules`` topic; every worker follows it);
 - ``/health``: 200 only when every worker is healthy; ``problems`` name the worker;
   ``assignedPartitions``, ``lag`` and the counters are the workers' summed;
 - ``/metrics``: every worker's metrics with a ``worker`` label.
@@ -29,7 +32,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
@@ -38,9 +41,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sensorlib import __version__
 from sensorlib.config import Settings
-from sensorlib.errors import UsageError
+from sensorlib.errors import BodyTooLarge, BodyTooSlow, UsageError
 from sensorlib.kafka.ports import free_port
-from sensorlib.services.common import guard, health_response
+from sensorlib.services.common import guard, health_response, read_limited_body
 
 __all__ = ["Workers", "create_front_app", "merge_metrics"]
 
@@ -191,6 +194,51 @@ def create_front_app(settings: Settings, workers: Workers) -> FastAPI:
         items = sorted(merged.values(), key=lambda a: (a["detectedAt"], a["alertId"]),
                        reverse=True)
         return items[:limit]
+
+    @app.get("/api/rules")
+    async def rules() -> JSONResponse:
+        """The rule settings table (the first worker's) and every worker's sensors."""
+        out: dict[str, Any] | None = None
+        versions: dict[str, str | None] = {}
+        for url, answer in (await each("/api/rules")).items():
+            if not (isinstance(answer, httpx.Response) and answer.status_code == 200):
+                versions[names[url]] = None
+                continue
+            body = answer.json()
+            versions[names[url]] = body["version"]
+            if out is None:
+                out = body
+            else:
+                out["sensors"].update(body["sensors"])
+        if out is None:
+            return JSONResponse(status_code=503, content={
+                "error": "no worker answers", "detail": [{"field": "workers",
+                                                          "reason": "none answered"}]})
+        out["workers"] = versions
+        return JSONResponse(out)
+
+    @app.api_route("/api/rules/{layer:path}", methods=["PUT", "DELETE"])
+    async def write_rules(layer: str, request: Request) -> Response:
+        """Forwarded to the first worker (it writes the topic; all workers follow it)."""
+        headers = {"Content-Type": request.headers.get("content-type", "application/json")}
+        if "authorization" in request.headers:  # the worker checks the token too
+            headers["Authorization"] = request.headers["authorization"]
+        try:
+            body = await read_limited_body(request)
+        except (BodyTooLarge, BodyTooSlow):
+            return JSONResponse(status_code=413, content={
+                "error": "invalid request body",
+                "detail": [{"field": "body", "reason": "too large or too slow"}]})
+        try:
+            answer = await client.request(
+                request.method, workers.urls[0] + "/api/rules/" + layer,
+                content=body, timeout=30.0, headers=headers)
+        except httpx.HTTPError as exc:
+            return JSONResponse(status_code=503, content={
+                "error": "the first worker did not answer",
+                "detail": [{"field": "workers", "reason": str(exc)}]})
+        return Response(answer.content, status_code=answer.status_code,
+                        media_type="application/json")
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -12,10 +12,12 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 
 from sensorlib.config import Settings
+from sensorlib.engine.detect import COLD_STORAGE
 from sensorlib.ingest.simulate import REFERENCE_FLEET
 from sensorlib.kafka.admin import ensure_topics
 from sensorlib.kafka.broker import LocalKafka
 from sensorlib.kafka.ports import free_port
+from sensorlib.kafka.ruletable import write_layer
 from tests.support import eventually
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]
@@ -97,6 +99,27 @@ def test_a_new_reading_is_pushed_to_its_card(kit: Any, page: Any, dashboard: Any
     box = card(page, "sensor-03")
     wait_text(box.locator(".temperature"), "17.7")
     wait_text(box.locator(".humidity"), "71.3")
+
+
+def test_each_card_shows_its_thresholds_and_follows_the_rules_table(
+        page: Any, dashboard: Any, screenshot: Callable[[str], Path]) -> None:
+    open_live(page, dashboard)
+    cold = COLD_STORAGE.settings["temperature_threshold"]  # the shipped layer
+    wait_text(card(page, "sensor-03").locator(".limits"), f"alerts above {cold:g} °C · 90 %")
+    wait_text(card(page, "sensor-01").locator(".limits"), "alerts above 35 °C · 90 %")
+    write_layer(dashboard.settings, "sensor:sensor-01", {"temperature_threshold": 28.5,
+                                                         "humidity_threshold": 70})
+    try:
+        limits = card(page, "sensor-01").locator(".limits")
+        wait_text(limits, "alerts above 28.5 °C · 70 %")  # live, no reload
+        assert limits.get_attribute("data-temperature") == "28.5"
+        assert "rule settings " in (limits.get_attribute("title") or "")
+        wait_text(card(page, "sensor-02").locator(".limits"), "alerts above 35 °C")
+        page.set_viewport_size({"width": 1280, "height": 900})
+        screenshot("live-card-thresholds")
+    finally:
+        write_layer(dashboard.settings, "sensor:sensor-01", None)
+    wait_text(card(page, "sensor-01").locator(".limits"), "alerts above 35 °C · 90 %")
 
 
 def test_a_new_sensor_gets_a_card_and_critical_stands_out(kit: Any, page: Any, dashboard: Any,

@@ -440,3 +440,24 @@ def test_sparklines_span_at_most_the_window() -> None:
         state.add_reading(reading("s", i))
     svg = render.sparklines(state.window_samples("s"), timedelta(minutes=5))
     assert 'data-points="151"' in svg  # the last 5 minutes only
+
+
+def test_cards_show_the_thresholds_in_force_for_their_sensor() -> None:
+    from sensorlib.engine.detect import RuleConfig, SensorRules
+
+    state = LiveState(clock=lambda: T0)
+    state.add_reading(reading("sensor-01"))
+    state.add_reading(reading("sensor-03", location="Cold Storage"))
+    assert [v.alert_above for v in state.sensors()] == [None, None]  # not known yet
+    assert "limits" not in render.sensor_card(state.sensors()[0], T0)
+    before = state.version
+    state.set_rules(RuleConfig(per_sensor=(
+        SensorRules({"temperature_threshold": 8.0}, location="Cold Storage"),
+        SensorRules({"humidity_threshold": 70.0}, sensor_id="sensor-01"))), "abc123")
+    assert state.version > before  # the cards are redrawn
+    one, three = state.sensors()
+    assert (one.alert_above, three.alert_above) == ((35.0, 70.0), (8.0, 90.0))
+    card = render.sensor_card(one, T0)
+    assert "alerts above 35 °C · 70 %" in card and 'title="rule settings abc123' in card
+    state.set_rules(RuleConfig(per_sensor=()))
+    assert state.sensors()[1].alert_above == (35.0, 90.0)

@@ -66,7 +66,7 @@ def test_keyed_round_trip_of_thousands_keeps_per_partition_order(topics: Setting
 def test_topic_setup_is_idempotent_with_the_design_partitions(settings: Settings) -> None:
     first = ensure_topics(settings)
     assert first == {settings.topic_readings: "created", settings.topic_alerts: "created",
-                     settings.topic_dlq: "created"}
+                     settings.topic_dlq: "created", settings.topic_rules: "created"}
     second = ensure_topics(settings)
     assert set(second.values()) == {"exists"}
     parts = topic_partitions(settings, settings.topics)

@@ -78,6 +78,22 @@ def test_two_workers_share_the_partitions_behind_one_api(spawn, topics: Settings
                for s in f.samples}
     assert workers == {"1-w1", "1-w2"}
 
+    # Rule settings: written through the front (to the topic), followed by every worker.
+    put = httpx.put(front.url + f"/api/rules/sensor:{SENSORS[0]}",
+                    json={"temperature_threshold": 30}, timeout=30)
+    assert put.status_code == 200, put.text
+    version = put.json()["version"]
+
+    def followed() -> dict | None:
+        body = httpx.get(front.url + "/api/rules", timeout=5).json()
+        return body if set(body["workers"].values()) == {version} else None
+
+    rules = eventually(followed, 30)
+    assert set(rules["sensors"]) == set(SENSORS)
+    assert rules["sensors"][SENSORS[0]]["temperature_threshold"] == 30.0
+    bad = httpx.put(front.url + "/api/rules/sensor:x", json={"outlier_z": 0}, timeout=30)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "outlier_z"
+
     # Crash-only: a worker killed outright is started again and takes its partitions back.
     children = psutil.Process(front.process.pid).children()
     assert len(children) == 2

@@ -48,7 +48,7 @@ def test_the_more_specific_layer_wins_field_by_field() -> None:
     (lambda: SensorRules({"temperature_threshold": 1.0}), "exactly one"),
     (lambda: SensorRules({"temperature_threshold": 1.0}, sensor_id="a", glob="a*"), "exactly one"),
     (lambda: SensorRules({"cooldown": timedelta(0)}, sensor_id="a"), "cannot be set per sensor"),
-    (lambda: RuleConfig(per_sensor=(SensorRules({"nope": 1}, sensor_id="a"),)), "unknown field"),
+    (lambda: RuleConfig(per_sensor=(SensorRules({"nope": 1}, sensor_id="a"),)), "nope: unknown"),
     (lambda: RuleConfig(per_sensor=(SensorRules({"rate_min_span": timedelta(0)},
                                                 sensor_id="a"),)), "rate_min_span"),
 ])
