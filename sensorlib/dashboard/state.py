@@ -9,7 +9,8 @@ window) and count-bounded, a capped number of sensors (least recently updated ev
 first) and a capped alert feed.
 
 A sensor's status is its last reading's (the reference rules: critical, warning,
-normal) until no reading has *arrived* for ``stale_after`` by the wall clock; then it is
+normal; and at least ``warning`` above its own threshold rule's limits, the severity of the
+alert the processor raises for it, e.g. a Cold Storage sensor at 12 °C) until no reading has *arrived* for ``stale_after`` by the wall clock; then it is
 ``stale``. Arrival is when the dashboard received the record (for records read back at
 start-up, the broker's timestamp), not the reading's own event time: a producer with a
 skewed clock must not make its sensors look silent.
@@ -119,7 +120,7 @@ class SensorView:
     """What a sensor card shows.
 
     ``status`` is what the card says: ``value_status`` (the last reading's, by the
-    reference rules) or ``"stale"`` once nothing arrived for ``stale_after``.
+    reference rules, raised to ``warning`` above the sensor's own ``alert_above``) or ``"stale"`` once nothing arrived for ``stale_after``.
     ``arrived`` is when the last reading reached the dashboard (wall clock).
     """
 
@@ -451,6 +452,9 @@ def _sensor_view(series: _Series, stale_before: datetime,
                  rules_version: str | None = None) -> SensorView:
     last = series.samples[-1]
     value_status = status_of(last.temperature, last.humidity)
+    if (value_status == "normal" and limits is not None
+            and (last.temperature > limits[0] or last.humidity > limits[1])):
+        value_status = "warning"  # what the threshold rule raises for this sensor
     return SensorView(
         sensor_id=series.sensor_id,
         location=series.location,

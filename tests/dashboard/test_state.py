@@ -461,3 +461,18 @@ def test_cards_show_the_thresholds_in_force_for_their_sensor() -> None:
     assert "alerts above 35 °C · 70 %" in card and 'title="rule settings abc123' in card
     state.set_rules(RuleConfig(per_sensor=()))
     assert state.sensors()[1].alert_above == (35.0, 90.0)
+
+
+def test_a_card_above_its_own_threshold_is_a_warning_like_its_alert() -> None:
+    from sensorlib.engine.detect import RuleConfig, SensorRules
+
+    state = LiveState(clock=lambda: T0)
+    state.add_reading(reading("sensor-03", temperature=12.0, location="Cold Storage"))
+    state.add_reading(reading("sensor-01", temperature=12.0))
+    assert [v.status for v in state.sensors()] == ["normal", "normal"]  # no limits known yet
+    state.set_rules(RuleConfig(per_sensor=(
+        SensorRules({"temperature_threshold": 8.0}, location="Cold Storage"),)))
+    by_id = {v.sensor_id: v for v in state.sensors()}
+    assert by_id["sensor-03"].status == "warning" and by_id["sensor-01"].status == "normal"
+    state.add_reading(reading("sensor-03", at=1.0, temperature=36.0, location="Cold Storage"))
+    assert {v.sensor_id: v.status for v in state.sensors()}["sensor-03"] == "critical"
