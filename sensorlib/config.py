@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -232,7 +233,7 @@ VARIABLES = (
     "SENSORLIB_ALERTMANAGER_URL", "SENSORLIB_SMTP_HOST", "SENSORLIB_SMTP_PORT",
     "SENSORLIB_SMTP_FROM", "SENSORLIB_SMTP_TO", "SENSORLIB_SMTP_USER", "SENSORLIB_SMTP_PASSWORD",
     "SENSORLIB_SMTP_TLS", "SENSORLIB_WEBHOOK_URLS", "SENSORLIB_SLACK_WEBHOOK_URL",
-    "SENSORLIB_TZ",
+    "SENSORLIB_TZ", "SENSORLIB_CATALOG_URI", "SENSORLIB_DB_PORT",
 )
 #: Variables whose values are never shown (``***`` in ``sensorlib config``).
 SECRET_VARIABLES = frozenset({"KAFKA_SASL_PASSWORD", "SENSORLIB_API_TOKEN",
@@ -320,6 +321,53 @@ def with_config_file(env: Mapping[str, str]) -> dict[str, str]:
     from_file = read_config_file(path)
     # A variable set but blank in the environment counts as unset (as everywhere else).
     return {**from_file, **{k: v for k, v in env.items() if v.strip() or k not in from_file}}
+
+
+#: SQLAlchemy URL schemes (``dialect`` or ``dialect+driver``) the archive's catalog may use.
+CATALOG_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgres")
+
+
+def check_catalog_uri(uri: str) -> None:
+    """Raise :class:`ConfigError` naming ``SENSORLIB_CATALOG_URI`` unless ``uri`` is a
+    SQLAlchemy URL sensorlib can open: ``sqlite:///PATH`` or
+    ``postgresql[+psycopg]://USER[:PASSWORD]@HOST[:PORT]/DATABASE`` (psycopg 3 is the driver).
+
+    >>> check_catalog_uri("postgresql+psycopg://me:pw@db:5432/catalog")
+    >>> check_catalog_uri("mysql://db/catalog")
+    Traceback (most recent call last):
+    ...
+    sensorlib.errors.ConfigError: SENSORLIB_CATALOG_URI must be a SQLAlchemy URL of sqlite or PostgreSQL (sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE), got 'mysql://db/catalog'
+    """
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme.lower() not in CATALOG_SCHEMES or not rest.strip("/"):
+        raise ConfigError("SENSORLIB_CATALOG_URI must be a SQLAlchemy URL of sqlite or "
+                          "PostgreSQL (sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@"
+                          f"HOST:PORT/DATABASE), got {mask_uri(uri)!r}")
+
+
+def mask_uri(uri: str) -> str:
+    """``uri`` with its password (in the user part or a ``password=`` parameter) shown as
+    ``***``: what status lines, errors and logs print of a database URL.
+
+    >>> mask_uri("postgresql+psycopg://me:s3cret@db:5432/cat?password=x&sslmode=require")
+    'postgresql+psycopg://me:***@db:5432/cat?password=***&sslmode=require'
+    >>> mask_uri("sqlite:////data/warehouse/catalog.db")
+    'sqlite:////data/warehouse/catalog.db'
+    """
+
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return uri
+    rest, question, query = rest.partition("?")
+    # The user part ends at the last "@" (a password may hold "/" or "@"); the path after it.
+    at = rest.rfind("@")
+    if at >= 0:
+        userinfo, host_path = rest[:at], rest[at + 1:]
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        rest = f"{userinfo}@{host_path}"
+    query = re.sub(r"(?i)((?:^|&)password=)[^&]*", r"\1***", query)
+    return f"{scheme}{sep}{rest}{question}{query}"
 
 
 def _home(env: Mapping[str, str]) -> Path:
@@ -438,6 +486,12 @@ class Settings:
     ``SENSORLIB_CORS_ORIGINS``                browser origins allowed to POST (comma list;
                                               default: none but the service's own)
     ``SENSORLIB_WAREHOUSE``                   the history archive (``<data>/warehouse``)
+    ``SENSORLIB_CATALOG_URI``                 the archive's Iceberg catalog as a SQLAlchemy URL,
+                                              e.g. ``postgresql+psycopg://user:pw@db:5432/cat``
+                                              (default: the sqlite file
+                                              ``<warehouse>/catalog.db``; the password is
+                                              never shown)
+    ``SENSORLIB_DB_PORT``                     the PostgreSQL ``sensorlib db start`` runs (5433)
     ``SENSORLIB_NOTEBOOKS``                   a folder whose ``04_report.ipynb``
                                               ``sensorlib report`` runs instead of the one
                                               shipped in the package (unset)
@@ -554,6 +608,8 @@ class Settings:
     log_format: str = "text"
     zipkin_port: int = 9411
     prometheus_port: int = 9090
+    catalog_uri: str | None = field(default=None, repr=False)
+    db_port: int = 5433
     ingest: IngestSettings = field(default_factory=lambda: IngestSettings())
 
     @classmethod
@@ -640,6 +696,8 @@ class Settings:
             log_format=_str(env, "SENSORLIB_LOG_FORMAT", "text").lower(),
             zipkin_port=env_int(env, "SENSORLIB_ZIPKIN_PORT", 9411),
             prometheus_port=env_int(env, "SENSORLIB_PROMETHEUS_PORT", 9090),
+            catalog_uri=(env.get("SENSORLIB_CATALOG_URI") or "").strip() or None,
+            db_port=env_int(env, "SENSORLIB_DB_PORT", 5433),
             ingest=IngestSettings.from_env(env),
         )
         settings.validate()
@@ -663,6 +721,10 @@ class Settings:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"SENSORLIB_{name.upper()} must be a TCP port, got {port}")
+        if self.catalog_uri is not None:
+            check_catalog_uri(self.catalog_uri)
+        if not 0 < self.db_port < 65536:
+            raise ConfigError(f"SENSORLIB_DB_PORT={self.db_port} is not a TCP port (1-65535)")
         for name in ("notifier_port", "alertmanager_port", "smtp_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
@@ -808,6 +870,9 @@ class Settings:
             env["SENSORLIB_LOG_FORMAT"] = self.log_format
         env["SENSORLIB_ZIPKIN_PORT"] = str(self.zipkin_port)
         env["SENSORLIB_PROMETHEUS_PORT"] = str(self.prometheus_port)
+        env["SENSORLIB_DB_PORT"] = str(self.db_port)
+        if self.catalog_uri:
+            env["SENSORLIB_CATALOG_URI"] = self.catalog_uri
         env.update(self.ingest.to_env())
         if self.allowed_hosts:
             env["SENSORLIB_ALLOWED_HOSTS"] = ",".join(self.allowed_hosts)
@@ -840,4 +905,6 @@ class Settings:
         for secret in ("sasl_password", "api_token", "smtp_password", "slack_webhook_url"):
             if out.get(secret):
                 out[secret] = "***"
+        if self.catalog_uri:
+            out["catalog_uri"] = mask_uri(self.catalog_uri)
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}

@@ -18,7 +18,8 @@ EXIT_CODES: dict[int, str] = {
     4: "nothing in the period: no reading to report",
     5: "unknown sensor: a sensor asked for sent nothing in the period",
     6: "a port is in use (another `sensorlib up`?); the message names it and its process",
-    7: "the local broker could not be fetched or started (Java, Maven, its log's first error)",
+    7: "the local broker or database could not be fetched or started (Java, Maven, "
+       "PostgreSQL, its log's first error)",
     130: "interrupted (Ctrl-C)",
 }
 
@@ -83,6 +84,13 @@ class DashboardError(SensorlibError):
 
 class BrokerError(SensorlibError):
     """The local Apache Kafka broker could not be provisioned, started or stopped."""
+
+    exit_code = 7
+
+
+class DatabaseError(SensorlibError):
+    """The local PostgreSQL (``sensorlib db``) could not be set up, started or stopped, or
+    the catalog database does not answer (the message says what to install or fix)."""
 
     exit_code = 7
 

@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,6 +20,9 @@ from sensorlib.kafka.admin import ensure_topics
 from sensorlib.kafka.broker import LocalKafka
 from sensorlib.kafka.ports import free_port
 from tests.support import Spawner
+
+if TYPE_CHECKING:
+    from sensorlib.history.postgres import LocalPostgres
 
 #: Test folders whose every test is ``slow``: they start extra JVMs or clusters, kill and
 #: restart services, execute notebooks or run a third-party client (see README "Tests").
@@ -44,7 +48,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings from the environment (jar cache, thresholds) before any test overrides,
     with a history archive of the session's own (tables are named after private topics)."""
-    return Settings.from_env().replace(warehouse_dir=tmp_path_factory.mktemp("warehouse"))
+    return Settings.from_env().replace(warehouse_dir=tmp_path_factory.mktemp("warehouse"),
+                                       catalog_uri=None)
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +100,52 @@ def topics(settings: Settings) -> Settings:
     """Like ``settings``, with the three topics already created."""
     ensure_topics(settings)
     return settings
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
+    """A private PostgreSQL for the session: sensorlib's own :class:`LocalPostgres` (Debian's
+    server programs) on a free port, without fsync; removed at the end. Skipped, saying what
+    to install, when the programs are missing (CI installs them)."""
+    from sensorlib.errors import DatabaseError
+    from sensorlib.history.postgres import LocalPostgres, find_binaries
+    from sensorlib.history.query import close_catalogs
+
+    try:
+        find_binaries()
+    except DatabaseError as exc:
+        pytest.skip(str(exc))
+    db = LocalPostgres(tmp_path_factory.mktemp("postgres"), port=free_port(), durable=False)
+    db.start()
+    try:
+        yield db
+    finally:
+        close_catalogs()
+        db.remove()
+
+
+@pytest.fixture
+def pg_catalog_uri(postgres: LocalPostgres) -> Iterator[str]:
+    """The SQLAlchemy URL of a fresh, empty database on the session's PostgreSQL (one per
+    test, dropped after it): give it as ``Settings.catalog_uri``."""
+    from sensorlib.history.query import close_catalogs
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield postgres.create_database(name)
+    close_catalogs()
+    postgres.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def history_catalog(request: pytest.FixtureRequest) -> str | None:
+    """The archive's catalog, once each: None (the sqlite file in the warehouse) and a fresh
+    PostgreSQL database. A test taking it (or a fixture built on it) runs on both."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("pg_catalog_uri"))
 
 
 # --------------------------------------------------------------------------- services

@@ -294,11 +294,11 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    from sensorlib.history.query import catalog_path
+    from sensorlib.history.query import catalog_exists
     from sensorlib.history.sqlshell import Session, format_table, run_prompt
     from sensorlib.replay.export import write_frame
 
-    if not catalog_path(settings).exists():
+    if not catalog_exists(settings):
         _say(f"note: there is no archive in {settings.warehouse} yet (start `sensorlib "
              "archive`); the views are empty")
     if args.query is None:  # the prompt: one connection for every query
@@ -435,8 +435,14 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             notify_ports.append((settings.alertmanager_port, "Alertmanager",
                                  "SENSORLIB_ALERTMANAGER_PORT"))
         check_ports("127.0.0.1", notify_ports)
+    if args.catalog == "postgres":
+        from sensorlib.history.postgres import LocalPostgres, find_binaries
+
+        find_binaries()  # "apt-get install postgresql" before anything starts
+        if not LocalPostgres.from_settings(settings).running():
+            check_ports("127.0.0.1", [(settings.db_port, "PostgreSQL", "SENSORLIB_DB_PORT")])
     return run_system(settings, dashboard=not args.no_dashboard, observe=args.observe,
-                      notify=args.notify)
+                      notify=args.notify, catalog=args.catalog)
 
 
 def _up_ports(settings: Settings, *, dashboard: bool) -> list[tuple[int, str, str]]:

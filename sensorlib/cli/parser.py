@@ -19,6 +19,7 @@ from sensorlib.cli.commands import (
     cmd_topics,
     cmd_up,
 )
+from sensorlib.cli.db import cmd_db
 from sensorlib.cli.status import cmd_status
 from sensorlib.cli.tools import KAFKA_TOOLS, cmd_completion, cmd_config, cmd_kafka
 from sensorlib.config import Settings
@@ -95,6 +96,19 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     broker.add_argument("--timeout", type=float, default=120.0,
                         help="seconds to wait for start (default: %(default)g)")
     broker.set_defaults(handler=cmd_broker)
+
+    db = sub.add_parser(
+        "db", help="run a local PostgreSQL for the archive's catalog (Debian's postgresql)",
+        description="Start, stop or describe sensorlib's own PostgreSQL (127.0.0.1:"
+                    f"{settings.db_port}, SENSORLIB_DB_PORT; data under $SENSORLIB_DATA/"
+                    "postgres) from the postgresql package's programs: no root, no systemd. "
+                    "`start` is idempotent, creates the catalog's database and prints its "
+                    "SQLAlchemy URL for SENSORLIB_CATALOG_URI (`sensorlib up --catalog "
+                    "postgres` does it all).")
+    db.add_argument("action", choices=["start", "stop", "status"])
+    db.add_argument("--timeout", type=float, default=60.0,
+                    help="seconds to wait for start or stop (default: %(default)g)")
+    db.set_defaults(handler=cmd_db)
 
     topics = sub.add_parser("topics", help="create the project's topics (idempotent)")
     topics.add_argument("--timeout", type=float, default=30.0,
@@ -259,6 +273,11 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
                     help="also send alerts to people: Alertmanager (on 127.0.0.1:"
                          f"{settings.alertmanager_port}, SENSORLIB_ALERTMANAGER_PORT; none with "
                          "SENSORLIB_ALERTMANAGER_URL) and `sensorlib notify`")
+    up.add_argument("--catalog", choices=["sqlite", "postgres"],
+                    help="the archive's Iceberg catalog: postgres starts the local PostgreSQL "
+                         f"(`sensorlib db start`, 127.0.0.1:{settings.db_port}, "
+                         "SENSORLIB_DB_PORT) and gives every service its URL; sqlite the "
+                         "warehouse's file (default: SENSORLIB_CATALOG_URI, else sqlite)")
     up.set_defaults(handler=cmd_up)
 
     status = sub.add_parser("status", help="health of each service and lag of each consumer group",

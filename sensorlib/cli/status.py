@@ -154,14 +154,19 @@ def _status_document(settings: Settings, services: list[tuple[str, str]],
             lag_rows.append(row)
     doc["consumerGroups"] = lag_rows
     archive = results["archive"]
+    from sensorlib.history.query import describe_catalog
+
+    catalog = describe_catalog(settings)
     if isinstance(archive, dict):
         doc["archive"] = archive
     elif isinstance(archive, _NoAnswer):
-        doc["archive"] = {"warehouse": str(settings.warehouse),
+        doc["archive"] = {"warehouse": str(settings.warehouse), "catalog": catalog,
+                          "catalogAnswers": None,
                           "error": f"{waited} (the catalog may be locked)"}
         healthy = False
     else:
-        doc["archive"] = {"warehouse": str(settings.warehouse),
+        doc["archive"] = {"warehouse": str(settings.warehouse), "catalog": catalog,
+                          "catalogAnswers": False,
                           "error": f"cannot be read ({archive})"}
         healthy = False
     doc["healthy"] = healthy
@@ -195,6 +200,12 @@ def _print_status(doc: dict) -> None:
         else:
             print(f"  {group:<28} {topic:<20} lag {row['lag']:>8,}  ({parts})")
     archive = doc["archive"]
+    if archive.get("catalog"):
+        answers = {True: "answering", False: "not answering", None: "no answer yet"}[
+            archive.get("catalogAnswers")]
+        if archive.get("catalogAnswers") is True and archive.get("tables") is None:
+            answers = "none yet"
+        print(f"catalog    {archive['catalog']}: {answers}")
     if "error" in archive:
         print(f"archive    {archive['warehouse']}: {archive['error']}")
     elif archive["tables"] is None:
@@ -273,11 +284,13 @@ def _health_reasons(answer: object) -> list[str]:
 
 def _archive_status(settings: Settings) -> dict[str, object]:
     """Rows and last commit of each archive table (``sensorlib status``); ``tables`` is
-    None when there is no archive yet."""
-    from sensorlib.history.query import catalog_path
+    None when there is no archive yet; ``catalog`` says which catalog (password masked)."""
+    from sensorlib.history.query import catalog_exists, describe_catalog
 
-    out: dict[str, object] = {"warehouse": str(settings.warehouse), "tables": None}
-    if not catalog_path(settings).exists():
+    out: dict[str, object] = {"warehouse": str(settings.warehouse),
+                              "catalog": describe_catalog(settings), "catalogAnswers": True,
+                              "tables": None}
+    if not catalog_exists(settings):
         return out
     from sensorlib.history.query import table_status
 

@@ -1,7 +1,9 @@
 """History: the Apache Iceberg archive of both topics, read by event time and queried with SQL.
 
-The archive is two Iceberg tables in a SQL catalog kept in a sqlite file
-(``<warehouse>/catalog.db``) with their Parquet data under ``<warehouse>/`` — no server.
+The archive is Iceberg tables in a SQL catalog with their Parquet data under
+``<warehouse>/``. The catalog is a sqlite file (``<warehouse>/catalog.db``, no server) unless
+``SENSORLIB_CATALOG_URI`` puts it on PostgreSQL (:func:`catalog_uri`; ``sensorlib db start``
+runs a local one, :mod:`sensorlib.history.postgres`): every function here works on both.
 :mod:`sensorlib.history.archiver` appends to them; this module creates, describes and reads them:
 
 - :func:`scan` — rows of one table with ``start <= event_time < end`` (partition pruning
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import sqlite3
 import warnings
@@ -48,10 +51,13 @@ __all__ = [
     "HistoryError",
     "Scanned",
     "TableKind",
+    "catalog_exists",
     "catalog_path",
+    "catalog_uri",
     "check_cluster",
     "check_tail_cluster",
     "connect",
+    "describe_catalog",
     "event_range",
     "load_table",
     "open_catalog",
@@ -168,27 +174,133 @@ BY_NAME = {kind.name: kind for kind in KINDS}
 
 
 def catalog_path(settings: Settings) -> Path:
-    """The sqlite file of the archive's Iceberg SQL catalog."""
+    """The sqlite file of the archive's Iceberg SQL catalog (when no
+    ``SENSORLIB_CATALOG_URI`` puts it elsewhere)."""
     return settings.warehouse / "catalog.db"
 
 
-def table_name(topic: str) -> str:
-    """The table of a topic: ``sensor-readings`` -> ``sensor_readings``."""
-    return re.sub(r"[^0-9A-Za-z_]", "_", topic)
+def catalog_uri(settings: Settings) -> str:
+    """The SQLAlchemy URL of the archive's Iceberg catalog: ``SENSORLIB_CATALOG_URI``
+    (``postgresql://`` and ``postgres://`` mean psycopg 3, the driver sensorlib installs),
+    else the sqlite file :func:`catalog_path`. Mask it (:func:`~sensorlib.config.mask_uri`)
+    before showing it: it may hold a password."""
+    uri = settings.catalog_uri
+    if not uri:
+        return f"sqlite:///{catalog_path(settings).resolve()}"
+    scheme, sep, rest = uri.partition("://")
+    if scheme.lower() in ("postgresql", "postgres"):
+        return f"postgresql+psycopg{sep}{rest}"
+    return uri
+
+
+def catalog_sqlite(settings: Settings) -> Path | None:
+    """The sqlite file of the catalog, or None when it is on a database server."""
+    uri = catalog_uri(settings)
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///"))
+
+
+def describe_catalog(settings: Settings) -> str:
+    """The catalog in words, password masked: ``sqlite file …`` or the server's URL."""
+    from sensorlib.config import mask_uri
+
+    path = catalog_sqlite(settings)
+    return f"sqlite {path}" if path is not None else mask_uri(catalog_uri(settings))
+
+
+def catalog_exists(settings: Settings) -> bool:
+    """Whether the catalog may hold tables: its sqlite file exists, or (on a server) the
+    setting is there: the server is asked when a table is read."""
+    path = catalog_sqlite(settings)
+    return path.exists() if path is not None else True
+
+
+#: Catalogs on a database server, per (URL, warehouse, process): one SQLAlchemy engine (a
+#: pool of connections) each, not a new connection and table check per lookup.
+_SERVER_CATALOGS: dict[tuple[str, str, int], SqlCatalog] = {}
+
+
+def _forget_catalogs_in_child() -> None:
+    """After a fork (the archiver's writer process): the child opens its own connections,
+    and never closes the parent's (that would end the parent's sessions)."""
+    for catalog in _SERVER_CATALOGS.values():
+        catalog.engine.dispose(close=False)
+    _SERVER_CATALOGS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_catalogs_in_child)
+
+
+def close_catalogs() -> None:
+    """Close the connections of every catalog on a server this process opened (tests drop
+    their databases; a long-running process never needs to)."""
+    while _SERVER_CATALOGS:
+        _, catalog = _SERVER_CATALOGS.popitem()
+        catalog.engine.dispose()
+
+
+def _catalog_error(settings: Settings, exc: Exception) -> HistoryError:
+    """A catalog failure in words, without the URL's password."""
+    from sensorlib.config import mask_uri
+
+    where = describe_catalog(settings)
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    text = mask_uri(detail[0]) if detail else type(exc).__name__
+    uri = settings.catalog_uri or ""
+    password = uri.partition("://")[2].rpartition("@")[0].partition(":")[2]
+    if password and len(password) > 2:
+        text = text.replace(password, "***")
+    hint = ("; the local one starts with `sensorlib db start`"
+            if "127.0.0.1" in where or "localhost" in where else "")
+    return HistoryError(f"the archive's catalog ({where}, SENSORLIB_CATALOG_URI) does not "
+                        f"answer: {text}{hint}")
 
 
 def open_catalog(settings: Settings, *, create: bool = False) -> SqlCatalog | None:
-    """The archive's catalog, or None when there is none yet (and ``create`` is False)."""
-    path = catalog_path(settings)
-    if not path.exists():
+    """The archive's catalog (the one place that reads ``SENSORLIB_CATALOG_URI``), or None
+    when it is a sqlite file that does not exist yet (and ``create`` is False).
+
+    Raises:
+        HistoryError: a catalog on a server that does not answer (password masked).
+    """
+    path = catalog_sqlite(settings)
+    if path is not None and not path.exists():
         if not create:
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
     from pyiceberg.catalog.sql import SqlCatalog
 
-    warehouse = settings.warehouse.resolve()
-    return SqlCatalog(NAMESPACE, uri=f"sqlite:///{path.resolve()}",
-                      warehouse=warehouse.as_uri())
+    uri = catalog_uri(settings)
+    warehouse = settings.warehouse.resolve().as_uri()
+    if path is not None:
+        return SqlCatalog(NAMESPACE, uri=uri, warehouse=warehouse)
+    key = (uri, warehouse, os.getpid())
+    catalog = _SERVER_CATALOGS.get(key)
+    if catalog is not None:
+        return catalog
+    if "connect_timeout=" not in uri:  # an unreachable host fails in seconds, not minutes
+        uri += ("&" if "?" in uri else "?") + "connect_timeout=10"
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+    for attempt in range(3):
+        try:
+            catalog = SqlCatalog(NAMESPACE, uri=uri, warehouse=warehouse, pool_pre_ping="true")
+            break
+        except SQLAlchemyError as exc:
+            # Two processes creating the catalog's tables at once: one wins, the other
+            # finds them on its next try. A server that does not answer is reported.
+            if attempt == 2 or isinstance(exc, OperationalError):
+                raise _catalog_error(settings, exc) from None
+    assert catalog is not None
+    _SERVER_CATALOGS[key] = catalog
+    return catalog
+
+
+def table_name(topic: str) -> str:
+    """The table of a topic: ``sensor-readings`` -> ``sensor_readings``."""
+    return re.sub(r"[^0-9A-Za-z_]", "_", topic)
 
 
 def _iceberg_schema(kind: TableKind) -> Any:
@@ -256,18 +368,22 @@ def _listed(path: Path, name: str) -> bool | None:
 
 def load_table(settings: Settings, kind: TableKind) -> Table | None:
     """The table of ``kind``'s topic if the archive has it (never creates anything)."""
-    path = catalog_path(settings)
-    if not path.exists() or _listed(path, table_name(kind.topic(settings))) is False:
+    path = catalog_sqlite(settings)
+    if path is not None and (not path.exists()
+                             or _listed(path, table_name(kind.topic(settings))) is False):
         return None
     catalog = open_catalog(settings)
     if catalog is None:
         return None
     from pyiceberg.exceptions import NoSuchTableError
+    from sqlalchemy.exc import SQLAlchemyError
 
     try:
         return catalog.load_table((NAMESPACE, table_name(kind.topic(settings))))
     except NoSuchTableError:
         return None
+    except SQLAlchemyError as exc:
+        raise _catalog_error(settings, exc) from None
 
 
 def snapshot_offsets(table: Table, snapshot_id: int | None = None) -> dict[int, int]:

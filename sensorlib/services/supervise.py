@@ -194,8 +194,16 @@ class System:
     """The broker (unless Kafka is external), the topics and the services, supervised."""
 
     def __init__(self, settings: Settings, *, dashboard: bool = True, observe: bool = False,
-                 notify: bool = False, out: Callable[[str], None] | None = None) -> None:
+                 notify: bool = False, out: Callable[[str], None] | None = None,
+                 catalog: str | None = None) -> None:
+        if catalog not in (None, "sqlite", "postgres"):
+            raise SensorlibError(f"catalog must be 'sqlite' or 'postgres', not {catalog!r}")
         self.settings = settings
+        #: ``postgres``: the local PostgreSQL (``sensorlib db``) holds the archive's catalog;
+        #: ``sqlite``: the warehouse's sqlite file; None: ``SENSORLIB_CATALOG_URI`` decides.
+        self.catalog = catalog
+        self.db: Any = None
+        self._started_db = False
         self.services = service_plan(settings, dashboard=dashboard, notify=notify)
         self.observe = observe
         self.notify = notify
@@ -210,6 +218,7 @@ class System:
         """Start everything and wait until each part is healthy (or raise, stopping all)."""
         try:
             self._start_broker()
+            catalog_env = self._start_catalog()
             from sensorlib.kafka.admin import ensure_topics, wait_for_kafka
 
             wait_for_kafka(self.settings, timeout=60)
@@ -217,6 +226,9 @@ class System:
                 self.out(f"{'topics':<10}| {topic}: {status}")
             env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=self.settings.bootstrap_servers,
                        PYTHONUNBUFFERED="1")
+            if self.catalog == "sqlite":
+                env.pop("SENSORLIB_CATALOG_URI", None)
+            env.update(catalog_env)
             if self.observe or self.notify:
                 env = {**self._start_viewers(timeout), **env}  # a user's own endpoint wins
             self._env = env
@@ -270,6 +282,24 @@ class System:
         self.kafka.start(progress=lambda m: self.out(f"{'kafka':<10}| {m}"))
         self._started_broker = not already
 
+    def _start_catalog(self) -> dict[str, str]:
+        """With ``catalog="postgres"``: start the local PostgreSQL unless it runs; the
+        children's ``SENSORLIB_CATALOG_URI``."""
+        if self.catalog != "postgres":
+            return {}
+        from sensorlib.config import mask_uri
+        from sensorlib.history.postgres import LocalPostgres
+
+        if self.settings.catalog_uri:
+            self.out(f"{'catalog':<10}| --catalog postgres: the local server, not "
+                     f"SENSORLIB_CATALOG_URI={mask_uri(self.settings.catalog_uri)}")
+        self.db = LocalPostgres.from_settings(self.settings)
+        already = self.db.running()
+        self.db.start(progress=lambda m: self.out(f"{'catalog':<10}| {m}"))
+        self._started_db = not already
+        self.settings = self.settings.replace(catalog_uri=self.db.uri)
+        return {"SENSORLIB_CATALOG_URI": self.db.uri}
+
     def _wait_healthy(self, timeout: float, parts: list[Service] | None = None) -> None:
         deadline = time.monotonic() + timeout
         pending = list(self.services if parts is None else parts)
@@ -293,8 +323,11 @@ class System:
                 time.sleep(0.3)
 
     def urls(self) -> list[tuple[str, str]]:
+        from sensorlib.history.query import describe_catalog
+
         rows = [("kafka", self.settings.bootstrap_servers)]
         rows += [(s.name, s.url) for s in self.services + self.viewers]
+        rows.append(("catalog", describe_catalog(self.settings)))
         return rows
 
     def supervise(self, now: float | None = None) -> None:
@@ -378,6 +411,9 @@ class System:
         if self.kafka is not None and self._started_broker:
             self.out(f"{'kafka':<10}| stopping")
             self.kafka.stop()
+        if self.db is not None and self._started_db:
+            self.out(f"{'catalog':<10}| stopping PostgreSQL")
+            self.db.stop()
 
 
 def _ended(code: int | None) -> str:
@@ -391,11 +427,13 @@ def _ended(code: int | None) -> str:
 
 
 def run_system(settings: Settings, *, dashboard: bool = True, observe: bool = False,
-               notify: bool = False) -> int:
+               notify: bool = False, catalog: str | None = None) -> int:
     """``sensorlib up``: start everything, print the URLs, run until Ctrl-C or SIGTERM.
 
-    ``observe`` also starts the trace and metrics viewers (:func:`viewer_plan`)."""
-    system = System(settings, dashboard=dashboard, observe=observe, notify=notify)
+    ``observe`` also starts the trace and metrics viewers (:func:`viewer_plan`);
+    ``catalog="postgres"`` the local PostgreSQL for the archive's catalog."""
+    system = System(settings, dashboard=dashboard, observe=observe, notify=notify,
+                    catalog=catalog)
     stop = threading.Event()
 
     def interrupt(signum: int, frame: object) -> None:

@@ -44,10 +44,17 @@ BAD = [b"\x00garbage",
        b"", b"[]"]
 
 
+#: A test marked so runs twice: the catalog a sqlite file, and on PostgreSQL (issue 29).
+on_both_catalogs = pytest.mark.usefixtures("history_catalog")
+
+
 @pytest.fixture
-def archived(topics: Settings, tmp_path: Path) -> Settings:
-    """Private topics and a private warehouse folder."""
-    return topics.replace(warehouse_dir=tmp_path / "warehouse")
+def archived(topics: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Private topics and a private warehouse folder; the catalog a sqlite file in it, or
+    (:data:`on_both_catalogs`) each of that and a fresh PostgreSQL database."""
+    catalog = (request.getfixturevalue("history_catalog")
+               if "history_catalog" in request.fixturenames else None)
+    return topics.replace(warehouse_dir=tmp_path / "warehouse", catalog_uri=catalog)
 
 
 def publish(settings: Settings, readings: list[Reading], alerts: list[Alert] = (),
@@ -229,6 +236,7 @@ def test_polled_records_are_packed_and_split_without_losing_a_byte() -> None:
 # --------------------------------------------------------------------------- the seam
 
 
+@on_both_catalogs
 def test_archive_and_kafka_tail_come_back_once(archived: Settings) -> None:
     settings = archived
     now = datetime.now(UTC).replace(microsecond=0)
@@ -262,6 +270,7 @@ def test_archive_and_kafka_tail_come_back_once(archived: Settings) -> None:
     pd.testing.assert_frame_equal(again, both)
 
 
+@on_both_catalogs
 def test_alerts_archive_typed_and_read_back(archived: Settings) -> None:
     settings = archived
     readings = fleet(datetime.now(UTC) - timedelta(minutes=30), 25, interval=1.0)
@@ -322,6 +331,7 @@ def test_backfill_ends_at_now_and_an_hour_inside_is_found(archived: Settings) ->
     assert int(daily["n"].iloc[0]) == len(expected)
 
 
+@on_both_catalogs
 def test_late_readings_land_in_their_event_day_and_are_found(archived: Settings) -> None:
     settings = archived
     now = datetime.now(UTC)
@@ -370,6 +380,7 @@ def test_kafka_only_warns_about_an_empty_period_and_unknown_sensors(topics: Sett
 # --------------------------------------------------------------------------- SQL, compaction
 
 
+@on_both_catalogs
 def test_sql_over_the_archive_and_the_command(archived: Settings, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     settings = archived
@@ -407,6 +418,7 @@ def test_sql_over_the_archive_and_the_command(archived: Settings, tmp_path: Path
     assert len(pd.read_csv(tmp_path / "out.csv")) == len(readings)
 
 
+@on_both_catalogs
 def test_compaction_keeps_rows_and_the_archivers_place(archived: Settings) -> None:
     settings = archived
     now = datetime.now(UTC)
@@ -436,6 +448,7 @@ def test_compaction_keeps_rows_and_the_archivers_place(archived: Settings) -> No
 # --------------------------------------------------------------------------- the service
 
 
+@on_both_catalogs
 def test_service_health_status_and_clean_stop(archived: Settings, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     settings = archived
@@ -546,6 +559,7 @@ def test_with_kafka_down_reads_serve_the_archive_at_once(archived: Settings) -> 
     assert time.monotonic() - started < 10.0  # not the 30 s read timeout
 
 
+@on_both_catalogs
 def test_an_empty_period_with_an_archive_says_what_the_archive_holds(archived: Settings) -> None:
     readings = fleet(datetime.now(UTC) - timedelta(minutes=30), 5)
     publish(archived, readings)
@@ -571,6 +585,7 @@ def test_a_backfill_from_start_ends_now_without_end(archived: Settings) -> None:
     assert everything["timestamp"].min() >= before - pd.Timedelta(minutes=10, seconds=5)
 
 
+@on_both_catalogs
 def test_sql_sees_the_kafka_tail_the_archiver_has_not_written_yet(archived: Settings) -> None:
     """With the archiver behind, SQL counts what Kafka holds beyond the archive too (the
     last minutes were missing: −18 % rows over the last 10 minutes, issue 25)."""
