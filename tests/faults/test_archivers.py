@@ -50,7 +50,7 @@ def produce(settings: Settings, n: int, chunk: int = 50_000, pause: float = 0.0)
                 value = (f'{{"SensorId":"{sensor}","Temperature":{20 + i % 700 / 100},'
                          f'"Humidity":{40 + i % 300 / 10},"Location":"Hall",'
                          f'"Timestamp":"{at}"}}').encode()
-                producer.send(topic, key=sensor.encode(), value=value)
+                producer.send(topic, key=sensor, value=value)
             producer.flush(timeout=120)
             time.sleep(pause)
     finally:
@@ -108,13 +108,13 @@ def test_two_archivers_sigkilled_and_rebalanced_archive_1m_readings_exactly_once
     log = tmp_path / "archivers.log"
     ports = [free_port(), free_port()]
     procs = [archiver(settings, port, log) for port in ports]
-    kills = 0
+    killed: list[subprocess.Popen[bytes]] = []
     try:
         def wait(check, timeout: float = 240.0) -> None:
             deadline = time.monotonic() + timeout
             while not check():
                 for proc in procs:
-                    assert proc.poll() is None, log.read_text()[-4000:]
+                    assert proc in killed or proc.poll() is None, log.read_text()[-4000:]
                 assert time.monotonic() < deadline, log.read_text()[-4000:]
                 time.sleep(0.1)
 
@@ -125,7 +125,7 @@ def test_two_archivers_sigkilled_and_rebalanced_archive_1m_readings_exactly_once
         writers = psutil.Process(procs[0].pid).children()
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(timeout=30)
-        kills += 1
+        killed.append(procs[0])
         _, alive = psutil.wait_procs(writers, timeout=15)
         assert not alive, "the writer outlived the SIGKILLed archiver"
         wait(lambda: len(health(ports[1]).get("assignedPartitions", {}).get(topic, [])) == 3)
@@ -136,7 +136,7 @@ def test_two_archivers_sigkilled_and_rebalanced_archive_1m_readings_exactly_once
         # The other one is SIGKILLed in the middle of its batches too.
         procs[1].send_signal(signal.SIGKILL)
         procs[1].wait(timeout=30)
-        kills += 1
+        killed.append(procs[1])
         feeder.join(timeout=600)
         assert not feeder.is_alive()
         ends = end_offsets(settings)
@@ -153,7 +153,7 @@ def test_two_archivers_sigkilled_and_rebalanced_archive_1m_readings_exactly_once
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    assert kills == 2
+    assert len(killed) == 2
     table = history.load_table(settings, history.READINGS)
     assert table is not None
     got = table.scan(selected_fields=("kafka_partition", "kafka_offset")).to_arrow()
