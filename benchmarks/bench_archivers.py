@@ -63,6 +63,7 @@ class Archivers:
         self.settings = settings.replace(warehouse_dir=folder / "warehouse",
                                          archiver_group=f"bench-arch-{uuid.uuid4().hex[:6]}")
         self.ports = [free_port() for _ in range(count)]
+        folder.mkdir(parents=True, exist_ok=True)
         self.log = folder / "archivers.log"
         env = {**os.environ, **self.settings.to_env()}
         with open(self.log, "ab") as out:
