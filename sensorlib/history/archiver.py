@@ -90,7 +90,7 @@ _CONSUMER = {**CONSUMER_OPTIONS, "fetch_max_wait_ms": 200}
 #: rebalance timeout (``max_poll_interval_ms``) bounds how long the group waits for a member
 #: that is settling its batches (a few commits) before it rejoins.
 _GROUP = {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 2_000,
-          "max_poll_interval_ms": 120_000}
+          "max_poll_interval_ms": 60_000}
 
 
 
