@@ -101,3 +101,20 @@ def test_an_archive_of_another_cluster_is_refused_naming_both(settings: Settings
     other = settings.replace(topic_readings=settings.topic_readings.replace("-", "."))
     with pytest.raises(ClusterMismatch, match="archives topic"):
         _open_tables(other, [READINGS], "cluster-A")
+
+
+def test_a_partition_taken_over_relearns_its_retried_event_ids(settings: Settings) -> None:
+    """The eventId memory of a newly assigned partition comes from the table (what its
+    previous owner archived), so a retried POST after a rebalance stays one row."""
+    from sensorlib.history.batches import Retries
+
+    table = open_table(settings, READINGS)
+    batch = rows(0, 0, 1).set_column(8, "event_id", pa.array(["e-0", "e-1"]))
+    table, _, _, _ = commit_batch(table, batch, READINGS.topic(settings), {0: 2})
+    at_ms = int(datetime(2026, 12, 1, tzinfo=UTC).timestamp() * 1000)
+    mine = Retries(span_ms=600_000)
+    assert mine.first(1, "s1", "x", at_ms)  # a partition this writer already had
+    mine.reload(table, {0})
+    assert not mine.first(0, "s0", "e-1", at_ms)  # archived by the previous owner
+    assert mine.first(0, "s0", "e-2", at_ms)
+    assert not mine.first(1, "s1", "x", at_ms)  # the other partitions' memory is kept
