@@ -488,6 +488,7 @@ def test_service_health_status_and_clean_stop(archived: Settings, tmp_path: Path
     assert f"archived {n:,} from" in log.read_text()
 
 
+@on_both_catalogs
 def test_two_archivers_split_the_partitions_and_take_over_each_others(archived: Settings
                                                                       ) -> None:
     """Two archivers in one group: each archives its own partitions; when one stops, the
