@@ -55,6 +55,8 @@ class Sizes:
     rules_days: float = 30.0
     rules_sweep_days: float = 7.0
     catalog_commits: int = 60
+    archivers: int = 1_000_000
+    archivers_steady: float = 30.0
 
 
 FULL = Sizes(producer=300_000, processor=1_000_000, probes=200, replay=1_000_000, core=300_000,
@@ -63,7 +65,8 @@ QUICK = Sizes(producer=30_000, processor=30_000, probes=20, replay=30_000, core=
               dashboard_readings=20, dashboard_minutes=0.25, archive=30_000,
               archive_big=300_000, ingest_seconds=2.0, peers=100_000,
               observe=30_000, observe_rounds=1, notify=10_000, history_days=0.5,
-              rules_days=1.0, rules_sweep_days=0.5, catalog_commits=20)
+              rules_days=1.0, rules_sweep_days=0.5, catalog_commits=20, archivers=50_000,
+              archivers_steady=5.0)
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,21 @@ def spark_rows(r: dict[str, Any]) -> list[Row]:
         Row("Spark: session start-up (JVM, jars, catalog) and the first query",
             f"{r['spark_session_s']:.1f} s + {r['spark_cold_s']:.1f} s", "—", "—", "report",
             None),
+    ]
+
+
+def archivers_rows(r: dict[str, Any]) -> list[Row]:
+    ratio = r["two_vs_one"]
+    steady = r.get("steady_conflicts_per_min")
+    return [
+        Row(f"archive, 2 archivers in one group vs 1, catching up on {r['n']:,} readings "
+            f"(processes; broker on the same 2 cores; median of {r['rounds']}, "
+            f"{r['ratio_min']:.2f}–{r['ratio_max']:.2f}×)",
+            _rate(r["two_rate"]), _rate(r["one_rate"]), f"{ratio:.2f}×", "report", None),
+        Row("archive, commit conflicts per minute with 2 writers (catching up / a steady "
+            "5,000 readings/s, 1 s batches)",
+            f"{r['catch_up_conflicts_per_min']:g} / "
+            f"{'—' if steady is None else format(steady, 'g')}", "—", "—", "report", None),
     ]
 
 
@@ -344,6 +362,8 @@ BENCHES = [
     Bench("archive", "bench_archive", lambda m, b, s: m.run(b, s.archive, s.archive_big),
           archive_rows),
     Bench("spark", "bench_spark", lambda m, b, s: m.run(s.archive_big), spark_rows),
+    Bench("archivers", "bench_archivers",
+          lambda m, b, s: m.run(b, s.archivers, 2, s.archivers_steady), archivers_rows),
     Bench("peers", "bench_peers", lambda m, b, s: m.run(b, s.peers), peers_rows),
     Bench("observe", "bench_observe",
           lambda m, b, s: m.run(b, s.observe, s.observe_rounds, None), observe_rows),

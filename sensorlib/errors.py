@@ -175,7 +175,12 @@ class UnknownSensor(EmptyReport):
 
 
 class ArchiveError(SensorlibError):
-    """The archiver cannot run (another one holds the warehouse, a topic is missing)."""
+    """The archiver cannot run (a topic is missing, the archive cannot be written)."""
+
+
+class ClusterMismatch(ArchiveError):
+    """The archive holds a topic of another Kafka cluster than the one configured: its
+    offsets name other records, so nothing is merged (the message names both clusters)."""
 
 
 class NotifyError(SensorlibError):

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from sensorlib.config import Settings
-from sensorlib.errors import ConfigError
+from sensorlib.errors import ConfigError, UsageError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 from sensorlib.cli.common import _check_port, _say
@@ -209,6 +209,9 @@ def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
                   f"{figures['snapshots_expired']} snapshot(s) expired, "
                   f"{figures['files_deleted']} unreferenced file(s) deleted")
         return 0
+    if args.workers > 1 and args.until_caught_up:
+        raise UsageError("--workers needs the service: with --until-caught-up one archiver "
+                         "reads every partition")
     if not args.until_caught_up:  # before waiting for Kafka: refuse a taken port at once
         _check_port(args.host or settings.host,
                     settings.archiver_port if args.port is None else args.port,
@@ -216,6 +219,19 @@ def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
                     else "--port")
     wait_for_kafka(settings, timeout=60)
     ensure_topics(settings)
+    if args.workers > 1:
+        from sensorlib.services import serve
+        from sensorlib.services.workers import Workers, create_archive_front_app
+
+        options = ["--batch-rows", str(args.batch_rows), "--batch-seconds",
+                   str(args.batch_seconds)] + (["--writer", args.writer] if args.writer else [])
+        workers = Workers(settings, args.workers, service="archive", options=options)
+        host = args.host or settings.host
+        port = settings.archiver_port if args.port is None else args.port
+        _say(f"{args.workers} archivers in the group {settings.archiver_group}; their "
+             f"/health on http://{host}:{port}/health")
+        serve(create_archive_front_app(settings, workers), host, port)
+        return 0
     # A fresh process that has not used Arrow yet: the writer may be a forked child.
     writer = args.writer or ("process" if can_fork_writer() else "thread")
     archiver = Archiver(settings, batch_rows=args.batch_rows, batch_seconds=args.batch_seconds,

@@ -222,6 +222,10 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
                          help="where decoding and commits run (default: a process on Linux)")
     archive.add_argument("--until-caught-up", action="store_true",
                          help="archive what the topics hold now, then exit (no /health)")
+    archive.add_argument("--workers", type=_workers, default=1, metavar="N",
+                         help="N archiver processes in the group (archiver-group), one /health "
+                              "in front (they split the partitions; more archivers, on other "
+                              "machines too, may join the same group)")
     archive.add_argument("--min-files", type=int, default=4,
                          help="compact: rewrite an event day that has at least this many files")
     archive.set_defaults(handler=cmd_archive)

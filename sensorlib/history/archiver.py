@@ -15,41 +15,45 @@ parses every record in Python — never waits for them or shares a GIL with them
 writer commits batches strictly in order and stops at its first failure; the kernel kills
 it with the archiver (``PR_SET_PDEATHSIG``).
 
-One archiver per warehouse and topic pair: a second one exits with a clear error (a
-lock file in the warehouse, released by the kernel even on SIGKILL — once the writer
-process, which shares it, is gone too: a successor waits up to 10 s for that).
+Several archivers: ``sensorlib archive`` instances (or ``--workers N``) in one consumer
+group split the partitions. Each commits its own partitions' offsets with its rows through
+Iceberg's optimistic commit (refreshed and retried on a conflict); every commit records
+the newest offset of each partition, checked against the table at commit time, so rows at
+or below what the table already covers are dropped: a partition revoked in a rebalance
+mid-batch is archived once, by whichever owner commits it first. On each assignment the
+archiver re-reads the tables' offsets before consuming a newly assigned partition. With
+``until_caught_up`` it reads every partition itself (no group membership).
+
+Cluster identity: each table records the Kafka cluster id (and the topic) it archives; an
+archiver pointed at another cluster with a topic of the same name stops with a
+:class:`~sensorlib.errors.ClusterMismatch` naming both clusters.
 
 >>> Archiver(Settings.from_env()).run(until_caught_up=True)   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import threading
 import time
-from typing import IO, Any
+from typing import Any
 
-from kafka import TopicPartition
+from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from sensorlib.config import Settings
-from sensorlib.errors import ArchiveError, KafkaUnavailable
+from sensorlib.errors import ArchiveError, ClusterMismatch, KafkaUnavailable
+from sensorlib.history.batches import Chunk, TopicState
 from sensorlib.history.query import (
     KINDS,
     NAMESPACE,
     TableKind,
     table_name,
 )
+from sensorlib.history.writer import Writer, can_fork_writer
 from sensorlib.kafka.fetch import CONSUMER_OPTIONS
 from sensorlib.observe.metrics import ArchiverMetrics
-
-log = logging.getLogger("sensorlib.history.archiver")
-
-from sensorlib.history.batches import Chunk, TopicState
-from sensorlib.history.writer import Writer, can_fork_writer
 
 __all__ = ["ArchiveError", "Archiver"]
 
@@ -60,9 +64,6 @@ DEFAULT_BATCH_SECONDS = 30.0
 #: Batches handed to the writer and not yet committed (one being written, one queued):
 #: bounds memory while the consumer runs ahead.
 MAX_IN_FLIGHT = 2
-#: How long a new archiver waits for the writer of a SIGKILLed one to die (it is killed
-#: by the kernel with its parent, but holds the lock until then).
-LOCK_WAIT_SECONDS = 10.0
 #: ``/health`` (the processor's shape): a problem counts once it has lasted this long —
 #: group offset commits failing (a coordinator move or a broker restart is normal for
 #: a few seconds).
@@ -85,6 +86,11 @@ RETRY_RESET = 60.0
 #: The replay's consumer options (one place: :data:`sensorlib.kafka.fetch.CONSUMER_OPTIONS`),
 #: with a shorter fetch wait so that a quiet topic still flushes batches on time.
 _CONSUMER = {**CONSUMER_OPTIONS, "fetch_max_wait_ms": 200}
+#: In a consumer group (the service): a dead member's partitions move after 10 s; the
+#: rebalance timeout (``max_poll_interval_ms``) bounds how long the group waits for a member
+#: that is settling its batches (a few commits) before it rejoins.
+_GROUP = {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 2_000,
+          "max_poll_interval_ms": 60_000}
 
 
 
@@ -134,7 +140,9 @@ class Archiver:
         self.restarts = 0
         self.retry_at: float | None = None
         self._next_probe = 0.0
-        self._lock_file: IO[str] | None = None
+        self._rebalance: _Rebalance | None = None
+        #: Rebalances handled (assignments received) since start.
+        self.rebalances = 0
         #: ``GET /metrics`` (rows appended, commits, lag): read at scrape time.
         self.metrics = ArchiverMetrics(self)
 
@@ -190,10 +198,13 @@ class Archiver:
             "restarts": self.restarts,
             "error": self.error,
             "group": self.group,
+            "rebalances": self.rebalances,
+            "assignedPartitions": {t.topic: sorted(t.covered) for t in list(self.topics.values())},
             "warehouse": str(self.settings.warehouse),
             "tables": {t.topic: {"table": f"{NAMESPACE}.{table_name(t.topic)}",
                                  "archived": t.archived, "invalid": t.invalid,
                                  "duplicates": t.duplicates,
+                                 "skipped": t.skipped, "conflicts": t.conflicts,
                                  "commits": t.commits, "pending": len(t.batch),
                                  "lag": self.lag.get(t.topic),
                                  "lastCommit": t.last_commit.isoformat() if t.last_commit else None}
@@ -202,40 +213,6 @@ class Archiver:
         return healthy, body
 
     # -- running -------------------------------------------------------------------------
-
-    def _acquire(self) -> None:
-        folder = self.settings.warehouse
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f".archiver-{table_name(self.settings.topic_readings)}.lock"
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held while running
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                # The holder's pid is in the file. If that process is gone, the lock is
-                # held by its writer, which the kernel is killing: wait a moment for it.
-                handle.seek(0)
-                holder = handle.read().strip()
-                if _alive(holder) or time.monotonic() > deadline:
-                    handle.close()
-                    raise ArchiveError(
-                        f"another archiver is writing {folder} (lock {path.name}, pid "
-                        f"{holder or '?'}); stop it first — one archiver per warehouse"
-                    ) from None
-                time.sleep(0.05)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._lock_file = handle
-
-    def _release(self) -> None:
-        if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
 
     def run(self, stop: threading.Event | None = None, *, until_caught_up: bool = False,
             timeout: float = 120.0) -> dict[str, int]:
@@ -250,28 +227,24 @@ class Archiver:
         ``until_caught_up`` a failure is raised instead.
         """
         stop = stop or threading.Event()
-        self._acquire()
-        try:
-            delay = RETRY_FIRST
-            while True:
-                started = time.monotonic()
-                try:
-                    return self._session(stop, until_caught_up=until_caught_up, timeout=timeout)
-                except Exception:  # crash-only: restart the session
-                    if until_caught_up or stop.is_set():
-                        raise
-                    if time.monotonic() - started > RETRY_RESET:
-                        delay = RETRY_FIRST  # it worked for a while: a fresh failure
-                    self.restarts += 1
-                    self.state, self.retry_at = "retrying", time.monotonic() + delay
-                    log.warning("archiving stopped (%s); restarting from the tables' snapshot "
-                                "offsets in %gs", self.error, delay)
-                    if stop.wait(delay):
-                        self.state = "stopped"
-                        return {t.topic: t.archived for t in self.topics.values()}
-                    delay = min(delay * 2, RETRY_MAX)
-        finally:
-            self._release()
+        delay = RETRY_FIRST
+        while True:
+            started = time.monotonic()
+            try:
+                return self._session(stop, until_caught_up=until_caught_up, timeout=timeout)
+            except Exception as exc:  # crash-only: restart the session
+                if until_caught_up or stop.is_set() or isinstance(exc, ClusterMismatch):
+                    raise
+                if time.monotonic() - started > RETRY_RESET:
+                    delay = RETRY_FIRST  # it worked for a while: a fresh failure
+                self.restarts += 1
+                self.state, self.retry_at = "retrying", time.monotonic() + delay
+                log.warning("archiving stopped (%s); restarting from the tables' snapshot "
+                            "offsets in %gs", self.error, delay)
+                if stop.wait(delay):
+                    self.state = "stopped"
+                    return {t.topic: t.archived for t in self.topics.values()}
+                delay = min(delay * 2, RETRY_MAX)
 
     def _session(self, stop: threading.Event, *, until_caught_up: bool,
                  timeout: float) -> dict[str, int]:
@@ -285,10 +258,15 @@ class Archiver:
         try:
             # The writer first: forked before the consumer starts its threads.
             writer = Writer(self.settings, process=self.writer == "process")
+            options = _CONSUMER if until_caught_up else {**_CONSUMER, **_GROUP}
             consumer = make_consumer(self.settings, group_id=self.group,
-                                     client_id="sensorlib-archiver", **_CONSUMER)
-            parts = self._assign(consumer, writer)
-            targets = consumer.end_offsets(parts) if until_caught_up else {}
+                                     client_id="sensorlib-archiver", **options)
+            if until_caught_up:  # every partition, read by this archiver alone
+                parts = self._assign(consumer, writer)
+                targets = consumer.end_offsets(parts)
+            else:  # the group's share: partitions come with each assignment
+                self._subscribe(consumer, writer)
+                targets = {}
             self.state, self.retry_at = "running", None
             self.last_poll = self.answered = self.progress_at = time.monotonic()
             self.probe_error = None
@@ -297,7 +275,7 @@ class Archiver:
                 log.info("archiving again (restart %d)", self.restarts)
             idle_since = time.monotonic()
             while not stop.is_set():
-                got = self._poll(consumer)
+                got = self._poll(consumer, writer)
                 now = time.monotonic()
                 self.last_poll = now
                 if got:
@@ -340,54 +318,102 @@ class Archiver:
                 except Exception as exc:  # noqa: BLE001 - closing after a failure
                     log.info("consumer close: %s", exc)
 
-    def _assign(self, consumer: Any, writer: Writer) -> list[TopicPartition]:
-        """Assign every partition and seek to the offsets the tables cover (the writer
-        opens the tables, creating them if needed, while the consumer connects)."""
-        writer.send(("open", [kind.name for kind in self.kinds]))
-        known: dict[str, set[int]] = {}
+    def _open(self, consumer: Any, writer: Writer) -> dict[str, dict[int, int]]:
+        """Open the tables (the writer creates them if needed and checks they archive this
+        Kafka cluster's topics) while the consumer connects; the topics must exist.
+        Returns the offsets the tables cover; every topic's state starts with no partition."""
+        from sensorlib.kafka.admin import cluster_id
+
+        writer.send(("open", [kind.name for kind in self.kinds], cluster_id(self.settings)))
         for kind in self.kinds:
             topic = kind.topic(self.settings)
-            numbers = consumer.partitions_for_topic(topic)
-            if not numbers:
+            if not consumer.partitions_for_topic(topic):
                 raise ArchiveError(f"topic {topic!r} does not exist at "
                                    f"{self.settings.bootstrap_servers}; create the topics with "
                                    "`sensorlib topics`")
-            known[topic] = numbers
         opened = writer.opened()
-        parts: list[TopicPartition] = []
-        seeks: dict[TopicPartition, int] = {}
         for kind in self.kinds:
             topic = kind.topic(self.settings)
-            covered = opened[topic]
-            state = TopicState(kind, topic, dict(covered))
+            state = TopicState(kind, topic, {})
             old = self.topics.get(topic)
             if old is not None:  # a restart: the counters go on
                 state.archived, state.invalid = old.archived, old.invalid
-                state.duplicates = old.duplicates
+                state.duplicates, state.skipped = old.duplicates, old.skipped
+                state.conflicts = old.conflicts
                 state.commits, state.last_commit = old.commits, old.last_commit
             self.topics[topic] = state
-            tps = [TopicPartition(topic, p) for p in sorted(known[topic])]
-            firsts = consumer.beginning_offsets(tps)
-            for tp in tps:
-                start = covered.get(tp.partition, firsts[tp])
-                if start < firsts[tp]:
-                    log.warning("%s partition %d: offsets %d..%d were deleted by retention "
-                                "before they were archived", topic, tp.partition, start,
-                                firsts[tp] - 1)
-                    start = firsts[tp]
-                seeks[tp] = start
-                state.covered.setdefault(tp.partition, start)
-            parts += tps
+        return opened
+
+    def _seek(self, consumer: Any, tps: list[TopicPartition],
+              offsets: dict[str, dict[int, int]]) -> None:
+        """Seek each partition to the offset the tables cover (its beginning if none, or if
+        retention deleted it) and make it this archiver's."""
+        firsts = consumer.beginning_offsets(tps)
+        for tp in tps:
+            start = offsets.get(tp.topic, {}).get(tp.partition, firsts[tp])
+            if start < firsts[tp]:
+                log.warning("%s partition %d: offsets %d..%d were deleted by retention "
+                            "before they were archived", tp.topic, tp.partition, start,
+                            firsts[tp] - 1)
+                start = firsts[tp]
+            consumer.seek(tp, start)
+            self.topics[tp.topic].covered[tp.partition] = start
+        for topic in sorted({tp.topic for tp in tps}):
             log.info("archiving %s into %s.%s from offsets %s", topic, NAMESPACE,
-                     table_name(topic), {tp.partition: seeks[tp] for tp in tps})
+                     table_name(topic), {tp.partition: consumer.position(tp)
+                                         for tp in tps if tp.topic == topic})
+
+    def _assign(self, consumer: Any, writer: Writer) -> list[TopicPartition]:
+        """Assign every partition and seek to the offsets the tables cover."""
+        opened = self._open(consumer, writer)
+        parts = [TopicPartition(topic, p) for topic in self.topics
+                 for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(parts)
-        for tp, offset in seeks.items():
-            consumer.seek(tp, offset)
+        self._seek(consumer, parts, opened)
         return parts
 
-    def _poll(self, consumer: Any) -> int:
+    def _subscribe(self, consumer: Any, writer: Writer) -> None:
+        """Join the group: partitions come with assignments (:meth:`_rebalanced`)."""
+        self._open(consumer, writer)
+        self._rebalance = _Rebalance()
+        consumer.subscribe(list(self.topics), listener=self._rebalance)
+
+    def _rebalanced(self, consumer: Any, writer: Writer,
+                    events: list[tuple[list[TopicPartition], list[TopicPartition]]]
+                    ) -> set[TopicPartition]:
+        """After a rebalance: commit what was read (a partition's new owner drops what is
+        archived already), then seek each newly assigned partition to the offsets the
+        tables cover now (another archiver may have archived it until now). Returns the
+        partitions whose records of this poll must be dropped (read from elsewhere)."""
+        revoked = {tp for lost, _ in events for tp in lost}
+        assigned = {tp for _, got in events for tp in got}
+        for state in self.topics.values():
+            while len(state.batch):
+                self._submit(state, writer)
+        while writer.pending:
+            self._settle(consumer, writer, timeout=None)
+        now = set(consumer.assignment())
+        for tp in revoked - now:
+            self.topics[tp.topic].covered.pop(tp.partition, None)
+        fresh = sorted(assigned & now)
+        if fresh:
+            wanted: dict[str, list[int]] = {}
+            for tp in fresh:
+                wanted.setdefault(tp.topic, []).append(tp.partition)
+            self._seek(consumer, fresh, writer.resume(wanted))
+        self.rebalances += 1
+        log.info("rebalance: %d partition(s) now (%d revoked, %d assigned)", len(now),
+                 len(revoked), len(assigned))
+        return revoked | assigned
+
+    def _poll(self, consumer: Any, writer: Writer) -> int:
         got = 0
-        for tp, records in consumer.poll(timeout_ms=500).items():
+        polled = consumer.poll(timeout_ms=500)
+        events = self._rebalance.drain() if self._rebalance is not None else []
+        if events:
+            touched = self._rebalanced(consumer, writer, events)
+            polled = {tp: records for tp, records in polled.items() if tp not in touched}
+        for tp, records in polled.items():
             self.topics[tp.topic].batch.add(Chunk.pack(tp.partition, records))
             got += len(records)
         if got:
@@ -457,13 +483,15 @@ class Archiver:
         self.partition_lag = per_partition
 
     def _submit(self, state: TopicState, writer: Writer) -> None:
-        """Hand (at most ``batch_rows`` of) the batch to the writer, in order."""
+        """Hand (at most ``batch_rows`` of) the batch to the writer, in order, with the
+        offsets its partitions end at."""
         batch = state.batch.take(self.batch_rows)
-        covered = dict(state.covered)
+        covered: dict[int, int] = {}
         for chunk in batch.chunks:  # offsets rise within a partition
-            last = int(chunk.offsets[-1]) + 1
-            covered[chunk.partition] = max(covered.get(chunk.partition, 0), last)
-        state.covered = covered
+            covered[chunk.partition] = int(chunk.offsets[-1]) + 1
+        for partition, offset in covered.items():
+            if partition in state.covered:
+                state.covered[partition] = max(state.covered[partition], offset)
         writer.submit(state, batch, covered)
 
     def _settle(self, consumer: Any, writer: Writer, *, timeout: float | None) -> None:
@@ -484,16 +512,23 @@ class Archiver:
                 return
 
 
+class _Rebalance(ConsumerRebalanceListener):
+    """Queues partition changes for the consumer loop (kafka-python calls this on its IO
+    loop, which must not block: :meth:`Archiver._rebalanced` does the work after the poll)."""
 
+    def __init__(self) -> None:
+        self._events: list[tuple[list[TopicPartition], list[TopicPartition]]] = []
+        self._lock = threading.Lock()
 
-def _alive(pid: str) -> bool:
-    """Whether the process ``pid`` (text from the lock file) exists."""
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        with self._lock:
+            self._events.append((list(revoked), []))
 
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        with self._lock:
+            self._events.append(([], list(assigned)))
 
+    def drain(self) -> list[tuple[list[TopicPartition], list[TopicPartition]]]:
+        with self._lock:
+            events, self._events = self._events, []
+        return events

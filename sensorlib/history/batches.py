@@ -171,6 +171,8 @@ class TopicState:
     archived: int = 0
     invalid: int = 0
     duplicates: int = 0  # retried copies (same sensorId and eventId) not archived again
+    skipped: int = 0  # records another archiver had archived already (after a rebalance)
+    conflicts: int = 0  # commits retried because another writer committed first
     commits: int = 0
     last_commit: datetime | None = None
 
@@ -192,13 +194,26 @@ class Retries:
             pairs = self._pairs[partition] = SeenEvents(self.span_ms)
         return pairs.first(sensor_id, event_id, at_ms)
 
+    def reload(self, table: Any, partitions: set[int]) -> None:
+        """Forget ``partitions``' pairs and take them from the table instead (a partition
+        newly assigned to this archiver: another one archived it until now)."""
+        for partition in partitions:
+            self._pairs.pop(partition, None)
+        fresh = Retries.from_table(table, self.span_ms, partitions)
+        for partition in partitions:
+            if partition in fresh._pairs:
+                self._pairs[partition] = fresh._pairs[partition]
+
     @classmethod
-    def from_table(cls, table: Any, span_ms: int) -> Retries:
+    def from_table(cls, table: Any, span_ms: int, partitions: set[int] | None = None
+                   ) -> Retries:
         """The pairs of the table's newest ``span_ms`` of record time (a restart forgets
-        nothing the running writer would have remembered)."""
-        from pyiceberg.expressions import And, GreaterThanOrEqual, NotNull
+        nothing the running writer would have remembered), of ``partitions`` only if given."""
+        from pyiceberg.expressions import And, GreaterThanOrEqual, In, NotNull
 
         out = cls(span_ms)
+        if partitions is not None and not partitions:
+            return out
         if table.current_snapshot() is None or "event_id" not in table.schema().column_names:
             return out
         field = table.schema().find_field("record_time").field_id
@@ -209,8 +224,10 @@ class Retries:
         if newest is None:
             return out
         since = datetime.fromtimestamp((newest // 1000 - span_ms) / 1000, UTC)
-        rows = table.scan(row_filter=And(NotNull("event_id"),
-                                         GreaterThanOrEqual("record_time", since.isoformat())),
+        where = And(NotNull("event_id"), GreaterThanOrEqual("record_time", since.isoformat()))
+        if partitions is not None:
+            where = And(where, In("kafka_partition", set(partitions)))
+        rows = table.scan(row_filter=where,
                           selected_fields=("kafka_partition", "kafka_offset", "sensor_id",
                                            "event_id", "record_time")).to_arrow()
         rows = rows.sort_by([("kafka_partition", "ascending"), ("kafka_offset", "ascending")])

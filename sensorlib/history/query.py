@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "ALERTS",
     "ALERTS_PER_RULE",
+    "CLUSTER_PROPERTY",
     "DAILY_STATS",
     "DEAD_LETTERS",
     "NAMED_QUERIES",
@@ -57,6 +58,8 @@ __all__ = [
     "catalog_exists",
     "catalog_path",
     "catalog_uri",
+    "check_cluster",
+    "check_tail_cluster",
     "connect",
     "describe_catalog",
     "event_range",
@@ -80,6 +83,9 @@ NAMESPACE = "sensorlib"
 OFFSETS_PROPERTY = "sensorlib.kafka-offsets"
 #: Table property naming the topic a table archives.
 TOPIC_PROPERTY = "sensorlib.topic"
+#: Table property naming the Kafka cluster (its id) whose topic the table archives: set by
+#: the first archiver, checked by every archiver and by the reads that add Kafka's tail.
+CLUSTER_PROPERTY = "sensorlib.kafka-cluster-id"
 
 _TABLE_PROPERTIES = {
     # Old metadata.json files are deleted as new ones are written.
@@ -88,6 +94,10 @@ _TABLE_PROPERTIES = {
     # One manifest per 30-second append would make every scan plan slower and slower.
     "commit.manifest-merge.enabled": "true",
     "write.parquet.compression-codec": "zstd",
+    # No commit is retried by pyiceberg on its own (it would rebase an append onto another
+    # writer's snapshot without the offset check): the archiver and compaction retry
+    # themselves, checking the table's Kafka offsets again (writer.commit_batch).
+    "commit.retry.num-retries": "0",
 }
 
 
@@ -338,6 +348,18 @@ def open_table(settings: Settings, kind: TableKind) -> Table:
             for name in missing:
                 update.add_column(name, schema.find_field(name).field_type)
         table = table.refresh()
+    stale = {k: v for k, v in _TABLE_PROPERTIES.items() if table.properties.get(k) != v}
+    if stale:  # a table of an older sensorlib: today's properties
+        from pyiceberg.exceptions import CommitFailedException
+
+        for _ in range(10):
+            try:
+                with table.transaction() as tx:
+                    tx.set_properties(stale)
+                break
+            except CommitFailedException:
+                table = table.refresh()
+        table = table.refresh()
     return table
 
 
@@ -380,21 +402,73 @@ def load_table(settings: Settings, kind: TableKind) -> Table | None:
 def snapshot_offsets(table: Table, snapshot_id: int | None = None) -> dict[int, int]:
     """Partition -> next Kafka offset covered by the table at a snapshot (default: current).
 
-    Walks back from the snapshot to the newest one that carries the property, so a
-    snapshot written by another tool (or an old compaction) does not lose the place.
+    The newest committed offset of each partition across the snapshot and its ancestors
+    (several archivers each commit their own partitions, so the last snapshot may be
+    another writer's; a snapshot written by another tool, or an old compaction, carries
+    none). Offsets only rise: each commit checks the table's offsets first
+    (:func:`sensorlib.history.writer.commit_batch`).
     """
     snapshot = (table.current_snapshot() if snapshot_id is None
                 else table.snapshot_by_id(snapshot_id))
-    while snapshot is not None:
+    by_id = {s.snapshot_id: s for s in table.metadata.snapshots}
+    out: dict[int, int] = {}
+    seen: set[int] = set()
+    while snapshot is not None and snapshot.snapshot_id not in seen:
+        seen.add(snapshot.snapshot_id)
         raw = snapshot.summary.additional_properties.get(OFFSETS_PROPERTY) \
             if snapshot.summary is not None else None
         if raw:
-            data = json.loads(raw)
-            return {int(p): int(o) for p, o in data["offsets"].items()}
-        if snapshot.parent_snapshot_id is None:
-            break
-        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id)
-    return {}
+            for p, o in json.loads(raw)["offsets"].items():
+                if int(o) > out.get(int(p), -1):
+                    out[int(p)] = int(o)
+        snapshot = by_id.get(snapshot.parent_snapshot_id)  # type: ignore[arg-type]
+    return out
+
+
+def check_cluster(table: Table, topic: str, cluster: str | None, bootstrap: str) -> None:
+    """Refuse to merge ``topic`` of Kafka cluster ``cluster`` (at ``bootstrap``) into a table
+    that archives another cluster's topic, or another topic of the same table name.
+
+    Raises:
+        ClusterMismatch: naming both clusters (or both topics) and the warehouse.
+    """
+    from sensorlib.errors import ClusterMismatch
+
+    props = table.properties
+    name = ".".join(table.name())
+    where = _local_path(table.location())
+    recorded_topic = props.get(TOPIC_PROPERTY)
+    if recorded_topic and recorded_topic != topic:
+        raise ClusterMismatch(
+            f"table {name} ({where}) archives topic {recorded_topic!r}, not {topic!r} (both "
+            "names map to the same table): refusing to merge them; use another warehouse "
+            "(SENSORLIB_WAREHOUSE)")
+    recorded = props.get(CLUSTER_PROPERTY)
+    if recorded and cluster and recorded != cluster:
+        raise ClusterMismatch(
+            f"table {name} ({where}) archives topic {topic!r} of Kafka cluster {recorded}, "
+            f"but {bootstrap} is Kafka cluster {cluster}: refusing to merge another cluster's "
+            f"{topic!r} into it (its offsets name other records); use another warehouse "
+            "(SENSORLIB_WAREHOUSE) for this cluster")
+
+
+def check_tail_cluster(settings: Settings, kind: TableKind) -> None:
+    """Before Kafka's tail is added to ``kind``'s archive: refuse when the archive holds
+    another Kafka cluster's topic (:func:`check_cluster`; asks Kafka for its cluster id only
+    when the table records one).
+
+    Raises:
+        ClusterMismatch: the archive and ``settings.bootstrap_servers`` are two clusters.
+    """
+    table = load_table(settings, kind)
+    if table is None:
+        return
+    live = None
+    if table.properties.get(CLUSTER_PROPERTY):
+        from sensorlib.kafka.admin import cluster_id
+
+        live = cluster_id(settings)
+    check_cluster(table, kind.topic(settings), live, settings.bootstrap_servers)
 
 
 def offsets_property(topic: str, offsets: dict[int, int]) -> dict[str, str]:
@@ -682,6 +756,7 @@ def _add_tail(con: Any, settings: Settings, kind: TableKind, table: Any, day: st
         return 0, (f"Kafka at {settings.bootstrap_servers} is not reachable: {kind.name} holds "
                    "the archive only")
     records = READING_RECORDS if kind is READINGS else ALERT_RECORDS
+    check_tail_cluster(settings, kind)
     try:
         frames = fetch(settings, topic, None, records, progress=False, slack=timedelta(0),
                        timeout=10.0, offsets=snapshot_offsets(table))

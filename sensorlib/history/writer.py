@@ -8,17 +8,25 @@ import logging
 import multiprocessing
 import os
 import queue
+import random
 import signal
 import sys
 import threading
+import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+
 from sensorlib.config import Settings
-from sensorlib.errors import ArchiveError
+from sensorlib.errors import ArchiveError, ClusterMismatch
 from sensorlib.history.query import (
     BY_NAME,
+    CLUSTER_PROPERTY,
     READINGS,
+    check_cluster,
     offsets_property,
     open_table,
     snapshot_offsets,
@@ -40,8 +48,12 @@ from sensorlib.history.batches import Batch, Retries, TopicState, decode_batch, 
 # another, each with the offsets its own rows end at, so a snapshot's offsets are always
 # exactly those whose rows the table holds. After a failed commit the writer commits
 # nothing more (a later batch's offsets would cover the failed batch's rows: a gap).
-# A SIGKILLed archiver takes its writer with it (the kernel kills the child); the writer
-# holds the archiver's lock file too (inherited), so no successor starts before it is gone.
+# Several archivers (one consumer group, each its own partitions) commit to the same tables
+# through Iceberg's optimistic commit: each commit first reads the offsets the table covers
+# and drops the rows at or below them (commit_batch), so a writer that lost a partition in a
+# rebalance — or a SIGKILLed archiver's writer still finishing its commit — never archives a
+# record twice, and never leaves a gap (its batch starts at or below the table's offsets:
+# its previous batch of that partition was committed, or dropped as already archived).
 # PR_SET_PDEATHSIG follows the forking *thread*: run() forks and joins the writer itself.
 
 _PR_SET_PDEATHSIG = 1
@@ -65,12 +77,111 @@ def can_fork_writer() -> bool:
     return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
 
 
+#: Commit attempts of one batch (each after a conflict: another archiver or a compaction
+#: committed first; the table is refreshed and its offsets checked again).
+COMMIT_ATTEMPTS = 40
+
+
+def _new_rows(rows: pa.Table, committed: dict[int, int]) -> np.ndarray | None:
+    """Which rows are beyond the offsets the table already covers (None: all of them)."""
+    if not committed or not rows.num_rows:
+        return None
+    parts = rows["kafka_partition"].to_numpy()
+    offsets = rows["kafka_offset"].to_numpy()
+    floor = np.full(max(int(parts.max()), max(committed)) + 1, -1, dtype=np.int64)
+    for partition, offset in committed.items():
+        floor[partition] = offset
+    keep = offsets >= floor[parts]
+    return None if keep.all() else keep
+
+
+def commit_batch(target: Any, rows: pa.Table, topic: str, covered: dict[int, int],
+                 attempts: int = COMMIT_ATTEMPTS) -> tuple[Any, int, int, int]:
+    """Append a batch's rows with the offsets they end at, exactly once among several
+    writers: Iceberg's optimistic commit, checked and retried.
+
+    Each attempt reads the offsets the table (as of its current snapshot) covers, drops
+    the rows at or below them (another archiver, which took the partition over, archived
+    them already), records the merged offsets (each partition's newest) and commits; a
+    conflict (pyiceberg's ``CommitFailedException``: someone committed in between)
+    refreshes the table and tries again. The Parquet files are written once and reused
+    while the rows kept stay the same. Returns (the table, rows committed, rows dropped
+    as already archived, conflicts).
+    """
+    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+    files: list[Any] | None = None
+    written_for: np.ndarray | None = None
+    conflicts = 0
+    for attempt in range(attempts):
+        committed = snapshot_offsets(target)
+        keep = _new_rows(rows, committed)
+        merged = dict(committed)
+        for partition, offset in covered.items():
+            merged[partition] = max(merged.get(partition, 0), offset)
+        chosen = rows if keep is None else rows.filter(pa.array(keep))
+        if merged == committed and not chosen.num_rows:
+            return target, 0, rows.num_rows, conflicts  # all of it is archived already
+        same = (keep is None and written_for is None) or (
+            keep is not None and written_for is not None and np.array_equal(keep, written_for))
+        if files is None or not same:
+            files = list(_dataframe_to_data_files(
+                table_metadata=target.metadata, write_uuid=uuid.uuid4(), df=chosen,
+                io=target.io)) if chosen.num_rows else []
+            written_for = keep
+        merge = str(target.properties.get("commit.manifest-merge.enabled", "false")) == "true"
+        try:
+            with target.transaction() as tx:
+                update = tx.update_snapshot(snapshot_properties=offsets_property(topic, merged))
+                with update.merge_append() if merge else update.fast_append() as append:
+                    for file in files:
+                        append.append_data_file(file)
+            return target, chosen.num_rows, rows.num_rows - chosen.num_rows, conflicts
+        except CommitFailedException:
+            conflicts += 1
+            if attempt == attempts - 1:
+                raise
+            time.sleep(random.uniform(0, min(0.5, 0.02 * (attempt + 1))))
+            target = target.refresh()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _open_tables(settings: Settings, kinds: list[Any], cluster: str | None
+                 ) -> dict[str, Any]:
+    """Open (create) the tables, check they archive this Kafka cluster's topics
+    (:func:`~sensorlib.history.query.check_cluster`) and record the cluster where not yet."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    tables: dict[str, Any] = {}
+    for kind in kinds:
+        topic = kind.topic(settings)
+        table = open_table(settings, kind)
+        for _ in range(COMMIT_ATTEMPTS):
+            check_cluster(table, topic, cluster, settings.bootstrap_servers)
+            if cluster is None or table.properties.get(CLUSTER_PROPERTY) == cluster:
+                break
+            try:
+                with table.transaction() as tx:
+                    tx.set_properties({CLUSTER_PROPERTY: cluster})
+                table = table.refresh()
+                break
+            except CommitFailedException:
+                table = table.refresh()
+        tables[topic] = table
+    return tables
+
+
 def _writer_loop(requests: Any, replies: Any, settings: Settings, parent: int | None,
                  others: tuple[Any, ...] = ()) -> None:
-    """The writer. ``("open", kind names)`` opens the tables and answers ``("opened",
-    {topic: offsets covered})``; then ``(topic, kind, covered, batch)`` messages are appended, each to its table with its offsets, answering ``("done",
-    rows, invalid, time)``. After an error it answers ``("error", message)`` and stops.
-    ``None`` (or a closed pipe) ends the loop.
+    """The writer. ``("open", kind names, cluster id)`` opens the tables (checking the
+    Kafka cluster they archive) and answers ``("opened", {topic: offsets covered})``;
+    ``("resume", {topic: partitions})`` re-reads the tables (another archiver may have
+    archived those partitions until now) and answers ``("resumed", {topic: offsets})``;
+    ``(topic, kind, covered, batch)`` messages are appended, each to its table with its
+    offsets (:func:`commit_batch`), answering ``("done", rows, invalid, time, duplicates,
+    skipped, conflicts)``. After an error it answers ``("error", message)`` (``"fatal"``:
+    the archive is another cluster's) and stops. ``None`` (or a closed pipe) ends the loop.
     """
     if parent is not None:  # a child process: dies with the archiver, ignores ^C/TERM
         for end in others:  # the archiver's ends (inherited): EOF when it closes its own
@@ -92,34 +203,33 @@ def _writer_loop(requests: Any, replies: Any, settings: Settings, parent: int | 
         try:
             if message[0] == "open":  # open (create) the tables, answer their offsets
                 kinds = [BY_NAME[name] for name in message[1]]
-                for kind in kinds:
-                    tables[kind.topic(settings)] = open_table(settings, kind)
-                    if kind is READINGS:
-                        retries = Retries.from_table(tables[kind.topic(settings)],
-                                                      retry_span_ms(settings))
+                tables = _open_tables(settings, kinds, message[2])
+                if READINGS in kinds:
+                    retries = Retries.from_table(tables[READINGS.topic(settings)],
+                                                 retry_span_ms(settings))
                 replies.send(("opened", {t: snapshot_offsets(table) for t, table in tables.items()}))
                 continue
-            from pyiceberg.exceptions import CommitFailedException
-
+            if message[0] == "resume":  # partitions newly assigned: the tables as they are now
+                answer = {}
+                for topic, partitions in message[1].items():
+                    tables[topic] = tables[topic].refresh()
+                    if topic == READINGS.topic(settings) and partitions:
+                        retries.reload(tables[topic], set(partitions))
+                    answer[topic] = snapshot_offsets(tables[topic])
+                replies.send(("resumed", answer))
+                continue
             topic, kind_name, covered, batch = message
             kind = BY_NAME[kind_name]
             table, invalid, duplicates = decode_batch(kind, batch, accept_of(settings), retries)
-            props = offsets_property(topic, covered)
-            target = tables[topic]
-            for attempt in range(5):
-                try:
-                    target.append(table, snapshot_properties=props)
-                    break
-                except CommitFailedException:
-                    # Someone else (a compaction) committed first: reload and try again.
-                    target = target.refresh()
-                    if attempt == 4:
-                        raise
-            tables[topic] = target
-            replies.send(("done", table.num_rows, invalid, datetime.now(UTC), duplicates))
+            tables[topic], rows, skipped, conflicts = commit_batch(tables[topic], table, topic,
+                                                                   covered)
+            replies.send(("done", rows, invalid, datetime.now(UTC), duplicates, skipped,
+                          conflicts))
         except BaseException as exc:  # noqa: BLE001 - reported to the archiver, then stop
             try:
-                replies.send(("error", f"{type(exc).__name__}: {exc}"))
+                replies.send(("fatal" if isinstance(exc, ClusterMismatch) else "error",
+                              f"{type(exc).__name__}: {exc}" if not isinstance(
+                                  exc, ClusterMismatch) else str(exc)))
             except (OSError, ValueError):
                 pass
             return
@@ -171,15 +281,31 @@ class Writer:
         """Queue a message for the writer (in order; never blocks)."""
         self._outbox.put(message)
 
-    def opened(self) -> dict[str, dict[int, int]]:
-        """The answer to ``("open", …)``: topic -> the offsets the tables' snapshots cover."""
+    def _reply(self, doing: str) -> Any:
         try:
             reply = self._replies.recv()
         except (EOFError, OSError):
-            raise ArchiveError("the archive writer died while opening the tables") from None
+            raise ArchiveError(f"the archive writer died while {doing}") from None
+        if reply[0] == "fatal":
+            raise ClusterMismatch(reply[1])
         if reply[0] == "error":
-            raise ArchiveError(f"opening the archive failed: {reply[1]}")
+            raise ArchiveError(f"{doing} failed: {reply[1]}")
         return reply[1]
+
+    def opened(self) -> dict[str, dict[int, int]]:
+        """The answer to ``("open", …)``: topic -> the offsets the tables' snapshots cover.
+
+        Raises:
+            ClusterMismatch: the archive holds another Kafka cluster's topic.
+        """
+        return self._reply("opening the archive")
+
+    def resume(self, partitions: dict[str, list[int]]) -> dict[str, dict[int, int]]:
+        """The tables' offsets now (topic -> partition -> next offset), re-read for
+        ``partitions`` newly assigned to this archiver; call with no batch pending."""
+        assert not self.pending, "resume() after every pending batch is settled"
+        self.send(("resume", partitions))
+        return self._reply("re-reading the archive's offsets")
 
     def submit(self, state: TopicState, batch: Batch, covered: dict[int, int]) -> None:
         self.send((state.topic, state.kind.name, covered, batch))
@@ -195,17 +321,22 @@ class Writer:
         except (EOFError, OSError):
             raise ArchiveError("the archive writer died; the tables hold everything "
                                "committed so far (a restart resumes from there)") from None
-        if reply[0] == "error":
+        if reply[0] in ("error", "fatal"):
             raise ArchiveError(f"writing the archive failed: {reply[1]}")
         state, covered = self.pending.pop(0)
-        _, rows, invalid, when, duplicates = reply
+        _, rows, invalid, when, duplicates, skipped, conflicts = reply
         state.archived += rows
         state.invalid += invalid
         state.duplicates += duplicates
+        state.skipped += skipped
+        state.conflicts += conflicts
         state.commits += 1
         state.last_commit = when
         if invalid:
             log.warning("%d invalid record(s) of %s were not archived", invalid, state.topic)
+        if skipped:
+            log.info("%d record(s) of %s were archived already (by the partition's previous "
+                     "owner) and were not archived again", skipped, state.topic)
         return state, covered
 
     def close(self, timeout: float = 120.0) -> None:

@@ -119,6 +119,26 @@ def kafka_reachable(settings: Settings, timeout: float = 1.0) -> bool:
     return False
 
 
+def cluster_id(settings: Settings, timeout: float = 10.0) -> str | None:
+    """The id of the Kafka cluster at ``settings.bootstrap_servers`` (None: the broker
+    does not say, a broker older than Kafka 0.10.1).
+
+    Raises:
+        KafkaUnavailable: Kafka did not answer within ``timeout``.
+    """
+    try:
+        admin = make_admin(settings, client_id="sensorlib-cluster-id",
+                           request_timeout_ms=int(timeout * 1000))
+    except KafkaError as exc:
+        raise KafkaUnavailable(settings.bootstrap_servers, str(exc)) from exc
+    try:
+        return admin.describe_cluster().get("cluster_id")
+    except KafkaError as exc:
+        raise KafkaUnavailable(settings.bootstrap_servers, str(exc)) from exc
+    finally:
+        admin.close()
+
+
 def wait_for_kafka(settings: Settings, timeout: float = 30.0) -> None:
     """Block until Kafka answers metadata requests, or raise :class:`KafkaUnavailable`."""
     deadline = time.monotonic() + timeout

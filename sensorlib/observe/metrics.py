@@ -139,6 +139,8 @@ class ArchiverMetrics:
     - ``sensorlib_archive_rows_total{table}``: rows appended to the Iceberg table (committed);
     - ``sensorlib_archive_invalid_records_total{table}``: records not archived (invalid);
     - ``sensorlib_archive_commits_total{table}``: Iceberg commits;
+    - ``sensorlib_archive_commit_conflicts_total{table}``: commits retried because another
+      writer (archiver, compaction) committed first;
     - ``sensorlib_archive_pending_rows{table}``: records read from Kafka, waiting in the
       next batch (batches being written are not counted);
     - ``sensorlib_archive_last_commit_timestamp_seconds{table}``: when the last commit was;
@@ -164,6 +166,9 @@ class ArchiverMetrics:
                                       "archived because they are invalid", labels=["table"])
         commits = CounterMetricFamily("sensorlib_archive_commits", "Iceberg commits",
                                       labels=["table"])
+        conflicts = CounterMetricFamily("sensorlib_archive_commit_conflicts", "Commits retried "
+                                        "because another writer committed first",
+                                        labels=["table"])
         pending = GaugeMetricFamily("sensorlib_archive_pending_rows", "Records read from Kafka "
                                     "waiting in the next batch (not yet handed to the writer)",
                                     labels=["table"])
@@ -174,6 +179,7 @@ class ArchiverMetrics:
             rows.add_metric([table], state.archived)
             invalid.add_metric([table], state.invalid)
             commits.add_metric([table], state.commits)
+            conflicts.add_metric([table], state.conflicts)
             pending.add_metric([table], len(state.batch))
             if state.last_commit is not None:
                 last.add_metric([table], state.last_commit.timestamp())
@@ -182,4 +188,4 @@ class ArchiverMetrics:
                                 labels=["topic", "partition"])
         for (topic, partition), records in sorted(self._archiver.partition_lag.items()):
             lag.add_metric([topic, str(partition)], records)
-        yield from (rows, invalid, commits, pending, last, lag)
+        yield from (rows, invalid, commits, conflicts, pending, last, lag)

@@ -170,6 +170,8 @@ def _read(kind: RecordKind, topic_of: Callable[[Settings], str], settings: Setti
     if archived is not None:
         kafka_tail: list[pd.DataFrame] = []
         if source == "auto" and not kafka_down:
+            # Offsets of another cluster's topic of the same name name other records.
+            history.check_tail_cluster(settings, table_kind)
             kafka_tail = fetch(settings, topic, None, kind, progress=progress,
                                slack=timedelta(0), timeout=timeout, offsets=archived.offsets)
         out = _with_tail(archived.frame, kafka_tail, kind, t0, t1, wanted, topic, categories)

@@ -1,4 +1,5 @@
-"""``sensorlib processor --workers N``: N processor processes in one group, one API in front.
+"""``sensorlib processor --workers N``: N processor processes in one group, one API in front
+(and ``sensorlib archive --workers N``: N archivers in one group, one ``/health`` in front).
 
 One Python process runs the processor loop on one core (the GIL); a group of N processes
 shares the readings topic's partitions (partitions ≥ N, else some workers idle) and uses
@@ -17,6 +18,12 @@ reference's API over all workers:
 - ``/metrics``: every worker's metrics with a ``worker`` label.
 
 A worker that exits is started again after a second (crash-only, like the loop itself).
+
+``sensorlib archive --workers N`` runs N ``sensorlib archive`` children the same way (the
+archivers split the partitions of the group ``archiver-group``; see
+:mod:`sensorlib.history.archiver`); its front answers ``/health`` (200 only when every
+archiver is healthy; rows archived, conflicts and skipped records summed per table) and
+``/metrics`` (labelled ``worker``): :func:`create_archive_front_app`.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from sensorlib.errors import BodyTooLarge, BodyTooSlow, UsageError
 from sensorlib.kafka.ports import free_port
 from sensorlib.services.common import guard, health_response, read_limited_body
 
-__all__ = ["Workers", "create_front_app", "merge_metrics"]
+__all__ = ["Workers", "create_archive_front_app", "create_front_app", "merge_metrics"]
 
 log = logging.getLogger("sensorlib.workers")
 
@@ -55,12 +62,16 @@ RESTART_DELAY = 1.0
 
 
 class Workers:
-    """N ``sensorlib processor`` child processes on private ports, restarted if they exit."""
+    """N ``sensorlib processor`` (or ``service``) child processes on private ports,
+    restarted if they exit; ``options`` are added to each child's command line."""
 
-    def __init__(self, settings: Settings, count: int, instance: str = "1") -> None:
+    def __init__(self, settings: Settings, count: int, instance: str = "1", *,
+                 service: str = "processor", options: Iterable[str] = ()) -> None:
         if count < 1:
             raise UsageError(f"--workers must be at least 1 (got {count})")
         self.settings = settings
+        self.service = service
+        self.options = list(options)
         self.names = [f"{instance}-w{k}" for k in range(1, count + 1)]
         self.ports = [free_port() for _ in self.names]
         self._procs: list[subprocess.Popen[bytes] | None] = [None] * count
@@ -74,8 +85,10 @@ class Workers:
 
     def _spawn(self, k: int) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.settings.to_env()}
-        command = [sys.executable, "-m", "sensorlib.cli", "processor", "--instance",
-                   self.names[k], "--host", "127.0.0.1", "--port", str(self.ports[k])]
+        command = [sys.executable, "-m", "sensorlib.cli", self.service]
+        if self.service == "processor":
+            command += ["--instance", self.names[k]]
+        command += ["--host", "127.0.0.1", "--port", str(self.ports[k]), *self.options]
         return subprocess.Popen(command, env=env)
 
     def start(self) -> None:
@@ -89,8 +102,8 @@ class Workers:
         while not self._stop.wait(RESTART_DELAY):
             for k, proc in enumerate(self._procs):
                 if proc is not None and proc.poll() is not None and not self._stop.is_set():
-                    log.warning("processor worker %s exited with %s; starting it again",
-                                self.names[k], proc.returncode)
+                    log.warning("%s worker %s exited with %s; starting it again",
+                                self.service, self.names[k], proc.returncode)
                     self._procs[k] = self._spawn(k)
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -271,6 +284,76 @@ def create_front_app(settings: Settings, workers: Workers) -> FastAPI:
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         """Every worker's Prometheus metrics, labelled ``worker``."""
+        texts = {names[url]: answer.text for url, answer in (await each("/metrics")).items()
+                 if isinstance(answer, httpx.Response) and answer.status_code == 200}
+        return Response(merge_metrics(texts), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def create_archive_front_app(settings: Settings, workers: Workers) -> FastAPI:
+    """``/health`` and ``/metrics`` in front of N archivers (module docstring); starts and
+    stops them."""
+    client = httpx.AsyncClient(timeout=5.0)
+    names = dict(zip(workers.urls, workers.names, strict=True))
+
+    async def each(path: str) -> dict[str, httpx.Response | Exception]:
+        async def one(url: str) -> httpx.Response | Exception:
+            try:
+                return await client.get(url + path)
+            except httpx.HTTPError as exc:
+                return exc
+        answers = await asyncio.gather(*(one(u) for u in workers.urls))
+        return dict(zip(workers.urls, answers, strict=True))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        workers.start()
+        try:
+            yield
+        finally:
+            await client.aclose()
+            await asyncio.to_thread(workers.stop)
+
+    app = FastAPI(title=f"sensorlib archive ({len(workers.names)} workers)", version=__version__,
+                  lifespan=lifespan)
+    app.state.settings, app.state.service_name = settings, "archiver"
+    guard(app, settings)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        bodies, problems = [], []
+        for url, answer in (await each("/health")).items():
+            name = names[url]
+            if isinstance(answer, Exception):
+                problems.append(f"worker {name} does not answer ({type(answer).__name__})")
+                continue
+            body = answer.json()
+            bodies.append({"worker": name, **body})
+            problems.extend(f"worker {name}: {p}" for p in body.get("problems", []))
+            if answer.status_code != 200 and not body.get("problems"):
+                problems.append(f"worker {name} is {body.get('status', 'unhealthy')}")
+        tables: dict[str, dict[str, Any]] = {}
+        for body in bodies:
+            for topic, figures in (body.get("tables") or {}).items():
+                into = tables.setdefault(topic, {"table": figures.get("table")})
+                for key in ("archived", "invalid", "duplicates", "skipped", "conflicts",
+                            "commits", "pending", "lag"):
+                    into[key] = (into.get(key) or 0) + (figures.get(key) or 0)
+        return health_response({
+            "status": "unhealthy" if problems else "ok",
+            "ok": not problems,
+            "problems": problems,
+            "kafka": bodies[0].get("kafka", "unknown") if bodies else "unknown",
+            "group": settings.archiver_group,
+            "warehouse": str(settings.warehouse),
+            "tables": tables,
+            "workers": bodies,
+        })
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Every archiver's Prometheus metrics, labelled ``worker``."""
         texts = {names[url]: answer.text for url, answer in (await each("/metrics")).items()
                  if isinstance(answer, httpx.Response) and answer.status_code == 200}
         return Response(merge_metrics(texts), media_type=CONTENT_TYPE_LATEST)

@@ -33,6 +33,7 @@ from sensorlib.kafka.clients import make_producer
 from sensorlib.kafka.ports import free_port
 from sensorlib.model.events import Alert, Reading
 from sensorlib.replay.reader import ReplayWarning, read_alerts, read_readings
+from tests.support import eventually
 
 pytestmark = pytest.mark.kafka
 
@@ -488,23 +489,48 @@ def test_service_health_status_and_clean_stop(archived: Settings, tmp_path: Path
     assert f"archived {n:,} from" in log.read_text()
 
 
-def test_one_archiver_per_warehouse(archived: Settings) -> None:
-    stop = threading.Event()
-    first = Archiver(archived)
-    thread = threading.Thread(target=first.run, args=(stop,), daemon=True)
-    thread.start()
+@on_both_catalogs
+def test_two_archivers_split_the_partitions_and_take_over_each_others(archived: Settings
+                                                                      ) -> None:
+    """Two archivers in one group: each archives its own partitions; when one stops, the
+    other takes its partitions over from the table's offsets: every reading once."""
+    settings = archived.replace(archiver_group=f"archiver-{os.urandom(4).hex()}")
+    first_half = fleet(datetime.now(UTC) - timedelta(hours=2), 10)
+    second_half = fleet(datetime.now(UTC) - timedelta(hours=1), 10, seed=6)
+    publish(settings, first_half)
+    stops = [threading.Event(), threading.Event()]
+    archivers = [Archiver(settings, batch_rows=500, batch_seconds=0.3) for _ in stops]
+    threads = [threading.Thread(target=a.run, args=(stop,), daemon=True)
+               for a, stop in zip(archivers, stops, strict=True)]
+    for thread in threads:
+        thread.start()
+    topic = settings.topic_readings
     try:
-        deadline = time.monotonic() + 60
-        while first.state != "running":
-            assert first.state != "error", first.error
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        with pytest.raises(ArchiveError, match="another archiver"):
-            Archiver(archived).run(until_caught_up=True)
+        def split() -> bool:
+            owned = [set(a.topics[topic].covered) if topic in a.topics else set()
+                     for a in archivers]
+            return all(owned) and not owned[0] & owned[1] and len(owned[0] | owned[1]) == 3
+        eventually(split, timeout=60)
+        eventually(lambda: sum(a.topics[topic].archived for a in archivers) == len(first_half),
+                   timeout=60)
+        stops[0].set()
+        threads[0].join(timeout=60)
+        publish(settings, second_half)
+        eventually(lambda: len(archivers[1].topics[topic].covered) == 3, timeout=60)
+        total = len(first_half) + len(second_half)
+        eventually(lambda: sum(a.topics[topic].archived for a in archivers) == total,
+                   timeout=60)
+        assert archivers[1].rebalances >= 2
+        body = archivers[1].health()[1]
+        assert body["assignedPartitions"][topic] == [0, 1, 2]
     finally:
-        stop.set()
-        thread.join(timeout=30)
-    assert first.state == "stopped"
+        for stop in stops:
+            stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    table = table_rows(settings)
+    coords = list(zip(table["kafka_partition"], table["kafka_offset"], strict=True))
+    assert len(coords) == len(set(coords)) == total, "a reading was archived twice or lost"
 
 
 def test_health_json_is_valid_before_start(archived: Settings) -> None:

@@ -101,3 +101,25 @@ def test_two_workers_share_the_partitions_behind_one_api(spawn, topics: Settings
     eventually(lambda: not _health(front.url).get("ok"), 30)
     eventually(lambda: _both_own_partitions(front.url), 120)
     assert len(psutil.Process(front.process.pid).children()) == 2
+
+
+def test_two_archivers_behind_one_health(spawn, topics: Settings, tmp_path) -> None:
+    """``sensorlib archive --workers 2``: both archivers in the group, their rows summed."""
+    settings = topics.replace(warehouse_dir=tmp_path / "warehouse")
+    front = spawn("archive", settings, "--workers", "2", "--batch-seconds", "0.5", wait=False)
+    topic = settings.topic_readings
+
+    def spread() -> dict:
+        body = _health(front.url)
+        owned = [set(w.get("assignedPartitions", {}).get(topic, []))
+                 for w in body.get("workers", [])]
+        return body if len(owned) == 2 and all(owned) and owned[0] | owned[1] == {0, 1, 2} \
+            else {}
+    body = eventually(lambda: spread(), 120)
+    assert body["ok"] and body["group"] == settings.archiver_group
+    _produce(settings)
+    body = eventually(lambda: (b := _health(front.url)).get("tables", {}).get(topic, {})
+                      .get("archived") == len(SENSORS) and b, 60)
+    assert len({w["worker"] for w in body["workers"]}) == 2
+    metrics = httpx.get(front.url + "/metrics", timeout=5).text
+    assert 'sensorlib_archive_rows_total{table="' in metrics and 'worker="1-w2"' in metrics

@@ -20,3 +20,13 @@ def test_worker_counts_in_range_are_taken() -> None:
     for value in (1, 2, MAX_WORKERS):
         args = build_parser().parse_args(["processor", "--workers", str(value)])
         assert args.workers == value
+
+
+def test_archive_takes_workers_but_not_with_until_caught_up(tmp_path) -> None:
+    from sensorlib.config import Settings
+    from sensorlib.errors import UsageError
+
+    assert build_parser().parse_args(["archive", "--workers", "3"]).workers == 3
+    args = build_parser().parse_args(["archive", "--workers", "2", "--until-caught-up"])
+    with pytest.raises(UsageError, match="--workers"):
+        args.handler(args, Settings.from_env().replace(warehouse_dir=tmp_path))
