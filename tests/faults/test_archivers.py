@@ -104,7 +104,9 @@ def test_two_archivers_sigkilled_and_rebalanced_archive_1m_readings_exactly_once
     # with fewer readings, to keep the suite's time (~3.5 min per million here).
     n = 1_000_000 if catalog == "postgres" else 200_000
     topic = settings.topic_readings
-    feeder = threading.Thread(target=produce, args=(settings, n), kwargs={"pause": 0.5},
+    # The stream must outlast both kills and the restart (~70 s): 20 chunks, paced.
+    feeder = threading.Thread(target=produce, args=(settings, n),
+                              kwargs={"chunk": n // 20, "pause": 0.5 if n >= 1_000_000 else 3.0},
                               daemon=True)
     feeder.start()
     log = tmp_path / "archivers.log"
