@@ -144,6 +144,13 @@ class Rule(Generic[S]):
         self.moments_from: int | None = None
 
     @classmethod
+    def missing(cls) -> str | None:
+        """None when the rule can run here; else why not and how to fix it (e.g. a package
+        it needs is not installed). Turning such a rule on raises ``ConfigError``; the
+        generic contract test skips it with this reason."""
+        return None
+
+    @classmethod
     def settings_from(cls, config: RuleConfig) -> Any:
         """This rule's settings in ``config`` (``config.rule_settings[name]``, or the
         defaults). The built-in rules read the flat RuleConfig fields instead."""

@@ -194,6 +194,11 @@ class MLScore(Rule[MLState]):
                              "humidity": s.ml_min_spread_humidity ** 2}
 
     @classmethod
+    def missing(cls) -> str | None:
+        """Why the rule cannot run here (river is not installed), or None."""
+        return river_missing()
+
+    @classmethod
     def quantities_of(cls, alerts: pd.DataFrame) -> pd.DataFrame:
         """The quantity the alert names."""
         import pandas as pd
