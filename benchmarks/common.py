@@ -58,7 +58,8 @@ def private_topics(settings: Settings, name: str) -> Settings:
     suffix = f"{name}-{uuid.uuid4().hex[:6]}"
     fresh = settings.replace(
         topic_readings=f"bench-readings-{suffix}", topic_alerts=f"bench-alerts-{suffix}",
-        topic_dlq=f"bench-dlq-{suffix}", processor_group=f"bench-group-{suffix}",
+        topic_dlq=f"bench-dlq-{suffix}", topic_faults=f"bench-faults-{suffix}",
+        processor_group=f"bench-group-{suffix}",
     )
     ensure_topics(fresh)
     return fresh

@@ -20,7 +20,8 @@ from sensorlib.kafka.clients import make_admin, make_consumer
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    """The three topics of the design with their partitions and retention."""
+    """The topics of the design with their partitions and retention: readings, alerts,
+    dead letters and the simulator's fault labels."""
     retention = str(settings.retention_hours * 3600 * 1000)
     rf = settings.replication_factor
     configs = {"retention.ms": retention, "cleanup.policy": "delete"}
@@ -28,6 +29,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.topic_readings, settings.partitions, rf, topic_configs=dict(configs)),
         NewTopic(settings.topic_alerts, settings.partitions, rf, topic_configs=dict(configs)),
         NewTopic(settings.topic_dlq, settings.dlq_partitions, rf, topic_configs=dict(configs)),
+        # A few labels an hour, keyed by sensor: one partition keeps them in order.
+        NewTopic(settings.topic_faults, 1, rf, topic_configs=dict(configs)),
     ]
 
 

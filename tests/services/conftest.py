@@ -17,7 +17,8 @@ def module_topics(base_settings: Settings, kafka_cluster: str) -> Settings:
     settings = base_settings.replace(
         bootstrap_servers=kafka_cluster, external=True,
         topic_readings=f"sensor-readings-{suffix}", topic_alerts=f"sensor-alerts-{suffix}",
-        topic_dlq=f"sensor-readings-dlq-{suffix}", processor_group=f"python-consumer-group-{suffix}",
+        topic_dlq=f"sensor-readings-dlq-{suffix}", topic_faults=f"sensor-faults-{suffix}",
+        processor_group=f"python-consumer-group-{suffix}",
     )
     ensure_topics(settings)
     return settings
