@@ -373,6 +373,14 @@ class Detector:
             profile = self._profiles[layered] = _Profile(layered)
         return profile
 
+    @property
+    def warmup(self) -> timedelta | None:
+        """The longest history a rule in force (with any settings layer) asks a restarted
+        processor to replay (:attr:`Rule.warmup <sensorlib.rules.Rule.warmup>`), or None."""
+        asked = [rule.warmup for profile in (self._default, *self._profiles.values())
+                 for rule in profile.rules if rule.warmup is not None]
+        return max(asked, default=None)
+
     def settings_for(self, sensor_id: str, location: str = "") -> RuleConfig:
         """The settings in force for a sensor: the one it was first seen with, else what a
         first reading from ``location`` would get (``RuleConfig.for_sensor``)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
@@ -137,6 +138,12 @@ class Rule(Generic[S]):
     examples: ClassVar[tuple[Any, ...]] = ()
     #: Tuning knobs: label -> Knob (``sensorlib.notebook.tuning.KNOBS`` lists them all).
     knobs: ClassVar[Mapping[str, Knob]] = {}
+    #: The event-time history a restarted processor must replay to rebuild this rule's state
+    #: (None: the window plus two minutes, what every processor replays, is enough). A rule
+    #: that learns over longer (``ml_score``) sets it, per instance from its settings; the
+    #: processor replays the longest any rule in force asks, bounded by
+    #: :data:`sensorlib.processor.warmup.MAX_WARMUP`.
+    warmup: timedelta | None = None
 
     def __init__(self, settings: Any = None) -> None:
         self.settings = self.Settings() if settings is None else settings
