@@ -10,7 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from sensorlib.cli import build_parser
 from sensorlib.config import Settings
+from sensorlib.errors import UsageError
 from sensorlib.history import query as history
 from sensorlib.history.archiver import Archiver
 from sensorlib.history.faults import FAULT_DTYPES, decode_faults, read_faults
@@ -26,8 +28,8 @@ END = datetime(2026, 6, 3, tzinfo=UTC)
 START = END - timedelta(hours=1)
 
 
-def test_simulated_faults_reach_the_topic_the_archive_and_a_backtest(topics: Settings,
-                                                                    tmp_path: Path) -> None:
+def test_simulated_faults_reach_the_topic_the_archive_and_a_backtest(
+        topics: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = topics.replace(warehouse_dir=tmp_path / "warehouse")
     published = run_simulation(settings, realtime=False, seed=7, interval=2.0, start=START,
                                end=END)
@@ -66,3 +68,13 @@ def test_simulated_faults_reach_the_topic_the_archive_and_a_backtest(topics: Set
     spikes = scores[(scores["rule"] == ANY) & (scores["fault"] == "spike")].iloc[0]
     assert spikes["faults"] == (expected["kind"] == "spike").sum() > 0
     assert spikes["recall"] >= 0.9
+    # The command does the same: sensorlib backtest --start … --end ….
+    parser = build_parser()
+    args = parser.parse_args(["backtest", "--start", START.isoformat(), "--end", END.isoformat()])
+    assert args.handler(args, settings) == 0
+    captured = capsys.readouterr()
+    assert f"spike ({spikes['faults']})" in captured.out
+    assert f"{published:,} readings, fault labels archived:" in captured.err
+    args = parser.parse_args(["backtest", "--end", END.isoformat()])
+    with pytest.raises(UsageError, match="--end needs --start"):
+        args.handler(args, settings)
