@@ -273,8 +273,9 @@ def run_simulation(
             next_tick += interval
             stop.wait(max(0.0, next_tick - time.monotonic()))
         if labels:  # stopped: the spells going on end at their last reading so far
+            # Queued only: closing the producer delivers them (no flush here: a stop must
+            # not wait on a Kafka that is down).
             producer.send_labels(sim.settled_labels(final=True))
-            producer.flush(timeout=flush_timeout)
         return published
     finally:
         if own:
