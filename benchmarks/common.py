@@ -59,6 +59,7 @@ def private_topics(settings: Settings, name: str) -> Settings:
     fresh = settings.replace(
         topic_readings=f"bench-readings-{suffix}", topic_alerts=f"bench-alerts-{suffix}",
         topic_dlq=f"bench-dlq-{suffix}", topic_rules=f"bench-rules-{suffix}",
+        topic_faults=f"bench-faults-{suffix}",
         processor_group=f"bench-group-{suffix}",
     )
     ensure_topics(fresh)

@@ -464,8 +464,9 @@ class Settings:
     ``KAFKA_SASL_MECHANISM`` / ``_USERNAME`` / ``_PASSWORD``, ``KAFKA_SSL_CAFILE``
     ``SENSORLIB_TOPIC_READINGS`` / ``_ALERTS`` / ``_DLQ``   topic names
     ``SENSORLIB_TOPIC_RULES``                 the compacted rule-settings table (``sensor-rules``)
+    ``SENSORLIB_TOPIC_FAULTS``                the simulator's fault labels (``sensor-faults``)
     ``SENSORLIB_PARTITIONS``                  partitions of readings and alerts (3)
-    ``SENSORLIB_RETENTION_HOURS``             retention of the three topics (168)
+    ``SENSORLIB_RETENTION_HOURS``             retention of readings, alerts, DLQ, faults (168)
     ``SENSORLIB_PROCESSOR_GROUP``             ``python-consumer-group``
     ``SENSORLIB_ARCHIVER_GROUP``              ``archiver-group``
     ``SENSORLIB_HOST``                        bind address of the services (127.0.0.1)
@@ -549,6 +550,9 @@ class Settings:
     topic_alerts: str = "sensor-alerts"
     topic_dlq: str = "sensor-readings-dlq"
     topic_rules: str = "sensor-rules"
+    #: The simulator's fault labels (kind, sensor, start, end): archived as the ``faults``
+    #: table, what backtests score against. Not in :attr:`topics` (it holds no readings).
+    topic_faults: str = "sensor-faults"
     partitions: int = 3
     dlq_partitions: int = 1
     replication_factor: int = 1
@@ -638,6 +642,7 @@ class Settings:
             topic_alerts=_str(env, "SENSORLIB_TOPIC_ALERTS", "sensor-alerts"),
             topic_dlq=_str(env, "SENSORLIB_TOPIC_DLQ", "sensor-readings-dlq"),
             topic_rules=_str(env, "SENSORLIB_TOPIC_RULES", "sensor-rules"),
+            topic_faults=_str(env, "SENSORLIB_TOPIC_FAULTS", "sensor-faults"),
             partitions=env_int(env, "SENSORLIB_PARTITIONS", 3),
             replication_factor=env_int(env, "SENSORLIB_REPLICATION_FACTOR", 1),
             retention_hours=env_int(env, "SENSORLIB_RETENTION_HOURS", 168),
@@ -818,6 +823,7 @@ class Settings:
             "SENSORLIB_TOPIC_ALERTS": self.topic_alerts,
             "SENSORLIB_TOPIC_DLQ": self.topic_dlq,
             "SENSORLIB_TOPIC_RULES": self.topic_rules,
+            "SENSORLIB_TOPIC_FAULTS": self.topic_faults,
             "SENSORLIB_PARTITIONS": str(self.partitions),
             "SENSORLIB_REPLICATION_FACTOR": str(self.replication_factor),
             "SENSORLIB_RETENTION_HOURS": str(self.retention_hours),

@@ -83,6 +83,7 @@ def private_settings(base: Settings, bootstrap: str, **changes: object) -> Setti
         topic_alerts=f"sensor-alerts-{suffix}",
         topic_dlq=f"sensor-readings-dlq-{suffix}",
         topic_rules=f"sensor-rules-{suffix}",
+        topic_faults=f"sensor-faults-{suffix}",
         processor_group=f"python-consumer-group-{suffix}",
         dashboard_readings_group=f"dashboard-readings-group-{suffix}",
         dashboard_alerts_group=f"dashboard-group-{suffix}",

@@ -151,6 +151,13 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
                           help="seconds after a fault's end an alert still detects it "
                                "(default: %(default)g)")
     backtest.add_argument("--csv", metavar="PATH", help="also write the tidy table as CSV")
+    backtest.add_argument("--start", metavar="TIME",
+                          help="score archived history instead of a simulation: the readings "
+                               "from TIME (the archive and the Kafka tail) against the fault "
+                               "labels the simulator published (the archive's faults table); "
+                               "e.g. 2026-01-05 or -7d")
+    backtest.add_argument("--end", metavar="TIME",
+                          help="with --start: the end of that period (default: now)")
     backtest.set_defaults(handler=cmd_backtest)
 
     producer = sub.add_parser("producer", help="the producer service (simulator + REST API, :8081)")

@@ -244,6 +244,17 @@ class SensorWindow:
         self._sh, self._sh2 = math.fsum(dh), math.fsum([d * d for d in dh])
         self._removed = 0
 
+    def _refresh_from(self, temps: np.ndarray, hums: np.ndarray) -> None:
+        """:meth:`_refresh` when the window holds exactly these values (in order): the same
+        sums (``math.fsum`` is exactly rounded, so the order of the terms does not matter),
+        without a Python tuple per item."""
+        t0 = self._t0 = float(temps[0])
+        h0 = self._h0 = float(hums[0])
+        dt, dh = temps - t0, hums - h0
+        self._st, self._st2 = math.fsum(dt.tolist()), math.fsum((dt * dt).tolist())
+        self._sh, self._sh2 = math.fsum(dh.tolist()), math.fsum((dh * dh).tolist())
+        self._removed = 0
+
     # -- reading ----------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -282,8 +293,10 @@ class SensorWindow:
         items = self._items
         n_old = len(items)
         final_cut = int(ts[-1]) - length
-        # A = the old items this run evicts (the deque's head), then the run itself.
-        evicted = list(takewhile(lambda item: item[0] <= final_cut, items))
+        # A = the old items this run evicts (the deque's head), then the run itself. A run
+        # longer than the window (the usual offline case) evicts them all: no scan.
+        evicted = list(items) if items and items[-1][0] <= final_cut else \
+            list(takewhile(lambda item: item[0] <= final_cut, items))
         n_ev = len(evicted)
         if n_ev:
             ev_ts, ev_t, ev_h = (np.array(col) for col in zip(*evicted, strict=True))
@@ -332,7 +345,10 @@ class SensorWindow:
                               (self._hmin, -hum)):
                 _push_run(q, values, ts, final_cut)
             if self._removed > max(256, 4 * len(items)):
-                self._refresh()
+                if n_ev == n_old and first < k:  # the window is the run's tail: from arrays
+                    self._refresh_from(temp[first:], hum[first:])
+                else:
+                    self._refresh()
 
         return count, moments, commit
 
@@ -420,6 +436,11 @@ def _push_run(q: deque[tuple[float, int]], values: np.ndarray, ts: np.ndarray,
               cut: int) -> None:
     """A monotonic max-deque after pushing an in-order run and evicting up to ``cut``: the
     entries larger than everything after them (as :func:`_push_max` one by one)."""
+    # Only the run's readings newer than the cut can stay: the rest (and every older entry
+    # not larger than the newest ones) would be evicted at once.
+    first = int(np.searchsorted(ts, cut, side="right"))
+    if first:
+        values, ts = values[first:], ts[first:]
     top = values.max()
     while q and q[-1][0] <= top:
         q.pop()

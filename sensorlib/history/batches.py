@@ -19,6 +19,7 @@ from sensorlib.config import Settings
 from sensorlib.engine.dedup import SeenEvents, event_id_of
 from sensorlib.history.query import (
     DEAD_LETTERS,
+    FAULTS,
     READINGS,
     TableKind,
 )
@@ -265,6 +266,10 @@ def decode_batch(kind: TableKind, batch: Batch, accept: EventTimeWindow | None =
         if missing.any():
             frame.loc[missing, "rejectedAt"] = pd.to_datetime(times[missing], unit="ms", utc=True)
         frame["_reason"] = None
+    elif kind is FAULTS:
+        from sensorlib.history.faults import decode_faults
+
+        frame = decode_faults(batch.values)
     else:
         frame = decode_alerts(batch.values)
     valid = frame["_reason"].isna().to_numpy()

@@ -49,6 +49,7 @@ __all__ = [
     "CLUSTER_PROPERTY",
     "DAILY_STATS",
     "DEAD_LETTERS",
+    "FAULTS",
     "NAMED_QUERIES",
     "OFFSETS_PROPERTY",
     "READINGS",
@@ -121,7 +122,7 @@ class TableKind:
     def topic(self, settings: Settings) -> str:
         """The topic this table archives."""
         return {"readings": settings.topic_readings, "alerts": settings.topic_alerts,
-                "dead_letters": settings.topic_dlq}[self.name]
+                "dead_letters": settings.topic_dlq, "faults": settings.topic_faults}[self.name]
 
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -170,7 +171,17 @@ DEAD_LETTERS = TableKind("dead_letters", (
     ("binary", pa.bool_(), "binary"),
     *_KAFKA,
 ))
-KINDS = (READINGS, ALERTS, DEAD_LETTERS)
+#: ``sensor-faults``: one row per fault the simulator injected (:mod:`sensorlib.history.faults`;
+#: ``event_time`` is the fault's start, ``end_time`` its end, ``detail`` its size).
+FAULTS = TableKind("faults", (
+    ("kind", pa.string(), "kind"),
+    ("sensor_id", pa.string(), "sensorId"),
+    ("event_time", _TS, "start"),
+    ("end_time", _TS, "end"),
+    ("detail", pa.float64(), "detail"),
+    *_KAFKA,
+))
+KINDS = (READINGS, ALERTS, DEAD_LETTERS, FAULTS)
 #: Each table kind by name.
 BY_NAME = {kind.name: kind for kind in KINDS}
 
@@ -752,6 +763,8 @@ def _add_tail(con: Any, settings: Settings, kind: TableKind, table: Any, day: st
     from sensorlib.replay.decode import ALERT_RECORDS, READING_RECORDS
 
     topic = kind.topic(settings)
+    if kind is FAULTS:  # a few labels an hour, published after their spells: the archive
+        return 0, None
     if not kafka_reachable(settings, timeout=2.0):
         return 0, (f"Kafka at {settings.bootstrap_servers} is not reachable: {kind.name} holds "
                    "the archive only")
@@ -786,7 +799,9 @@ def sql(query: str, *, settings: Settings | None = None,
     Columns of ``readings``: ``sensor_id, temperature, humidity, location, event_time,
     kafka_partition, kafka_offset, record_time, event_day``; of ``alerts``: ``alert_id,
     sensor_id, location, temperature, humidity, event_time, detected_at, rule, severity,
-    reason``, the same Kafka columns and ``event_day``; ``incidents`` groups the alerts
+    reason``, the same Kafka columns and ``event_day``; of ``faults`` (the simulator's fault
+    labels, archive only): ``kind, sensor_id, event_time`` (the fault's start), ``end_time,
+    detail``, the Kafka columns and ``event_day``; ``incidents`` groups the alerts
     per sensor and rule (:func:`sensorlib.notebook.incidents.incidents`, 10-minute gap). Times are ``TIMESTAMPTZ`` in UTC;
     ``event_day`` is the UTC day of ``event_time`` (a DATE from the partition folders: group
     or filter daily by it, it is much cheaper than ``date_trunc('day', event_time)``).

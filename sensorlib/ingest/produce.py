@@ -51,6 +51,8 @@ class ReadingProducer:
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
         self.sent = 0
+        #: Fault labels queued by :meth:`send_labels`.
+        self.labels_sent = 0
         #: Readings of :meth:`send` not yet settled, and the last acknowledgement (or when
         #: the first of them was sent): :meth:`stalled_for` (``/health``).
         self._unsettled = 0
@@ -127,6 +129,18 @@ class ReadingProducer:
                                    kind=SpanKind.PRODUCER,
                                    attributes=self._span_attributes(reading))
 
+    def send_labels(self, labels: Iterable[Any]) -> int:
+        """Queue fault labels (:class:`~sensorlib.ingest.simulate.FaultLabel`) on the
+        ``sensor-faults`` topic, keyed by sensor id; failures surface at the next flush
+        like the readings'. Returns how many were queued."""
+        n = 0
+        for label in labels:
+            self._producer.send(self.settings.topic_faults, key=label.sensor_id,
+                                value=label.to_json()).add_errback(self._failed)
+            n += 1
+        self.labels_sent += n
+        return n
+
     def send_raw(self, key: str | None, value: bytes) -> None:
         """Queue raw bytes (used by tests and tools to inject foreign or broken records)."""
         self._producer.send(self.topic, key=key, value=value).add_errback(self._failed)
@@ -190,6 +204,7 @@ def run_simulation(
     end: datetime | str | None = None,
     simulator: Any = None,
     flush_timeout: float = 30.0,
+    labels: bool = True,
 ) -> int:
     """Publish the simulated fleet until ``duration`` seconds, ``count`` readings or ``stop``.
 
@@ -203,6 +218,14 @@ def run_simulation(
     ``simulator`` (real time only) carries the fleet's state on from an earlier call
     (:class:`SimulatorLoop` after a failure); ``flush_timeout`` bounds each tick's wait
     for Kafka (kafka-python's ``KafkaTimeoutError`` past it).
+
+    With ``labels`` (the default) the faults the simulator injects go to
+    ``settings.topic_faults`` as they settle (:meth:`Simulator.settled_labels
+    <sensorlib.ingest.simulate.Simulator.settled_labels>`: a spike or stuck spell once it is
+    over), after the readings they label, and the rest when the run ends; the archiver
+    keeps them as the ``faults`` table, which backtests score against. When that topic
+    does not exist (topics made before it was, see ``sensorlib topics``) a warning says
+    so and only readings are published.
     """
     from sensorlib.ingest.simulate import Simulator
 
@@ -216,6 +239,7 @@ def run_simulation(
         sim = simulator or Simulator(seed=seed, interval=interval)
     own = producer is None
     producer = producer or ReadingProducer(settings)
+    labels = labels and _faults_topic_exists(settings)
     published = 0
     started = time.monotonic()
     try:
@@ -223,6 +247,10 @@ def run_simulation(
             for reading in _bounded(sim.stream(count=count, duration=duration), stop):
                 producer.send(reading)
                 published += 1
+                if labels and published % 10_000 == 0:
+                    producer.send_labels(sim.settled_labels())
+            if labels:
+                producer.send_labels(sim.settled_labels(final=True))
             producer.flush()
             return published
         next_tick = time.monotonic()
@@ -234,6 +262,8 @@ def run_simulation(
                 batch = batch[: max(0, count - published)]
             for reading in batch:
                 producer.send(reading)
+            if labels:
+                producer.send_labels(sim.settled_labels())
             published += len(batch)
             producer.flush(timeout=flush_timeout)
             if on_batch:
@@ -242,6 +272,10 @@ def run_simulation(
                 break
             next_tick += interval
             stop.wait(max(0.0, next_tick - time.monotonic()))
+        if labels:  # stopped: the spells going on end at their last reading so far
+            # Queued only: closing the producer delivers them (no flush here: a stop must
+            # not wait on a Kafka that is down).
+            producer.send_labels(sim.settled_labels(final=True))
         return published
     finally:
         if own:
@@ -388,6 +422,33 @@ def backfill_simulator(*, seed: int | None, interval: float, count: int | None =
         ticks.append(max(1, math.ceil(duration / interval)))
     first = t_end - step * (min(ticks) - 1)
     return Simulator(seed=seed, interval=interval, start=first), duration
+
+
+#: (bootstrap servers, topic) of fault topics found: looked up once per process, so the
+#: simulator's restarts after an outage do not wait on the lookup again.
+_FAULT_TOPICS: set[tuple[str, str]] = set()
+
+
+def _faults_topic_exists(settings: Settings) -> bool:
+    """Whether the fault labels' topic exists (a send to a missing topic would block for a
+    minute, then fail): if not, warn and publish readings only."""
+    from sensorlib.kafka.admin import topic_partitions
+
+    key = (settings.bootstrap_servers, settings.topic_faults)
+    if key in _FAULT_TOPICS:
+        return True
+    try:
+        found = bool(topic_partitions(settings, [settings.topic_faults]))
+    except (KafkaError, SensorlibError) as exc:
+        log.warning("fault labels not published: could not look up topic %r (%s)",
+                    settings.topic_faults, exc)
+        return False
+    if found:
+        _FAULT_TOPICS.add(key)
+    else:
+        log.warning("fault labels not published: topic %r does not exist at %s (create it "
+                    "with `sensorlib topics`)", settings.topic_faults, settings.bootstrap_servers)
+    return found
 
 
 def _bounded(readings: Iterable[Reading], stop: threading.Event) -> Iterable[Reading]:

@@ -8,6 +8,7 @@ known faults (:func:`sensorlib.notebook.backtest.backtest`).
 from __future__ import annotations
 
 import copy
+import json
 import math
 import random
 from collections.abc import Iterator, Sequence
@@ -109,6 +110,18 @@ class FaultLabel:
     end: datetime
     detail: float = 0.0
 
+    def to_json(self) -> bytes:
+        """The label as it travels on the ``sensor-faults`` topic (keyed by sensor id):
+        ``{"kind", "sensorId", "start", "end", "detail"}``, times in ISO 8601 UTC.
+
+        >>> FaultLabel("spike", "s1", datetime(2026, 1, 1, tzinfo=UTC),
+        ...            datetime(2026, 1, 1, 0, 0, 4, tzinfo=UTC), 3).to_json()
+        b'{"kind":"spike","sensorId":"s1","start":"2026-01-01T00:00:00+00:00","end":"2026-01-01T00:00:04+00:00","detail":3}'
+        """
+        return json.dumps({"kind": self.kind, "sensorId": self.sensor_id,
+                           "start": self.start.isoformat(), "end": self.end.isoformat(),
+                           "detail": self.detail}, separators=(",", ":")).encode()
+
 
 def labels_to_frame(labels: Sequence[FaultLabel]) -> pd.DataFrame:
     """Fault labels as a DataFrame: ``kind``, ``sensorId``, ``start``, ``end``, ``detail``."""
@@ -195,6 +208,7 @@ class Simulator:
         #: producer service) does not grow without bound.
         self.labels: list[FaultLabel] = []
         self._dropped = 0  # labels dropped from the front of self.labels
+        self._settled = 0  # labels handed out by settled_labels (counting dropped ones)
         self._sensors = [_Sensor(spec) for spec in self.fleet]
         self._ticks = 0  # ticks done by stream(), which sets its own clock
         self._clock: float | None = None  # seconds since start of the previous tick
@@ -270,6 +284,25 @@ class Simulator:
             "location": pd.Categorical.from_codes(which, [s.location for s in self.fleet]),
             "timestamp": pd.DatetimeIndex(stamps).as_unit("us"),
         })
+
+    def settled_labels(self, *, final: bool = False) -> list[FaultLabel]:
+        """The labels not handed out yet whose spans are known, in order of start (what a
+        publisher sends on; each label is handed out once).
+
+        A spike or stuck spell's end is known only once it is over: the labels from the
+        first spell still going on wait for a later call. ``final`` (the simulation ends):
+        all of them, a spell going on ending at its last reading so far. Labels dropped
+        past :attr:`MAX_LABELS` before they were handed out are not.
+        """
+        first = max(self._settled, self._dropped)
+        stop = self._dropped + len(self.labels)
+        if not final:
+            going = [s.label for s in self._sensors if s.mode in (_SPIKE, _STUCK) and s.label >= 0]
+            stop = min([stop, *going])
+        if stop <= first:
+            return []
+        self._settled = stop
+        return self.labels[first - self._dropped:stop - self._dropped]
 
     # -- one sensor, one tick --------------------------------------------------------
 

@@ -20,9 +20,10 @@ from sensorlib.kafka.clients import make_admin, make_consumer
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    """The three topics of the design with their partitions and retention, and the
-    rule-settings table (``Settings.topic_rules``): one partition, compacted, kept forever
-    (a layer lives until a tombstone deletes it)."""
+    """The topics of the design with their partitions and retention (readings, alerts, dead
+    letters and the simulator's fault labels), and the rule-settings table
+    (``Settings.topic_rules``): one partition, compacted, kept forever (a layer lives until a
+    tombstone deletes it)."""
     retention = str(settings.retention_hours * 3600 * 1000)
     rf = settings.replication_factor
     configs = {"retention.ms": retention, "cleanup.policy": "delete"}
@@ -32,6 +33,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.topic_dlq, settings.dlq_partitions, rf, topic_configs=dict(configs)),
         NewTopic(settings.topic_rules, 1, rf,
                  topic_configs={"cleanup.policy": "compact", "retention.ms": "-1"}),
+        # A few labels an hour, keyed by sensor: one partition keeps them in order.
+        NewTopic(settings.topic_faults, 1, rf, topic_configs=dict(configs)),
     ]
 
 

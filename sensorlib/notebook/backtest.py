@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from sensorlib.config import Settings
 from sensorlib.engine.detect import RuleConfig
 from sensorlib.engine.pipeline import DEFAULT_TICK, run_frame_variants
 from sensorlib.engine.windows import DEFAULT_WINDOW
@@ -47,8 +48,8 @@ from sensorlib.ingest.simulate import (
 )
 from sensorlib.model.events import Reading
 
-__all__ = ["ANY", "BACKTEST_FAULTS", "COLUMNS", "backtest", "fault_figure", "render", "score",
-           "scores_figure", "simulated_history"]
+__all__ = ["ANY", "BACKTEST_FAULTS", "COLUMNS", "backtest", "backtest_archive", "fault_figure",
+           "render", "score", "scores_figure", "simulated_history"]
 
 #: The ``rule`` (every rule together: the fleet's view) and ``fault`` (every kind) of the
 #: pooled rows of :func:`backtest`'s table.
@@ -122,11 +123,12 @@ def _us(values: pd.Series) -> np.ndarray:
 
 
 def backtest(readings: pd.DataFrame | Iterable[Reading],
-             labels: pd.DataFrame | Sequence[FaultLabel],
+             labels: pd.DataFrame | Sequence[FaultLabel] | None = None,
              rules: RuleConfig | Mapping[str, RuleConfig] | None = None, *,
              tolerance: timedelta = timedelta(minutes=1),
              window: timedelta = DEFAULT_WINDOW,
-             tick_every: timedelta | None = DEFAULT_TICK) -> pd.DataFrame:
+             tick_every: timedelta | None = DEFAULT_TICK,
+             settings: Settings | None = None) -> pd.DataFrame:
     """Run the rules over ``readings`` offline and score them against the fault ``labels``.
 
     Args:
@@ -134,6 +136,10 @@ def backtest(readings: pd.DataFrame | Iterable[Reading],
             ``timestamp``, optionally ``location``) or Readings (e.g. ``Simulator.stream``'s).
         labels: the faults injected: :class:`FaultLabel` objects (``Simulator.labels``)
             or a frame of them (:func:`~sensorlib.ingest.simulate.labels_to_frame`).
+            None: the labels the archive holds for the readings' period (the ``faults``
+            table: what the simulator published on ``sensor-faults``,
+            :func:`sensorlib.history.faults.read_faults`; ``settings`` says where the
+            archive is, default ``Settings.from_env()``).
         rules: a :class:`RuleConfig` (variant ``"rules"``), several by name (e.g.
             ``{"shipped": RuleConfig(), "tuned": …}``), or None: the shipped defaults
             (variant ``"shipped"``).
@@ -151,10 +157,15 @@ def backtest(readings: pd.DataFrame | Iterable[Reading],
         (the same on each of the rule's rows).
     """
     frame = _readings_frame(readings)
-    labelled = _labels_frame(labels)
     variants = _variants(rules)
     if frame.empty:
         raise UsageError("no readings to backtest")
+    if labels is None:
+        from sensorlib.history.faults import read_faults
+
+        stamps = pd.to_datetime(frame["timestamp"], utc=True)
+        labels = read_faults(settings, stamps.min(), stamps.max() + pd.Timedelta(1, "us"))
+    labelled = _labels_frame(labels)
     runs = run_frame_variants(frame, list(variants.values()), window=window,
                               tick_every=tick_every)
     ts = _us(frame["timestamp"])
@@ -164,6 +175,27 @@ def backtest(readings: pd.DataFrame | Iterable[Reading],
                     tolerance=tolerance).assign(variant=name)
               for (name, config), alerts in zip(variants.items(), runs, strict=True)]
     return pd.concat(tables, ignore_index=True)[list(COLUMNS)]
+
+
+def backtest_archive(start: object, end: object,
+                     rules: RuleConfig | Mapping[str, RuleConfig] | None = None, *,
+                     settings: Settings | None = None,
+                     tolerance: timedelta = timedelta(minutes=1),
+                     window: timedelta = DEFAULT_WINDOW,
+                     tick_every: timedelta | None = DEFAULT_TICK) -> pd.DataFrame:
+    """:func:`backtest` over archived history: the readings of ``[start, end)``
+    (:func:`~sensorlib.replay.reader.read_readings`, the archive plus the Kafka tail) scored
+    against the fault labels the archive holds for them (the ``faults`` table). ``start`` and
+    ``end`` as ``read_readings`` takes them (``"2026-01-05"``, ``"-7d"``, a datetime).
+
+    >>> backtest_archive("-7d", "now")   # doctest: +SKIP
+    """
+    from sensorlib.replay.reader import read_readings
+
+    settings = Settings.from_env() if settings is None else settings
+    readings = read_readings(start, end, settings=settings)
+    return backtest(readings, None, rules, tolerance=tolerance, window=window,
+                    tick_every=tick_every, settings=settings)
 
 
 def _attribute(a_sensor: np.ndarray, a_at: np.ndarray, l_sensor: np.ndarray,

@@ -58,7 +58,13 @@ from sensorlib.observe.metrics import ProcessorMetrics
 from sensorlib.observe.tracing import AlertTracer, context_headers, tracing_enabled
 from sensorlib.processor.checkpoint import Checkpoint
 from sensorlib.processor.isolation import Suspects, poisoned
-from sensorlib.processor.warmup import WARM_EXTRA, first_copy, read_history, read_recent_alerts
+from sensorlib.processor.warmup import (
+    WARM_EXTRA,
+    first_copy,
+    read_history,
+    read_recent_alerts,
+    warm_span,
+)
 from sensorlib.rules.table import RulesTable
 
 log = logging.getLogger("sensorlib.processor.loop")
@@ -633,8 +639,11 @@ class Processor:
             rebuild_started = time.perf_counter()
             # Nothing processed before (a new group, or a topic cut by retention up to
             # here): no history to rebuild, and no reader to start for it.
+            # The window plus two minutes, or longer for a rule that learns over longer
+            # (the ML rule's models): bounded by MAX_WARMUP.
+            span = warm_span(self.window, pipeline.detector.warmup)
             history = [] if committed <= begins[tp] else read_history(
-                self.settings, tp, self.window + WARM_EXTRA, committed, self.clock,
+                self.settings, tp, span, committed, self.clock,
                 accept=self.accepted, seen=seen)
             pipeline.warm(history)
             self.stats.warmed += len(history)

@@ -16,10 +16,16 @@ from sensorlib.model.events import LiveReading, Reading, parse_alert, parse_read
 from sensorlib.model.rejections import InvalidReading
 from sensorlib.model.times import utcnow
 
-__all__ = ["HISTORY_TIMEOUT", "WARM_EXTRA", "first_copy", "read_history", "read_recent_alerts"]
+__all__ = ["HISTORY_TIMEOUT", "MAX_WARMUP", "WARM_EXTRA", "first_copy", "read_history",
+           "read_recent_alerts", "warm_span"]
 
 #: History re-read beyond the window on assignment, for cooldown and silence state.
 WARM_EXTRA = timedelta(minutes=2)
+#: The most history a processor re-reads on assignment for a rule that asks for more than
+#: the window (:attr:`Rule.warmup <sensorlib.rules.Rule.warmup>`, e.g. ``ml_score``'s
+#: ``ml_history``): a day of one partition (the reference fleet: ~43k readings per
+#: partition, held in memory while they are replayed, a few seconds with the ML rule on).
+MAX_WARMUP = timedelta(hours=24)
 #: A state rebuild or alert back-fill read that gets no record for this long ends the
 #: session instead of hanging a rebalance.
 HISTORY_TIMEOUT = 20.0
@@ -58,6 +64,23 @@ def read_history(
                         or first_copy(seen, record.headers, record.timestamp, got)):
                     out.append(got)
     return out
+
+
+def warm_span(window: timedelta, warmup: timedelta | None) -> timedelta:
+    """The history (record time) a processor re-reads on assignment: the window plus
+    :data:`WARM_EXTRA` (windows, cooldowns, silences), or what the rules in force ask for
+    (``warmup``: :attr:`Detector.warmup <sensorlib.engine.detect.Detector.warmup>`) if
+    longer, at most :data:`MAX_WARMUP`.
+
+    >>> warm_span(timedelta(minutes=5), None)
+    datetime.timedelta(seconds=420)
+    >>> warm_span(timedelta(minutes=5), timedelta(days=3))
+    datetime.timedelta(days=1)
+    """
+    base = window + WARM_EXTRA
+    if warmup is None:
+        return base
+    return max(base, min(warmup, MAX_WARMUP))
 
 
 def first_copy(seen: SeenEvents, headers: Any, timestamp: int,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
@@ -137,11 +138,24 @@ class Rule(Generic[S]):
     examples: ClassVar[tuple[Any, ...]] = ()
     #: Tuning knobs: label -> Knob (``sensorlib.notebook.tuning.KNOBS`` lists them all).
     knobs: ClassVar[Mapping[str, Knob]] = {}
+    #: The event-time history a restarted processor must replay to rebuild this rule's state
+    #: (None: the window plus two minutes, what every processor replays, is enough). A rule
+    #: that learns over longer (``ml_score``) sets it, per instance from its settings; the
+    #: processor replays the longest any rule in force asks, bounded by
+    #: :data:`sensorlib.processor.warmup.MAX_WARMUP`.
+    warmup: timedelta | None = None
 
     def __init__(self, settings: Any = None) -> None:
         self.settings = self.Settings() if settings is None else settings
         #: The window size from which :meth:`update` needs the moments (None: never).
         self.moments_from: int | None = None
+
+    @classmethod
+    def missing(cls) -> str | None:
+        """None when the rule can run here; else why not and how to fix it (e.g. a package
+        it needs is not installed). Turning such a rule on raises ``ConfigError``; the
+        generic contract test skips it with this reason."""
+        return None
 
     @classmethod
     def settings_from(cls, config: RuleConfig) -> Any:

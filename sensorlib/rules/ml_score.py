@@ -39,6 +39,7 @@ import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sensorlib.errors import ConfigError
@@ -87,6 +88,10 @@ class MLScoreSettings:
         this (°C, %): a very quiet sensor's tiny wobble is not a spike.
     ml_min_spread_temperature, ml_min_spread_humidity: the spread around the baseline is
         taken as at least this (°C, %).
+    ml_history: the event-time history a restarted processor replays to rebuild the models
+        (:attr:`Rule.warmup <sensorlib.rules.Rule.warmup>`): by default a day, the baseline's
+        horizon at one reading every 2 s (so the warm-up and most of the baseline's memory
+        come back; bounded by :data:`sensorlib.processor.warmup.MAX_WARMUP`).
     """
 
     ml_threshold: float = 8.0
@@ -99,6 +104,7 @@ class MLScoreSettings:
     ml_min_jump_humidity: float = 0.2
     ml_min_spread_temperature: float = 0.5
     ml_min_spread_humidity: float = 1.0
+    ml_history: timedelta = timedelta(hours=24)
 
     def __post_init__(self) -> None:
         if not (self.ml_threshold > 0 and self.ml_drift > 0):
@@ -107,6 +113,9 @@ class MLScoreSettings:
             raise ConfigError("need 1 <= ml_fast <= ml_level <= ml_baseline (readings)")
         if self.ml_warmup < 1:
             raise ConfigError(f"ml_warmup must be at least 1 (got {self.ml_warmup})")
+        if not isinstance(self.ml_history, timedelta) or self.ml_history < timedelta(0):
+            raise ConfigError(f"ml_history must be a timedelta of 0 or more (got "
+                              f"{self.ml_history!r})")
 
 
 class _Quantity:
@@ -179,6 +188,7 @@ class MLScore(Rule[MLState]):
             raise ConfigError(INSTALL_HINT) from exc
         self._stats = stats
         s: MLScoreSettings = self.settings
+        self.warmup = s.ml_history
         self._s = s
         self._base_ff = 1.0 / s.ml_baseline
         # The gap's spread learns only from calm readings (drift score at most half the
@@ -192,6 +202,11 @@ class MLScore(Rule[MLState]):
                            "humidity": s.ml_min_jump_humidity ** 2}
         self._min_spread2 = {"temperature": s.ml_min_spread_temperature ** 2,
                              "humidity": s.ml_min_spread_humidity ** 2}
+
+    @classmethod
+    def missing(cls) -> str | None:
+        """Why the rule cannot run here (river is not installed), or None."""
+        return river_missing()
 
     @classmethod
     def quantities_of(cls, alerts: pd.DataFrame) -> pd.DataFrame:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -91,5 +92,8 @@ class Stuck(Rule[StuckState]):
         return [(j, _finding(int(runs[j]))) for j in hits], after
 
 
+@lru_cache(maxsize=256)
 def _finding(run: int) -> Finding:
+    # Cached: a stuck spell finds the same run lengths over and over (10, 11, …), and most
+    # of them are held back by the cooldown.
     return Finding("warning", f"Stuck: same values for {run} readings", "temperature+humidity")

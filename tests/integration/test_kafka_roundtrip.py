@@ -66,13 +66,15 @@ def test_keyed_round_trip_of_thousands_keeps_per_partition_order(topics: Setting
 def test_topic_setup_is_idempotent_with_the_design_partitions(settings: Settings) -> None:
     first = ensure_topics(settings)
     assert first == {settings.topic_readings: "created", settings.topic_alerts: "created",
-                     settings.topic_dlq: "created", settings.topic_rules: "created"}
+                     settings.topic_dlq: "created", settings.topic_rules: "created",
+                     settings.topic_faults: "created"}
     second = ensure_topics(settings)
     assert set(second.values()) == {"exists"}
     parts = topic_partitions(settings, settings.topics)
     assert len(parts[settings.topic_readings]) == 3
     assert len(parts[settings.topic_alerts]) == 3
     assert len(parts[settings.topic_dlq]) == 1
+    assert len(topic_partitions(settings, [settings.topic_faults])[settings.topic_faults]) == 1
 
 
 def test_topics_have_retention_set(topics: Settings) -> None:

@@ -18,6 +18,7 @@ def module_topics(base_settings: Settings, kafka_cluster: str) -> Settings:
         bootstrap_servers=kafka_cluster, external=True,
         topic_readings=f"sensor-readings-{suffix}", topic_alerts=f"sensor-alerts-{suffix}",
         topic_dlq=f"sensor-readings-dlq-{suffix}", topic_rules=f"sensor-rules-{suffix}",
+        topic_faults=f"sensor-faults-{suffix}",
         processor_group=f"python-consumer-group-{suffix}",
     )
     ensure_topics(settings)

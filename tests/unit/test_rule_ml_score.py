@@ -18,6 +18,7 @@ from sensorlib.engine.detect import RuleConfig
 from sensorlib.engine.pipeline import Pipeline
 from sensorlib.model.events import Reading, new_reading
 from sensorlib.model.times import from_us, to_us
+from sensorlib.processor.warmup import MAX_WARMUP, warm_span
 from sensorlib.rules.ml_score import MLScoreSettings, river_missing
 
 MISSING = river_missing()
@@ -27,6 +28,7 @@ T0_US = 1_795_000_000_000_000
 STEP_US = 2_000_000  # the reference fleet's interval: a reading every 2 s
 PER_HOUR = 1800
 DAY = 24 * PER_HOUR
+WINDOW = timedelta(seconds=60)
 
 
 def wandering(seed: int, n: int, *, drift_per_hour: float = 0.0, drift_from: int = 0,
@@ -52,7 +54,7 @@ def wandering(seed: int, n: int, *, drift_per_hour: float = 0.0, drift_from: int
 def pipeline(settings: MLScoreSettings | None = None) -> Pipeline:
     config = RuleConfig(rules=frozenset({"ml_score"}),
                         rule_settings={"ml_score": settings or MLScoreSettings()})
-    return Pipeline(window=timedelta(seconds=60), rules=config, clock="event")
+    return Pipeline(window=WINDOW, rules=config, clock="event")
 
 
 def alerts_of(p: Pipeline, readings: list[Reading]) -> list[tuple[int, str]]:
@@ -115,3 +117,36 @@ def test_its_state_is_rebuilt_by_warm_like_the_windows() -> None:
     assert alerts_of(rebuilt, rest) == expected
     # Without the history the model is a different one (it starts learning afresh).
     assert alerts_of(cold, rest) != expected
+
+
+def test_a_restarted_processor_replays_the_history_the_model_needs() -> None:
+    # The processor re-reads warm_span(window, detector.warmup) of a partition on
+    # assignment and warms a fresh pipeline with it (Processor.on_assigned): with the ML
+    # rule on that is its ml_history (a day by default), not the window plus two minutes,
+    # so a restart gives the alerts of a processor that never stopped.
+    readings = wandering(7, 3 * PER_HOUR, spikes=frozenset({int(2.2 * PER_HOUR),
+                                                            int(2.7 * PER_HOUR)}))
+    restart = 2 * PER_HOUR
+    lived, restarted = pipeline(), pipeline()
+    span = warm_span(WINDOW, restarted.detector.warmup)
+    assert span == timedelta(hours=24)
+    alerts_of(lived, readings[:restart])
+    expected = alerts_of(lived, readings[restart:])
+    assert [i for i, _ in expected] == [int(2.2 * PER_HOUR), int(2.7 * PER_HOUR)]
+
+    def history(span: timedelta) -> list[Reading]:
+        since = to_us(readings[restart].timestamp) - span // timedelta(microseconds=1)
+        return [r for r in readings[:restart] if to_us(r.timestamp) >= since]
+
+    restarted.warm(history(span))
+    assert alerts_of(restarted, readings[restart:]) == expected
+    # The old replay (window + 2 min) left the model cold: it learns afresh for ml_warmup
+    # readings and misses both spikes.
+    short = pipeline()
+    short.warm(history(warm_span(WINDOW, None)))
+    assert alerts_of(short, readings[restart:]) == []
+    # Bounded: a rule asking for more than MAX_WARMUP gets MAX_WARMUP; default rules ask
+    # for nothing more than the window.
+    greedy = pipeline(MLScoreSettings(ml_history=timedelta(days=3)))
+    assert warm_span(WINDOW, greedy.detector.warmup) == MAX_WARMUP
+    assert Pipeline(window=timedelta(seconds=60)).detector.warmup is None

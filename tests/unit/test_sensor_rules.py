@@ -19,15 +19,15 @@ def readings(sensor: str, location: str, temps: list[float]) -> list:
             for i, t in enumerate(temps)]
 
 
-def test_the_reference_cold_storage_alerts_at_8_degrees_by_default() -> None:
+def test_the_reference_cold_storage_alerts_at_11_degrees_by_default() -> None:
     assert RuleConfig().per_sensor == (COLD_STORAGE,)
     p = Pipeline(clock=lambda: T0)
-    cold = [a for r in readings("sensor-03", "Cold Storage", [7.5, 9.0]) for a in p.process(r)]
+    cold = [a for r in readings("sensor-03", "Cold Storage", [10.5, 12.0]) for a in p.process(r)]
     warm = [a for r in readings("sensor-01", "Warehouse A", [29.0, 30.0]) for a in p.process(r)]
     assert [(a.rule, a.severity, a.reason) for a in cold] == [
-        ("threshold", "warning", "High temperature: 9.0°C")]
+        ("threshold", "warning", "High temperature: 12.0°C")]
     assert warm == []
-    assert p.detector.settings_for("sensor-03").temperature_threshold == 8.0
+    assert p.detector.settings_for("sensor-03").temperature_threshold == 11.0
     assert p.detector.settings_for("sensor-01").temperature_threshold == 35.0
     assert RuleConfig(per_sensor=()).for_sensor("x", "Cold Storage").temperature_threshold == 35
 
