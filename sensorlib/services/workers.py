@@ -37,6 +37,7 @@ import threading
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import FastAPI, Query, Request
@@ -230,7 +231,8 @@ def create_front_app(settings: Settings, workers: Workers) -> FastAPI:
         out["workers"] = versions
         return JSONResponse(out)
 
-    @app.api_route("/api/rules/{layer:path}", methods=["PUT", "DELETE"])
+    @app.put("/api/rules/{layer:path}")
+    @app.delete("/api/rules/{layer:path}")
     async def write_rules(layer: str, request: Request) -> Response:
         """Forwarded to the first worker (it writes the topic; all workers follow it)."""
         headers = {"Content-Type": request.headers.get("content-type", "application/json")}
@@ -244,7 +246,7 @@ def create_front_app(settings: Settings, workers: Workers) -> FastAPI:
                 "detail": [{"field": "body", "reason": "too large or too slow"}]})
         try:
             answer = await client.request(
-                request.method, workers.urls[0] + "/api/rules/" + layer,
+                request.method, workers.urls[0] + "/api/rules/" + quote(layer, safe=""),
                 content=body, timeout=30.0, headers=headers)
         except httpx.HTTPError as exc:
             return JSONResponse(status_code=503, content={
