@@ -150,13 +150,14 @@ def eventually(check: Callable[[], object], timeout: float = 30.0, interval: flo
 
 
 def wait_for_up(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> str:
-    """Wait until ``sensorlib up`` (writing to ``log``) says it is up; its log so far.
+    """Wait until ``sensorlib up`` (writing to ``log``) says it is up and has listed its
+    URLs; its log so far.
 
     Fails at once, with the log, if the process ends first.
     """
     def up() -> bool:
         assert proc.poll() is None, log.read_text()
-        return "sensorlib is up" in log.read_text()
+        return "Press Ctrl-C to stop everything" in log.read_text()
 
     eventually(up, timeout=timeout, interval=0.5)
     return log.read_text()

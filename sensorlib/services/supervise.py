@@ -451,8 +451,9 @@ def run_system(settings: Settings, *, dashboard: bool = True, observe: bool = Fa
         return 130
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    urls = system.urls()  # first: the catalog's line imports pyiceberg (seconds)
     print("\nsensorlib is up:", flush=True)
-    for name, url in system.urls():
+    for name, url in urls:
         print(f"  {name:<10} {url}", flush=True)
     print(f"  notebooks  make lab  (JupyterLab on http://127.0.0.1:{settings.jupyter_port})")
     print("Press Ctrl-C to stop everything.\n", flush=True)

@@ -180,6 +180,7 @@ def test_untrusted_strings_are_shown_as_text_and_run_nothing(
     alert = kit.produce_alert(dashboard.settings, XSS, XSS_LOCATION, XSS_REASON)
     box = card(page, XSS)
     wait_text(box, XSS)
+    wait_text(box.locator(".location"), XSS_LOCATION)  # the card may be redrawn meanwhile
     assert box.locator(".sensor-id").inner_text() == XSS
     assert box.locator(".location").inner_text() == XSS_LOCATION
     quoted = card(page, XSS_QUOTE)
