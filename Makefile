@@ -132,7 +132,7 @@ interop:
 ## test: the whole suite against a real broker the tests start themselves, on
 ## $(TEST_WORKERS) workers (pytest-xdist; each worker has its own broker and browser, a test
 ## file stays on one worker); TEST_WORKERS=0 runs it in one process
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 test: setup interop
 	@$(call PIP_INSTALL,-c constraints.txt -e $(TEST_EXTRAS))
 	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
