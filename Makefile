@@ -135,7 +135,7 @@ interop:
 TEST_WORKERS ?= 3
 test: setup interop
 	@$(call PIP_INSTALL,-c constraints.txt -e $(TEST_EXTRAS))
-	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(BIN)/pytest --durations=25 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 ## test-fast: the pure unit tests only (no broker, no browser, no Kafka jars needed)
 test-fast: $(STAMP)
