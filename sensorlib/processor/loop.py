@@ -309,10 +309,6 @@ class Processor:
             follower = self._open_rules()
             retry_rules = time.monotonic() + RULES_RETRY
             rebalance = _Rebalance()
-            # The topic's metadata first: a group leader assigns from its own metadata, and a
-            # JoinGroup sent before it arrived assigns nothing ("No partition metadata"),
-            # which kafka-python repairs only at its next metadata refresh (minutes).
-            consumer.partitions_for_topic(s.topic_readings)
             consumer.subscribe([s.topic_readings], listener=rebalance)
             while not stop.is_set():
                 if follower is None:
