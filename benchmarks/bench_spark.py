@@ -29,22 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from bench_archive import write_big
+from bench_archive import timed, write_big
 from common import machine
 
 from sensorlib.config import Settings
 from sensorlib.history import query as history
 from sensorlib.history import spark as spark_history
 from sensorlib.history.queries import DAILY_STATS
-
-
-def _best(fn, repeat: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        started = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - started)
-    return best, out
 
 
 def run(big: int, repeat: int = 3, master: str = "local[2]") -> dict:
@@ -55,7 +46,7 @@ def run(big: int, repeat: int = 3, master: str = "local[2]") -> dict:
                                                catalog_uri=None)
         write_s = write_big(settings, big)
         rows = history.table_status(settings)[0]["rows"]
-        duck_s, duck = _best(lambda: history.sql(DAILY_STATS, settings=settings, tail=False),
+        duck_s, duck = timed(lambda: history.sql(DAILY_STATS, settings=settings, tail=False),
                              repeat)
         spark_history.jars(settings, progress=print)
         started = time.perf_counter()
@@ -65,7 +56,7 @@ def run(big: int, repeat: int = 3, master: str = "local[2]") -> dict:
             started = time.perf_counter()
             first = spark_history.sql(DAILY_STATS, spark=session)
             cold_s = time.perf_counter() - started
-            warm_s, warm = _best(lambda: spark_history.sql(DAILY_STATS, spark=session), repeat)
+            warm_s, warm = timed(lambda: spark_history.sql(DAILY_STATS, spark=session), repeat)
         finally:
             session.stop()
         answer = warm.to_pandas()

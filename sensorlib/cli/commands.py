@@ -389,11 +389,9 @@ MAX_BACKTEST_DAYS = 366
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     """Simulate ``--days`` of the reference fleet in memory and score the configured rules
     against the faults injected (no Kafka)."""
-    from datetime import timedelta
 
     from sensorlib.errors import UsageError
-    from sensorlib.notebook.backtest import backtest, render, simulated_history
-    from sensorlib.processor.loop import rules_from_settings
+    from sensorlib.notebook.backtest import simulated_history
 
     # In memory: a year of the reference fleet is ~15M readings. NaN fails every comparison.
     if not (0 < args.days <= MAX_BACKTEST_DAYS and 0 < args.interval <= 86400):
@@ -414,6 +412,17 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     injected = ", ".join(f"{n} {kind}" for kind, n in kinds.items()) or "none"
     _say(f"backtest: {len(readings):,} readings, faults injected: {injected} "
          f"({time.perf_counter() - began:.1f} s); running the rules…")
+    return _score(readings, labels, args, settings, began)
+
+
+def _score(readings: object, labels: object, args: argparse.Namespace, settings: Settings,
+           began: float) -> int:
+    """Both backtests' end: the configured rules scored, the table printed (and its CSV)."""
+    from datetime import timedelta
+
+    from sensorlib.notebook.backtest import backtest, render
+    from sensorlib.processor.loop import rules_from_settings
+
     table = backtest(readings, labels, {"configured": rules_from_settings(settings)},
                      tolerance=timedelta(seconds=args.tolerance))
     _say(f"backtest: done in {time.perf_counter() - began:.1f} s")
@@ -429,8 +438,6 @@ def _backtest_archive(args: argparse.Namespace, settings: Settings, began: float
     from datetime import timedelta
 
     from sensorlib.history.faults import read_faults
-    from sensorlib.notebook.backtest import backtest, render
-    from sensorlib.processor.loop import rules_from_settings
     from sensorlib.replay.reader import read_readings
 
     end = args.end or "now"
@@ -446,14 +453,7 @@ def _backtest_archive(args: argparse.Namespace, settings: Settings, began: float
         f"none (nothing archived from {settings.topic_faults}: recall cannot be scored)"
     _say(f"backtest: {len(readings):,} readings, fault labels archived: {found} "
          f"({time.perf_counter() - began:.1f} s); running the rules…")
-    table = backtest(readings, labels, {"configured": rules_from_settings(settings)},
-                     tolerance=timedelta(seconds=args.tolerance))
-    _say(f"backtest: done in {time.perf_counter() - began:.1f} s")
-    print(render(table), end="")
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        _say(f"backtest: the tidy table is in {args.csv}")
-    return 0
+    return _score(readings, labels, args, settings, began)
 
 
 def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:

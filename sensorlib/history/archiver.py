@@ -38,7 +38,7 @@ import threading
 import time
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
@@ -52,6 +52,7 @@ from sensorlib.history.query import (
     table_name,
 )
 from sensorlib.history.writer import Writer, can_fork_writer
+from sensorlib.kafka.clients import RebalanceQueue
 from sensorlib.kafka.fetch import CONSUMER_OPTIONS
 from sensorlib.observe.metrics import ArchiverMetrics
 
@@ -140,7 +141,7 @@ class Archiver:
         self.restarts = 0
         self.retry_at: float | None = None
         self._next_probe = 0.0
-        self._rebalance: _Rebalance | None = None
+        self._rebalance: RebalanceQueue | None = None
         #: Rebalances handled (assignments received) since start.
         self.rebalances = 0
         #: ``GET /metrics`` (rows appended, commits, lag): read at scrape time.
@@ -375,7 +376,7 @@ class Archiver:
     def _subscribe(self, consumer: Any, writer: Writer) -> None:
         """Join the group: partitions come with assignments (:meth:`_rebalanced`)."""
         self._open(consumer, writer)
-        self._rebalance = _Rebalance()
+        self._rebalance = RebalanceQueue()
         consumer.subscribe(list(self.topics), listener=self._rebalance)
 
     def _rebalanced(self, consumer: Any, writer: Writer,
@@ -512,23 +513,3 @@ class Archiver:
                 return
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    """Queues partition changes for the consumer loop (kafka-python calls this on its IO
-    loop, which must not block: :meth:`Archiver._rebalanced` does the work after the poll)."""
-
-    def __init__(self) -> None:
-        self._events: list[tuple[list[TopicPartition], list[TopicPartition]]] = []
-        self._lock = threading.Lock()
-
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        with self._lock:
-            self._events.append((list(revoked), []))
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        with self._lock:
-            self._events.append(([], list(assigned)))
-
-    def drain(self) -> list[tuple[list[TopicPartition], list[TopicPartition]]]:
-        with self._lock:
-            events, self._events = self._events, []
-        return events

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import (
     KafkaConnectionError,
     KafkaTimeoutError,
@@ -24,6 +26,7 @@ from sensorlib.errors import KafkaSetupFailed, KafkaUnavailable
 
 __all__ = [
     "ClientErrors",
+    "RebalanceQueue",
     "client_config",
     "client_errors",
     "decode_key",
@@ -186,3 +189,26 @@ def make_admin(settings: Settings, client_id: str = "sensorlib-admin", **overrid
     return _connect(KafkaAdminClient, settings, **cfg)
 
 
+
+
+class RebalanceQueue(ConsumerRebalanceListener):
+    """Queues a group member's partition changes as ``(revoked, assigned)`` events for the
+    thread that polls (kafka-python calls the listener on its IO loop, which must not block:
+    the processor and the archiver :meth:`drain` it after each poll and do the work there)."""
+
+    def __init__(self) -> None:
+        self._events: list[tuple[list[TopicPartition], list[TopicPartition]]] = []
+        self._lock = threading.Lock()
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        with self._lock:
+            self._events.append((list(revoked), []))
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        with self._lock:
+            self._events.append(([], list(assigned)))
+
+    def drain(self) -> list[tuple[list[TopicPartition], list[TopicPartition]]]:
+        with self._lock:
+            events, self._events = self._events, []
+        return events

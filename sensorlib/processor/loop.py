@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+from kafka import OffsetAndMetadata, TopicPartition
 
 from sensorlib.config import Settings
 from sensorlib.engine.dedup import SeenEvents
@@ -45,7 +45,7 @@ from sensorlib.engine.pipeline import Pipeline
 from sensorlib.engine.recent import RecentById
 from sensorlib.errors import RebalanceStuck
 from sensorlib.kafka.admin import group_unowned_partitions
-from sensorlib.kafka.clients import client_errors, make_consumer, make_producer
+from sensorlib.kafka.clients import RebalanceQueue, client_errors, make_consumer, make_producer
 from sensorlib.kafka.records import as_raw, consumer_record
 from sensorlib.kafka.records import install as install_fast_records
 from sensorlib.kafka.ruletable import NoRulesTopic, RulesFollower
@@ -308,7 +308,7 @@ class Processor:
             # replays with the table as it is now (see README "Settings per sensor").
             follower = self._open_rules()
             retry_rules = time.monotonic() + RULES_RETRY
-            rebalance = _Rebalance()
+            rebalance = RebalanceQueue()
             consumer.subscribe([s.topic_readings], listener=rebalance)
             while not stop.is_set():
                 if follower is None:
@@ -671,27 +671,6 @@ class Processor:
             log.warning("could not back-fill alerts: %s", exc)
             return
         self._alerts.extend(alerts)
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    """Queues partition changes for the processing thread (see ``Processor._session``)."""
-
-    def __init__(self) -> None:
-        self._events: list[tuple[list[TopicPartition], list[TopicPartition]]] = []
-        self._lock = threading.Lock()
-
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        with self._lock:
-            self._events.append((list(revoked), []))
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        with self._lock:
-            self._events.append(([], list(assigned)))
-
-    def drain(self) -> list[tuple[list[TopicPartition], list[TopicPartition]]]:
-        with self._lock:
-            events, self._events = self._events, []
-        return events
 
 
 def _iso(at: float | None) -> str | None:

@@ -34,7 +34,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
@@ -155,12 +155,20 @@ class _Fixed:
         return self._families
 
 
-def create_front_app(settings: Settings, workers: Workers) -> FastAPI:
-    """The API in front of the workers (module docstring); starts and stops them."""
+Answers = dict[str, "httpx.Response | Exception"]
+
+
+def _front(settings: Settings, workers: Workers, what: str, service_name: str | None = None
+           ) -> tuple[FastAPI, Callable[..., Awaitable[Answers]], dict[str, str],
+                      httpx.AsyncClient]:
+    """What every front shares: the app (Host guard, a lifespan that starts and stops the
+    workers), ``/metrics`` merged over the workers, ``each(path, **params)`` — one GET to
+    every worker at once, ``{url: response or the HTTP error}`` — the workers' names by URL,
+    and the client (closed with the app)."""
     client = httpx.AsyncClient(timeout=5.0)
     names = dict(zip(workers.urls, workers.names, strict=True))
 
-    async def each(path: str, **params: Any) -> dict[str, httpx.Response | Exception]:
+    async def each(path: str, **params: Any) -> Answers:
         async def one(url: str) -> httpx.Response | Exception:
             try:
                 return await client.get(url + path, params=params or None)
@@ -178,10 +186,43 @@ def create_front_app(settings: Settings, workers: Workers) -> FastAPI:
             await client.aclose()
             await asyncio.to_thread(workers.stop)
 
-    app = FastAPI(title=f"sensorlib processor ({len(workers.names)} workers)", version=__version__,
-                  lifespan=lifespan)
-    app.state.settings, app.state.service_name = settings, "processor"
+    app = FastAPI(title=f"sensorlib {what} ({len(workers.names)} workers)",
+                  version=__version__, lifespan=lifespan)
+    app.state.settings, app.state.service_name = settings, service_name or what
     guard(app, settings)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Every worker's Prometheus metrics, labelled ``worker``."""
+        texts = {names[url]: answer.text for url, answer in (await each("/metrics")).items()
+                 if isinstance(answer, httpx.Response) and answer.status_code == 200}
+        return Response(merge_metrics(texts), media_type=CONTENT_TYPE_LATEST)
+
+    return app, each, names, client
+
+
+def _worker_health(answers: Answers, names: dict[str, str]
+                   ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The workers' ``/health`` bodies (each with its ``worker`` name) and their problems,
+    a worker that does not answer or says it is unhealthy being one."""
+    bodies: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for url, answer in answers.items():
+        name = names[url]
+        if isinstance(answer, Exception):
+            problems.append(f"worker {name} does not answer ({type(answer).__name__})")
+            continue
+        body = answer.json()
+        bodies.append({"worker": name, **body})
+        problems.extend(f"worker {name}: {p}" for p in body.get("problems", []))
+        if answer.status_code != 200 and not body.get("problems"):
+            problems.append(f"worker {name} is {body.get('status', 'unhealthy')}")
+    return bodies, problems
+
+
+def create_front_app(settings: Settings, workers: Workers) -> FastAPI:
+    """The API in front of the workers (module docstring); starts and stops them."""
+    app, each, names, client = _front(settings, workers, "processor")
 
     @app.get("/api/aggregates")
     async def aggregates() -> dict[str, dict[str, Any]]:
@@ -257,17 +298,7 @@ def create_front_app(settings: Settings, workers: Workers) -> FastAPI:
 
     @app.get("/health")
     async def health() -> JSONResponse:
-        bodies, problems = [], []
-        for url, answer in (await each("/health")).items():
-            name = names[url]
-            if isinstance(answer, Exception):
-                problems.append(f"worker {name} does not answer ({type(answer).__name__})")
-                continue
-            body = answer.json()
-            bodies.append({"worker": name, **body})
-            problems.extend(f"worker {name}: {p}" for p in body.get("problems", []))
-            if answer.status_code != 200 and not body.get("problems"):
-                problems.append(f"worker {name} is unhealthy")
+        bodies, problems = _worker_health(await each("/health"), names)
         summed = {key: sum(b.get(key) or 0 for b in bodies) for key in SUMMED}
         first = bodies[0] if bodies else {}
         return health_response({
@@ -283,58 +314,17 @@ def create_front_app(settings: Settings, workers: Workers) -> FastAPI:
             **summed,
         })
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        """Every worker's Prometheus metrics, labelled ``worker``."""
-        texts = {names[url]: answer.text for url, answer in (await each("/metrics")).items()
-                 if isinstance(answer, httpx.Response) and answer.status_code == 200}
-        return Response(merge_metrics(texts), media_type=CONTENT_TYPE_LATEST)
-
     return app
 
 
 def create_archive_front_app(settings: Settings, workers: Workers) -> FastAPI:
     """``/health`` and ``/metrics`` in front of N archivers (module docstring); starts and
     stops them."""
-    client = httpx.AsyncClient(timeout=5.0)
-    names = dict(zip(workers.urls, workers.names, strict=True))
-
-    async def each(path: str) -> dict[str, httpx.Response | Exception]:
-        async def one(url: str) -> httpx.Response | Exception:
-            try:
-                return await client.get(url + path)
-            except httpx.HTTPError as exc:
-                return exc
-        answers = await asyncio.gather(*(one(u) for u in workers.urls))
-        return dict(zip(workers.urls, answers, strict=True))
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        workers.start()
-        try:
-            yield
-        finally:
-            await client.aclose()
-            await asyncio.to_thread(workers.stop)
-
-    app = FastAPI(title=f"sensorlib archive ({len(workers.names)} workers)", version=__version__,
-                  lifespan=lifespan)
-    app.state.settings, app.state.service_name = settings, "archiver"
-    guard(app, settings)
+    app, each, names, _ = _front(settings, workers, "archive", service_name="archiver")
 
     @app.get("/health")
     async def health() -> JSONResponse:
-        bodies, problems = [], []
-        for url, answer in (await each("/health")).items():
-            name = names[url]
-            if isinstance(answer, Exception):
-                problems.append(f"worker {name} does not answer ({type(answer).__name__})")
-                continue
-            body = answer.json()
-            bodies.append({"worker": name, **body})
-            problems.extend(f"worker {name}: {p}" for p in body.get("problems", []))
-            if answer.status_code != 200 and not body.get("problems"):
-                problems.append(f"worker {name} is {body.get('status', 'unhealthy')}")
+        bodies, problems = _worker_health(await each("/health"), names)
         tables: dict[str, dict[str, Any]] = {}
         for body in bodies:
             for topic, figures in (body.get("tables") or {}).items():
@@ -352,12 +342,5 @@ def create_archive_front_app(settings: Settings, workers: Workers) -> FastAPI:
             "tables": tables,
             "workers": bodies,
         })
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        """Every archiver's Prometheus metrics, labelled ``worker``."""
-        texts = {names[url]: answer.text for url, answer in (await each("/metrics")).items()
-                 if isinstance(answer, httpx.Response) and answer.status_code == 200}
-        return Response(merge_metrics(texts), media_type=CONTENT_TYPE_LATEST)
 
     return app
