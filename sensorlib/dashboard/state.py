@@ -330,12 +330,15 @@ class LiveState:
             self._changes.append((self._seq, time.monotonic()))
 
     def _limits_of(self, sensor_id: str, location: str) -> tuple[float, float] | None:
-        """The threshold rule's limits for one sensor (cached until the settings change)."""
+        """The threshold rule's limits for one sensor (cached until the settings change, and
+        bounded: the key holds the location, which a reading may change every time)."""
         if self._rules is None:
             return None
         key = (sensor_id, location)
         got = self._limits.get(key)
         if got is None:
+            if len(self._limits) >= 2 * self.max_sensors:  # a sensor that keeps moving
+                self._limits.clear()
             mine = self._rules.for_sensor(sensor_id, location)
             got = self._limits[key] = (mine.temperature_threshold, mine.humidity_threshold)
         return got

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sensorlib.errors import ConfigError, InvalidSetting
 from sensorlib.model.events import Alert, Reading, Severity, alert_id, new_alert
+from sensorlib.model.rejections import _shown  # as gate and events quote a refused value
 from sensorlib.model.times import from_us, to_us, utcnow
 from sensorlib.rules import EVERY, TICK, WINDOW, Finding, Rule, Run
 from sensorlib.rules import registry as rule_registry
@@ -100,24 +101,30 @@ def layer_settings(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _number(key: str, raw: Any, kind: type) -> Any:
-    """``raw`` as a value of ``kind`` (float, int or timedelta in seconds), or InvalidSetting."""
+    """``raw`` as a value of ``kind`` (float, int or timedelta in seconds), or InvalidSetting
+    (never another exception: a rules-topic record may hold anything)."""
     if kind is timedelta and isinstance(raw, timedelta):
         return raw
     what = {float: "a number", int: "a whole number", timedelta: "a number of seconds"}[kind]
+    shown = _shown(raw)
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise InvalidSetting(key, f"must be {what} (got {raw!r})")
+        raise InvalidSetting(key, f"must be {what} (got {shown})")
     try:
         number = float(raw)
-    except ValueError:
-        raise InvalidSetting(key, f"must be {what} (got {raw!r})") from None
+    except (ValueError, OverflowError):  # OverflowError: an integer of hundreds of digits
+        raise InvalidSetting(key, f"must be {what} (got {shown})") from None
     if not math.isfinite(number):
-        raise InvalidSetting(key, f"must be a finite number (got {raw!r})")
+        raise InvalidSetting(key, f"must be a finite number (got {shown})")
     if kind is int:
         if number != int(number):
-            raise InvalidSetting(key, f"must be a whole number (got {raw!r})")
+            raise InvalidSetting(key, f"must be a whole number (got {shown})")
         return int(number)
     if kind is timedelta:
-        return timedelta(seconds=number)
+        try:
+            return timedelta(seconds=number)
+        except OverflowError:
+            raise InvalidSetting(key, f"must be at most {timedelta.max.total_seconds():g} "
+                                      f"seconds (got {shown})") from None
     return number
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from sensorlib.engine.detect import LAYERED, RuleConfig, SensorRules, layer_settings
 from sensorlib.errors import ConfigError, InvalidSetting
+from sensorlib.model.rejections import _shown, text_problem
 
 __all__ = ["DEFAULTS", "KINDS", "RulesTable", "edited", "layer_key", "parse_layer",
            "settings_json", "validate_layer"]
@@ -40,6 +41,8 @@ DEFAULTS = "defaults"
 KINDS = ("location", "glob", "sensor")
 #: Longest layer key accepted (a Kafka key; a sensor id is at most 64 characters).
 MAX_KEY = 256
+#: The largest settings value a record may hold (a layer's settings are ~300 bytes).
+MAX_VALUE = 64 * 1024
 
 
 def parse_layer(key: str) -> tuple[str, str | None]:
@@ -53,9 +56,14 @@ def parse_layer(key: str) -> tuple[str, str | None]:
     kind, sep, name = key.partition(":")
     if not sep or kind not in KINDS or not name.strip():
         raise InvalidSetting("layer", f"must be 'defaults' or one of "
-                                      f"{', '.join(k + ':<name>' for k in KINDS)} (got {key!r})")
+                                      f"{', '.join(k + ':<name>' for k in KINDS)} "
+                                      f"(got {_shown(key)})")
     if len(key) > MAX_KEY or any(ord(c) < 32 for c in key):
         raise InvalidSetting("layer", f"at most {MAX_KEY} printable characters")
+    # The characters a reading's sensorId / location may not hold cannot name their layer.
+    problem = text_problem("location" if kind == "location" else "sensorId", name)
+    if problem is not None:
+        raise InvalidSetting("layer", problem)
     return kind, name
 
 
@@ -123,11 +131,16 @@ def settings_json(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def decode_value(value: bytes | str) -> Any:
-    """A record's value as JSON (InvalidSetting ``settings`` when it is not JSON)."""
+    """A record's value as JSON (InvalidSetting ``settings`` when it is not JSON, nests too
+    deep for the parser, or is larger than :data:`MAX_VALUE`: a topic record may hold
+    anything, and the processor reads every one at each start)."""
+    if len(value) > MAX_VALUE:
+        raise InvalidSetting("settings", f"{len(value):,} bytes, more than {MAX_VALUE:,}")
     try:
         return json.loads(value)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidSetting("settings", f"not JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidSetting("settings", f"not JSON: {type(exc).__name__}: "
+                                         f"{str(exc)[:200]}") from None
 
 
 def encode_value(settings: Mapping[str, Any]) -> bytes:
@@ -165,7 +178,7 @@ class RulesTable:
                 layers[key] = validate_layer(key, decode_value(value), base)
         except InvalidSetting as exc:
             return replace(self, offset=max(self.offset, offset),
-                           skipped=(*self.skipped, (offset, f"{key}: {exc}"))[-100:])
+                           skipped=(*self.skipped, (offset, f"{(key or '')[:MAX_KEY]}: {exc}"))[-100:])
         return RulesTable(layers, max(self.offset, offset), self.skipped)
 
     @property

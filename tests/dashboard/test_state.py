@@ -476,3 +476,14 @@ def test_a_card_above_its_own_threshold_is_a_warning_like_its_alert() -> None:
     assert by_id["sensor-03"].status == "warning" and by_id["sensor-01"].status == "normal"
     state.add_reading(reading("sensor-03", at=1.0, temperature=36.0, location="Cold Storage"))
     assert {v.sensor_id: v.status for v in state.sensors()}["sensor-03"] == "critical"
+
+
+def test_the_limits_cache_stays_bounded_when_a_sensor_keeps_moving() -> None:
+    from sensorlib.engine.detect import RuleConfig
+
+    state = LiveState(clock=lambda: T0, max_sensors=5)
+    state.set_rules(RuleConfig())
+    for i in range(100):
+        state.add_reading(reading("sensor-01", at=i, location=f"room {i}"))
+        assert state.sensors()[0].alert_above == (35.0, 90.0)
+    assert len(state._limits) <= 10

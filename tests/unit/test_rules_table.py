@@ -173,3 +173,35 @@ def test_notifications_carry_the_rules_version_when_the_alert_has_one() -> None:
     [plain] = Pipeline(clock=lambda: T0).process(new_reading("s1", 40.0, 50.0, "Hall", T0))
     assert _read_alert(plain.to_json())[-1] is None
     assert "rulesVersion" not in alert_payload(plain, Settings(), now=T0)["annotations"]
+
+
+ODD_VALUES = [b"\xff\xfe", b"[" * 5000, b'{"temperature_threshold": ' + b"9" * 500 + b"}",
+              b'{"temperature_threshold": 1e999}', b'{"rate_min_span": 1e308}', b"x" * 200_000,
+              b'"x"', b"null", b'{"stuck_readings": ' + b"1" * 400 + b"}"]
+ODD_KEYS = [b"\xff", None, "sensor:a\u202eb".encode(), "sensor:a\u200bb".encode(),
+            "location:a\u2028b".encode(), b"x" * 100_000, b"sensor:", b"glob:"]
+
+
+def test_no_record_raises_and_every_refusal_is_short() -> None:
+    """A rules-topic record may hold anything (the processor reads every one at each
+    start): deep JSON, a 500-digit number, invalid UTF-8, huge values, invisible characters
+    in the layer's name are skipped with a short reason, and the good layer stays."""
+    table = RulesTable().apply(b"sensor:a", b'{"temperature_threshold": 12}', 0)
+    offset = 1
+    for key in [b"sensor:a", *ODD_KEYS]:
+        for value in [None, *ODD_VALUES]:
+            if key == b"sensor:a" and value is None:
+                continue  # a tombstone of the good layer is not odd
+            table = table.apply(key, value, offset)
+            offset += 1
+    assert dict(table.layers) == {"sensor:a": {"temperature_threshold": 12.0}}
+    assert len(table.skipped) == offset - 1  # every odd record refused
+    assert max(len(reason) for _, reason in table.skipped) < 500
+
+
+@pytest.mark.parametrize("value", [10**400, "1" * 400, 1e308, "x" * 10_000])
+def test_huge_settings_are_refused_naming_the_field(value: object) -> None:
+    for key in ("stuck_readings", "rate_min_span", "humidity_threshold"):
+        with pytest.raises(InvalidSetting) as refused:
+            layer_settings({key: value})
+        assert refused.value.field == key and len(str(refused.value)) < 200
