@@ -18,7 +18,6 @@ writer, the topic.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -36,6 +35,7 @@ from sensorlib.errors import BodyTooLarge, BodyTooSlow, InvalidSetting, KafkaUna
 from sensorlib.kafka.admin import ensure_topics, wait_for_kafka
 from sensorlib.kafka.ruletable import write_layer
 from sensorlib.processor.loop import Processor
+from sensorlib.rules.table import decode_value
 from sensorlib.services.common import (
     guard,
     health_body,
@@ -128,10 +128,10 @@ def create_app(settings: Settings | None = None, *, instance: str = "1") -> Fast
         except (BodyTooLarge, BodyTooSlow):
             return problem(413, [{"field": "body", "reason": "too large or too slow"}],
                            "invalid request body")
-        try:
-            values = json.loads(body)
-        except ValueError as exc:
-            return problem(422, [{"field": "body", "reason": f"not JSON: {exc}"}],
+        try:  # the topic's own decoder: deep, huge or undecodable bodies are refused alike
+            values = decode_value(body)
+        except InvalidSetting as exc:
+            return problem(422, [{"field": "body", "reason": exc.reason}],
                            "invalid rule settings")
         if not isinstance(values, dict):
             return problem(422, [{"field": "body", "reason": "must be a JSON object of "

@@ -99,10 +99,15 @@ def processor(spawn_module, module_topics: Settings) -> str:
     ("room:rt-2", {"temperature_threshold": 20}, "layer"),
     ("sensor:rt-2", [1, 2], "body"),
     ("sensor:rt-2", "{not json", "body"),
+    ("sensor:rt-2", "[" * 5000, "body"),  # deeper than the JSON parser goes
+    ("sensor:rt-2", '{"stuck_readings": ' + "9" * 400 + "}", "stuck_readings"),
+    ("sensor:rt-2", b"\xff\xfe{}", "body"),  # not UTF-8
+    ("sensor:a\u202eb", {"temperature_threshold": 20}, "layer"),  # a bidi override
 ])
 def test_bad_settings_get_422_naming_the_field(processor: str, path: str, body: object,
                                                field: str) -> None:
-    content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    content = (body if isinstance(body, bytes) else body.encode() if isinstance(body, str)
+               else json.dumps(body).encode())
     answer = httpx.put(f"{processor}/api/rules/{path}", content=content,
                        headers={"Content-Type": "application/json"}, timeout=30)
     assert answer.status_code == 422, answer.text
