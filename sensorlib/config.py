@@ -89,6 +89,19 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
     return default if raw is None or raw.strip() == "" else raw.strip()
 
 
+#: What Kafka accepts as a topic name (its own rule: 1-249 of these characters).
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _topic(env: Mapping[str, str], name: str, default: str) -> str:
+    """A topic name from ``name``, refused (naming the variable) unless Kafka accepts it."""
+    value = _str(env, name, default)
+    if not _TOPIC.fullmatch(value) or value in (".", ".."):
+        raise ConfigError(f"{name} must be a Kafka topic name (1-249 letters, digits, '.', "
+                          f"'_' or '-'), got {value[:60]!r}")
+    return value
+
+
 def _check_tz(name: str) -> None:
     """Raise :class:`ConfigError` naming ``SENSORLIB_TZ`` unless ``name`` is an IANA zone."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -211,7 +224,7 @@ VARIABLES = (
     "KAFKA_BOOTSTRAP_SERVERS", "ConnectionStrings__messaging", "KAFKA_SECURITY_PROTOCOL",
     "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE",
     "KAFKA_HOME", "SENSORLIB_TOPIC_READINGS", "SENSORLIB_TOPIC_ALERTS", "SENSORLIB_TOPIC_DLQ",
-    "SENSORLIB_TOPIC_RULES",
+    "SENSORLIB_TOPIC_RULES", "SENSORLIB_TOPIC_FAULTS",
     "SENSORLIB_PARTITIONS", "SENSORLIB_REPLICATION_FACTOR", "SENSORLIB_RETENTION_HOURS",
     "SENSORLIB_PROCESSOR_GROUP", "SENSORLIB_ARCHIVER_GROUP",
     "SENSORLIB_DASHBOARD_READINGS_GROUP", "SENSORLIB_DASHBOARD_ALERTS_GROUP", "SENSORLIB_HOST",
@@ -638,11 +651,11 @@ class Settings:
             sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
             sasl_password=env.get("KAFKA_SASL_PASSWORD") or None,
             ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
-            topic_readings=_str(env, "SENSORLIB_TOPIC_READINGS", "sensor-readings"),
-            topic_alerts=_str(env, "SENSORLIB_TOPIC_ALERTS", "sensor-alerts"),
-            topic_dlq=_str(env, "SENSORLIB_TOPIC_DLQ", "sensor-readings-dlq"),
-            topic_rules=_str(env, "SENSORLIB_TOPIC_RULES", "sensor-rules"),
-            topic_faults=_str(env, "SENSORLIB_TOPIC_FAULTS", "sensor-faults"),
+            topic_readings=_topic(env, "SENSORLIB_TOPIC_READINGS", "sensor-readings"),
+            topic_alerts=_topic(env, "SENSORLIB_TOPIC_ALERTS", "sensor-alerts"),
+            topic_dlq=_topic(env, "SENSORLIB_TOPIC_DLQ", "sensor-readings-dlq"),
+            topic_rules=_topic(env, "SENSORLIB_TOPIC_RULES", "sensor-rules"),
+            topic_faults=_topic(env, "SENSORLIB_TOPIC_FAULTS", "sensor-faults"),
             partitions=env_int(env, "SENSORLIB_PARTITIONS", 3),
             replication_factor=env_int(env, "SENSORLIB_REPLICATION_FACTOR", 1),
             retention_hours=env_int(env, "SENSORLIB_RETENTION_HOURS", 168),

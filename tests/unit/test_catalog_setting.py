@@ -74,3 +74,4 @@ def test_missing_server_programs_say_what_to_install(tmp_path: Path) -> None:
 
 def test_the_local_url() -> None:
     assert server_uri("127.0.0.1", 5433) == "postgresql+psycopg://sensorlib@127.0.0.1:5433/sensorlib"
+

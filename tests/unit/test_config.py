@@ -107,3 +107,16 @@ def test_the_ops_tab_scrapes_the_metrics_urls_given() -> None:
     assert metrics_urls(s) == {"producer": "http://127.0.0.1:8081/metrics",
                                "processor": "http://processor:8082/metrics",
                                "archiver": "https://a.example/metrics"}
+
+
+@pytest.mark.parametrize("name", ["SENSORLIB_TOPIC_READINGS", "SENSORLIB_TOPIC_FAULTS",
+                                  "SENSORLIB_TOPIC_RULES"])
+@pytest.mark.parametrize("value", ["a b", "x" * 250, "..", "bad\u202etopic", "é"])
+def test_a_topic_name_kafka_would_refuse_is_refused_naming_the_variable(name: str,
+                                                                         value: str) -> None:
+    from sensorlib.config import Settings
+    from sensorlib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
+    assert Settings.from_env({name: "ok.topic-1"}).replace() is not None
