@@ -156,7 +156,7 @@ def _status_document(settings: Settings, services: list[tuple[str, str]],
             lag_rows.append(row)
     doc["consumerGroups"] = lag_rows
     archive = results["archive"]
-    from sensorlib.history.query import describe_catalog
+    from sensorlib.history.catalogs import describe_catalog
 
     catalog = describe_catalog(settings)
     if isinstance(archive, dict):

@@ -323,7 +323,7 @@ class System:
                 time.sleep(0.3)
 
     def urls(self) -> list[tuple[str, str]]:
-        from sensorlib.history.query import describe_catalog
+        from sensorlib.history.catalogs import describe_catalog
 
         rows = [("kafka", self.settings.bootstrap_servers)]
         rows += [(s.name, s.url) for s in self.services + self.viewers]
