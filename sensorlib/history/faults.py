@@ -29,16 +29,24 @@ FAULT_DTYPES: dict[str, str] = {"kind": "object", "sensorId": "object",
                                 "detail": "float64"}
 
 
+#: The largest label record decoded (a label is ~150 bytes).
+MAX_LABEL = 16 * 1024
+
+
 def _one(value: bytes | None) -> tuple[tuple[Any, ...] | None, str | None]:
     """One record: (kind, sensorId, start, end, detail) or None, and why not."""
     from sensorlib.ingest.simulate import FAULT_KINDS
+    from sensorlib.model.limits import TIMESTAMP_RANGE
+    from sensorlib.model.rejections import text_problem
 
     if value is None:
         return None, "body: not a JSON object (tombstone)"
+    if len(value) > MAX_LABEL:
+        return None, f"body: {len(value):,} bytes, more than {MAX_LABEL:,}"
     try:
         body = json.loads(value)
-    except ValueError as exc:
-        return None, f"body: not JSON ({exc})"
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+        return None, f"body: not JSON ({str(exc)[:200]})"
     if not isinstance(body, dict):
         return None, "body: not a JSON object"
     kind, sensor, detail = body.get("kind"), body.get("sensorId"), body.get("detail", 0.0)
@@ -46,17 +54,27 @@ def _one(value: bytes | None) -> tuple[tuple[Any, ...] | None, str | None]:
         return None, f"kind: not one of {', '.join(FAULT_KINDS)}"
     if not isinstance(sensor, str) or not sensor.strip():
         return None, "sensorId: missing or blank"
-    if isinstance(detail, bool) or not isinstance(detail, int | float) or not math.isfinite(detail):
+    problem = text_problem("sensorId", sensor) if len(sensor) <= 64 else "longer than 64"
+    if problem is not None:  # what a reading's sensorId may be, a label's may be
+        return None, f"sensorId: {problem}"
+    if (isinstance(detail, bool) or not isinstance(detail, int | float)
+            or not -1e300 < detail < 1e300):  # NaN fails too; a 500-digit int is not a float
         return None, "detail: not a finite number"
     times = []
     for name in ("start", "end"):
         try:
             stamp = pd.Timestamp(body.get(name))
-        except (TypeError, ValueError):
+        except pd.errors.OutOfBoundsDatetime:
+            return None, f"{name}: outside the years pandas holds (1677-2262)"
+        except (TypeError, ValueError, OverflowError):
             return None, f"{name}: not an ISO 8601 time"
         if stamp is pd.NaT or stamp.tzinfo is None:
             return None, f"{name}: not an ISO 8601 time with a UTC offset"
-        times.append(stamp.tz_convert("UTC"))
+        stamp = stamp.tz_convert("UTC")
+        if not TIMESTAMP_RANGE[0] <= stamp < TIMESTAMP_RANGE[1]:  # a reading's own bounds
+            return None, (f"{name}: must be in the years {TIMESTAMP_RANGE[0].year} to "
+                          f"{TIMESTAMP_RANGE[1].year - 1}")
+        times.append(stamp)
     if times[1] < times[0]:
         return None, "end: before start"
     return (kind, sensor, times[0], times[1], float(detail)), None

@@ -85,3 +85,24 @@ def test_bad_records_are_refused_with_the_field_and_why() -> None:
     assert frame.loc[0, "detail"] == -1.5 and frame.loc[0, "end"] == pd.Timestamp(
         T0 + timedelta(hours=2))
     assert decode_faults([]).empty
+
+
+def test_odd_label_records_are_refused_with_a_reason_and_never_raise() -> None:
+    """The archiver decodes whatever the ``sensor-faults`` topic holds: each odd record gets
+    a reason (archived as refused), the good one decodes."""
+    from sensorlib.history.faults import decode_faults
+
+    good = (b'{"kind":"spike","sensorId":"a","start":"2026-01-01T00:00:00Z",'
+            b'"end":"2026-01-01T00:01:00Z"}')
+    odd = [None, b"\xff", b"[" * 5000, b"x" * 20_000,
+           good.replace(b"2026-01-01T00:00:00Z", b"0001-01-01T00:00:00Z"),
+           good.replace(b"2026-01-01T00:01:00Z", b"9999-12-31T23:59:59Z"),
+           good.replace(b'"a"', '"a\u202e"'.encode()),
+           good[:-1] + b',"detail":' + b"9" * 500 + b"}",
+           good[:-1] + b',"detail":NaN}',
+           good.replace(b"spike", b"<script>"),
+           good.replace(b"00:01:00Z", b"00:00:00+99:00")]
+    frame = decode_faults([*odd, good])
+    reasons = list(frame["_reason"])
+    assert all(reasons[:-1]) and reasons[-1] is None, reasons
+    assert all(len(r) < 300 for r in reasons[:-1])
