@@ -52,7 +52,7 @@ from sensorlib.history.query import (
     table_name,
 )
 from sensorlib.history.writer import Writer, can_fork_writer
-from sensorlib.kafka.clients import RebalanceQueue
+from sensorlib.kafka.clients import RebalanceQueue, subscribe
 from sensorlib.kafka.fetch import CONSUMER_OPTIONS
 from sensorlib.observe.metrics import ArchiverMetrics
 
@@ -377,7 +377,7 @@ class Archiver:
         """Join the group: partitions come with assignments (:meth:`_rebalanced`)."""
         self._open(consumer, writer)
         self._rebalance = RebalanceQueue()
-        consumer.subscribe(list(self.topics), listener=self._rebalance)
+        subscribe(consumer, list(self.topics), listener=self._rebalance)
 
     def _rebalanced(self, consumer: Any, writer: Writer,
                     events: list[tuple[list[TopicPartition], list[TopicPartition]]]

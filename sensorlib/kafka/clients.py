@@ -34,6 +34,7 @@ __all__ = [
     "make_admin",
     "make_consumer",
     "make_producer",
+    "subscribe",
 ]
 
 
@@ -178,7 +179,37 @@ def make_consumer(
         allow_auto_create_topics=False,
     )
     cfg.update(overrides)
-    return _connect(KafkaConsumer, settings, *topics, **cfg)
+    consumer = _connect(KafkaConsumer, settings, **cfg)
+    if topics:
+        subscribe(consumer, topics)
+    return consumer
+
+
+def subscribe(consumer: KafkaConsumer, topics: Any, listener: Any = None,
+              timeout: float = 10.0) -> None:
+    """Subscribe ``consumer`` to ``topics`` and learn their partitions before its first poll
+    joins the group.
+
+    A group's leader assigns partitions from its own metadata, and kafka-python rebalances
+    again whenever the metadata it assigned from differs from what it learns later. Joined
+    without the topics' metadata, a leader assigned nothing ("No partition metadata"; the
+    processor then sat idle until its ``RebalanceStuck`` guard, 30 s); with metadata fetched
+    *before* subscribing, the first metadata after it started a second rebalance. Fetched
+    after subscribing, both are the same from the first join on. Waits up to ``timeout``
+    seconds for partitions (a topic just created may not be in the broker's metadata yet);
+    after that the join goes ahead and kafka-python's own repair applies.
+    """
+    names = [topics] if isinstance(topics, str) else list(topics)
+    if listener is None:
+        consumer.subscribe(names)
+    else:
+        consumer.subscribe(names, listener=listener)
+    deadline = time.monotonic() + timeout
+    while True:
+        consumer.topics()  # a metadata fetch now, seen by the group's rebalance check too
+        if all(consumer.partitions_for_topic(t) for t in names) or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
 
 
 def make_admin(settings: Settings, client_id: str = "sensorlib-admin", **overrides: Any) -> KafkaAdminClient:

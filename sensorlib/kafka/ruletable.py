@@ -16,7 +16,7 @@ from kafka import TopicPartition
 
 from sensorlib.config import Settings
 from sensorlib.engine.detect import RuleConfig
-from sensorlib.errors import KafkaUnavailable
+from sensorlib.errors import KafkaUnavailable, SensorlibError
 from sensorlib.kafka.clients import make_consumer, make_producer
 from sensorlib.rules.table import RulesTable, edited, encode_value, parse_layer, validate_layer
 
@@ -24,7 +24,15 @@ __all__ = ["NoRulesTopic", "RulesFollower", "edit_layer", "read_rules", "write_l
 
 
 class NoRulesTopic(KafkaUnavailable):
-    """The ``sensor-rules`` topic does not exist (``sensorlib topics`` creates it)."""
+    """The ``sensor-rules`` topic does not exist (``sensorlib topics`` creates it): Kafka
+    answered, so the message says so rather than "not reachable"."""
+
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        SensorlibError.__init__(
+            self, f"topic {topic} does not exist at {bootstrap_servers} — "
+                  "`sensorlib topics` creates it (or set SENSORLIB_TOPIC_RULES)")
 
 
 class RulesFollower:
@@ -44,9 +52,7 @@ class RulesFollower:
         parts = self._consumer.partitions_for_topic(settings.topic_rules) or set()
         if not parts:
             self._consumer.close()
-            raise NoRulesTopic(settings.bootstrap_servers,
-                               f"topic {settings.topic_rules} does not exist "
-                               "(sensorlib topics creates it)")
+            raise NoRulesTopic(settings.bootstrap_servers, settings.topic_rules)
         self._partitions = [TopicPartition(settings.topic_rules, p) for p in sorted(parts)]
         self._consumer.assign(self._partitions)
         self._consumer.seek_to_beginning(*self._partitions)

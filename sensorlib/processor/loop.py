@@ -45,7 +45,13 @@ from sensorlib.engine.pipeline import Pipeline
 from sensorlib.engine.recent import RecentById
 from sensorlib.errors import RebalanceStuck
 from sensorlib.kafka.admin import group_unowned_partitions
-from sensorlib.kafka.clients import RebalanceQueue, client_errors, make_consumer, make_producer
+from sensorlib.kafka.clients import (
+    RebalanceQueue,
+    client_errors,
+    make_consumer,
+    make_producer,
+    subscribe,
+)
 from sensorlib.kafka.records import as_raw, consumer_record
 from sensorlib.kafka.records import install as install_fast_records
 from sensorlib.kafka.ruletable import NoRulesTopic, RulesFollower
@@ -309,7 +315,7 @@ class Processor:
             follower = self._open_rules()
             retry_rules = time.monotonic() + RULES_RETRY
             rebalance = RebalanceQueue()
-            consumer.subscribe([s.topic_readings], listener=rebalance)
+            subscribe(consumer, [s.topic_readings], listener=rebalance)
             while not stop.is_set():
                 if follower is None:
                     if time.monotonic() > retry_rules:

@@ -59,9 +59,7 @@ def test_waiting_readings_without_a_commit_is_a_stall(settings: Settings) -> Non
 def test_a_consumer_that_owns_nothing_while_partitions_are_unowned_is_replaced(topics: Settings) -> None:
     group = topics.processor_group
     assert group_unowned_partitions(topics, group, topics.topic_readings) == 0  # no group yet
-    member = make_consumer(topics, group_id=group)
-    member.partitions_for_topic(topics.topic_readings)  # as the processor does: see loop.py
-    member.subscribe([topics.topic_readings])
+    member = make_consumer(topics, topics.topic_readings, group_id=group)  # clients.subscribe
     eventually(lambda: member.poll(timeout_ms=200) is not None and member.assignment(), timeout=90)
     assert group_unowned_partitions(topics, group, topics.topic_readings) == 0
     member.close()
