@@ -235,6 +235,7 @@ VARIABLES = (
     "SENSORLIB_WINDOW_SECONDS", "SENSORLIB_INTERVAL", "SENSORLIB_SEED", "SENSORLIB_CACHE",
     "SENSORLIB_DATA", "SENSORLIB_WAREHOUSE", "SENSORLIB_NOTEBOOKS", "SENSORLIB_MAX_PAST",
     "SENSORLIB_MAX_FUTURE", "SENSORLIB_MAX_SENSORS", "SENSORLIB_MAX_SESSIONS",
+    "SENSORLIB_DASHBOARD_ALLOCATOR",
     "SENSORLIB_STALE_AFTER", "SENSORLIB_ALLOWED_HOSTS", "SENSORLIB_CORS_ORIGINS",
     "SENSORLIB_METRICS_URLS", "SENSORLIB_API_TOKEN", "SENSORLIB_INSECURE",
     "SENSORLIB_BODY_TIMEOUT", "SENSORLIB_HEADER_TIMEOUT", "SENSORLIB_MAX_HEADER_BYTES",
@@ -526,6 +527,9 @@ class Settings:
                                               dead-lettered (10000)
     ``SENSORLIB_MAX_SESSIONS``                dashboard browser sessions open at once; one
                                               more gets a "try again later" page (50)
+    ``SENSORLIB_DASHBOARD_ALLOCATOR``         the dashboard server's allocator: ``auto``
+                                              (jemalloc when installed), ``jemalloc``
+                                              (required) or ``python`` (``auto``)
     ``SENSORLIB_STALE_AFTER``                 no reading for this long: STALE on the dashboard
                                               (default 3 × SENSORLIB_INTERVAL, at least 10 s)
     ``SENSORLIB_METRICS_URLS``                where the dashboard's Ops tab scrapes the
@@ -610,6 +614,7 @@ class Settings:
     stale_after: timedelta | None = None
     max_sensors: int = 10_000
     max_sessions: int = 50
+    dashboard_allocator: str = "auto"
     metrics_urls: tuple[tuple[str, str], ...] = ()
     notification_group: str = "notification-group"
     notifier_port: int = 8084
@@ -700,6 +705,7 @@ class Settings:
                          if (env.get("SENSORLIB_STALE_AFTER") or "").strip() else None),
             max_sensors=env_int(env, "SENSORLIB_MAX_SENSORS", 10_000),
             max_sessions=env_int(env, "SENSORLIB_MAX_SESSIONS", 50),
+            dashboard_allocator=_str(env, "SENSORLIB_DASHBOARD_ALLOCATOR", "auto").lower(),
             notification_group=_str(env, "SENSORLIB_NOTIFICATION_GROUP", "notification-group"),
             notifier_port=env_int(env, "SENSORLIB_NOTIFIER_PORT", 8084),
             alertmanager_port=env_int(env, "SENSORLIB_ALERTMANAGER_PORT", 9095),
@@ -760,6 +766,9 @@ class Settings:
             raise ConfigError("SENSORLIB_MAX_SENSORS must be at least 1")
         if self.max_sessions < 1:
             raise ConfigError("SENSORLIB_MAX_SESSIONS must be at least 1")
+        if self.dashboard_allocator not in ("auto", "jemalloc", "python"):
+            raise ConfigError("SENSORLIB_DASHBOARD_ALLOCATOR must be auto, jemalloc or python, "
+                              f"got {self.dashboard_allocator!r}")
         if self.body_timeout <= 0:
             raise ConfigError("SENSORLIB_BODY_TIMEOUT must be positive")
         if self.header_timeout <= 0:
@@ -872,6 +881,7 @@ class Settings:
             env["SENSORLIB_STALE_AFTER"] = f"{self.stale_after.total_seconds()!r}s"
         env["SENSORLIB_MAX_SENSORS"] = str(self.max_sensors)
         env["SENSORLIB_MAX_SESSIONS"] = str(self.max_sessions)
+        env["SENSORLIB_DASHBOARD_ALLOCATOR"] = self.dashboard_allocator
         env["SENSORLIB_NOTIFICATION_GROUP"] = self.notification_group
         env["SENSORLIB_NOTIFIER_PORT"] = str(self.notifier_port)
         env["SENSORLIB_ALERTMANAGER_PORT"] = str(self.alertmanager_port)

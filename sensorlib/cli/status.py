@@ -11,7 +11,7 @@ from sensorlib.config import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
-STATUS_DEADLINE = 3.5
+STATUS_DEADLINE = 3.0
 
 
 class _NoAnswer:

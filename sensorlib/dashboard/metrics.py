@@ -12,7 +12,10 @@ process, sharing one feed):
   It does not include the network or the browser's rendering, nor the time the record
   waited in Kafka (the processor's ``sensorlib_event_to_alert_seconds`` covers that side);
 - ``sensorlib_dashboard_records_total{topic}`` (counter): records the feed consumed (read
-  at scrape time from the feed's own count; back-fill included).
+  at scrape time from the feed's own count; back-fill included);
+- ``sensorlib_dashboard_heap_bytes{kind}`` (gauge, under jemalloc only: see
+  :mod:`sensorlib.dashboard.allocator`): bytes in live objects (``allocated``), in pages
+  holding some (``active``) and held in RAM (``resident``).
 
 The handler is a Tornado route. ``sensorlib dashboard`` (and ``sensorlib up``) add it with
 ``--plugins sensorlib.dashboard.metrics``; a plain ``panel serve dashboards/live.py`` gets
@@ -34,7 +37,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from tornado.web import RequestHandler
 
 from sensorlib.config import Settings
@@ -62,6 +65,7 @@ class DashboardMetrics:
             "session callback that handed the change to the session's websocket",
             buckets=PUSH_BUCKETS, registry=r)
         r.register(_FeedCollector())
+        r.register(_HeapCollector())
 
     def session_opened(self) -> None:
         """Count a session that opened (call :meth:`session_closed` when it ends)."""
@@ -92,6 +96,24 @@ class _FeedCollector:
                 counts[pump.topic] = counts.get(pump.topic, 0) + pump.records
         for topic, count in sorted(counts.items()):
             family.add_metric([topic], count)
+        yield family
+
+
+class _HeapCollector:
+    """``sensorlib_dashboard_heap_bytes{kind}`` from jemalloc's statistics (none without)."""
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        from sensorlib.dashboard.allocator import heap_stats
+
+        stats = heap_stats()
+        if stats is None:
+            return
+        family = GaugeMetricFamily("sensorlib_dashboard_heap_bytes", "The dashboard server's "
+                                   "heap (jemalloc): bytes in live objects (allocated), in "
+                                   "pages holding some (active), held in RAM (resident)",
+                                   labels=["kind"])
+        for kind, value in stats.items():
+            family.add_metric([kind], value)
         yield family
 
 

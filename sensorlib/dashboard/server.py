@@ -28,12 +28,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from panel.command.serve import Serve
-from tornado.web import Application, RequestHandler
+if __name__ == "__main__":  # before Panel is imported (seconds): re-executing costs little
+    from sensorlib.dashboard.allocator import use_configured_allocator
 
-from sensorlib.config import Settings, is_loopback
-from sensorlib.errors import DashboardError
-from sensorlib.services.hosts import host_allowed
+    use_configured_allocator(["-m", "sensorlib.dashboard.server", *sys.argv[1:]])
+
+from panel.command.serve import Serve  # noqa: E402
+from tornado.web import Application, RequestHandler  # noqa: E402
+
+from sensorlib.config import Settings, is_loopback  # noqa: E402
+from sensorlib.dashboard.allocator import in_use  # noqa: E402
+from sensorlib.errors import DashboardError  # noqa: E402
+from sensorlib.services.hosts import host_allowed  # noqa: E402
 
 __all__ = ["GuardedServe", "RefusedHost", "guard_application", "main"]
 
@@ -169,6 +175,10 @@ class GuardedServe(Serve):
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``panel serve`` arguments and serve until interrupted."""
+    print(f"dashboard: memory from {in_use()}"
+          + ("" if in_use() == "jemalloc" else " (install libjemalloc2 for closed sessions' "
+             "memory to be returned: see SENSORLIB_DASHBOARD_ALLOCATOR)"),
+          file=sys.stderr, flush=True)
     parser = argparse.ArgumentParser(prog="python -m sensorlib.dashboard.server",
                                      description=__doc__.splitlines()[0])
     command = GuardedServe(parser=parser)

@@ -6,6 +6,7 @@ settings instead of starting its own (one consumer, one scrape loop per process)
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import gc
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from sensorlib.config import Settings
+from sensorlib.dashboard.allocator import purge
 
 T = TypeVar("T")
 
@@ -46,24 +48,36 @@ def trim_memory() -> None:
     once collected, free memory that the C allocator would otherwise keep for good.
     """
     gc.collect()
-    if _TRIM is not None:
+    if not purge() and _TRIM is not None:  # jemalloc's free pages, or glibc's
         _TRIM(0)
 
 
 def trim_memory_soon() -> None:
-    """:func:`trim_memory` in a background thread, once for a burst of closed sessions."""
+    """:func:`trim_memory`, once for a burst of closed sessions, :data:`TRIM_EVERY` s after
+    the first: on the calling thread's event loop when it runs one (the server's, which
+    built and freed the sessions: jemalloc's cache of freed objects is per thread), else
+    in a background thread."""
     global _trim_pending
     with _trim_lock:
         if _trim_pending:
             return
         _trim_pending = True
 
-    def later() -> None:
+    def now() -> None:
         global _trim_pending
-        time.sleep(TRIM_EVERY)
         with _trim_lock:
             _trim_pending = False
         trim_memory()
+
+    try:
+        asyncio.get_running_loop().call_later(TRIM_EVERY, now)
+        return
+    except RuntimeError:  # no loop in this thread
+        pass
+
+    def later() -> None:
+        time.sleep(TRIM_EVERY)
+        now()
 
     threading.Thread(target=later, name="dashboard-trim", daemon=True).start()
 

@@ -182,7 +182,7 @@ def test_the_history_tab_lists_incidents_as_text_and_a_click_zooms_to_one(
     first = _resolution(page)
     # The hostile sensor id and reason are cell text: shown as typed, never markup.
     cells = page.locator(".tabulator-cell")
-    cells.filter(has_text=HOSTILE_REASON).first.wait_for(timeout=15_000)
+    cells.filter(has_text=HOSTILE_REASON).first.wait_for(timeout=40_000)  # CI: 15 s was short
     assert cells.filter(has_text=HOSTILE).count() >= 1
     assert page.evaluate("document.querySelectorAll('img[src=x], b[onmouseover]').length") == 0
     # The newest incident is the first row (sensor-02); the hostile one the second.

@@ -64,6 +64,13 @@ def open_now(url: str) -> float:
     return float(found.group(1))
 
 
+def heap(url: str) -> dict[str, float]:
+    """The server's jemalloc statistics in MB (empty on CPython's allocator)."""
+    metrics = httpx.get(url.rsplit("/", 1)[0] + "/metrics", timeout=30).text
+    return {kind: round(float(value) / 2**20, 1) for kind, value in re.findall(
+        r'^sensorlib_dashboard_heap_bytes\{kind="(\w+)"\} (\S+)$', metrics, re.MULTILINE)}
+
+
 async def wait_closed(url: str, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while open_now(url) > 0:
@@ -103,6 +110,7 @@ def test_the_51st_session_gets_the_busy_page_and_200_sessions_give_memory_back(s
         close_all(await open_many(url, 3))  # the first sessions import and cache for good
         await wait_closed(url)
         before = await settled_rss(process)
+        heaps = [heap(url)]
         peaks: list[float] = []
         refused: list[str] = []
         for wave in range(4):  # 4 x 50 = 200 sessions, 50 open at once
@@ -120,11 +128,14 @@ def test_the_51st_session_gets_the_busy_page_and_200_sessions_give_memory_back(s
             peaks.append(process.memory_info().rss / before)
             close_all(sessions)
             await wait_closed(url)
-        return before, peaks, refused, await settled_rss(process)
+        after = await settled_rss(process)
+        heaps.append(heap(url))
+        return before, peaks, refused, after, heaps
 
-    before, peaks, refused, after = run_apart(scenario())
+    before, peaks, refused, after, heaps = run_apart(scenario())
     print(f"dashboard RSS {before / 2**20:.0f} MB before, peaks x{max(peaks):.2f}, "
-          f"{after / 2**20:.0f} MB after 200 sessions")
+          f"{after / 2**20:.0f} MB after 200 sessions; heap (MB) before {heaps[0]}, "
+          f"after {heaps[1]}")
     assert refused == ["sensorlib · busy"]
     # Closed sessions are released: the memory of one wave is reused by the next, so 200
     # sessions peak where the first 50 did (before the fix every wave added to it).
@@ -133,19 +144,23 @@ def test_the_51st_session_gets_the_busy_page_and_200_sessions_give_memory_back(s
     # After the closes a new session is served again.
     (title, _, _), = run_apart(_one(url))
     assert title == "sensorlib · live sensors"
-    if after > 1.2 * before:
-        # The issue's goal: back within 20 % of before. Not met yet (about +45 % after 4 x 50
-        # open at once), and not a leak: every object of the closed sessions is freed (gc
-        # counts as before, live heap +1 MB), but CPython's small-object arenas they filled
-        # stay pinned by the few long-lived objects made meanwhile (93 -> 191 arenas of 1 MiB,
-        # none ever returned; malloc_trim cannot return them). Traced (tracemalloc, 20
-        # sessions): the survivors were hv.extension's per-session rebuild of every hv.opts
-        # builder (1.5 MB, now loaded once per process) and, left, the shared monitors' rolling
-        # history (Ops scrapes, lag points, card texts: ~0.4 MB per 20 sessions). A session
-        # costs ~1.9 MB (0.9 MB of it param's Parameterized internals). PYTHONMALLOC=malloc
-        # (+ MALLOC_ARENA_MAX=2) was no better: x1.15-1.55.
+    # The issue's goal: back within 20 % of before. Met under jemalloc (the server's
+    # default when libjemalloc2 is installed, as CI installs it): see
+    # sensorlib.dashboard.allocator. On CPython's own allocator every object of the closed
+    # sessions is freed too (gc counts as before, live heap +1 MB) but the small-object arenas
+    # they filled stay pinned by the few long-lived objects made meanwhile: about x1.35.
+    allocator = "jemalloc" if _maps_jemalloc(served.process.pid) else "python"
+    if allocator == "python":
         pytest.xfail(f"RSS {before / 2**20:.0f} MB before, {after / 2**20:.0f} MB after "
-                     f"(x{after / before:.2f}): not back within 20 %")
+                     f"(x{after / before:.2f}) on CPython's allocator: install libjemalloc2 "
+                     "for the dashboard to give closed sessions' memory back within 20 %")
+    assert after <= 1.2 * before, (before / 2**20, after / 2**20, peaks)
+    assert "memory from jemalloc" in served.log_text()
+
+
+def _maps_jemalloc(pid: int) -> bool:
+    with open(f"/proc/{pid}/maps") as maps:
+        return "libjemalloc" in maps.read()
 
 
 def run_apart(coroutine: Any) -> Any:
