@@ -43,8 +43,20 @@ from sensorlib.dashboard.theme import TABS_CSS
 from sensorlib.dashboard.theme import html_pane as _html
 from sensorlib.services.hosts import host_allowed
 
-__all__ = ["PAGE_SIZE", "KafkaView", "LiveView", "OpsView", "build_app", "busy_message", "busy_page",
-           "LazyTabs", "open_sessions", "refused_page", "release_session", "request_host"]
+__all__ = [
+    "PAGE_SIZE",
+    "KafkaView",
+    "LazyTabs",
+    "LiveView",
+    "OpsView",
+    "build_app",
+    "busy_message",
+    "busy_page",
+    "open_sessions",
+    "refused_page",
+    "release_session",
+    "request_host",
+]
 
 log = logging.getLogger(__name__)
 

@@ -33,13 +33,13 @@ if __name__ == "__main__":  # before Panel is imported (seconds): re-executing c
 
     use_configured_allocator(["-m", "sensorlib.dashboard.server", *sys.argv[1:]])
 
-from panel.command.serve import Serve  # noqa: E402
-from tornado.web import Application, RequestHandler  # noqa: E402
+from panel.command.serve import Serve
+from tornado.web import Application, RequestHandler
 
-from sensorlib.config import Settings, is_loopback  # noqa: E402
-from sensorlib.dashboard.allocator import in_use  # noqa: E402
-from sensorlib.errors import DashboardError  # noqa: E402
-from sensorlib.services.hosts import host_allowed  # noqa: E402
+from sensorlib.config import Settings, is_loopback
+from sensorlib.dashboard.allocator import in_use
+from sensorlib.errors import DashboardError
+from sensorlib.services.hosts import host_allowed
 
 __all__ = ["GuardedServe", "RefusedHost", "guard_application", "main"]
 

@@ -27,7 +27,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
@@ -36,6 +36,7 @@ import psutil
 from sensorlib.config import Settings
 from sensorlib.errors import DatabaseError, PortInUse
 from sensorlib.kafka.ports import port_holder, port_open
+from sensorlib.progress import Progress, quiet
 
 __all__ = ["DB_NAME", "DB_USER", "LocalPostgres", "find_binaries", "server_uri"]
 
@@ -48,12 +49,6 @@ DEBIAN_BIN = "/usr/lib/postgresql"
 INSTALL_HINT = ("install PostgreSQL's server programs: `apt-get install postgresql` "
                 "(Debian/Ubuntu; sensorlib starts the server itself, no systemd needed), "
                 "or put the folder holding initdb and pg_ctl on PATH")
-
-Progress = Callable[[str], None]
-
-
-def _quiet(message: str) -> None:
-    return None
 
 
 def find_binaries(search: Sequence[str | Path] | None = None) -> Path:
@@ -220,7 +215,7 @@ class LocalPostgres:
             user = self._postgres_user()
             os.chown(path, user.pw_uid, user.pw_gid)
 
-    def init(self, progress: Progress = _quiet) -> None:
+    def init(self, progress: Progress = quiet) -> None:
         """Create the cluster once (``initdb``; superuser ``sensorlib``, trusted locally)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.as_root:
@@ -283,7 +278,7 @@ class LocalPostgres:
                         "-c full_page_writes=off"]
         return " ".join(options)
 
-    def start(self, timeout: float = 60.0, progress: Progress = _quiet) -> Self:
+    def start(self, timeout: float = 60.0, progress: Progress = quiet) -> Self:
         """Start the server unless it runs, and create the catalog database (idempotent).
 
         Raises:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ import pyarrow as pa
 from sensorlib.config import Settings
 from sensorlib.errors import HistoryError
 from sensorlib.history.query import EVENT_DAY, KINDS, NAMESPACE, TableKind, open_catalog, table_name
+from sensorlib.progress import Progress, quiet
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
@@ -74,12 +75,6 @@ SQLITE_JDBC = f"org.xerial:sqlite-jdbc:{SQLITE_JDBC_VERSION}"
 ARTIFACTS = (ICEBERG_RUNTIME, POSTGRES_JDBC, SQLITE_JDBC)
 #: The Spark catalog's name: pyiceberg's catalog name, which keys the catalog's rows.
 CATALOG = NAMESPACE
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 # -- the catalog, as Java sees it --------------------------------------------------------------
@@ -211,7 +206,7 @@ def views_sql(settings: Settings, present: Mapping[str, bool] | None = None) -> 
 # -- jars and pyspark --------------------------------------------------------------------------
 
 
-def jars(settings: Settings, progress: Progress = _quiet) -> list[Path]:
+def jars(settings: Settings, progress: Progress = quiet) -> list[Path]:
     """The jars of :data:`ARTIFACTS`, fetched once from Maven Central (Java and Maven needed).
 
     Raises:
@@ -256,7 +251,7 @@ rootLogger.appenderRef.stderr.ref = STDERR
 
 
 def session(settings: Settings | None = None, *, master: str = "local[2]",
-            progress: Progress = _quiet, conf: Mapping[str, str] | None = None
+            progress: Progress = quiet, conf: Mapping[str, str] | None = None
             ) -> SparkSession:
     """A Spark session on the archive: the catalog ``sensorlib`` and the views ``readings``,
     ``alerts`` and ``dead_letters`` (as ``sensorlib sql``'s, archive only). Stop it with
@@ -321,7 +316,7 @@ def _has_namespace(spark: SparkSession) -> bool:
 
 
 def sql(query: str, settings: Settings | None = None, *, spark: SparkSession | None = None,
-        master: str = "local[2]", progress: Progress = _quiet) -> pa.Table:
+        master: str = "local[2]", progress: Progress = quiet) -> pa.Table:
     """The result of one Spark SQL query over the archive's views, as an Arrow table.
 
     ``spark``: a session from :func:`session` (kept open); otherwise one is started and

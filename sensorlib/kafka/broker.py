@@ -29,8 +29,9 @@ import psutil
 
 from sensorlib.config import Settings
 from sensorlib.errors import BrokerError
-from sensorlib.kafka.jars import KAFKA_VERSION, Progress, _quiet, check_java, resolve_libs
+from sensorlib.kafka.jars import KAFKA_VERSION, check_java, resolve_libs
 from sensorlib.kafka.ports import port_holder, port_open
+from sensorlib.progress import Progress, quiet
 
 _LOG4J2 = """status = warn
 appender.console.type = Console
@@ -184,7 +185,7 @@ class LocalKafka:
             *args,
         ]
 
-    def prepare(self, progress: Progress = _quiet) -> Path:
+    def prepare(self, progress: Progress = quiet) -> Path:
         """Fetch the jars if needed, write configs and format storage once. Returns libs."""
         libs = resolve_libs(self.settings, progress)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -267,7 +268,7 @@ class LocalKafka:
         node.pid_file.write_text(f"{proc.pid}\n")
         return proc.pid
 
-    def start(self, timeout: float = 120.0, progress: Progress = _quiet) -> LocalKafka:
+    def start(self, timeout: float = 120.0, progress: Progress = quiet) -> LocalKafka:
         """Start every node that is not running and wait until the cluster answers."""
         libs = self.prepare(progress)
         for node in self.nodes:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from sensorlib.config import Settings
 from sensorlib.errors import BrokerError, SensorlibError
+from sensorlib.progress import Progress, quiet
 
 #: The pinned Apache Kafka release (the one place that names it).
 KAFKA_VERSION = "4.4.0"
@@ -40,11 +41,6 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
 """
 _DEPENDENCY = ("    <dependency><groupId>{}</groupId><artifactId>{}</artifactId>"
                "<version>{}</version></dependency>")
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 # --------------------------------------------------------------------------- jars
@@ -76,7 +72,7 @@ def check_java(error: type[SensorlibError] = BrokerError,
     return java
 
 
-def resolve_libs(settings: Settings, progress: Progress = _quiet) -> Path:
+def resolve_libs(settings: Settings, progress: Progress = quiet) -> Path:
     """The folder of Kafka jars to put on the classpath, fetching them once if needed.
 
     ``KAFKA_HOME`` (``settings.kafka_home``) wins: its ``libs/`` is used as it is.
@@ -98,7 +94,7 @@ def resolve_libs(settings: Settings, progress: Progress = _quiet) -> Path:
 
 
 def maven_jars(settings: Settings, name: str, artifacts: Sequence[str], *, what: str,
-               must_have: str = "*.jar", transitive: bool = True, progress: Progress = _quiet,
+               must_have: str = "*.jar", transitive: bool = True, progress: Progress = quiet,
                mvn_hint: str = "", error: type[SensorlibError] = BrokerError) -> Path:
     """The folder ``<cache>/<name>/lib`` holding ``artifacts`` (``group:artifact:version``)
     and, with ``transitive``, their runtime dependencies, fetched once from Maven Central.
@@ -155,7 +151,7 @@ rootLogger.appenderRef.stderr.ref = STDERR
 
 
 def kafka_tool_command(settings: Settings, main_class: str, args: Sequence[str],
-                       progress: Progress = _quiet) -> list[str]:
+                       progress: Progress = quiet) -> list[str]:
     """The command running one of Kafka's tools (``main_class``, e.g.
     ``org.apache.kafka.tools.TopicCommand``) from the jars :func:`resolve_libs` provides."""
     libs = resolve_libs(settings, progress)

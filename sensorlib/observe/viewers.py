@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from sensorlib.config import Settings
 from sensorlib.errors import SensorlibError
+from sensorlib.progress import Progress, quiet
 
 __all__ = [
     "PROMETHEUS_PORT",
@@ -41,14 +42,8 @@ PROMETHEUS_MISSING = (
     "or put a `prometheus` binary on PATH."
 )
 
-Progress = Callable[[str], None]
 
-
-def _quiet(_: str) -> None:
-    pass
-
-
-def resolve_zipkin(settings: Settings, progress: Progress = _quiet) -> Path:
+def resolve_zipkin(settings: Settings, progress: Progress = quiet) -> Path:
     """The Zipkin server's runnable jar, fetched once from Maven Central with Maven.
 
     Cached as ``<cache>/zipkin-<version>/zipkin-server-<version>-exec.jar``; later calls
