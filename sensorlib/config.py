@@ -830,8 +830,8 @@ class Settings:
 
     @property
     def topics(self) -> tuple[str, str, str]:
-        """The three topics of the data flow: readings, alerts, dead letters (what the
-        dashboard's Kafka tab lists; the rule settings table, ``topic_rules``, is not one)."""
+        """The three topics of the data flow: readings, alerts, dead letters (the dashboard's
+        Kafka tab lists these, then ``topic_rules`` and ``topic_faults``)."""
         return (self.topic_readings, self.topic_alerts, self.topic_dlq)
 
     def to_env(self) -> dict[str, str]:

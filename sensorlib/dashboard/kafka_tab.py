@@ -16,6 +16,7 @@ from sensorlib.dashboard.kafka_view import (
     KafkaMonitor,
     KafkaSnapshot,
     project_groups,
+    shown_topics,
 )
 from sensorlib.dashboard.theme import WIDGET_CSS
 from sensorlib.dashboard.theme import html_pane as _html
@@ -103,7 +104,7 @@ class KafkaView:
         self.lag_chart = pn.pane.HoloViews(
             hv.DynamicMap(lambda data: _lag_plot(data, roles), streams=[self.lag_pipe]),
             sizing_mode="stretch_width", height=250)
-        self.topic = pn.widgets.Select(name="Topic", options=list(settings.topics), width=280,
+        self.topic = pn.widgets.Select(name="Topic", options=list(shown_topics(settings)), width=280,
                                        stylesheets=[WIDGET_CSS])
         self.sensor = pn.widgets.TextInput(name="Sensor (key contains)", placeholder="sensor-01",
                                            width=220, stylesheets=[WIDGET_CSS])

@@ -34,6 +34,7 @@ __all__ = [
     "TopicInfo",
     "project_groups",
     "shared_monitor",
+    "shown_topics",
 ]
 
 #: Longest value shown in the message browser (the rest is cut, with an ellipsis).
@@ -104,6 +105,12 @@ class Record:
     timestamp: datetime
     key: str | None
     value: str
+
+
+def shown_topics(settings: Settings) -> tuple[str, ...]:
+    """The topics the Kafka tab lists and browses: the data flow's three, then the rule
+    settings table and the injected-fault labels (those missing on the broker are left out)."""
+    return (*settings.topics, settings.topic_rules, settings.topic_faults)
 
 
 def project_groups(settings: Settings) -> list[tuple[str, str, str]]:
@@ -195,7 +202,7 @@ class KafkaMonitor:
         cluster = admin.describe_cluster()
         topics: list[TopicInfo] = []
         parts: dict[str, list[TopicPartition]] = {}
-        for topic in self.settings.topics:
+        for topic in shown_topics(self.settings):
             numbers = sorted(consumer.partitions_for_topic(topic) or [])
             parts[topic] = [TopicPartition(topic, p) for p in numbers]
         specs: dict[str, list[TopicPartition]] = {}
@@ -246,7 +253,7 @@ class KafkaMonitor:
         ``sensor`` keeps records whose key contains it (case-insensitive); the last
         ``scan`` records of each partition are searched. Reads assign + seek, no group.
         """
-        if topic not in self.settings.topics:
+        if topic not in shown_topics(self.settings):
             raise UsageError(f"not one of this project's topics: {topic!r}")
         key = (topic, sensor.strip().lower(), limit)
         with self._browse_lock:

@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 
 from sensorlib.config import Settings
+from sensorlib.dashboard.kafka_view import shown_topics
 from sensorlib.engine.detect import COLD_STORAGE
 from sensorlib.ingest.simulate import REFERENCE_FLEET
 from sensorlib.kafka.admin import ensure_topics
@@ -231,7 +232,7 @@ def test_kafka_tab_lists_topics_groups_and_records(page: Any, dashboard: Any,
     settings = dashboard.settings
     open_live(page, dashboard)
     page.locator(".bk-tab", has_text="Kafka").click()
-    for name in (*settings.topics, settings.dashboard_readings_group,
+    for name in (*shown_topics(settings), settings.dashboard_readings_group,  # rules, faults too
                  settings.dashboard_alerts_group, settings.processor_group):
         page.locator(".tabulator-cell", has_text=name).first.wait_for(timeout=DEADLINE_MS)
     # The message browser lists the latest readings of the first topic by default.
