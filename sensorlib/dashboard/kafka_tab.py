@@ -116,7 +116,11 @@ class KafkaView:
             pn.Row(pn.Column(_html("<h3>Brokers</h3>"), self.brokers, width=420),
                    pn.Column(_html("<h3>Topics</h3>"), self.topics, sizing_mode="stretch_width"),
                    sizing_mode="stretch_width"),
-            _html("<h3>Consumer groups</h3>"), self.groups, self.lag_chart,
+            _html("<h3>Consumer groups</h3>"), self.groups,
+            _html('<div class="kafka-note">† assigns its partitions itself and only commits its '
+                  "position: Kafka lists such a group with no members.</div>",
+                  sizing_mode="stretch_width"),
+            self.lag_chart,
             _html("<h3>Message browser <small>(latest records)</small></h3>"),
             pn.Row(self.topic, self.sensor), self.messages,
             sizing_mode="stretch_width",
@@ -149,7 +153,7 @@ class KafkaView:
             for p in sorted(g.end) or [None]:
                 state = g.state
                 if g.role in ASSIGNING_ROLES and not g.members:
-                    state = f"{state} (assigns its partitions; commits only)"
+                    state = f"{state} †"  # explained under the table
                 rows.append({"group": g.group, "role": g.role, "state": state,
                              "members": g.members, "topic": g.topic,
                              "partition": "" if p is None else p,
