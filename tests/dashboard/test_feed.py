@@ -9,7 +9,7 @@ import pytest
 
 from sensorlib.config import Settings
 from sensorlib.dashboard.feed import Feed
-from sensorlib.dashboard.kafka_view import GroupLag, KafkaMonitor
+from sensorlib.dashboard.kafka_view import GroupLag, KafkaMonitor, shown_topics
 from sensorlib.kafka.admin import group_lag
 from sensorlib.kafka.clients import make_producer
 from sensorlib.model.events import Reading
@@ -71,7 +71,7 @@ def test_monitor_snapshot_and_message_browser(topics: Settings) -> None:
         # A fresh broker answers "coordinator not available" to the first group lookups.
         snap = eventually(_clean_poll(monitor), timeout=30)
         assert snap.error is None and snap.brokers
-        assert {t.name for t in snap.topics} == set(topics.topics)
+        assert {t.name for t in snap.topics} == set(shown_topics(topics))  # rules, faults too
         readings = next(t for t in snap.topics if t.name == topics.topic_readings)
         assert readings.partitions == topics.partitions and readings.messages == 10
         roles = {g.role: g for g in snap.groups}
