@@ -349,6 +349,7 @@ _decode_camel = msgspec.json.Decoder(_CamelReading).decode
 # Five keys and three string values: a key given twice adds quotes (values hold no
 # escapes: the fast form takes none).
 _QUOTES = 16
+_DIGITS = "0123456789"
 _FAST_BODIES = frozenset((19, 26, 27))  # ...SS, ...SS.ffffff, ...SS.fffffff (.NET)
 
 
@@ -365,7 +366,8 @@ def _fast_time(ts: Any) -> datetime | None:
         body = size - 6
     else:
         body = 0
-    if body in _FAST_BODIES and (body == 19 or ts[19] == "."):
+    if (body in _FAST_BODIES and (body == 19 or ts[19] == ".")
+            and (body != 27 or ts[26] in _DIGITS)):  # the 7th digit dropped must be one
         # The usual shapes: Python's own ISO parser, a subset of the grammar (held to
         # parse_event_time by a differential test).
         try:
@@ -450,7 +452,7 @@ def judge_many(values: Iterable[Any], record_ms: Sequence[int] | None = None, *,
                 ts = ts[:-6] + "Z"
             size = len(ts)
             if (size in (20, 27, 28) and ts[-1] == "Z" and ts[4:17:3] == "--T::"
-                    and (size == 20 or ts[19] == ".")):
+                    and (size == 20 or ts[19] == ".") and (size != 28 or ts[26] in _DIGITS)):
                 when = from_iso(ts if size != 28 else ts[:26] + "Z")
             else:
                 when = slow_time(ts)

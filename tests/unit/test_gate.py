@@ -186,6 +186,7 @@ def test_polls_and_columns_never_disagree(raws: list, at: int) -> None:
 
 @settings(max_examples=2000, deadline=None)
 @given(ts=_timestamp)
+@example(ts="2000-01-01T00:00:00.000000:Z")  # found by this test: the fast path dropped the ':'
 def test_the_timestamp_grammar_has_one_reading(ts: str) -> None:
     raw = json.dumps({"SensorId": "s", "Temperature": 1.0, "Humidity": 2.0, "Location": "",
                       "Timestamp": ts}).encode()
