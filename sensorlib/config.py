@@ -89,6 +89,9 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
     return default if raw is None or raw.strip() == "" else raw.strip()
 
 
+#: What ``SENSORLIB_DASHBOARD_ALLOCATOR`` takes (see :mod:`sensorlib.dashboard.allocator`).
+DASHBOARD_ALLOCATORS = ("auto", "jemalloc", "python")
+
 #: What Kafka accepts as a topic name (its own rule: 1-249 of these characters).
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
@@ -766,9 +769,9 @@ class Settings:
             raise ConfigError("SENSORLIB_MAX_SENSORS must be at least 1")
         if self.max_sessions < 1:
             raise ConfigError("SENSORLIB_MAX_SESSIONS must be at least 1")
-        if self.dashboard_allocator not in ("auto", "jemalloc", "python"):
-            raise ConfigError("SENSORLIB_DASHBOARD_ALLOCATOR must be auto, jemalloc or python, "
-                              f"got {self.dashboard_allocator!r}")
+        if self.dashboard_allocator not in DASHBOARD_ALLOCATORS:
+            raise ConfigError("SENSORLIB_DASHBOARD_ALLOCATOR must be one of "
+                              f"{', '.join(DASHBOARD_ALLOCATORS)}, got {self.dashboard_allocator!r}")
         if self.body_timeout <= 0:
             raise ConfigError("SENSORLIB_BODY_TIMEOUT must be positive")
         if self.header_timeout <= 0:

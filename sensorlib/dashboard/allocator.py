@@ -21,16 +21,17 @@ import os
 import sys
 from collections.abc import Mapping
 
+from sensorlib.config import DASHBOARD_ALLOCATORS, Settings
 from sensorlib.errors import ConfigError
 
 __all__ = ["ALLOCATORS", "JEMALLOC_CONF", "allocator_env", "find_jemalloc", "heap_stats", "in_use",
            "purge", "use_allocator", "use_configured_allocator"]
 
-#: The values ``SENSORLIB_DASHBOARD_ALLOCATOR`` takes.
-ALLOCATORS = ("auto", "jemalloc", "python")
+#: The values ``SENSORLIB_DASHBOARD_ALLOCATOR`` takes (the settings' own list).
+ALLOCATORS = DASHBOARD_ALLOCATORS
 #: Freed pages are purged by jemalloc's own thread within a second; one arena (each keeps
 #: its own partly used pages, and the server's work is on one thread: its event loop).
-JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:1"
+JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:1,tcache:false"
 _MARK = "SENSORLIB_ALLOCATOR_APPLIED"
 _PATTERNS = ("/usr/lib/*-linux-gnu/libjemalloc.so.2", "/usr/lib64/libjemalloc.so.2",
              "/usr/lib/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2")
@@ -93,9 +94,8 @@ def use_allocator(choice: str, argv: list[str]) -> None:
 def use_configured_allocator(argv: list[str]) -> None:
     """:func:`use_allocator` as ``SENSORLIB_DASHBOARD_ALLOCATOR`` says (default ``auto``);
     exits with status 2 and the reason when it cannot be honoured."""
-    try:
-        use_allocator((os.environ.get("SENSORLIB_DASHBOARD_ALLOCATOR") or "auto").strip().lower(),
-                      argv)
+    try:  # the settings read the variable (and check every other one: same exit as later)
+        use_allocator(Settings.from_env().dashboard_allocator, argv)
     except ConfigError as exc:
         print(f"dashboard: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -181,7 +181,11 @@ def make_consumer(
     cfg.update(overrides)
     consumer = _connect(KafkaConsumer, settings, **cfg)
     if topics:
-        subscribe(consumer, topics)
+        try:
+            subscribe(consumer, topics)
+        except (KafkaTimeoutError, KafkaConnectionError) as exc:  # as _connect says it
+            consumer.close()
+            raise KafkaUnavailable(settings.bootstrap_servers, str(exc)) from None
     return consumer
 
 
@@ -218,8 +222,6 @@ def make_admin(settings: Settings, client_id: str = "sensorlib-admin", **overrid
     cfg.update(request_timeout_ms=15000)
     cfg.update(overrides)
     return _connect(KafkaAdminClient, settings, **cfg)
-
-
 
 
 class RebalanceQueue(ConsumerRebalanceListener):

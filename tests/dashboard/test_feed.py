@@ -12,6 +12,7 @@ from sensorlib.dashboard.feed import Feed
 from sensorlib.dashboard.kafka_view import GroupLag, KafkaMonitor, shown_topics
 from sensorlib.kafka.admin import group_lag
 from sensorlib.kafka.clients import make_producer
+from sensorlib.kafka.ruletable import write_layer
 from sensorlib.model.events import Reading
 from tests.support import eventually
 
@@ -88,5 +89,11 @@ def test_monitor_snapshot_and_message_browser(topics: Settings) -> None:
         assert records[0].timestamp >= records[1].timestamp
         with pytest.raises(ValueError):
             monitor.latest_records("somebody-elses-topic")
+        # The rules table is browsable too: a tombstone (a deleted layer) is an empty value.
+        write_layer(topics, "sensor:<b>x</b>", {"outlier_z": 5})
+        write_layer(topics, "sensor:<b>x</b>", None)
+        table = monitor.latest_records(topics.topic_rules, max_age=0)
+        assert [r.value for r in table] == ["", '{"outlier_z":5.0}'], table
+        assert table[0].key == "sensor:<b>x</b>"  # plain data: the tab's cells are plaintext
     finally:
         monitor.stop()
